@@ -1,0 +1,76 @@
+"""Every exception the provider raises, in one place.
+
+Plain Python on purpose: ``spec`` and ``client`` import this module and must stay free of Airflow.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class SpecError(ValueError):
+    """A job spec (or a builder argument) is invalid. ``field`` is the dotted path, e.g.
+    ``Tasks[0].InputSources[1].Source.Params.Bucket``."""
+
+    def __init__(self, field: str, message: str, value: Any = None) -> None:
+        self.field = field
+        self.value = value
+        self.message = message
+        shown = "" if value is None else f" (got {value!r})"
+        super().__init__(f"{field}: {message}{shown}")
+
+
+class BacalhauApiError(Exception):
+    """The Bacalhau API answered with an error, or could not be reached.
+
+    ``status`` is the HTTP status (``None`` when no answer came); ``code``, ``message``, ``hint``,
+    ``request_id`` and ``component`` are Bacalhau's error-body fields when it sent them.
+    The text never holds credentials.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        code: str | None = None,
+        hint: str | None = None,
+        request_id: str | None = None,
+        component: str | None = None,
+        method: str | None = None,
+        path: str | None = None,
+    ) -> None:
+        self.message = message
+        self.status = status
+        self.code = code
+        self.hint = hint
+        self.request_id = request_id
+        self.component = component
+        self.method = method
+        self.path = path
+        super().__init__(self._describe())
+
+    def _describe(self) -> str:
+        where = f"{self.method} {self.path}: " if self.method and self.path else ""
+        parts = [f"{where}{self.message}"]
+        if self.status is not None:
+            parts.append(f"HTTP {self.status}")
+        if self.code:
+            parts.append(f"Code {self.code}")
+        if self.request_id:
+            parts.append(f"RequestID {self.request_id}")
+        text = " | ".join(parts)
+        return f"{text} (hint: {self.hint})" if self.hint else text
+
+    @property
+    def is_not_found(self) -> bool:
+        return self.status == 404
+
+    @property
+    def is_no_changes(self) -> bool:
+        """Re-submitting an identical named job (v1.8+) answers HTTP 500 'no changes detected'."""
+        return "no changes detected" in (self.message or "")
+
+
+class ResultIntegrityError(Exception):
+    """A fetched result does not match what was published (checksum mismatch, unsafe archive)."""

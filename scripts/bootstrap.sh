@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Create the virtualenv and install the locked dependencies plus this package (editable).
+# Works on a fresh machine: uv comes from PyPI when missing. Bytecode is compiled at install time
+# because these machines set PYTHONDONTWRITEBYTECODE=1 (every import would recompile otherwise).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+venv=${1:-.venv}
+if ! command -v uv >/dev/null 2>&1; then
+    python3 -m pip install --quiet --disable-pip-version-check uv
+fi
+uv=$(command -v uv || echo "python3 -m uv")
+[ -x "$venv/bin/python" ] || $uv venv --quiet --python python3 "$venv"
+$uv pip install --quiet --python "$venv/bin/python" --compile-bytecode -r requirements.lock
+$uv pip install --quiet --python "$venv/bin/python" --compile-bytecode --no-deps -e .
