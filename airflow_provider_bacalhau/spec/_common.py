@@ -1,0 +1,135 @@
+"""Small helpers shared by the spec modules: case-insensitive keys and field checks.
+
+Bacalhau decodes job JSON case-insensitively (encoding/json, mapstructure), so the loaders here
+do too. Every check raises :class:`SpecError` naming the dotted field path.
+"""
+
+from __future__ import annotations
+
+import logging
+import posixpath
+import re
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from airflow_provider_bacalhau.errors import SpecError
+
+LOG = logging.getLogger("airflow_provider_bacalhau.spec")
+
+_MISSING = object()
+
+
+def get(mapping: Mapping[str, Any], name: str, default: Any = None) -> Any:
+    """Value of ``name`` in ``mapping``; an exact key wins, else the key is matched in any case."""
+    if name in mapping:
+        return mapping[name]
+    lowered = name.lower()
+    for key, value in mapping.items():
+        if isinstance(key, str) and key.lower() == lowered:
+            return value
+    return default
+
+
+def has(mapping: Mapping[str, Any], name: str) -> bool:
+    return get(mapping, name, _MISSING) is not _MISSING
+
+
+def as_mapping(value: Any, path: str) -> Mapping[str, Any]:
+    if not isinstance(value, Mapping):
+        raise SpecError(path, f"must be a mapping, not {type(value).__name__}", value)
+    return value
+
+
+def as_list(value: Any, path: str) -> list[Any]:
+    if value is None:
+        return []
+    if isinstance(value, (str, bytes, Mapping)) or not isinstance(value, Iterable):
+        raise SpecError(path, f"must be a list, not {type(value).__name__}", value)
+    return list(value)
+
+
+def warn_unknown(mapping: Mapping[str, Any], known: Iterable[str], path: str,
+                 ignored: Iterable[str] = ()) -> None:
+    """Log keys Bacalhau would silently ignore (a typo there otherwise goes unnoticed)."""
+    known_l = {k.lower() for k in known}
+    ignored_l = {k.lower() for k in ignored}
+    for key in mapping:
+        low = str(key).lower()
+        if low not in known_l and low not in ignored_l:
+            where = f"{path}.{key}" if path else str(key)
+            LOG.warning("%s: unknown field, Bacalhau ignores it", where)
+
+
+def join(path: str, name: str) -> str:
+    return f"{path}.{name}" if path else name
+
+
+# --- checks -------------------------------------------------------------------------------
+
+def check_text(value: Any, path: str, *, required: bool = False) -> str:
+    if value is None:
+        value = ""
+    if not isinstance(value, str):
+        raise SpecError(path, "must be a string", value)
+    if required and not value.strip():
+        raise SpecError(path, "is required and must not be empty", value)
+    return value
+
+
+def check_absolute(value: Any, path: str, *, required: bool = True) -> None:
+    text = check_text(value, path, required=required)
+    if text and not posixpath.isabs(text):
+        raise SpecError(path, "must be an absolute path (start with '/')", value)
+
+
+def check_int(value: Any, path: str, *, minimum: int | None = 0) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise SpecError(path, "must be an integer", value)
+    if minimum is not None and value < minimum:
+        raise SpecError(path, f"must be >= {minimum}", value)
+    return value
+
+
+def check_str_list(value: Any, path: str) -> None:
+    items = as_list(value, path)
+    for i, item in enumerate(items):
+        if not isinstance(item, str):
+            raise SpecError(f"{path}[{i}]", "must be a string", item)
+
+
+def check_str_map(value: Any, path: str) -> None:
+    """Labels, Meta and Env are maps of string to string (quote numbers/booleans in YAML)."""
+    if value is None:
+        return
+    mapping = as_mapping(value, path)
+    for key, item in mapping.items():
+        if not isinstance(key, str) or not key:
+            raise SpecError(path, "keys must be non-empty strings", key)
+        if not isinstance(item, str):
+            raise SpecError(f"{path}.{key}", "must be a string (quote it in YAML)", item)
+
+
+def str_map(value: Any) -> dict[str, str]:
+    """Coerce a loaded map: numbers become strings (as Go's YAML does); others left for checks."""
+    if not isinstance(value, Mapping):
+        return value  # type: ignore[return-value]  # validate() reports it
+    out: dict[str, Any] = {}
+    for key, item in value.items():
+        if isinstance(item, (int, float)) and not isinstance(item, bool):
+            item = str(item)
+        out[str(key) if isinstance(key, (int, float)) else key] = item
+    return out
+
+
+ENV_NAME = re.compile(r"^[A-Z][A-Z0-9_]*$")
+
+
+def check_env_name(name: Any, path: str) -> None:
+    if not isinstance(name, str) or not name:
+        raise SpecError(path, "environment variable name must be a non-empty string", name)
+    if name.upper().startswith("BACALHAU_"):
+        raise SpecError(path, "environment variable names must not start with BACALHAU_ "
+                              "(reserved for Bacalhau's own variables)", name)
+    if not ENV_NAME.match(name):
+        raise SpecError(path, "environment variable names must be upper case letters, digits and "
+                              "'_', starting with a letter", name)
