@@ -16,3 +16,6 @@ os.environ["AIRFLOW_HOME"] = _AIRFLOW_HOME
 os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
 os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(REPO / "example_dags")
 os.environ.setdefault("AIRFLOW__CORE__UNIT_TEST_MODE", "False")
+
+# The devstack's fixtures (`s3_server`, `devstack`, `devstack_env`) for every test module.
+pytest_plugins = ["airflow_provider_bacalhau.devstack.testing"]

@@ -1,0 +1,97 @@
+"""The asyncio Bacalhau client and the shared connection pool used by triggers.
+
+Many triggers (hundreds) run on one triggerer event loop. Each would otherwise open its own
+connection pool; :func:`shared_http_client` hands them one ``httpx.AsyncClient`` per (event loop,
+:class:`ClientConfig`). The registry is keyed weakly by the loop, so a finished loop's clients go
+away with it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import weakref
+from typing import Any, Callable
+
+import anyio
+import httpx
+
+from airflow_provider_bacalhau.client.config import ClientConfig
+from airflow_provider_bacalhau.client.core import Operations, Sleep
+
+_POOLS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[ClientConfig, httpx.AsyncClient]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def shared_http_client(config: ClientConfig) -> httpx.AsyncClient:
+    """The ``httpx.AsyncClient`` shared by every client of this config on the running event loop."""
+    pools = _POOLS.setdefault(asyncio.get_running_loop(), {})
+    client = pools.get(config)
+    if client is None or client.is_closed:
+        client = pools[config] = _new_http_client(config)
+    return client
+
+
+async def close_shared_http_clients() -> None:
+    """Close the shared pools of the running event loop (e.g. at shutdown or between tests)."""
+    pools = _POOLS.pop(asyncio.get_running_loop(), {})
+    for client in pools.values():
+        await client.aclose()
+
+
+def _new_http_client(config: ClientConfig) -> httpx.AsyncClient:
+    limits = httpx.Limits(max_connections=100, max_keepalive_connections=20)
+    return httpx.AsyncClient(verify=config.ssl_context(), follow_redirects=False, limits=limits)
+
+
+class AsyncBacalhauClient(Operations):
+    """Asyncio client of the Bacalhau orchestrator API: the methods of
+    :class:`~airflow_provider_bacalhau.client.BacalhauClient`, as ``async def``.
+
+    :param config: where and how to connect (default: :meth:`ClientConfig.from_env`).
+    :param http_client: an ``httpx.AsyncClient`` to use (not closed by :meth:`close`), e.g.
+        :func:`shared_http_client`; by default the client makes its own.
+    """
+
+    @staticmethod
+    def _wrap(operation: Callable) -> Callable:
+        @functools.wraps(operation)
+        async def method(self: AsyncBacalhauClient, *args: Any, **kwargs: Any) -> Any:
+            return await self._run(operation(self, *args, **kwargs))
+
+        return method
+
+    def __init__(
+        self, config: ClientConfig | None = None, *, http_client: httpx.AsyncClient | None = None
+    ) -> None:
+        self.config = config or ClientConfig.from_env()
+        self._owns_http = http_client is None
+        self._http = http_client or _new_http_client(self.config)
+
+    async def _run(self, operation: Any) -> Any:
+        reply: Any = None
+        try:
+            step = operation.send(None)
+            while True:
+                if isinstance(step, Sleep):
+                    await anyio.sleep(step.seconds)
+                    reply = None
+                else:
+                    try:
+                        reply = await self._http.send(step)
+                    except httpx.TransportError as exc:
+                        reply = exc
+                step = operation.send(reply)
+        except StopIteration as done:
+            return done.value
+
+    async def close(self) -> None:
+        if self._owns_http:
+            await self._http.aclose()
+
+    async def __aenter__(self) -> AsyncBacalhauClient:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
