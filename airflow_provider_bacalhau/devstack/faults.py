@@ -1,0 +1,218 @@
+"""Fault injection for the devstack's Bacalhau routes (never for ``/devstack/v1/*``).
+
+Configuration (JSON; PUT /devstack/v1/faults, CLI ``--faults``, env ``BACALHAU_DEVSTACK_FAULTS``)::
+
+    {"seed": 7,                                   # RNG seed: same seed, same sequence of faults
+     "latency": 0.0,                              # seconds added to every API request
+     "routes": {"GET /api/v1/orchestrator/jobs/{id}": {
+         "error_rate": 0.5, "status": 503,        # answer this share of requests with an APIError
+         "drop_rate": 0.0,                        # close the connection without any response
+         "drop_after": false,                     # with drop: handle the request first, then drop
+         "every": 0, "action": "error",           # deterministic: every Nth matching request
+         "times": 0,                              # stop injecting after this many faults (0 = no limit)
+         "latency": 0.2}}}                        # seconds added on this route
+
+A route key is ``"METHOD TEMPLATE"`` (templates below), ``"* TEMPLATE"`` for any method, or ``"*"``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import re
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+ROUTE_TEMPLATES = (
+    "/api/v1/orchestrator/jobs",
+    "/api/v1/orchestrator/jobs/diff",
+    "/api/v1/orchestrator/jobs/{id}",
+    "/api/v1/orchestrator/jobs/{id}/history",
+    "/api/v1/orchestrator/jobs/{id}/executions",
+    "/api/v1/orchestrator/jobs/{id}/results",
+    "/api/v1/orchestrator/jobs/{id}/versions",
+    "/api/v1/orchestrator/jobs/{id}/logs",
+    "/api/v1/orchestrator/jobs/{id}/rerun",
+    "/api/v1/orchestrator/nodes",
+    "/api/v1/agent/alive",
+    "/api/v1/agent/version",
+    "/api/v1/agent/node",
+    "/api/v1/agent/config",
+)
+_PATTERNS = [(t, re.compile("^" + re.sub(r"\\\{id\\\}", "[^/]+", re.escape(t)) + "/?$")) for t in ROUTE_TEMPLATES]
+
+
+def route_template(path: str) -> str | None:
+    if path == "/api/v1/orchestrator/jobs/diff":
+        return path
+    for template, pattern in _PATTERNS:
+        if pattern.match(path):
+            return template
+    return None
+
+
+@dataclass
+class Rule:
+    error_rate: float = 0.0
+    status: int = 503
+    drop_rate: float = 0.0
+    drop_after: bool = False
+    every: int = 0
+    action: str = "error"
+    times: int = 0
+    latency: float = 0.0
+    seen: int = 0
+    injected: int = 0
+
+    @classmethod
+    def from_dict(cls, raw: dict) -> Rule:
+        if not isinstance(raw, dict):
+            raise ValueError(f"fault rule must be an object, got {raw!r}")
+        known = {"error_rate", "status", "drop_rate", "drop_after", "every", "action", "times", "latency"}
+        unknown = set(raw) - known
+        if unknown:
+            raise ValueError(f"unknown fault rule keys: {sorted(unknown)}")
+        rule = cls(**raw)
+        if rule.action not in ("error", "drop"):
+            raise ValueError("action must be 'error' or 'drop'")
+        if not 0 <= rule.error_rate <= 1 or not 0 <= rule.drop_rate <= 1:
+            raise ValueError("error_rate and drop_rate must be between 0 and 1")
+        if not 400 <= int(rule.status) <= 599:
+            raise ValueError("status must be an HTTP error status (400-599)")
+        return rule
+
+    def to_dict(self) -> dict:
+        return {k: getattr(self, k) for k in ("error_rate", "status", "drop_rate", "drop_after", "every", "action", "times", "latency", "seen", "injected")}
+
+
+@dataclass
+class Decision:
+    latency: float = 0.0
+    action: str = ""  # "", "error", "drop"
+    status: int = 503
+    drop_after: bool = False
+
+
+@dataclass
+class Faults:
+    """The current fault configuration and its RNG; thread-safe."""
+
+    seed: int | None = None
+    latency: float = 0.0
+    routes: dict[str, Rule] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self._lock = threading.Lock()
+        self._rng = random.Random(self.seed)
+
+    @classmethod
+    def from_config(cls, config: dict | str | None) -> Faults:
+        if isinstance(config, str):
+            config = json.loads(config) if config.strip() else {}
+        config = config or {}
+        unknown = set(config) - {"seed", "latency", "routes"}
+        if unknown:
+            raise ValueError(f"unknown fault settings: {sorted(unknown)}")
+        routes = {}
+        for key, raw in (config.get("routes") or {}).items():
+            if key != "*":
+                method, _, template = key.partition(" ")
+                if not template or template not in ROUTE_TEMPLATES:
+                    raise ValueError(f"unknown route {key!r}; use 'METHOD TEMPLATE' with one of {list(ROUTE_TEMPLATES)}")
+            routes[key] = Rule.from_dict(raw)
+        return cls(seed=config.get("seed"), latency=float(config.get("latency") or 0), routes=routes)
+
+    def to_dict(self) -> dict:
+        return {"seed": self.seed, "latency": self.latency, "routes": {k: r.to_dict() for k, r in self.routes.items()}}
+
+    def _rule_for(self, method: str, template: str) -> Rule | None:
+        return self.routes.get(f"{method} {template}") or self.routes.get(f"* {template}") or self.routes.get("*")
+
+    def decide(self, method: str, path: str) -> Decision:
+        template = route_template(path)
+        if template is None:
+            return Decision(latency=self.latency)
+        with self._lock:
+            rule = self._rule_for(method, template)
+            if rule is None:
+                return Decision(latency=self.latency)
+            rule.seen += 1
+            decision = Decision(latency=self.latency + rule.latency, status=int(rule.status), drop_after=rule.drop_after)
+            if rule.times and rule.injected >= rule.times:
+                return decision
+            if rule.every:
+                if rule.seen % rule.every == 0:
+                    decision.action = rule.action
+            else:
+                draw = self._rng.random()
+                if draw < rule.drop_rate:
+                    decision.action = "drop"
+                elif draw < rule.drop_rate + rule.error_rate:
+                    decision.action = "error"
+            if decision.action:
+                rule.injected += 1
+            return decision
+
+
+def _transport(receive: Any) -> Any:
+    """uvicorn's transport behind its ``receive`` callable (to drop a connection without a reply)."""
+    return getattr(getattr(receive, "__self__", None), "transport", None)
+
+
+class FaultMiddleware:
+    """ASGI middleware applying the app's current :class:`Faults` (``holder.faults``) per request."""
+
+    def __init__(self, app: Any, holder: Any) -> None:
+        self.app = app
+        self.holder = holder
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] not in ("http", "websocket") or scope["path"].startswith("/devstack/"):
+            await self.app(scope, receive, send)
+            return
+        method = "GET" if scope["type"] == "websocket" else scope["method"]
+        decision = self.holder.faults.decide(method, scope["path"])
+        if decision.latency > 0:
+            await asyncio.sleep(decision.latency)
+        if decision.action == "drop" and scope["type"] == "http":
+            if decision.drop_after:
+                async def swallow(message: dict) -> None:
+                    return None
+
+                await self.app(scope, receive, swallow)
+            await self._drop(receive, send)
+            return
+        if decision.action == "error" and scope["type"] == "http":
+            body = {"Status": decision.status, "Message": "devstack fault injection: simulated server error",
+                    "RequestID": _request_id(scope), "Code": _code_for(decision.status), "Component": "APIServer"}
+            payload = json.dumps(body).encode()
+            await send({"type": "http.response.start", "status": decision.status,
+                        "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())]})
+            await send({"type": "http.response.body", "body": payload})
+            return
+        await self.app(scope, receive, send)
+
+    @staticmethod
+    async def _drop(receive: Any, send: Any) -> None:
+        transport = _transport(receive)
+        if transport is not None:
+            transport.abort()
+            return
+        # Not under uvicorn: start a response that promises more bytes than it sends, then fail.
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"100")]})
+        await send({"type": "http.response.body", "body": b"{", "more_body": True})
+        raise ConnectionAbortedError("devstack fault injection: connection dropped")
+
+
+def _request_id(scope: dict) -> str:
+    for key, value in scope.get("headers", []):
+        if key.lower() == b"x-request-id":
+            return value.decode(errors="replace")
+    return ""
+
+
+def _code_for(status: int) -> str:
+    return {429: "ResourceExhausted", 503: "ServiceUnavailable", 501: "NotImplemented", 404: "NotFound",
+            400: "BadRequest", 401: "Unauthorized", 403: "Forbidden"}.get(status, "InternalError")

@@ -1,0 +1,361 @@
+"""The ``/api/v1/orchestrator`` routes of the devstack (Bacalhau v1.9.3 shapes and quirks)."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import copy
+import difflib
+import json
+import re
+from typing import Any
+
+from fastapi import FastAPI, Request, WebSocket
+from starlette.websockets import WebSocketDisconnect
+
+from airflow_provider_bacalhau.devstack import store as st
+from airflow_provider_bacalhau.devstack.decode import field, text
+from airflow_provider_bacalhau.devstack.jobspec import (
+    SubmitError, apply_defaults, comparable, force_flag, normalize_submission, validate_for_create,
+)
+from airflow_provider_bacalhau.devstack.store import ApiError
+
+JOBS = "/api/v1/orchestrator/jobs"
+_ZERO_S3_SPEC = {"Bucket": "", "Key": "", "Filter": "", "Region": "", "Endpoint": "", "VersionID": "", "ChecksumSHA256": "",
+                 "Partition": {"Type": "", "Pattern": "", "StartIndex": 0, "EndIndex": 0, "DateFormat": ""}}
+
+
+def bad_request(message: str, component: str = "APIServer", code: str = "InternalError") -> ApiError:
+    return ApiError(400, message, code, component)
+
+
+async def json_body(request: Request, required: bool = True) -> Any:
+    raw = await request.body()
+    if not raw.strip():
+        if required:
+            raise bad_request("code=400, message=Request body can not be empty")
+        return {}
+    try:
+        return json.loads(raw)
+    except ValueError as exc:
+        raise bad_request(f"code=400, message=Syntax error: {exc}") from exc
+
+
+def q_bool(request: Request, name: str) -> bool:
+    return request.query_params.get(name, "").lower() in ("true", "1")
+
+
+def q_int(request: Request, name: str, default: int = 0) -> int:
+    value = request.query_params.get(name, "")
+    if not value:
+        return default
+    try:
+        return int(value)
+    except ValueError as exc:
+        raise bad_request(f'code=400, message=strconv.ParseInt: parsing "{value}": invalid syntax, internal=binding {name}') from exc
+
+
+def encode_token(data: dict) -> str:
+    return base64.urlsafe_b64encode(json.dumps(data).encode()).decode()
+
+
+def decode_token(token: str) -> dict:
+    try:
+        data = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
+        if not isinstance(data, dict) or int(data.get("offset", 0)) < 0:
+            raise ValueError
+        return data
+    except (ValueError, binascii.Error, TypeError) as exc:
+        raise bad_request(f"invalid next token: {token}", "JobStore", "BadRequest") from exc
+
+
+def _split_selector(selector: str) -> list[str]:
+    parts, depth, current = [], 0, ""
+    for ch in selector:
+        depth += ch == "("
+        depth -= ch == ")"
+        if ch == "," and depth == 0:
+            parts.append(current)
+            current = ""
+        else:
+            current += ch
+    return [p.strip() for p in [*parts, current] if p.strip()]
+
+
+def label_matcher(selectors: list[str]):
+    """Kubernetes label-selector subset: k=v, k==v, k!=v, k in (a,b), k notin (a,b), k, !k."""
+    checks = []
+    for requirement in (r for s in selectors for r in _split_selector(s)):
+        m = re.fullmatch(r"([\w./-]+)\s+(in|notin)\s+\(([^)]*)\)", requirement)
+        if m:
+            key, op, values = m.group(1), m.group(2), {v.strip() for v in m.group(3).split(",") if v.strip()}
+            checks.append(lambda l, k=key, o=op, v=values: (l.get(k) in v) if o == "in" else (l.get(k) not in v))
+            continue
+        m = re.fullmatch(r"([\w./-]+)\s*(==|=|!=)\s*([\w./-]*)", requirement)
+        if m:
+            key, op, value = m.groups()
+            checks.append(lambda l, k=key, o=op, v=value: (l.get(k) == v) if o != "!=" else (l.get(k) != v))
+            continue
+        m = re.fullmatch(r"(!?)([\w./-]+)", requirement)
+        if m:
+            checks.append(lambda l, neg=bool(m.group(1)), k=m.group(2): (k in l) != neg)
+            continue
+        raise bad_request(f"unable to parse requirement: {requirement}", "JobStore", "BadRequest")
+    return lambda labels: all(check(labels) for check in checks)
+
+
+def register(app: FastAPI, state: Any) -> None:
+    store: st.Store = state.store
+    scheduler = state.scheduler
+
+    def execution_json(execution: dict) -> dict:
+        out = copy.deepcopy(execution)
+        versions = store.versions.get(execution["JobID"], [])
+        if 0 < execution["JobVersion"] <= len(versions):
+            out["Job"] = copy.deepcopy(versions[execution["JobVersion"] - 1])
+        return out
+
+    def resolve(request: Request, id_or_name: str) -> str:
+        return store.resolve(id_or_name, request.query_params.get("namespace") or "default")
+
+    def pick_executions(request: Request, job_id: str) -> list[dict]:
+        version = q_int(request, "job_version") or store.jobs[job_id]["Version"]
+        executions = store.executions_of(job_id, None if q_bool(request, "all_job_versions") else version)
+        order = request.query_params.get("order_by") or "created_at"
+        key = "ModifyTime" if order in ("modified_at", "modify_time") else "CreateTime"
+        executions.sort(key=lambda e: e[key], reverse=q_bool(request, "reverse"))
+        limit = q_int(request, "limit")
+        return executions[:limit] if limit > 0 else executions
+
+    async def submit(request: Request) -> dict:
+        body = await json_body(request)
+        try:
+            job, warnings = normalize_submission(field(body, "Job"))
+        except SubmitError as exc:
+            raise bad_request(exc.message) from exc
+        apply_defaults(job, state.node_id)
+        with store.lock:
+            existing = store.find_by_name(job["Name"], job["Namespace"]) if job["Name"] else None
+            try:
+                validate_for_create(job)
+            except SubmitError as exc:
+                raise bad_request(exc.message, "JobStore", "BadRequest") from exc
+            if existing is not None:
+                job_id = existing["ID"]
+                if existing["Type"] != job["Type"]:
+                    raise bad_request(f"job type cannot be changed from {existing['Type']} to {job['Type']}", "JobStore", "BadRequest")
+                job.update(ID=job_id)
+                if not force_flag(body) and comparable(job) == comparable(existing):
+                    raise ApiError(500, f"no changes detected for new job spec. Job Name: '{job['Name']}', Job Id: '{job_id}'",
+                                   "InternalError", "Orchestrator", hint="Use the --force flag to override this warning")
+                scheduler.stop_for_update(job_id)
+                store.update_job(job_id, job)
+            else:
+                job["ID"] = job["ID"] or st.new_job_id()
+                if job["ID"] in store.jobs:
+                    raise ApiError(409, f"job {job['ID']} already exists", "ResourceInUse", "JobStore")
+                job["Name"] = job["Name"] or job["ID"]
+                store.create_job(job)
+                job_id = job["ID"]
+        return {"JobID": job_id, "EvaluationID": scheduler.enqueue(job_id), "Warnings": warnings or None}
+
+    app.add_api_route(JOBS, submit, methods=["PUT", "POST"])
+
+    @app.get(JOBS)
+    def list_jobs(request: Request) -> dict:
+        namespace = request.query_params.get("namespace", "")
+        matcher = label_matcher(request.query_params.getlist("labels"))
+        order, reverse, limit, offset = request.query_params.get("order_by") or "created_at", q_bool(request, "reverse"), q_int(request, "limit"), 0
+        token = request.query_params.get("next_token")
+        if token:
+            data = decode_token(token)
+            order, reverse, limit, offset = data.get("order_by", order), bool(data.get("reverse")), int(data.get("limit", 0)), int(data["offset"])
+        if order not in ("created_at", "create_time", "modified_at", "modify_time", "id", ""):
+            raise ApiError(500, f"invalid order_by field: {order}", "InternalError", "JobStore")
+        key = {"modified_at": "ModifyTime", "modify_time": "ModifyTime", "id": "ID"}.get(order, "CreateTime")
+        with store.lock:
+            jobs = [copy.deepcopy(j) for j in store.jobs.values()
+                    if namespace in ("", "*", j["Namespace"]) and matcher(j.get("Labels", {}))]
+        jobs.sort(key=lambda j: j[key], reverse=reverse)
+        page = jobs[offset: offset + limit] if limit > 0 else jobs[offset:]
+        more = limit > 0 and offset + limit < len(jobs)
+        next_token = encode_token({"offset": offset + limit, "limit": limit, "order_by": order, "reverse": reverse}) if more else ""
+        return {"Items": page, "NextToken": next_token}
+
+    @app.put(f"{JOBS}/diff")
+    async def diff(request: Request) -> dict:
+        body = await json_body(request)
+        raw = field(body, "Job")
+        if not text(raw, "Name"):
+            raise bad_request("invalid job spec: name is missing", "Orchestrator", "BadRequest")
+        try:
+            job, warnings = normalize_submission(raw)
+        except SubmitError as exc:
+            raise bad_request(exc.message) from exc
+        apply_defaults(job, state.node_id)
+        existing = store.find_by_name(job["Name"], job["Namespace"])
+        if existing is None:
+            raise st.not_found(job["Name"])
+        old = json.dumps(comparable(existing), indent=2, sort_keys=True).splitlines()
+        new = json.dumps(comparable(job), indent=2, sort_keys=True).splitlines()
+        return {"Diff": "\n".join(difflib.unified_diff(old, new, "current", "new", lineterm="")), "Warnings": warnings}
+
+    @app.get(JOBS + "/{id_or_name}")
+    def get_job(request: Request, id_or_name: str) -> dict:
+        with store.lock:
+            job_id = resolve(request, id_or_name)
+            out: dict[str, Any] = {"Job": store.job_version(job_id, q_int(request, "job_version"))}
+            include = {p.strip() for p in request.query_params.get("include", "").split(",")}
+            if "history" in include:
+                version = store.jobs[job_id]["Version"]
+                out["History"] = {"Items": [h for h in store.history[job_id] if h["JobVersion"] == version], "NextToken": ""}
+            if "executions" in include:
+                out["Executions"] = {"Items": [execution_json(e) for e in pick_executions(request, job_id)], "NextToken": ""}
+            return out
+
+    @app.delete(JOBS + "/{id_or_name}")
+    async def stop_job(request: Request, id_or_name: str) -> dict:
+        raw = await request.body()
+        try:
+            reason = text(json.loads(raw), "reason") if raw.strip() else ""
+        except ValueError as exc:
+            raise bad_request(f"code=400, message=Syntax error: {exc}") from exc
+        with store.lock:
+            job_id = resolve(request, id_or_name)
+            return {"EvaluationID": scheduler.stop_job(job_id, reason)}
+
+    @app.get(JOBS + "/{id_or_name}/executions")
+    def list_executions(request: Request, id_or_name: str) -> dict:
+        with store.lock:
+            job_id = resolve(request, id_or_name)
+            return {"Items": [execution_json(e) for e in pick_executions(request, job_id)], "NextToken": ""}
+
+    @app.get(JOBS + "/{id_or_name}/versions")
+    def list_versions(request: Request, id_or_name: str) -> dict:
+        with store.lock:
+            job_id = resolve(request, id_or_name)
+            return {"Items": copy.deepcopy(store.versions[job_id]), "NextToken": ""}
+
+    @app.get(JOBS + "/{id_or_name}/history")
+    def history(request: Request, id_or_name: str) -> dict:
+        event_type = request.query_params.get("event_type") or "all"
+        if event_type not in ("all", "job", "execution"):
+            raise bad_request(f"invalid event type: {event_type}", "JobStore", "BadRequest")
+        token = request.query_params.get("next_token")
+        cursor = decode_token(token) if token else {}
+        limit = int(cursor.get("limit") or q_int(request, "limit") or 100)
+        offset = int(cursor.get("offset", 0))
+        execution_id = request.query_params.get("execution_id", "")
+        since = q_int(request, "since")
+        with store.lock:
+            job_id = resolve(request, id_or_name)
+            job = store.jobs[job_id]
+            version = q_int(request, "job_version") or job["Version"]
+            events = [h for h in store.history[job_id]
+                      if (q_bool(request, "all_job_versions") or h["JobVersion"] == version)
+                      and (event_type == "all" or h["Type"] == ("JobLevel" if event_type == "job" else "ExecutionLevel"))
+                      and (not execution_id or h.get("ExecutionID", "").startswith(execution_id))]
+            if since:
+                stamp = st.rfc3339(since * 1_000_000_000)
+                events = [h for h in events if h["Time"] >= stamp]
+            page = events[offset: offset + limit]
+            terminal = job["State"]["StateType"] in st.TERMINAL_JOB_STATES
+            if execution_id:
+                matches = [e for e in store.executions_of(job_id) if e["ID"].startswith(execution_id)]
+                terminal = terminal or (bool(matches) and all(e["ComputeState"]["StateType"] in st.TERMINAL_EXEC_STATES for e in matches))
+            more = offset + len(page) < len(events)
+            next_token = encode_token({"offset": offset + len(page), "limit": limit}) if more or not terminal else ""
+            return {"Items": copy.deepcopy(page), "NextToken": next_token}
+
+    @app.get(JOBS + "/{id_or_name}/results")
+    def results(request: Request, id_or_name: str) -> dict:
+        with store.lock:
+            job_id = resolve(request, id_or_name)
+            job = store.jobs[job_id]
+            if job["Type"] not in ("batch", "ops"):
+                raise ApiError(500, "Internal server error", "InternalError", "Unknown")
+            done = [e for e in store.executions_of(job_id, job["Version"]) if e["ComputeState"]["StateType"] == st.EXEC_COMPLETED]
+            done.sort(key=lambda e: e["CreateTime"])
+            raw = [(e["ID"], copy.deepcopy(e["PublishedResult"])) for e in done if (e.get("PublishedResult") or {}).get("Type")]
+        return {"Items": [transform_result(state, job_id, eid, r) for eid, r in raw], "NextToken": ""}
+
+    @app.put(JOBS + "/{id_or_name}/rerun")
+    async def rerun(request: Request, id_or_name: str) -> dict:
+        body = await json_body(request, required=False)
+        with store.lock:
+            try:
+                job_id = resolve(request, id_or_name)
+            except ApiError as exc:
+                raise bad_request(exc.message, "JobStore", "BadRequest") from exc
+            current = store.jobs[job_id]
+            if current["State"]["StateType"] in ("Pending", "Queued", "Undefined"):
+                raise ApiError(500, f"cannot rerun job in state {current['State']['StateType']}", "InternalError", "Orchestrator")
+            spec = store.job_version(job_id, int(field(body, "JobVersion", 0) or 0))
+            scheduler.stop_for_update(job_id)
+            updated = store.update_job(job_id, spec)
+        return {"JobID": job_id, "JobVersion": updated["Version"], "EvaluationID": scheduler.enqueue(job_id), "Warnings": None}
+
+    @app.get("/api/v1/orchestrator/nodes")
+    def nodes() -> dict:
+        return {"Nodes": [{"Info": state.node_info(), "Membership": "APPROVED", "Connection": "CONNECTED"}], "NextToken": ""}
+
+    @app.websocket(JOBS + "/{id_or_name}/logs")
+    async def logs(websocket: WebSocket, id_or_name: str) -> None:
+        await websocket.accept()
+        try:
+            await _stream_logs(websocket, state, id_or_name)
+        except WebSocketDisconnect:
+            return
+        await websocket.close(1000)
+
+
+def transform_result(state: Any, job_id: str, execution_id: str, result: dict) -> dict:
+    """The /results rewriting: s3 *.tar.gz and s3managed become s3PreSigned (reference §2.5)."""
+    kind, params = result.get("Type", ""), result.get("Params") or {}
+    if kind == "s3" and str(params.get("Key", "")).endswith(".tar.gz"):
+        url = state.presign_get(params.get("Bucket", ""), params["Key"], params.get("Endpoint", ""), params.get("Region", ""))
+        return {"Type": "s3PreSigned", "Params": {"SourceSpec": params, "PreSignedURL": url, "Managed": False}}
+    if kind == "s3managed":
+        url = state.presign_get(state.settings.managed_bucket, state.managed_key(params.get("JobID", job_id), params.get("ExecutionID", execution_id)),
+                                expires=state.settings.managed_url_expiration)
+        return {"Type": "s3PreSigned", "Params": {"SourceSpec": copy.deepcopy(_ZERO_S3_SPEC), "PreSignedURL": url, "Managed": True}}
+    return result
+
+
+async def _stream_logs(websocket: WebSocket, state: Any, id_or_name: str) -> None:
+    params = websocket.query_params
+    store: st.Store = state.store
+    try:
+        with store.lock:
+            job_id = store.resolve(id_or_name, params.get("namespace") or "default")
+            execution_id = params.get("execution_id", "")
+            if not execution_id:
+                version = int(params.get("job_version") or 0) or store.jobs[job_id]["Version"]
+                usable = [e for e in store.executions_of(job_id, version) if e["ComputeState"]["StateType"] not in (4, 8, 10, 11)]
+                if not usable:
+                    raise ApiError(404, f"unable to find execution for job {job_id}", "NotFound", "Orchestrator")
+                execution_id = max(usable, key=lambda e: e["ModifyTime"])["ID"]
+            elif execution_id not in store.executions:
+                raise ApiError(404, f"execution not found: {execution_id}", "NotFound", "JobStore")
+    except ApiError as exc:
+        await websocket.send_text(json.dumps({"value": {"Type": 0, "Line": ""}, "error": exc.message}))
+        return
+    follow = params.get("follow", "").lower() == "true"
+    buffer = state.scheduler.logs.get(execution_id)
+    if buffer is None:  # after a restart only RunOutput is left, as when the node's log files are gone
+        output = store.executions[execution_id].get("RunOutput") or {}
+        for stream, key in ((1, "Stdout"), (2, "stderr")):
+            if output.get(key):
+                await websocket.send_text(json.dumps({"value": {"Type": stream, "Line": output[key]}}))
+        return
+    index = len(buffer.chunks) if params.get("tail", "").lower() == "true" else 0
+    while True:
+        done = buffer.done
+        while index < len(buffer.chunks):
+            stream, line = buffer.chunks[index]
+            index += 1
+            await websocket.send_text(json.dumps({"value": {"Type": stream, "Line": line}}))
+        if done or not follow:
+            return
+        await asyncio.sleep(0.1)

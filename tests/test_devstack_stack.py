@@ -1,0 +1,95 @@
+"""The devstack's processes: the moto S3 fixture, `up`/`env`/`down`, restart keeping state."""
+
+from __future__ import annotations
+
+import botocore.exceptions
+import pytest
+
+pytest_plugins = ["airflow_provider_bacalhau.devstack.testing"]
+
+
+def test_s3_server_round_trip_and_reset(s3_server):
+    client = s3_server.client()
+    client.create_bucket(Bucket="stage")
+    client.put_object(Bucket="stage", Key="a/b.txt", Body=b"hello", ChecksumAlgorithm="SHA256")
+    head = client.head_object(Bucket="stage", Key="a/b.txt", ChecksumMode="ENABLED")
+    assert head["ChecksumSHA256"]
+    assert client.get_object(Bucket="stage", Key="a/b.txt")["Body"].read() == b"hello"
+    assert s3_server.endpoint.startswith("http://127.0.0.1:")
+    assert '"signature_version": "s3v4"' in s3_server.aws_conn_json()
+
+    s3_server.keep_buckets.add("kept")
+    s3_server.reset()
+    try:
+        with pytest.raises(botocore.exceptions.ClientError):
+            client.head_bucket(Bucket="stage")
+        client.head_bucket(Bucket="kept")
+    finally:
+        s3_server.keep_buckets.discard("kept")
+
+
+def _cli(*args: str, home, timeout: float = 120):
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "BACALHAU_DEVSTACK_HOME": str(home)}
+    return subprocess.run([sys.executable, "-m", "airflow_provider_bacalhau.devstack", *args], env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def test_cli_up_env_restart_down_leaves_nothing_running(tmp_path):
+    import json
+    import shlex
+    import subprocess
+
+    import httpx
+
+    from airflow_provider_bacalhau.devstack import procs, stack
+
+    up = _cli("up", "--no-engine", "--api-port", str(procs.free_port()), "--s3-port", str(procs.free_port()), home=tmp_path)
+    assert up.returncode == 0, up.stderr
+    assert "NOT a Bacalhau replacement" in up.stdout
+    exports = dict(shlex.split(line[len("export "):])[0].split("=", 1) for line in up.stdout.splitlines() if line.startswith("export "))
+    state = stack.load_state(tmp_path)
+    try:
+        assert exports["BACALHAU_API_PORT"] == str(state.api_port) and exports["BACALHAU_API_HOST"] == "127.0.0.1"
+        aws = json.loads(exports["AIRFLOW_CONN_AWS_DEFAULT"])
+        assert aws["extra"]["endpoint_url"] == state.s3_endpoint and aws["extra"]["config_kwargs"] == {"signature_version": "s3v4"}
+        assert json.loads(exports["AIRFLOW_CONN_BACALHAU_DEFAULT"])["port"] == state.api_port
+        buckets = {b["Name"] for b in procs.s3_client(state.s3_endpoint).list_buckets()["Buckets"]}
+        assert {stack.MANAGED_BUCKET, stack.RESULTS_BUCKET} <= buckets
+
+        again = _cli("up", "--no-engine", home=tmp_path)  # idempotent: same stack, same exports
+        assert again.returncode == 0 and f"export BACALHAU_API_PORT={state.api_port}" in again.stdout
+        assert _cli("env", home=tmp_path).stdout.strip() == stack.env_lines(state)
+
+        job = {"Job": {"Name": "kept", "Type": "batch", "Tasks": [{"Name": "t", "Engine": {"Type": "noop"}}]}}
+        assert httpx.put(f"{state.api_url}/api/v1/orchestrator/jobs", json=job).status_code == 200
+        restarted = _cli("restart", home=tmp_path)
+        assert restarted.returncode == 0, restarted.stderr
+        assert httpx.get(f"{state.api_url}/api/v1/orchestrator/jobs/kept").json()["Job"]["Name"] == "kept"
+    finally:
+        down = _cli("down", home=tmp_path)
+    assert down.returncode == 0 and "stopped" in down.stdout
+    assert not procs.pid_alive(state.server_pid) and not procs.pid_alive(state.moto_pid)
+    with pytest.raises(httpx.ConnectError):  # nothing listens any more
+        httpx.get(f"{state.api_url}/api/v1/agent/alive", timeout=5)
+    leftovers = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+    assert str(tmp_path) not in leftovers
+    assert _cli("env", home=tmp_path).returncode == 1
+
+
+def test_devstack_env_fixture_points_connections_at_the_stack(devstack_env):
+    import json
+    import os
+
+    import httpx
+
+    conn = json.loads(os.environ["AIRFLOW_CONN_BACALHAU_DEFAULT"])
+    assert (conn["host"], conn["port"]) == (devstack_env.api_host, devstack_env.api_port)
+    assert json.loads(devstack_env.bacalhau_conn_json(password="k" * 20, namespace="x"))["extra"]["namespace"] == "x"
+    assert json.loads(os.environ["AIRFLOW_CONN_AWS_DEFAULT"])["extra"]["endpoint_url"] == devstack_env.s3_endpoint
+    url = f"http://{os.environ['BACALHAU_API_HOST']}:{os.environ['BACALHAU_API_PORT']}/api/v1/agent/alive"
+    assert httpx.get(url).json() == {"Status": "OK"}
+    assert devstack_env.managed_bucket in {b["Name"] for b in devstack_env.s3_client().list_buckets()["Buckets"]}
