@@ -1,0 +1,399 @@
+"""BacalhauS3Hook: stage local data to S3, fetch published results, re-stage them as inputs.
+
+Everything goes through the Airflow AWS connection via the amazon provider's ``S3Hook``, so any
+S3-compatible store that connection reaches works (``endpoint_url`` in its extra: MinIO, GCS HMAC,
+moto). The connection's credentials stay on the Airflow side: a source spec returned here never
+carries them, and compute nodes read the data with their own.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from functools import cached_property
+from pathlib import Path, PurePosixPath
+from typing import Any
+from urllib.parse import urlsplit
+
+from airflow.providers.common.compat.sdk import BaseHook
+
+from airflow_provider_bacalhau._archive import (
+    b64_digest,
+    is_composite,
+    matches_stored_checksum,
+    safe_extract,
+)
+from airflow_provider_bacalhau._staging import MiB, StagedInput, Uploader, normalize_prefix
+from airflow_provider_bacalhau.errors import ResultIntegrityError
+
+log = logging.getLogger(__name__)
+
+MARKER_SUFFIX = ".restaged.json"
+
+
+def parse_result(result: Any) -> tuple[str, dict[str, Any], str, str]:
+    """``(type, params, job_id, execution_id)`` of a PublishedResult, its dict or a bare
+    ``{"Type","Params"}``; keys in any case (XCom and the API spell them differently)."""
+    if hasattr(result, "to_dict"):
+        result = result.to_dict()
+    if not isinstance(result, Mapping):
+        raise ValueError(f"result: expected a PublishedResult or its dict, "
+                         f"got {type(result).__name__}")
+    lower = {str(k).lower(): v for k, v in result.items()}
+    params = lower.get("params") or {}
+    if not isinstance(params, Mapping):
+        raise ValueError("result.Params: must be a mapping")
+    canon = {"bucket": "Bucket", "key": "Key", "region": "Region", "endpoint": "Endpoint",
+             "versionid": "VersionID", "checksumsha256": "ChecksumSHA256", "url": "URL",
+             "jobid": "JobID", "executionid": "ExecutionID"}
+    clean = {canon.get(str(k).lower(), k): v for k, v in params.items()}
+    rtype = str(lower.get("type") or "")
+    if not rtype:
+        raise ValueError("result.Type: missing (expected s3, s3managed or urlDownload)")
+    job_id = str(lower.get("jobid") or clean.get("JobID") or "")
+    execution_id = str(lower.get("executionid") or clean.get("ExecutionID") or "")
+    return rtype, clean, job_id, execution_id
+
+
+def _safe_url(url: str) -> str:
+    """A URL without its query string: presigned signatures must not reach a log."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}{parts.path}"
+
+
+def _replace_dir(source: Path, dest: Path, scratch: Path) -> None:
+    """Move ``source`` to ``dest``; an existing ``dest`` is swapped out, then removed."""
+    if dest.exists():
+        old = scratch / "previous"
+        os.replace(dest, old)
+    os.replace(source, dest)
+
+
+class BacalhauS3Hook(BaseHook):
+    """S3 side of Bacalhau pipelines, through an Airflow AWS connection.
+
+    :param aws_conn_id: Airflow AWS connection (``endpoint_url``/``region_name`` in its extra for
+        S3-compatible stores).
+    :param max_workers: files transferred in parallel.
+    :param multipart_threshold: files at least this big are uploaded in parts.
+    :param multipart_chunksize: part size of multipart uploads.
+    """
+
+    conn_name_attr = "aws_conn_id"
+    default_conn_name = "aws_default"
+    hook_name = "Bacalhau S3 (through an AWS connection)"
+
+    def __init__(self, aws_conn_id: str | None = "aws_default", *, max_workers: int = 16,
+                 multipart_threshold: int = 64 * MiB, multipart_chunksize: int = 16 * MiB) -> None:
+        super().__init__()
+        self.aws_conn_id = aws_conn_id
+        self.max_workers = max_workers
+        self.multipart_threshold = multipart_threshold
+        self.multipart_chunksize = multipart_chunksize
+
+    @cached_property
+    def s3_hook(self) -> Any:
+        from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+
+        return S3Hook(aws_conn_id=self.aws_conn_id)
+
+    def _make_client(self, **config_kwargs: Any) -> Any:
+        from botocore.config import Config
+
+        hook = self.s3_hook
+        config = hook.config.merge(Config(max_pool_connections=self.max_workers + 4,
+                                          **config_kwargs))
+        return hook.get_client_type(region_name=hook.region_name, config=config)
+
+    @cached_property
+    def client(self) -> Any:
+        """One boto3 S3 client for all threads, its pool sized for ``max_workers``."""
+        return self._make_client()
+
+    @cached_property
+    def _multipart_client(self) -> Any:
+        # botocore checks a GET against a stored checksum unless that has AWS's "-N" suffix;
+        # some stores (moto) keep a multipart composite without it, so such objects are read
+        # unchecked by botocore and verified here against the composite instead.
+        return self._make_client(response_checksum_validation="when_required")
+
+    def get_client(self) -> Any:
+        """The shared boto3 S3 client (made from the AWS connection)."""
+        return self.client
+
+    @property
+    def endpoint_url(self) -> str:
+        """The connection's S3 endpoint, or "" for AWS itself."""
+        return self.s3_hook.conn_config.get_service_endpoint_url("s3") or ""
+
+    @property
+    def region_name(self) -> str:
+        return self.s3_hook.region_name or self.client.meta.region_name or ""
+
+    # ---- staging --------------------------------------------------------------------------
+
+    def stage(self, local_paths: str | os.PathLike | list, bucket: str, prefix: str = "", *,
+              force: bool = False, delete_extra: bool = False) -> StagedInput:
+        """Upload files, directories and globs to ``s3://bucket/prefix/``.
+
+        Unchanged files (same size and stored SHA-256) are skipped. The returned
+        :class:`StagedInput` has counts and ``source_spec()``: a prefix for a tree, the object
+        (with VersionID and ChecksumSHA256) when ``local_paths`` is one plain file.
+        """
+        if not bucket:
+            raise ValueError("bucket: must not be empty")
+        uploader = Uploader(self.client, max_workers=self.max_workers,
+                            multipart_threshold=self.multipart_threshold,
+                            multipart_chunksize=self.multipart_chunksize)
+        staged = uploader.stage(local_paths, bucket, prefix, force=force,
+                                delete_extra=delete_extra)
+        staged.region = self.region_name
+        staged.endpoint = self.endpoint_url
+        rate = staged.bytes_uploaded / MiB / staged.seconds if staged.seconds else 0.0
+        self.log.info("Staged to s3://%s/%s: %d uploaded (%.1f MiB, %.1f MiB/s), %d unchanged "
+                      "skipped, %d extra deleted, %.2f s", bucket, staged.key, staged.uploaded,
+                      staged.bytes_uploaded / MiB, rate, staged.skipped, staged.deleted,
+                      staged.seconds)
+        return staged
+
+    # ---- downloads ------------------------------------------------------------------------
+
+    def _download_object(self, bucket: str, key: str, path: Path, *, version_id: str = "",
+                         expected_b64: str = "", etag: str | None = None) -> str:
+        """GET one object to ``path``; verify it against S3's stored SHA-256 and ``expected_b64``.
+        ``etag`` (from a listing) tells a multipart object; None means HEAD to find out.
+        Returns the hex SHA-256 of the bytes received."""
+        from botocore.exceptions import FlexibleChecksumError
+
+        versioned: dict[str, Any] = {"Bucket": bucket, "Key": key}
+        if version_id:
+            versioned["VersionId"] = version_id
+        stored = ""
+        if etag is None or "-" in etag:
+            head = self.client.head_object(**versioned, ChecksumMode="ENABLED")
+            etag, stored = head.get("ETag", ""), head.get("ChecksumSHA256") or ""
+        multipart = "-" in etag
+        sha = hashlib.sha256()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            if multipart:
+                answer = self._multipart_client.get_object(**versioned)
+            else:
+                answer = self.client.get_object(**versioned, ChecksumMode="ENABLED")
+                stored = answer.get("ChecksumSHA256") or ""
+            with open(path, "wb") as out:
+                for chunk in answer["Body"].iter_chunks(MiB):
+                    sha.update(chunk)
+                    out.write(chunk)
+        except FlexibleChecksumError as exc:
+            raise ResultIntegrityError(f"s3://{bucket}/{key}: checksum mismatch, the bytes "
+                                       f"received do not match the SHA-256 S3 stored") from exc
+        got = b64_digest(sha.digest())
+        for label, want in (("stored", stored), ("published", expected_b64)):
+            if not want:
+                continue
+            if not multipart:
+                same = want == got
+            else:  # recompute the composite with the object's part size
+                same = matches_stored_checksum(path, want, etag=etag,
+                                               part_size=self._part_size(bucket, key, version_id))
+            if same is False:
+                raise ResultIntegrityError(
+                    f"s3://{bucket}/{key}: checksum mismatch, {label} ChecksumSHA256 is {want} "
+                    f"but the downloaded bytes give {got}")
+        return sha.hexdigest()
+
+    def _part_size(self, bucket: str, key: str, version_id: str) -> int | None:
+        args: dict[str, Any] = {"Bucket": bucket, "Key": key, "PartNumber": 1}
+        if version_id:
+            args["VersionId"] = version_id
+        try:
+            return int(self.client.head_object(**args)["ContentLength"])
+        except Exception:  # a store without part-number HEAD: cannot check, say so
+            log.warning("s3://%s/%s: multipart checksum cannot be checked here", bucket, key)
+            return None
+
+    def _download_prefix(self, bucket: str, prefix: str, dest: Path) -> tuple[int, int]:
+        """Every object under ``prefix`` into ``dest`` with its relative path; (count, bytes)."""
+        from airflow_provider_bacalhau._staging import list_prefix
+
+        objects = {k: v for k, v in list_prefix(self.client, bucket, prefix).items()
+                   if not k.endswith("/")}
+        root = dest.resolve()
+        jobs = []
+        for key in objects:
+            relative = PurePosixPath(key[len(prefix):])
+            target = (root / relative).resolve()
+            if ".." in relative.parts or relative.is_absolute() or not target.is_relative_to(root):
+                raise ResultIntegrityError(f"s3://{bucket}/{key}: key escapes the destination")
+            jobs.append((key, target))
+        dest.mkdir(parents=True, exist_ok=True)
+        with ThreadPoolExecutor(self.max_workers, thread_name_prefix="bacalhau-fetch") as pool:
+            list(pool.map(lambda job: self._download_object(
+                bucket, job[0], job[1], etag=objects[job[0]]["ETag"]), jobs))
+        return len(jobs), sum(v["Size"] for v in objects.values())
+
+    def _download_url(self, url: str, path: Path) -> str:
+        import httpx
+
+        sha = hashlib.sha256()
+        with httpx.stream("GET", url, follow_redirects=True, timeout=60.0) as answer:
+            if answer.status_code >= 400:
+                raise ResultIntegrityError(f"GET {_safe_url(url)} answered HTTP "
+                                           f"{answer.status_code}")
+            with open(path, "wb") as out:
+                for chunk in answer.iter_bytes(MiB):
+                    sha.update(chunk)
+                    out.write(chunk)
+        return sha.hexdigest()
+
+    def _managed_url(self, job_id: str, execution_id: str, bacalhau_client: Any) -> str:
+        """Ask ``/results`` now for the presigned URL: it expires, so never keep one around."""
+        if bacalhau_client is None:
+            raise ValueError("bacalhau_client: an s3managed result is read through the Bacalhau "
+                             "API (/results); pass a BacalhauClient")
+        urls = []
+        for item in bacalhau_client.get_results(job_id):
+            params = {str(k).lower(): v for k, v in (item.get("Params") or {}).items()}
+            if params.get("presignedurl"):
+                urls.append(str(params["presignedurl"]))
+        chosen = [u for u in urls if execution_id and execution_id in urlsplit(u).path]
+        if not chosen and len(urls) == 1 and not execution_id:
+            chosen = urls
+        if not chosen:
+            raise ValueError(f"result: job {job_id} has no presigned result URL for execution "
+                             f"{execution_id or '?'} in /results")
+        return chosen[0]
+
+    def download_archive(self, result: Any, workdir: Path, *,
+                         bacalhau_client: Any = None) -> tuple[Path, str]:
+        """Bring a single-object result (s3 archive, s3managed, urlDownload) into ``workdir``,
+        verified where a checksum was published. Returns ``(path, sha256 hex)``."""
+        rtype, params, job_id, execution_id = parse_result(result)
+        kind = rtype.lower()
+        if kind == "s3":
+            key = str(params.get("Key") or "")
+            path = workdir / (PurePosixPath(key).name or "object")
+            digest = self._download_object(str(params.get("Bucket") or ""), key, path,
+                                           version_id=str(params.get("VersionID") or ""),
+                                           expected_b64=str(params.get("ChecksumSHA256") or ""))
+        elif kind == "s3managed":
+            url = self._managed_url(job_id or str(params.get("JobID") or ""), execution_id,
+                                    bacalhau_client)
+            path = workdir / (PurePosixPath(urlsplit(url).path).name or "result.tar.gz")
+            self.log.info("s3managed result has no published checksum; downloading %s",
+                          _safe_url(url))
+            digest = self._download_url(url, path)
+        elif kind == "urldownload":
+            url = str(params.get("URL") or "")
+            if not url:
+                raise ValueError("result.Params.URL: missing")
+            path = workdir / (PurePosixPath(urlsplit(url).path).name or "result.tar.gz")
+            digest = self._download_url(url, path)
+        else:
+            raise ValueError(f"result.Type: {rtype!r} cannot be downloaded (s3, s3managed or "
+                             f"urlDownload)")
+        return path, digest
+
+    def fetch_result(self, result: Any, destination: str | os.PathLike, *,
+                     bacalhau_client: Any = None) -> Path:
+        """Download a published result into ``destination`` (a directory, replaced if present).
+
+        s3 plain: every object under the prefix; archives (s3 gzip, s3managed, urlDownload):
+        downloaded, verified, extracted safely. Work happens in a temporary directory beside
+        ``destination`` and moves into place only when all checks passed.
+        """
+        started = time.monotonic()
+        rtype, params, _, _ = parse_result(result)
+        dest = Path(destination)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        scratch = Path(tempfile.mkdtemp(prefix=f".{dest.name}.partial-", dir=dest.parent))
+        try:
+            content = scratch / "content"
+            key = str(params.get("Key") or "")
+            if rtype.lower() == "s3" and (key.endswith("/") or not key):
+                count, size = self._download_prefix(str(params.get("Bucket") or ""), key, content)
+            else:
+                (scratch / "download").mkdir()
+                archive, _ = self.download_archive(result, scratch / "download",
+                                                   bacalhau_client=bacalhau_client)
+                size = archive.stat().st_size
+                if archive.name.endswith((".tar.gz", ".tgz", ".tar")):
+                    count = safe_extract(archive, content)
+                else:
+                    content.mkdir()
+                    os.replace(archive, content / archive.name)
+                    count = 1
+            _replace_dir(content, dest, scratch)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+        self.log.info("Fetched %s result into %s: %d file(s), %.1f MiB in %.2f s", rtype, dest,
+                      count, size / MiB, time.monotonic() - started)
+        return dest
+
+    # ---- re-staging -----------------------------------------------------------------------
+
+    def _marker_exists(self, bucket: str, key: str) -> bool:
+        from botocore.exceptions import ClientError
+
+        try:
+            self.client.head_object(Bucket=bucket, Key=key)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                return False
+            raise
+        return True
+
+    def _prefix_spec(self, bucket: str, key: str) -> dict[str, Any]:
+        return StagedInput(bucket=bucket, key=key, region=self.region_name,
+                           endpoint=self.endpoint_url).source_spec()
+
+    def restage_result(self, result: Any, bucket: str, prefix: str = "bacalhau-staging/", *,
+                       bacalhau_client: Any = None) -> dict[str, Any]:
+        """Make an archive result (s3 gzip, s3managed, urlDownload) a plain-object prefix input.
+
+        The files go to ``<prefix><sha256 of the archive>/``; a marker object
+        ``<prefix><sha256>.restaged.json`` written last means the work is done, so a second call
+        (a retry, another task) only checks the marker. Returns the prefix source spec.
+        """
+        if not bucket:
+            raise ValueError("staging_bucket: must not be empty")
+        prefix = normalize_prefix(prefix)
+        rtype, params, job_id, execution_id = parse_result(result)
+        published = str(params.get("ChecksumSHA256") or "")
+        if rtype.lower() == "s3" and published and not is_composite(published):
+            import base64
+
+            known = base64.b64decode(published).hex()
+            if self._marker_exists(bucket, f"{prefix}{known}{MARKER_SUFFIX}"):
+                self.log.info("Result already re-staged at s3://%s/%s%s/", bucket, prefix, known)
+                return self._prefix_spec(bucket, f"{prefix}{known}/")
+        scratch = Path(tempfile.mkdtemp(prefix="bacalhau-restage-"))
+        try:
+            (scratch / "download").mkdir()
+            archive, digest = self.download_archive(result, scratch / "download",
+                                                    bacalhau_client=bacalhau_client)
+            target = f"{prefix}{digest}/"
+            marker = f"{prefix}{digest}{MARKER_SUFFIX}"
+            if self._marker_exists(bucket, marker):
+                self.log.info("Result already re-staged at s3://%s/%s", bucket, target)
+                return self._prefix_spec(bucket, target)
+            safe_extract(archive, scratch / "files")
+            staged = self.stage(str(scratch / "files"), bucket, target, delete_extra=True)
+            manifest = {"Result": {"Type": rtype, "JobID": job_id, "ExecutionID": execution_id},
+                        "SHA256": digest, "Files": len(staged.keys)}
+            self.client.put_object(Bucket=bucket, Key=marker, ChecksumAlgorithm="SHA256",
+                                   Body=json.dumps(manifest).encode(),
+                                   ContentType="application/json")
+            self.log.info("Re-staged %s result (%d file(s)) at s3://%s/%s", rtype,
+                          len(staged.keys), bucket, target)
+            return self._prefix_spec(bucket, target)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)

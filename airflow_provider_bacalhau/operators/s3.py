@@ -1,0 +1,168 @@
+"""Operators for the data side of Bacalhau pipelines: stage inputs into S3, bring results home."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from contextlib import ExitStack
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from airflow.providers.common.compat.sdk import BaseOperator
+
+if TYPE_CHECKING:
+    from airflow.providers.common.compat.sdk import Context
+
+
+def _split_s3_uri(uri: str, field: str) -> tuple[str, str]:
+    if not isinstance(uri, str) or not uri.startswith("s3://"):
+        raise ValueError(f"{field}: expected s3://bucket/prefix/, got {uri!r}")
+    bucket, _, prefix = uri[len("s3://"):].partition("/")
+    if not bucket:
+        raise ValueError(f"{field}: {uri!r} has no bucket")
+    return bucket, prefix
+
+
+class BacalhauS3StageOperator(BaseOperator):
+    """Upload local files, directories or globs to S3 and return the job input for them.
+
+    Unchanged files (same size and stored SHA-256) are skipped, so a retry or a re-run uploads
+    only what changed. The XCom value is an S3 source spec (``{"Type": "s3", "Params": ...}``):
+    a prefix for a tree, or the object with its ChecksumSHA256 when ``local_paths`` is one file.
+    Pass it to a job operator's inputs (it goes through ``resolve_inputs``).
+
+    :param local_paths: a path or glob, or a list of them. A directory uploads its contents
+        (relative paths kept); a file or glob match keeps its base name.
+    :param bucket: destination bucket.
+    :param prefix: destination key prefix (a folder; ``/`` is appended).
+    :param aws_conn_id: Airflow AWS connection.
+    :param force: upload every file even when the stored copy matches.
+    :param delete_extra: delete objects under the prefix that are not part of this staging, so
+        the input holds exactly the staged files.
+    """
+
+    template_fields: Sequence[str] = ("local_paths", "bucket", "prefix")
+    ui_color = "#cfe8fc"
+
+    def __init__(self, *, local_paths: str | list[str], bucket: str, prefix: str = "",
+                 aws_conn_id: str | None = "aws_default", force: bool = False,
+                 delete_extra: bool = False, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.local_paths = local_paths
+        self.bucket = bucket
+        self.prefix = prefix
+        self.aws_conn_id = aws_conn_id
+        self.force = force
+        self.delete_extra = delete_extra
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        from airflow_provider_bacalhau.hooks.s3 import BacalhauS3Hook
+
+        staged = BacalhauS3Hook(aws_conn_id=self.aws_conn_id).stage(
+            self.local_paths, self.bucket, self.prefix, force=self.force,
+            delete_extra=self.delete_extra)
+        return staged.source_spec()
+
+
+class BacalhauFetchResultsOperator(BaseOperator):
+    """Download a job's published results to a local directory, or re-stage them in S3.
+
+    Each result lands in ``<destination>/<execution_id>/`` (the list index when the execution is
+    unknown), verified against its published SHA-256 and extracted safely; nothing partial is
+    left behind on failure. The XCom value is the list of those directories. With
+    ``restage_to`` the results are instead made into plain-object S3 inputs under that prefix
+    (archives extracted once, keyed by their checksum) and the XCom value is the list of input
+    source specs.
+
+    :param results: published results (the job operator's XCom list, or one result dict).
+    :param job_id: instead of ``results``: read the results of this job from the Bacalhau API.
+    :param destination: local directory to fetch into.
+    :param restage_to: ``s3://bucket/prefix/``: re-stage instead of downloading.
+    :param aws_conn_id: Airflow AWS connection (s3 results and re-staging).
+    :param bacalhau_conn_id: Bacalhau connection (``job_id`` and s3managed results).
+    """
+
+    template_fields: Sequence[str] = ("results", "job_id", "destination", "restage_to")
+    ui_color = "#cfe8fc"
+
+    def __init__(self, *, results: Any = None, job_id: str | None = None,
+                 destination: str | None = None, restage_to: str | None = None,
+                 aws_conn_id: str | None = "aws_default",
+                 bacalhau_conn_id: str = "bacalhau_default", **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.results = results
+        self.job_id = job_id
+        self.destination = destination
+        self.restage_to = restage_to
+        self.aws_conn_id = aws_conn_id
+        self.bacalhau_conn_id = bacalhau_conn_id
+
+    def _bacalhau_client(self, stack: ExitStack) -> Any:
+        from airflow_provider_bacalhau.hooks.bacalhau import BacalhauHook
+
+        client = BacalhauHook(bacalhau_conn_id=self.bacalhau_conn_id).get_client()
+        stack.callback(client.close)
+        return client
+
+    def _results(self, client: Any) -> list[dict[str, Any]]:
+        from airflow_provider_bacalhau.spec import JobStatus, PublishedResult
+
+        results = self.results
+        if isinstance(results, str):  # a template rendered to text
+            try:
+                results = json.loads(results)
+            except ValueError as exc:
+                raise ValueError("results: got text that is not JSON; pass the job operator's "
+                                 ".output (an XComArg) or render templates as native objects"
+                                 ) from exc
+        if results is None:
+            if not self.job_id:
+                raise ValueError("results: give results (an XCom list) or job_id")
+            status = JobStatus.from_api(client.get_job(self.job_id, include=("executions",)))
+            results = [r.to_dict() for r in status.results]
+            self.log.info("Job %s: %d published result(s) from completed executions",
+                          self.job_id, len(results))
+        if not isinstance(results, list):
+            results = [results]
+        return [PublishedResult.from_dict(r.to_dict() if hasattr(r, "to_dict") else r).to_dict()
+                for r in results]
+
+    def execute(self, context: Context) -> list[Any]:
+        from airflow_provider_bacalhau.hooks.s3 import BacalhauS3Hook
+
+        if not self.restage_to and not self.destination:
+            raise ValueError("destination: give a local directory (or restage_to)")
+        started = time.monotonic()
+        with ExitStack() as stack:
+            client = self._bacalhau_client(stack) if self.results is None else None
+            results = self._results(client)
+            if client is None and any(str(r["Type"]).lower() == "s3managed" for r in results):
+                client = self._bacalhau_client(stack)
+            hook = BacalhauS3Hook(aws_conn_id=self.aws_conn_id)
+            if self.restage_to:
+                return self._restage(results, hook, client, started)
+            paths = []
+            for index, result in enumerate(results):
+                name = result.get("ExecutionID") or str(index)
+                path = hook.fetch_result(result, Path(self.destination, name),
+                                         bacalhau_client=client)
+                paths.append(str(path))
+        self.log.info("Fetched %d result(s) into %s in %.2f s", len(paths), self.destination,
+                      time.monotonic() - started)
+        return paths
+
+    def _restage(self, results: list[dict[str, Any]], hook: Any, client: Any,
+                 started: float) -> list[dict[str, Any]]:
+        from airflow_provider_bacalhau.inputs import resolve_inputs
+
+        bucket, prefix = _split_s3_uri(self.restage_to, "restage_to")
+        specs = []
+        for result in results:
+            [item] = resolve_inputs(result, s3_hook=hook, bacalhau_client=client,
+                                    staging_bucket=bucket, staging_prefix=prefix or "")
+            specs.append(item.source.to_spec())
+        self.log.info("Re-staged %d result(s) under %s in %.2f s", len(specs), self.restage_to,
+                      time.monotonic() - started)
+        return specs
+

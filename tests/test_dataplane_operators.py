@@ -1,0 +1,68 @@
+"""BacalhauS3StageOperator and BacalhauFetchResultsOperator inside a real DAG run (dag.test())
+against the devstack."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+from airflow_helpers import airflow_db, run_dag, unique_dag_id  # noqa: F401 (airflow_db: fixture)
+from test_dataplane_devstack import (  # noqa: F401 (env: fixture)
+    BUCKET,
+    FAKE_SECRET,
+    PUBLISHERS,
+    WRITE,
+    env,
+    run_job,
+)
+
+from airflow_provider_bacalhau.client import BacalhauClient, ClientConfig
+from airflow_provider_bacalhau.operators.s3 import (
+    BacalhauFetchResultsOperator,
+    BacalhauS3StageOperator,
+)
+
+pytest_plugins = ["airflow_provider_bacalhau.devstack.testing"]
+pytestmark = [pytest.mark.docker, pytest.mark.slow]
+
+
+def test_stage_and_fetch_operators_in_a_dag(airflow_db, env, tmp_path):  # noqa: F811
+    from airflow.sdk import DAG
+
+    with BacalhauClient(ClientConfig(base_url=env.api_url)) as api:
+        gzip_job = run_job(api, WRITE, publisher=PUBLISHERS["s3-gzip"])
+    [gzip_result] = gzip_job.results
+    (tmp_path / "data").mkdir()
+    for name in ("a.txt", "b.txt", "skip.bin"):
+        (tmp_path / "data" / name).write_text(name)
+    prefix = f"ops/{uuid.uuid4().hex[:8]}"
+
+    with DAG(unique_dag_id("dataplane_ops"), schedule=None, start_date=datetime(2024, 1, 1),
+             params={"sub": "home"}) as dag:
+        BacalhauS3StageOperator(task_id="stage", local_paths=str(tmp_path / "data") + "/*.txt",
+                                bucket=BUCKET, prefix=prefix + "/{{ params.sub }}")
+        BacalhauFetchResultsOperator(task_id="fetch", job_id=gzip_job.job_id,
+                                     destination=str(tmp_path) + "/{{ params.sub }}")
+        BacalhauFetchResultsOperator(task_id="restage", results=[gzip_result.to_dict()],
+                                     restage_to=f"s3://{BUCKET}/ops-restaged/")
+    run = run_dag(dag)
+    assert run.state == "success", run.ti_states
+
+    assert run.xcom("stage") == {"Type": "s3", "Params": {
+        "Bucket": BUCKET, "Key": f"{prefix}/home/", "Region": env.region,
+        "Endpoint": env.s3_endpoint}}
+    listed = env.s3_client().list_objects_v2(Bucket=BUCKET, Prefix=f"{prefix}/home/")
+    assert sorted(o["Key"] for o in listed["Contents"]) == [f"{prefix}/home/a.txt",
+                                                            f"{prefix}/home/b.txt"]
+
+    paths = run.xcom("fetch")
+    assert paths == [str(tmp_path / "home" / gzip_result.execution_id)]
+    assert (Path(paths[0]) / "outputs" / "a.txt").read_text() == "hello\n"
+
+    [spec] = run.xcom("restage")
+    assert spec["Params"]["Key"].startswith("ops-restaged/") and spec["Params"]["Key"].endswith("/")
+    everything = json.dumps([run.xcom(t) for t in ("stage", "fetch", "restage")])
+    assert FAKE_SECRET not in everything

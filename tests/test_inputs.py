@@ -1,0 +1,127 @@
+"""resolve_inputs: every shape a DAG author passes becomes a valid, predictable InputSource."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import tarfile
+
+import pytest
+
+from airflow_provider_bacalhau.errors import SpecError
+from airflow_provider_bacalhau.hooks.s3 import BacalhauS3Hook
+from airflow_provider_bacalhau.inputs import resolve_inputs
+from airflow_provider_bacalhau.spec import InputSource, PublishedResult, S3Source
+
+pytest_plugins = ["airflow_provider_bacalhau.devstack.testing"]
+
+CHECKSUM = "aLgNZhlhklWk0ATVRHbeUfkVes0KnZfNKUoKOGLK090="
+
+
+def raw_published(key: str, checksum: str = "") -> dict:
+    """An s3 PublishedResult as it comes out of XCom, with the publisher's empty fields."""
+    return {"Type": "s3", "JobID": "j-1", "ExecutionID": "e-1",
+            "Params": {"Bucket": "res", "Key": key, "Filter": "", "Region": "us-east-1",
+                       "Endpoint": "", "VersionID": "", "ChecksumSHA256": checksum,
+                       "Partition": {"Type": "", "Pattern": "", "StartIndex": 0, "EndIndex": 0,
+                                     "DateFormat": ""}}}
+
+
+def as_dicts(items):
+    return [i.to_dict() for i in items]
+
+
+def test_targets_rule():
+    staged = {"Type": "s3", "Params": {"Bucket": "b", "Key": "in/"}}
+    assert as_dicts(resolve_inputs(staged)) == [{"Target": "/inputs", "Source": staged}]
+    assert as_dicts(resolve_inputs([staged])) == [{"Target": "/inputs", "Source": staged}]
+    got = resolve_inputs([staged, "s3://b/other/", raw_published("r/e-1/")])
+    assert [i.target for i in got] == ["/inputs/0", "/inputs/1", "/inputs/2"]
+    named = resolve_inputs({"train": staged, "model": "s3://b/m.bin"}, target="/data")
+    assert [(i.target, i.source.key) for i in named] == [("/data/train", "in/"),
+                                                          ("/data/model", "m.bin")]
+    nested = resolve_inputs([staged, [raw_published("r/e-1/"), raw_published("r/e-2/")]])
+    assert [i.target for i in nested] == ["/inputs/0", "/inputs/1/0", "/inputs/1/1"]
+    own = resolve_inputs([{"Target": "/mine", "Source": staged}, staged])
+    assert [i.target for i in own] == ["/mine", "/inputs/1"]
+    assert resolve_inputs(None) == []
+
+
+def test_duplicate_targets_and_bad_names_refused():
+    staged = {"Type": "s3", "Params": {"Bucket": "b", "Key": "in/"}}
+    with pytest.raises(ValueError, match="two inputs on target '/x'"):
+        resolve_inputs([{"Target": "/x", "Source": staged}, {"Target": "/x", "Source": staged}])
+    with pytest.raises(ValueError, match="name '../up'"):
+        resolve_inputs({"../up": staged})
+    with pytest.raises(ValueError, match="not an s3://"):
+        resolve_inputs("/local/path")
+
+
+def test_plain_result_becomes_clean_prefix_input():
+    [item] = resolve_inputs(raw_published("runs/j-1/e-1/", checksum=CHECKSUM))
+    assert item.to_dict() == {"Target": "/inputs", "Source": {"Type": "s3", "Params": {
+        "Bucket": "res", "Key": "runs/j-1/e-1/", "Region": "us-east-1"}}}
+    from_object = resolve_inputs(PublishedResult.from_dict(raw_published("runs/j-1/e-1/")))
+    assert as_dicts(from_object) == as_dicts([item])
+
+
+def test_archive_as_is_on_request_keeps_checksum():
+    [item] = resolve_inputs(raw_published("runs/e-1.tar.gz", CHECKSUM), restage=False)
+    assert item.source.to_spec()["Params"] == {"Bucket": "res", "Key": "runs/e-1.tar.gz",
+                                               "Region": "us-east-1", "ChecksumSHA256": CHECKSUM}
+    [composite] = resolve_inputs(raw_published("runs/e-1.tar.gz", CHECKSUM[:-1] + "-3"),
+                                 restage=False)
+    assert composite.source.checksum_sha256 == ""
+
+
+def test_results_that_cannot_be_inputs_are_explained():
+    managed = {"Type": "s3managed", "Params": {"JobID": "j-1", "ExecutionID": "e-1"}}
+    with pytest.raises(ValueError, match="staging_bucket"):
+        resolve_inputs(managed)
+    with pytest.raises(ValueError, match="restage"):
+        resolve_inputs(managed, restage=False)
+    local = {"Type": "urlDownload", "Params": {"URL": "http://n:6001/e-1.tar.gz"},
+             "JobID": "j", "ExecutionID": "e-1"}
+    with pytest.raises(ValueError, match="staging_bucket"):
+        resolve_inputs(local)
+    [as_is] = resolve_inputs(local, restage=False)
+    assert as_is.source.to_spec() == {"Type": "urlDownload",
+                                      "Params": {"URL": "http://n:6001/e-1.tar.gz"}}
+    with pytest.raises(SpecError):
+        resolve_inputs({"Type": "s3", "Params": {"Bucket": "", "Key": "x/"}})
+
+
+def test_input_source_objects_and_raw_sources():
+    obj = InputSource("/in", S3Source(bucket="b", key="k/"))
+    raw = {"type": "urlDownload", "params": {"url": "https://example.com/a.csv"}}
+    got = resolve_inputs([obj, raw])
+    assert as_dicts(got) == [
+        {"Target": "/in", "Source": {"Type": "s3", "Params": {"Bucket": "b", "Key": "k/"}}},
+        {"Target": "/inputs/1", "Source": {"Type": "urlDownload",
+                                           "Params": {"URL": "https://example.com/a.csv"}}}]
+
+
+def test_gzip_result_restaged_against_moto(s3_server, monkeypatch):
+    monkeypatch.setenv("AIRFLOW_CONN_AWS_DEFAULT", s3_server.aws_conn_json())
+    client = s3_server.client()
+    client.create_bucket(Bucket="inputs-res")
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        info = tarfile.TarInfo("outputs/a.txt")
+        info.size = 1
+        tar.addfile(info, io.BytesIO(b"a"))
+    answer = client.put_object(Bucket="inputs-res", Key="r/e-1.tar.gz", Body=buf.getvalue(),
+                               ChecksumAlgorithm="SHA256")
+    result = {"Type": "s3", "JobID": "j-1", "ExecutionID": "e-1", "Params": {
+        "Bucket": "inputs-res", "Key": "r/e-1.tar.gz", "ChecksumSHA256": answer["ChecksumSHA256"]}}
+    hook = BacalhauS3Hook()
+    [item] = resolve_inputs(result, s3_hook=hook)
+    digest = hashlib.sha256(buf.getvalue()).hexdigest()
+    assert item.to_dict() == {"Target": "/inputs", "Source": {"Type": "s3", "Params": {
+        "Bucket": "inputs-res", "Key": f"bacalhau-staging/{digest}/", "Region": "us-east-1",
+        "Endpoint": s3_server.endpoint}}}
+    marker = client.get_object(Bucket="inputs-res", Key=f"bacalhau-staging/{digest}.restaged.json")
+    assert json.loads(marker["Body"].read())["Files"] == 1
+    [uri] = resolve_inputs("s3://inputs-res/plain/", s3_hook=hook)
+    assert uri.source.endpoint == s3_server.endpoint and uri.source.key == "plain/"

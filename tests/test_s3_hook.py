@@ -1,0 +1,254 @@
+"""BacalhauS3Hook against a real moto S3 server over HTTP: stage, skip, fetch, re-stage."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import json
+import logging
+import os
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from airflow_provider_bacalhau.errors import ResultIntegrityError
+from airflow_provider_bacalhau.hooks.s3 import BacalhauS3Hook
+
+pytest_plugins = ["airflow_provider_bacalhau.devstack.testing"]
+
+FAKE_SECRET = "dataplane-FAKE-secret-7Qx9zz"
+MiB = 1024 * 1024
+
+
+@pytest.fixture
+def aws_conn(s3_server, monkeypatch):
+    conn = json.loads(s3_server.aws_conn_json())
+    conn["password"] = FAKE_SECRET  # moto checks nothing; a distinctive value to hunt in logs
+    monkeypatch.setenv("AIRFLOW_CONN_AWS_DEFAULT", json.dumps(conn))
+    return s3_server
+
+
+@pytest.fixture
+def bucket(aws_conn, request):
+    name = "dp-" + hashlib.sha1(request.node.nodeid.encode()).hexdigest()[:16]
+    client = aws_conn.client()
+    client.create_bucket(Bucket=name)
+    return name
+
+
+@pytest.fixture
+def hook(aws_conn):
+    return BacalhauS3Hook()
+
+
+def count_puts(hook: BacalhauS3Hook) -> list[str]:
+    """Record every PutObject/UploadPart/CreateMultipartUpload the hook's client sends."""
+    calls: list[str] = []
+    for op in ("PutObject", "UploadPart", "CreateMultipartUpload"):
+        hook.client.meta.events.register(f"before-call.s3.{op}",
+                                         lambda model, **_: calls.append(model.name))
+    return calls
+
+
+def sha_b64(data: bytes) -> str:
+    return base64.b64encode(hashlib.sha256(data).digest()).decode()
+
+
+def make_tree(root: Path) -> dict[str, bytes]:
+    files = {
+        "a.txt": b"alpha\n",
+        "empty.dat": b"",
+        "sub/deeper/b.bin": os.urandom(3000),
+        "sub/ünïcødé 名前.txt": "grüße\n".encode(),
+    }
+    for rel, data in files.items():
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+    return files
+
+
+def test_stage_tree_then_nothing_changed(hook, bucket, tmp_path, s3_server):
+    files = make_tree(tmp_path / "tree")
+    staged = hook.stage(str(tmp_path / "tree"), bucket, "runs/r1")
+    assert staged.source_spec() == {"Type": "s3", "Params": {
+        "Bucket": bucket, "Key": "runs/r1/", "Region": "us-east-1",
+        "Endpoint": s3_server.endpoint}}
+    assert (staged.uploaded, staged.skipped) == (4, 0)
+    client = s3_server.client()
+    for rel, data in files.items():
+        got = client.get_object(Bucket=bucket, Key=f"runs/r1/{rel}", ChecksumMode="ENABLED")
+        assert got["Body"].read() == data
+        assert got["ChecksumSHA256"] == sha_b64(data)
+
+    puts = count_puts(hook)
+    again = hook.stage(str(tmp_path / "tree"), bucket, "runs/r1/")
+    assert (again.uploaded, again.skipped, puts) == (0, 4, [])
+
+    (tmp_path / "tree" / "a.txt").write_bytes(b"ALPHA\n")  # same size, new content
+    third = hook.stage(str(tmp_path / "tree"), bucket, "runs/r1/")
+    assert (third.uploaded, third.skipped, puts) == (1, 3, ["PutObject"])
+
+
+def test_stage_single_file_carries_checksum_and_version(hook, bucket, tmp_path, s3_server):
+    s3_server.client().put_bucket_versioning(Bucket=bucket,
+                                             VersioningConfiguration={"Status": "Enabled"})
+    data = os.urandom(1000)
+    (tmp_path / "one.bin").write_bytes(data)
+    params = hook.stage(str(tmp_path / "one.bin"), bucket, "single").source_spec()["Params"]
+    assert params["Key"] == "single/one.bin"
+    assert params["ChecksumSHA256"] == sha_b64(data)
+    head = s3_server.client().head_object(Bucket=bucket, Key="single/one.bin")
+    assert params["VersionID"] == head["VersionId"]
+
+
+def test_stage_globs_and_stale_objects(hook, bucket, tmp_path, s3_server, caplog):
+    for name in ("x1.csv", "x2.csv", "y.txt"):
+        (tmp_path / name).write_text(name)
+    s3_server.client().put_object(Bucket=bucket, Key="g/stale.csv", Body=b"old")
+    with caplog.at_level(logging.WARNING):
+        staged = hook.stage([str(tmp_path / "x*.csv")], bucket, "g")
+    assert staged.key == "g/" and sorted(staged.keys) == ["g/x1.csv", "g/x2.csv"]
+    assert "1 object(s) that were not part of this staging" in caplog.text
+    cleaned = hook.stage([str(tmp_path / "x*.csv")], bucket, "g", delete_extra=True)
+    assert cleaned.deleted == 1
+    keys = [o["Key"] for o in s3_server.client().list_objects_v2(Bucket=bucket)["Contents"]]
+    assert sorted(keys) == ["g/x1.csv", "g/x2.csv"]
+    with pytest.raises(ValueError, match="local_paths"):
+        hook.stage(str(tmp_path / "nothing-*.csv"), bucket, "g")
+
+
+def test_multipart_file_skip_and_no_checksum_on_single_object(aws_conn, bucket, tmp_path, caplog):
+    hook = BacalhauS3Hook(multipart_threshold=5 * MiB, multipart_chunksize=5 * MiB)
+    (tmp_path / "big.bin").write_bytes(os.urandom(12 * MiB))
+    with caplog.at_level(logging.INFO):
+        staged = hook.stage(str(tmp_path / "big.bin"), bucket, "mp")
+    assert staged.uploaded == 1 and "ChecksumSHA256" not in staged.source_spec()["Params"]
+    assert "composite" in caplog.text
+    puts = count_puts(hook)
+    assert hook.stage(str(tmp_path / "big.bin"), bucket, "mp").skipped == 1 and puts == []
+
+
+def gzip_tar(members: dict[str, bytes]) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def publish(client, bucket: str, key: str, body: bytes) -> dict:
+    answer = client.put_object(Bucket=bucket, Key=key, Body=body, ChecksumAlgorithm="SHA256")
+    return {"Type": "s3", "Params": {"Bucket": bucket, "Key": key, "Region": "us-east-1",
+                                     "ChecksumSHA256": answer["ChecksumSHA256"], "Filter": "",
+                                     "Partition": {"Type": "", "StartIndex": 0}},
+            "JobID": "j-1", "ExecutionID": "e-1"}
+
+
+def test_fetch_gzip_and_plain(hook, bucket, tmp_path, s3_server):
+    client = s3_server.client()
+    result = publish(client, bucket, "res/j-1/e-1.tar.gz",
+                     gzip_tar({"stdout": b"hi\n", "outputs/a/b.txt": b"deep"}))
+    out = hook.fetch_result(result, tmp_path / "dest" / "e-1")
+    assert (out / "stdout").read_bytes() == b"hi\n"
+    assert (out / "outputs/a/b.txt").read_bytes() == b"deep"
+
+    for rel, data in {"stdout": b"x", "outputs/ü.txt": b"y"}.items():
+        client.put_object(Bucket=bucket, Key=f"plain/e-2/{rel}", Body=data,
+                          ChecksumAlgorithm="SHA256")
+    plain = {"Type": "s3", "Params": {"Bucket": bucket, "Key": "plain/e-2/"}}
+    out = hook.fetch_result(plain, tmp_path / "dest" / "e-2")
+    assert (out / "outputs/ü.txt").read_bytes() == b"y"
+    assert sorted(p.name for p in (tmp_path / "dest").iterdir()) == ["e-1", "e-2"]
+
+
+def test_corrupted_result_leaves_nothing(hook, bucket, tmp_path, s3_server):
+    client = s3_server.client()
+    result = publish(client, bucket, "res/bad.tar.gz", gzip_tar({"stdout": b"good"}))
+    client.put_object(Bucket=bucket, Key="res/bad.tar.gz", Body=gzip_tar({"stdout": b"evil"}))
+    with pytest.raises(ResultIntegrityError, match="checksum mismatch"):
+        hook.fetch_result(result, tmp_path / "dest" / "e-1")
+    assert list((tmp_path / "dest").iterdir()) == []
+
+    # Plain object whose bytes changed but whose stored checksum did not (moto accepts it).
+    good = client.put_object(Bucket=bucket, Key="p/e/f", Body=b"good", ChecksumAlgorithm="SHA256")
+    client.put_object(Bucket=bucket, Key="p/e/f", Body=b"evil", ChecksumAlgorithm="SHA256",
+                      ChecksumSHA256=good["ChecksumSHA256"])
+    with pytest.raises(ResultIntegrityError):
+        hook.fetch_result({"Type": "s3", "Params": {"Bucket": bucket, "Key": "p/e/"}},
+                          tmp_path / "dest" / "e-2")
+    assert list((tmp_path / "dest").iterdir()) == []
+
+
+@pytest.mark.parametrize("kind", ["dotdot", "absolute", "symlink", "hardlink", "device"])
+def test_unsafe_archives_refused(hook, bucket, tmp_path, s3_server, kind):
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        info = tarfile.TarInfo("ok.txt")
+        info.size = 2
+        tar.addfile(info, io.BytesIO(b"ok"))
+        bad = tarfile.TarInfo({"dotdot": "../escape.txt", "absolute": "/tmp/abs.txt"}.get(kind,
+                                                                                          "link"))
+        if kind == "symlink":
+            bad.type, bad.linkname = tarfile.SYMTYPE, "../../outside"
+        elif kind == "hardlink":
+            bad.type, bad.linkname = tarfile.LNKTYPE, "../outside"
+        elif kind == "device":
+            bad.type = tarfile.CHRTYPE
+        bad.size = 0 if kind in ("symlink", "hardlink", "device") else 3
+        tar.addfile(bad, io.BytesIO(b"bad") if bad.size else None)
+    result = publish(s3_server.client(), bucket, f"evil/{kind}.tar.gz", buf.getvalue())
+    with pytest.raises(ResultIntegrityError, match="refused"):
+        hook.fetch_result(result, tmp_path / "dest" / "e")
+    assert list((tmp_path / "dest").iterdir()) == []
+    assert not (tmp_path / "escape.txt").exists()
+
+
+def test_restage_gzip_once(hook, bucket, tmp_path, s3_server):
+    client = s3_server.client()
+    archive = gzip_tar({"stdout": b"1", "outputs/x.csv": b"a,b\n"})
+    result = publish(client, bucket, "res/e-9.tar.gz", archive)
+    spec = hook.restage_result(result, bucket, "stage")
+    digest = hashlib.sha256(archive).hexdigest()
+    assert spec["Params"]["Key"] == f"stage/{digest}/"
+    listed = client.list_objects_v2(Bucket=bucket, Prefix=f"stage/{digest}/")["Contents"]
+    assert sorted(o["Key"] for o in listed) == [f"stage/{digest}/outputs/x.csv",
+                                                f"stage/{digest}/stdout"]
+    gets = []
+    hook.client.meta.events.register("before-call.s3.GetObject", lambda **_: gets.append(1))
+    assert hook.restage_result(result, bucket, "stage") == spec
+    assert gets == []  # the marker answered: nothing downloaded again
+
+
+def test_fetch_multipart_objects_checked_by_composite(hook, bucket, tmp_path, s3_server):
+    from boto3.s3.transfer import TransferConfig
+
+    client = s3_server.client()
+    payload = os.urandom(7 * MiB)
+    archive = tmp_path / "e-mp.tar.gz"
+    archive.write_bytes(gzip_tar({"outputs/big.bin": payload}))
+    parts = TransferConfig(multipart_threshold=5 * MiB, multipart_chunksize=5 * MiB)
+    client.upload_file(str(archive), bucket, "mp/e-mp.tar.gz", Config=parts,
+                       ExtraArgs={"ChecksumAlgorithm": "SHA256"})
+    head = client.head_object(Bucket=bucket, Key="mp/e-mp.tar.gz", ChecksumMode="ENABLED")
+    assert head["ETag"].strip('"').endswith("-2")
+    assert hook._part_size(bucket, "mp/e-mp.tar.gz", "") == 5 * MiB  # so the check is real
+    result = {"Type": "s3", "Params": {"Bucket": bucket, "Key": "mp/e-mp.tar.gz",
+                                       "ChecksumSHA256": head["ChecksumSHA256"]}}
+    out = hook.fetch_result(result, tmp_path / "dest" / "ok")
+    assert (out / "outputs" / "big.bin").read_bytes() == payload
+
+    wrong = dict(result, Params=dict(result["Params"], ChecksumSHA256=sha_b64(b"other")))
+    with pytest.raises(ResultIntegrityError, match="checksum mismatch"):
+        hook.fetch_result(wrong, tmp_path / "dest" / "bad")
+    assert sorted(p.name for p in (tmp_path / "dest").iterdir()) == ["ok"]
+
+    client.upload_file(str(archive), bucket, "mpplain/e/file.bin", Config=parts,
+                       ExtraArgs={"ChecksumAlgorithm": "SHA256"})
+    out = hook.fetch_result({"Type": "s3", "Params": {"Bucket": bucket, "Key": "mpplain/e/"}},
+                            tmp_path / "dest" / "plain")
+    assert (out / "file.bin").read_bytes() == archive.read_bytes()
