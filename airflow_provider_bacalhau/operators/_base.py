@@ -1,0 +1,304 @@
+"""The shared flow of the Bacalhau job operators: submit once, wait, finish in one place.
+
+``execute``: find this task instance's job (an ID kept by an earlier try in Airflow 3.3's task state
+store, else the deterministic job name); re-attach to it while it runs, reuse it when it already
+succeeded, submit a new version when it failed, or submit it fresh. Then push the job ID and the
+Web UI link to XCom, look once, and finish at once, defer to :class:`BacalhauJobTrigger`, or poll
+in the worker. Every path ends in :meth:`JobCompletionMixin.execute_complete`.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import timedelta
+from typing import Any, ClassVar
+
+from airflow.providers.common.compat.sdk import AirflowException, AirflowFailException, BaseOperator, conf
+
+from airflow_provider_bacalhau.errors import BacalhauApiError
+from airflow_provider_bacalhau.links.job import BacalhauJobLink
+from airflow_provider_bacalhau.operators._completion import (
+    JobCompletionMixin,
+    event_from_response,
+    is_transient,
+    job_accepted,
+    wait_in_worker,
+)
+from airflow_provider_bacalhau.operators._naming import job_name_for_context, task_label
+
+#: Default wall-clock limit of a wait; the trigger always needs a deadline.
+DEFAULT_TIMEOUT_SECONDS = 24 * 3600.0
+#: ``timeout=None`` ("no limit") still gives the trigger a deadline, a year away.
+UNLIMITED_WAIT_SECONDS = 365 * 24 * 3600.0
+#: The defer timeout is padded past the trigger's own deadline, so the trigger's ``timeout``
+#: event (which stops the job) arrives before Airflow's backstop fails the task.
+DEFER_TIMEOUT_PADDING_SECONDS = 60.0
+#: Key of the job ID in XCom and in the task state store.
+JOB_ID_KEY = "bacalhau_job_id"
+
+
+def default_deferrable() -> bool:
+    return conf.getboolean("operators", "default_deferrable", fallback=False)
+
+
+def _seconds(value: float | timedelta | None, field: str) -> float | None:
+    if value is None:
+        return None
+    seconds = value.total_seconds() if isinstance(value, timedelta) else float(value)
+    if seconds <= 0:
+        raise ValueError(f"{field}: must be > 0 seconds, got {value!r}")
+    return seconds
+
+
+class BaseBacalhauJobOperator(JobCompletionMixin, BaseOperator):
+    """Shared parameters and flow; subclasses implement :meth:`build_job`.
+
+    :param bacalhau_conn_id: Airflow connection to the Bacalhau API.
+    :param aws_conn_id: AWS connection used to resolve and stage ``inputs``.
+    :param inputs: extra inputs, anything :func:`airflow_provider_bacalhau.inputs.resolve_inputs`
+        accepts (an upstream task's results, ``s3://`` URIs, staged inputs, InputSources...);
+        appended to the task's InputSources.
+    :param inputs_target: where ``inputs`` are mounted (see ``resolve_inputs``).
+    :param staging_bucket: bucket for re-staging archives and s3managed results used as inputs.
+    :param job_name: the Bacalhau job name; by default one derived from the task instance
+        (``airflow-<dag>-<task>-<run>-<map index>``), which is what makes retries safe.
+    :param namespace: Bacalhau namespace of the job (and of the name lookup); default: the
+        connection's namespace.
+    :param wait_for_termination: wait for the job to end; if False, return None once submitted.
+    :param deferrable: wait in the triggerer instead of the worker; default: the
+        ``[operators] default_deferrable`` setting (read when the operator is built).
+    :param poll_interval: seconds between two looks at the job.
+    :param timeout: wall-clock limit of the wait (seconds or timedelta); the job is stopped when
+        it is reached. None means no limit (the trigger still ends after a year).
+    :param fail_on_nonzero_exit: fail when an execution exits non-zero (Bacalhau itself calls
+        such a job Completed).
+    """
+
+    template_fields: ClassVar[tuple[str, ...]] = ("inputs", "inputs_target", "staging_bucket", "job_name",
+                                                  "namespace", "bacalhau_conn_id", "aws_conn_id")
+    operator_extra_links = (BacalhauJobLink(),)
+    ui_color = "#cfe8ff"
+
+    def __init__(
+        self,
+        *,
+        bacalhau_conn_id: str = "bacalhau_default",
+        aws_conn_id: str | None = "aws_default",
+        inputs: Any = None,
+        inputs_target: str = "/inputs",
+        staging_bucket: str | None = None,
+        job_name: str | None = None,
+        namespace: str | None = None,
+        wait_for_termination: bool = True,
+        deferrable: bool | None = None,
+        poll_interval: float = 10.0,
+        timeout: float | timedelta | None = DEFAULT_TIMEOUT_SECONDS,
+        fail_on_nonzero_exit: bool = True,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.bacalhau_conn_id = bacalhau_conn_id
+        self.aws_conn_id = aws_conn_id
+        self.inputs = inputs
+        self.inputs_target = inputs_target
+        self.staging_bucket = staging_bucket
+        self.job_name = job_name
+        self.namespace = namespace
+        self.wait_for_termination = wait_for_termination
+        self.deferrable = default_deferrable() if deferrable is None else bool(deferrable)
+        self.poll_interval = _seconds(poll_interval, "poll_interval")
+        self.timeout = _seconds(timeout, "timeout")
+        self.fail_on_nonzero_exit = fail_on_nonzero_exit
+        self.bacalhau_job_id: str | None = None
+        self._kill_reason = ""
+
+    # -- what subclasses provide ---------------------------------------------------------------
+    def build_job(self, context: Any) -> Any:
+        """The job to run, as a :class:`~airflow_provider_bacalhau.spec.Job` (inputs not yet added)."""
+        raise NotImplementedError
+
+    # -- clients -----------------------------------------------------------------------------
+    def _hook(self) -> Any:
+        from airflow_provider_bacalhau.hooks.bacalhau import BacalhauHook
+
+        return BacalhauHook(bacalhau_conn_id=self.bacalhau_conn_id)
+
+    def get_bacalhau_client(self) -> Any:
+        hook = self._hook()
+        if not self.namespace:
+            return hook.get_client()
+        from dataclasses import replace
+
+        from airflow_provider_bacalhau.client import BacalhauClient
+
+        # Name lookups are per namespace: ask in the job's namespace, not the connection's.
+        return BacalhauClient(replace(hook.client_config(), namespace=self.namespace))
+
+    # -- the flow ------------------------------------------------------------------------------
+    def execute(self, context: Any) -> list[dict] | None:
+        name = self.job_name or job_name_for_context(context)
+        self._kill_reason = f"Airflow task {task_label(context)} was killed"
+        with self.get_bacalhau_client() as client:
+            job_id, known = self._submit_or_attach(context, client, name)
+            self._announce(context, job_id)
+            if not self.wait_for_termination:
+                self.log.info("Not waiting for Bacalhau job %s (wait_for_termination=False)", job_id)
+                return None
+            response = known or self._look_once(client, job_id)
+            from airflow_provider_bacalhau.spec import JobStatus
+
+            if response is not None and JobStatus.from_api(response).is_terminal:
+                return self.execute_complete(context, event_from_response(response))
+            deadline = time.time() + (self.timeout or UNLIMITED_WAIT_SECONDS)
+            if self.deferrable:
+                self._defer(context, job_id, deadline)
+            self.log.info("Waiting for Bacalhau job %s in the worker (poll every %ss)", job_id,
+                          self.poll_interval)
+            try:
+                event = wait_in_worker(client, job_id, self.poll_interval, deadline, self.log)
+            except BacalhauApiError as exc:
+                raise AirflowException(f"Lost track of Bacalhau job {job_id}: {exc}") from exc
+        return self.execute_complete(context, event)
+
+    def _look_once(self, client: Any, job_id: str) -> dict | None:
+        """The job's state before waiting; None after a transient error (the wait retries)."""
+        try:
+            return client.get_job(job_id)
+        except BacalhauApiError as exc:
+            if not is_transient(exc):
+                raise AirflowException(f"Cannot read Bacalhau job {job_id}: {exc}") from exc
+            self.log.warning("Bacalhau job %s: transient API error (%s); waiting anyway", job_id, exc)
+            return None
+
+    def _defer(self, context: Any, job_id: str, deadline: float) -> None:
+        from airflow_provider_bacalhau.triggers.job import BacalhauJobTrigger
+
+        trigger = BacalhauJobTrigger(
+            job_id=job_id,
+            bacalhau_conn_id=self.bacalhau_conn_id,
+            poll_interval=self.poll_interval,
+            deadline=deadline,
+            stop_on_kill=True,
+            stop_reason=self.stop_reason(context, "the task was killed while deferred"),
+        )
+        padded = deadline - time.time() + DEFER_TIMEOUT_PADDING_SECONDS
+        self.log.info("Deferring: the triggerer watches Bacalhau job %s", job_id)
+        self.defer(trigger=trigger, method_name="execute_complete", timeout=timedelta(seconds=padded))
+
+    def _announce(self, context: Any, job_id: str) -> None:
+        """Make the job findable before any waiting: XCom, the extra link, the task state store."""
+        self.bacalhau_job_id = job_id
+        context["ti"].xcom_push(key=JOB_ID_KEY, value=job_id)
+        url = None
+        try:
+            url = self._hook().job_url(job_id)
+        except Exception:  # a link is a convenience
+            self.log.debug("no Web UI link for %s", job_id, exc_info=True)
+        BacalhauJobLink.persist(context, job_id, url)
+        if url:
+            self.log.info("Bacalhau job %s: %s", job_id, url)
+        store = context.get("task_state_store")
+        if store is not None:
+            try:
+                store.set(JOB_ID_KEY, job_id)
+            except Exception:  # the name lookup still protects retries
+                self.log.debug("could not record the job ID in the task state store", exc_info=True)
+
+    # -- idempotency: one job per task instance ---------------------------------------------------
+    def _find_previous(self, context: Any, client: Any, name: str) -> dict | None:
+        """The job an earlier try of this task instance submitted, if any."""
+        candidates: list[str] = []
+        store = context.get("task_state_store")
+        if store is not None:
+            try:
+                stored = store.get(JOB_ID_KEY)
+            except Exception:
+                stored = None
+            if isinstance(stored, str) and stored:
+                candidates.append(stored)
+        candidates.append(name)
+        for ref in candidates:
+            try:
+                response = client.get_job(ref)
+            except BacalhauApiError as exc:
+                if exc.is_not_found:
+                    continue
+                raise AirflowException(f"Cannot look up Bacalhau job {ref!r}: {exc}") from exc
+            if (response.get("Job") or {}).get("Name") == name:  # lookups also match ID prefixes
+                return response
+        return None
+
+    def _submit_or_attach(self, context: Any, client: Any, name: str) -> tuple[str, dict | None]:
+        """Return the job ID to follow and, when already known, its terminal answer."""
+        from airflow_provider_bacalhau.spec import JobStatus
+
+        previous = self._find_previous(context, client, name)
+        force = False
+        if previous is not None:
+            status = JobStatus.from_api(previous)
+            state = str(getattr(status.state, "value", status.state))
+            if not status.is_terminal:
+                self.log.info("Re-attaching to Bacalhau job %s (%s, version %s) submitted by an "
+                              "earlier try", status.job_id, state, status.version)
+                return status.job_id, None
+            if job_accepted(status, self.fail_on_nonzero_exit):
+                self.log.info("Bacalhau job %s (%s) already completed for this task instance: "
+                              "reusing its results without running it again", status.job_id, name)
+                return status.job_id, previous
+            self.log.info("Bacalhau job %s ended %s in an earlier try: submitting a new version",
+                          status.job_id, state)
+            force = True  # an identical spec would be refused with "no changes detected"
+        job = self.prepare_job(context, client, name)
+        try:
+            answer = client.submit_job(job, force=force)
+        except BacalhauApiError as exc:
+            raise AirflowException(f"Submitting Bacalhau job {name!r} failed: {exc}") from exc
+        for warning in answer.get("Warnings") or []:
+            self.log.warning("Bacalhau: %s", warning)
+        job_id = answer.get("JobID")
+        if not job_id:
+            raise AirflowException(f"Bacalhau accepted job {name!r} but returned no JobID: {answer!r}")
+        self.log.info("Submitted Bacalhau job %s (name %s)", job_id, name)
+        return job_id, None
+
+    def prepare_job(self, context: Any, client: Any, name: str) -> Any:
+        """Build the job, add the resolved ``inputs``, name it and validate it (before any submit)."""
+        from airflow_provider_bacalhau.spec import Job
+
+        try:
+            job = Job.from_dict(self.build_job(context).to_dict())  # a private copy
+            if job.name and job.name != name and not self.job_name:
+                self.log.info("Replacing the spec's Name %r with %r (one name per task instance keeps "
+                              "retries from duplicating the job; pass job_name= to choose)", job.name,
+                              name)
+            job.name = name
+            if self.namespace:
+                job.namespace = self.namespace
+            job.task.input_sources.extend(self._resolve_inputs(client))
+            job.validate()
+        except ValueError as exc:  # SpecError included
+            # A bad spec does not get better by retrying: fail without retries.
+            raise AirflowFailException(f"Invalid Bacalhau job spec: {exc}") from exc
+        return job
+
+    def _resolve_inputs(self, client: Any) -> list:
+        if self.inputs is None or self.inputs == [] or self.inputs == "":
+            return []
+        from airflow_provider_bacalhau.inputs import resolve_inputs
+
+        return list(resolve_inputs(self.inputs, target=self.inputs_target, aws_conn_id=self.aws_conn_id,
+                                   bacalhau_client=client, staging_bucket=self.staging_bucket))
+
+    # -- cancelling ----------------------------------------------------------------------------
+    def on_kill(self) -> None:
+        """Stop the Bacalhau job when the running task is killed on its worker."""
+        job_id = self.bacalhau_job_id
+        if not job_id:
+            return
+        reason = self._kill_reason or f"Airflow task {self.dag_id}.{self.task_id} was killed"
+        try:
+            with self.get_bacalhau_client() as client:
+                client.stop_job(job_id, reason=reason)
+            self.log.info("Stopped Bacalhau job %s: %s", job_id, reason)
+        except Exception:
+            self.log.warning("Could not stop Bacalhau job %s", job_id, exc_info=True)

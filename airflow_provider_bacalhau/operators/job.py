@@ -1,0 +1,187 @@
+"""Operators that run a Bacalhau job: from a spec (dict, ``Job`` or job file) or from Docker arguments.
+
+Both share :class:`BaseBacalhauJobOperator`: deterministic job names (retries never duplicate a
+job), the Web UI link and job ID in XCom before waiting, deferrable or in-worker waiting, one
+completion path, and the published results (``PublishedResult.to_dict()`` list) as return value,
+ready to be the next task's ``inputs``.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, ClassVar
+
+from airflow_provider_bacalhau.operators._base import (
+    DEFAULT_TIMEOUT_SECONDS,
+    DEFER_TIMEOUT_PADDING_SECONDS,
+    JOB_ID_KEY,
+    BaseBacalhauJobOperator,
+)
+from airflow_provider_bacalhau.operators._building import build_docker_job
+
+__all__ = [
+    "DEFAULT_TIMEOUT_SECONDS",
+    "DEFER_TIMEOUT_PADDING_SECONDS",
+    "JOB_ID_KEY",
+    "BacalhauDockerJobOperator",
+    "BacalhauJobOperator",
+    "BaseBacalhauJobOperator",
+]
+
+JOB_FILE_EXTENSIONS = (".yaml", ".yml", ".json")
+
+
+class BacalhauJobOperator(BaseBacalhauJobOperator):
+    """Run any Bacalhau job.
+
+    ``job`` is a mapping, a :class:`~airflow_provider_bacalhau.spec.Job`, or the path of a
+    ``.yaml``/``.yml``/``.json`` job file (relative to the DAG folder or ``template_searchpath``).
+    A job file is a Jinja template: ``{{ params.x }}``, ``{{ ds }}``... are rendered before the
+    YAML/JSON is parsed, so parameters of a run triggered from the UI reach the job. Only ``job``
+    may name a template file: a templated value of another field that ends in ``.json`` (say an
+    ``s3://.../x.json`` input) stays a plain value.
+
+    The job's ``Name`` is replaced by one derived from the task instance unless ``job_name`` is
+    given (see :class:`BaseBacalhauJobOperator`).
+
+    :param job: the job spec (mapping, ``Job``, YAML/JSON text or job file path).
+    """
+
+    template_fields: ClassVar[tuple[str, ...]] = ("job", *BaseBacalhauJobOperator.template_fields)
+    template_ext: ClassVar[tuple[str, ...]] = JOB_FILE_EXTENSIONS
+    template_fields_renderers: ClassVar[dict[str, str]] = {"job": "yaml"}
+
+    def __init__(self, *, job: Any, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.job = job
+
+    def build_job(self, context: Any) -> Any:
+        from airflow_provider_bacalhau.spec import Job, coerce_job
+
+        job = self.job
+        if isinstance(job, str) and job.strip().endswith(JOB_FILE_EXTENSIONS) and "\n" not in job.strip():
+            path = job.strip()
+            if os.path.isfile(path):  # an absolute path Jinja's loader could not find: not templated
+                self.log.info("Reading job file %s (outside the template search path: not rendered)", path)
+                return Job.from_file(path)
+        return coerce_job(job)
+
+    def resolve_template_files(self) -> None:
+        """Read the job file (only ``job``: other fields never name a template file)."""
+        job = self.job
+        if isinstance(job, str) and job.endswith(JOB_FILE_EXTENSIONS):
+            env = self.get_template_env()
+            try:
+                self.job = env.loader.get_source(env, job)[0]
+            except Exception:
+                self.log.debug("job file %s not found by the template loader", job, exc_info=True)
+        self.prepare_template()
+
+    def _do_render_template_fields(self, parent: Any, template_fields: Any, context: Any,
+                                   jinja_env: Any, seen_oids: set[int]) -> None:
+        # template_ext applies to every templated string; restrict it to `job` (see class doc).
+        if parent is not self:
+            return super()._do_render_template_fields(parent, template_fields, context, jinja_env,
+                                                      seen_oids)
+        fields = list(template_fields)
+        with_files = [f for f in fields if f == "job"]
+        plain = [f for f in fields if f != "job"]
+        if with_files and self._job_is_loadable_template():
+            super()._do_render_template_fields(parent, with_files, context, jinja_env, seen_oids)
+        else:
+            plain = fields
+        saved = self.template_ext
+        self.template_ext = ()
+        try:
+            super()._do_render_template_fields(parent, plain, context, jinja_env, seen_oids)
+        finally:
+            self.template_ext = saved
+        return None
+
+    def _job_is_loadable_template(self) -> bool:
+        """False for an absolute job file path outside the search path (read as-is at run time)."""
+        job = self.job
+        if not (isinstance(job, str) and job.endswith(JOB_FILE_EXTENSIONS)):
+            return True
+        env = self.get_template_env()
+        try:
+            env.loader.get_source(env, job)
+        except Exception:
+            return not os.path.isfile(job)
+        return True
+
+
+class BacalhauDockerJobOperator(BaseBacalhauJobOperator):
+    """Run a Docker container as a Bacalhau job, described by arguments.
+
+    :param image: Docker image (required).
+    :param entrypoint: overrides the image's entrypoint (a list, or one string).
+    :param parameters: the command (Docker ``Cmd``), a list or one string.
+    :param env: environment variables for the container, ``{"NAME": "value"}`` or
+        ``["NAME=value"]`` (Docker engine ``EnvironmentVariables``; not ``BACALHAU_*``).
+    :param working_dir: absolute working directory in the container.
+    :param publisher: where results go: a spec publisher, ``{"Type", "Params"}``, a flat mapping
+        like ``{"type": "s3", "bucket": "b", "key": "out/{jobID}/", "encoding": "plain"}``,
+        ``"s3managed"``, ``"local"`` or ``"s3://bucket/prefix/"``. None publishes nothing.
+    :param result_paths: ``{"name": "/path"}`` or a list of ``ResultPath``; default
+        ``{"outputs": "/outputs"}`` when a publisher is set.
+    :param resources: ``Resources`` or a mapping such as ``{"cpu": "1", "memory": "1gb"}`` (kept
+        as ``job_resources``: ``resources`` on an operator means Airflow executor resources).
+    :param timeouts: ``Timeouts`` or a mapping such as ``{"execution_timeout": 600}`` (seconds).
+    :param count: number of executions (batch jobs).
+    :param constraints: node constraints, ``Constraint`` or ``{"key", "operator", "values"}``.
+    :param labels: job labels.
+    :param network: ``Network``, a mapping, or a type word (``"None"``, ``"HTTP"``, ``"Bridge"``...).
+    :param job_type: ``batch`` (default) or ``ops``.
+    """
+
+    template_fields: ClassVar[tuple[str, ...]] = (
+        "image", "entrypoint", "parameters", "env", "working_dir", "publisher", "result_paths",
+        "job_resources", "timeouts", "count", "constraints", "labels", "network",
+        *BaseBacalhauJobOperator.template_fields,
+    )
+
+    def __init__(
+        self,
+        *,
+        image: str,
+        entrypoint: list[str] | str | None = None,
+        parameters: list[str] | str | None = None,
+        env: dict[str, str] | list[str] | None = None,
+        working_dir: str | None = None,
+        publisher: Any = None,
+        result_paths: Any = None,
+        resources: Any = None,
+        timeouts: Any = None,
+        count: int = 1,
+        constraints: Any = None,
+        labels: dict[str, str] | None = None,
+        network: Any = None,
+        job_type: str = "batch",
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.image = image
+        self.entrypoint = entrypoint
+        self.parameters = parameters
+        self.env = env
+        self.working_dir = working_dir
+        self.publisher = publisher
+        self.result_paths = result_paths
+        # BaseOperator.resources means executor resources: keep Bacalhau's under another attribute.
+        self.job_resources = resources
+        self.timeouts = timeouts
+        self.count = count
+        self.constraints = constraints
+        self.labels = labels
+        self.network = network
+        self.job_type = job_type
+
+    def build_job(self, context: Any) -> Any:
+        return build_docker_job(
+            image=self.image, entrypoint=self.entrypoint, parameters=self.parameters, env=self.env,
+            working_dir=self.working_dir, publisher=self.publisher, result_paths=self.result_paths,
+            resources=self.job_resources, timeouts=self.timeouts, count=self.count,
+            constraints=self.constraints, labels=self.labels, namespace=self.namespace,
+            network=self.network, job_type=self.job_type,
+        )

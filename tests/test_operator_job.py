@@ -1,0 +1,216 @@
+"""The operators' flow against the devstack: defer, complete, fail, time out, retry, kill."""
+
+from __future__ import annotations
+
+import time
+from datetime import timedelta
+
+import pytest
+from airflow.providers.common.compat.sdk import AirflowException, AirflowFailException, TaskDeferred
+from airflow_helpers import FakeStateStore, FakeTaskInstance, busybox_job, fake_context, record_logs
+
+from airflow_provider_bacalhau.client import BacalhauClient, ClientConfig
+from airflow_provider_bacalhau.operators import BacalhauDockerJobOperator, BacalhauJobOperator
+from airflow_provider_bacalhau.operators._completion import make_event
+from airflow_provider_bacalhau.operators._naming import job_name_for_context
+from airflow_provider_bacalhau.spec import JobStatus
+from airflow_provider_bacalhau.triggers.job import BacalhauJobTrigger
+
+pytest_plugins = ["airflow_provider_bacalhau.devstack.testing"]
+
+_RUNS = iter(range(1, 10_000))
+
+
+@pytest.fixture
+def client(devstack):
+    with BacalhauClient(ClientConfig(base_url=devstack.api_url)) as c:
+        yield c
+
+
+@pytest.fixture
+def ti():
+    """A task instance identity not used by any other test (job names derive from it)."""
+    return FakeTaskInstance(dag_id="optest", task_id="run", run_id=f"run-{next(_RUNS)}-{time.time_ns()}")
+
+
+def jobs_named(devstack, name: str) -> list[dict]:
+    return [j for j in devstack.jobs() if j.get("Name") == name]
+
+
+def wait_state(client, job_id: str, states: set[str], timeout: float = 30) -> JobStatus:
+    end = time.time() + timeout
+    while True:
+        status = JobStatus.from_api(client.get_job(job_id))
+        if status.state.value in states or time.time() > end:
+            return status
+        time.sleep(0.2)
+
+
+def op_for(script: str, **kwargs) -> BacalhauJobOperator:
+    kwargs.setdefault("poll_interval", 0.2)
+    kwargs.setdefault("deferrable", False)
+    return BacalhauJobOperator(task_id="run", job=busybox_job(script), **kwargs)
+
+
+def test_deferrable_execute_pushes_id_and_link_then_defers(devstack_env, devstack, client, ti):
+    op = op_for("sleep 20", deferrable=True, timeout=600)
+    context = fake_context(ti)
+    with pytest.raises(TaskDeferred) as deferred:
+        op.execute(context)
+    job_id = ti.xcoms["bacalhau_job_id"]
+    try:
+        trigger = deferred.value.trigger
+        assert isinstance(trigger, BacalhauJobTrigger)
+        assert (trigger.job_id, trigger.bacalhau_conn_id, trigger.poll_interval) == (job_id, "bacalhau_default", 0.2)
+        assert 590 < trigger.deadline - time.time() <= 600
+        assert trigger.stop_on_kill and "optest.run" in trigger.stop_reason
+        assert deferred.value.method_name == "execute_complete"
+        # Padded past the trigger's deadline, so the trigger's timeout event (which stops the job) wins.
+        assert timedelta(seconds=655) < deferred.value.timeout <= timedelta(seconds=660)
+        assert ti.xcoms["bacalhau_job_link"] == {"job_id": job_id, "url": f"{devstack.webui_url}/jobs/{job_id}"}
+        assert jobs_named(devstack, job_name_for_context(context))[0]["ID"] == job_id
+    finally:
+        client.stop_job(job_id, reason="test cleanup")
+
+
+def test_success_returns_result_dicts_and_logs_outputs(devstack_env, devstack, ti):
+    publisher = {"Type": "s3", "Params": {"Bucket": devstack.results_bucket, "Key": "optest/{jobID}/{executionID}/",
+                                          "Encoding": "plain"}}
+    op = BacalhauJobOperator(task_id="run", poll_interval=0.2, deferrable=False,
+                             job=busybox_job("echo hello > /outputs/a.txt; echo to-stdout; echo to-stderr >&2",
+                                             publisher=publisher))
+    with record_logs() as logs:
+        results = op.execute(fake_context(ti))
+    assert len(results) == 1
+    [result] = results
+    assert result["Type"] == "s3" and result["Params"]["Bucket"] == devstack.results_bucket
+    assert result["JobID"] == ti.xcoms["bacalhau_job_id"] and result["ExecutionID"].startswith("e-")
+    assert "to-stdout" in logs.text and "to-stderr" in logs.text
+    body = devstack.s3_client().get_object(Bucket=devstack.results_bucket,
+                                           Key=result["Params"]["Key"] + "outputs/a.txt")["Body"].read()
+    assert body == b"hello\n"
+
+
+def test_failure_raises_with_stderr_tail_in_the_log(devstack_env, ti):
+    op = op_for("echo the-real-cause >&2; exit 7")
+    with record_logs() as logs, pytest.raises(AirflowException, match="ExitCode: 7") as failed:
+        op.execute(fake_context(ti))
+    assert "the-real-cause" in str(failed.value)
+    failure_lines = logs.messages("error")
+    assert any("did not succeed" in line and "the-real-cause" in line and "ExitCode: 7" in line
+               for line in failure_lines), failure_lines
+
+
+def test_nonzero_exit_can_be_accepted(devstack_env, ti):
+    op = op_for("exit 4", fail_on_nonzero_exit=False)
+    assert op.execute(fake_context(ti)) == []  # no publisher, so no results; but no failure
+
+
+def test_retry_reuses_a_completed_job_without_running_it_again(devstack_env, devstack, ti):
+    context = fake_context(ti)
+    op_for("echo once").execute(context)
+    first_id = ti.xcoms["bacalhau_job_id"]
+    with record_logs() as logs:
+        op_for("echo once").execute(context)  # the "retry": same task instance
+    assert ti.xcoms["bacalhau_job_id"] == first_id
+    [job] = jobs_named(devstack, job_name_for_context(context))
+    assert job["Version"] == 1
+    assert "reusing its results" in logs.text
+
+
+def test_retry_after_failure_submits_a_new_version(devstack_env, devstack, ti):
+    context = fake_context(ti)
+    with pytest.raises(AirflowException):
+        op_for("exit 1").execute(context)
+    first_id = ti.xcoms["bacalhau_job_id"]
+    with pytest.raises(AirflowException):
+        op_for("exit 1").execute(context)  # identical spec: needs Force, else "no changes detected"
+    [job] = jobs_named(devstack, job_name_for_context(context))
+    assert job["ID"] == first_id and job["Version"] == 2
+
+
+def test_retry_while_running_reattaches(devstack_env, devstack, client, ti):
+    context = fake_context(ti)
+    with pytest.raises(TaskDeferred):
+        op_for("sleep 2; echo late", deferrable=True).execute(context)
+    first_id = ti.xcoms["bacalhau_job_id"]
+    op_for("sleep 2; echo late").execute(context)  # e.g. the worker crashed and the task restarted
+    [job] = jobs_named(devstack, job_name_for_context(context))
+    assert job["ID"] == first_id and job["Version"] == 1
+    assert JobStatus.from_api(client.get_job(first_id)).executions[0].run_output.stdout.strip() == "late"
+
+
+def test_task_state_store_finds_a_job_with_a_user_chosen_name(devstack_env, devstack, ti):
+    store = FakeStateStore()
+    context = fake_context(ti, store)
+    name = f"custom-{ti.run_id}"
+    op_for("echo a", job_name=name).execute(context)
+    assert store.values["bacalhau_job_id"] == ti.xcoms["bacalhau_job_id"]
+    assert jobs_named(devstack, name)[0]["ID"] == store.values["bacalhau_job_id"]
+    op_for("echo a", job_name=name).execute(context)
+    assert len(jobs_named(devstack, name)) == 1
+
+
+def test_invalid_spec_fails_before_submit_naming_the_field(devstack_env, devstack, ti):
+    op = BacalhauDockerJobOperator(task_id="run", image="busybox", env={"BACALHAU_SECRET": "x"},
+                                   deferrable=False)
+    context = fake_context(ti)
+    with pytest.raises(AirflowFailException, match="EnvironmentVariables"):
+        op.execute(context)
+    assert jobs_named(devstack, job_name_for_context(context)) == []
+    assert "bacalhau_job_id" not in ti.xcoms
+
+
+def test_timeout_event_stops_the_job(devstack_env, client, ti):
+    op = op_for("sleep 30", deferrable=True)
+    context = fake_context(ti)
+    with pytest.raises(TaskDeferred):
+        op.execute(context)
+    job_id = ti.xcoms["bacalhau_job_id"]
+    with pytest.raises(AirflowException, match="deadline|timed out"):
+        op.execute_complete(context, make_event("timeout", job_id, "deadline passed"))
+    status = wait_state(client, job_id, {"Stopped"}, timeout=10)
+    assert status.state.value == "Stopped" and "timed out" in status.message
+
+
+def test_worker_wait_times_out_and_stops_the_job(devstack_env, client, ti):
+    op = op_for("sleep 30", timeout=1)
+    with pytest.raises(AirflowException, match="deadline|timed out"):
+        op.execute(fake_context(ti))
+    assert wait_state(client, ti.xcoms["bacalhau_job_id"], {"Stopped"}, timeout=10).state.value == "Stopped"
+
+
+def test_on_kill_stops_the_job(devstack_env, client, ti):
+    op = op_for("sleep 30", deferrable=True)
+    with pytest.raises(TaskDeferred):
+        op.execute(fake_context(ti))
+    op.on_kill()
+    status = wait_state(client, ti.xcoms["bacalhau_job_id"], {"Stopped"}, timeout=10)
+    assert status.state.value == "Stopped" and "optest.run" in status.message and "killed" in status.message
+
+
+def test_worker_wait_survives_transient_api_errors(devstack_env, devstack, ti, monkeypatch):
+    monkeypatch.setenv("AIRFLOW_CONN_BACALHAU_NORETRY", devstack.bacalhau_conn_json(max_retries=0))
+    devstack.set_faults(routes={"GET /api/v1/orchestrator/jobs/{id}": {"every": 2, "status": 503, "times": 3}})
+    try:
+        op_for("sleep 1; echo ok", bacalhau_conn_id="bacalhau_noretry").execute(fake_context(ti))
+    finally:
+        devstack.clear_faults()
+    assert ti.xcoms["bacalhau_job_id"].startswith("j-")
+
+
+def test_not_waiting_returns_none_after_pushing_the_id(devstack_env, client, ti):
+    assert op_for("echo x", wait_for_termination=False).execute(fake_context(ti)) is None
+    assert ti.xcoms["bacalhau_job_id"].startswith("j-")
+
+
+@pytest.mark.parametrize("event", [None, {"status": "weird", "job_id": "j"}, {"status": "success"},
+                                   {"status": "success", "job_id": "j-1", "job": None}])
+def test_execute_complete_validates_the_event_first(event):
+    with pytest.raises(AirflowException, match="event"):
+        op_for("echo").execute_complete(fake_context(), event)
+
+
+def test_error_event_fails_without_stopping(devstack_env, ti):
+    with pytest.raises(AirflowException, match="Waiting for Bacalhau job j-1 failed: boom"):
+        op_for("echo").execute_complete(fake_context(ti), make_event("error", "j-1", "boom"))

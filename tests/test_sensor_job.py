@@ -1,0 +1,92 @@
+"""BacalhauJobSensor against the devstack: poke, deferrable, failure, results."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from airflow.providers.common.compat.sdk import AirflowException, PokeReturnValue, TaskDeferred
+from airflow_helpers import FakeTaskInstance, busybox_job, fake_context
+
+from airflow_provider_bacalhau.client import BacalhauClient, ClientConfig
+from airflow_provider_bacalhau.operators._completion import make_event
+from airflow_provider_bacalhau.sensors import BacalhauJobSensor
+from airflow_provider_bacalhau.spec import JobStatus
+from airflow_provider_bacalhau.triggers.job import BacalhauJobTrigger
+
+pytest_plugins = ["airflow_provider_bacalhau.devstack.testing"]
+
+
+@pytest.fixture
+def client(devstack):
+    with BacalhauClient(ClientConfig(base_url=devstack.api_url)) as c:
+        yield c
+
+
+def submit(client, devstack, script: str, name: str = "") -> str:
+    publisher = {"Type": "s3", "Params": {"Bucket": devstack.results_bucket, "Key": "sensor/{jobID}/",
+                                          "Encoding": "plain"}}
+    return client.submit_job(busybox_job(script, name=name, publisher=publisher))["JobID"]
+
+
+def wait_terminal(client, job_id: str) -> None:
+    end = time.time() + 30
+    while not JobStatus.from_api(client.get_job(job_id)).is_terminal and time.time() < end:
+        time.sleep(0.2)
+
+
+def test_poke_waits_then_returns_results(devstack_env, devstack, client):
+    job_id = submit(client, devstack, "sleep 1; echo done > /outputs/x")
+    sensor = BacalhauJobSensor(task_id="s", job_id=job_id, poke_interval=0.2)
+    ti = FakeTaskInstance(task_id="s")
+    assert sensor.poke(fake_context(ti)) is False
+    assert ti.xcoms["bacalhau_job_id"] == job_id and ti.xcoms["bacalhau_job_link"]["url"].endswith(job_id)
+    wait_terminal(client, job_id)
+    done = sensor.poke(fake_context(ti))
+    assert isinstance(done, PokeReturnValue) and done.is_done
+    [result] = done.xcom_value
+    assert result["Type"] == "s3" and result["JobID"] == job_id
+
+
+def test_poke_by_name_and_failure_like_the_operator(devstack_env, devstack, client):
+    name = f"sensor-fail-{time.time_ns()}"
+    job_id = submit(client, devstack, "echo sensor-cause >&2; exit 2", name=name)
+    wait_terminal(client, job_id)
+    sensor = BacalhauJobSensor(task_id="s", job_id=name, poke_interval=0.2)
+    with pytest.raises(AirflowException, match="sensor-cause"):
+        sensor.poke(fake_context())
+    relaxed = BacalhauJobSensor(task_id="s", job_id=name, fail_on_nonzero_exit=False)
+    assert relaxed.poke(fake_context()).is_done
+
+
+def test_unknown_job_fails_at_once(devstack_env):
+    with pytest.raises(AirflowException, match="404|not found"):
+        BacalhauJobSensor(task_id="s", job_id="no-such-job-name").poke(fake_context())
+
+
+def test_deferrable_uses_the_shared_trigger_and_completion(devstack_env, devstack, client):
+    name = f"sensor-defer-{time.time_ns()}"
+    job_id = submit(client, devstack, "sleep 20", name=name)
+    sensor = BacalhauJobSensor(task_id="s", job_id=name, deferrable=True, poke_interval=0.5, timeout=300)
+    try:
+        with pytest.raises(TaskDeferred) as deferred:
+            sensor.execute(fake_context())
+        trigger = deferred.value.trigger
+        assert isinstance(trigger, BacalhauJobTrigger)
+        assert trigger.job_id == job_id  # the name was resolved to the ID
+        assert trigger.stop_on_kill is False  # the sensor does not own the job
+        assert 295 < trigger.deadline - time.time() <= 300
+        # A timeout event fails the sensor but leaves the job running.
+        with pytest.raises(AirflowException):
+            sensor.execute_complete(fake_context(), make_event("timeout", job_id, "deadline"))
+        assert JobStatus.from_api(client.get_job(job_id)).state.value in ("Pending", "Queued", "Running")
+    finally:
+        client.stop_job(job_id, reason="test cleanup")
+
+
+def test_deferrable_finishes_at_once_when_already_terminal(devstack_env, devstack, client):
+    job_id = submit(client, devstack, "echo quick > /outputs/q")
+    wait_terminal(client, job_id)
+    sensor = BacalhauJobSensor(task_id="s", job_id=job_id, deferrable=True)
+    [result] = sensor.execute(fake_context())
+    assert result["JobID"] == job_id
