@@ -42,7 +42,7 @@ class BacalhauS3StageOperator(BaseOperator):
         the input holds exactly the staged files.
     """
 
-    template_fields: Sequence[str] = ("local_paths", "bucket", "prefix")
+    template_fields: Sequence[str] = ("local_paths", "bucket", "prefix", "aws_conn_id")
     ui_color = "#cfe8fc"
 
     def __init__(self, *, local_paths: str | list[str], bucket: str, prefix: str = "",
@@ -83,7 +83,7 @@ class BacalhauFetchResultsOperator(BaseOperator):
     :param bacalhau_conn_id: Bacalhau connection (``job_id`` and s3managed results).
     """
 
-    template_fields: Sequence[str] = ("results", "job_id", "destination", "restage_to")
+    template_fields: Sequence[str] = ("results", "job_id", "destination", "restage_to", "aws_conn_id", "bacalhau_conn_id")
     ui_color = "#cfe8fc"
 
     def __init__(self, *, results: Any = None, job_id: str | None = None,
