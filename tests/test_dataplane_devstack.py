@@ -19,7 +19,6 @@ from airflow_provider_bacalhau.hooks.s3 import BacalhauS3Hook
 from airflow_provider_bacalhau.inputs import resolve_inputs
 from airflow_provider_bacalhau.spec import Job, JobStatus
 
-pytest_plugins = ["airflow_provider_bacalhau.devstack.testing"]
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
 FAKE_SECRET = "dataplane-FAKE-secret-7Qx9zz"

@@ -25,7 +25,6 @@ from airflow_provider_bacalhau.operators.s3 import (
     BacalhauS3StageOperator,
 )
 
-pytest_plugins = ["airflow_provider_bacalhau.devstack.testing"]
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
 

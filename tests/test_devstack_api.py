@@ -9,7 +9,6 @@ import httpx
 import pytest
 from devstack_helpers import JOBS, busybox_job, get_job, noop_job, submit, unique, wait_for
 
-pytest_plugins = ["airflow_provider_bacalhau.devstack.testing"]
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ import httpx
 import pytest
 from devstack_helpers import JOBS, busybox_job, get_job, noop_job, submit, unique, wait_execution_state, wait_for
 
-pytest_plugins = ["airflow_provider_bacalhau.devstack.testing"]
 
 API_KEY = "devstack-test-api-key-0001"
 JOB_ROUTE = "GET /api/v1/orchestrator/jobs/{id}"

@@ -14,7 +14,6 @@ import pytest
 import websockets
 from devstack_helpers import JOBS, busybox_job, get_job, noop_job, submit, unique, wait_execution_state, wait_for
 
-pytest_plugins = ["airflow_provider_bacalhau.devstack.testing"]
 
 
 @pytest.fixture

@@ -24,7 +24,6 @@ from airflow_provider_bacalhau.devstack.compute import (
     ComputeSettings,
     ExecutionRequest,
 )
-pytest_plugins = ["airflow_provider_bacalhau.devstack.testing"]  # s3_server: one moto server per session
 
 
 

@@ -20,7 +20,6 @@ from airflow_provider_bacalhau.devstack.compute import (
 )
 from airflow_provider_bacalhau.devstack.compute_common import ComputeError, S3Clients, go_duration
 from airflow_provider_bacalhau.devstack.compute_docker import parse_cpu, parse_memory
-pytest_plugins = ["airflow_provider_bacalhau.devstack.testing"]  # s3_server: one moto server per session
 
 
 def settings_for(tmp_path: Path, s3_server, **overrides) -> ComputeSettings:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import botocore.exceptions
 import pytest
 
-pytest_plugins = ["airflow_provider_bacalhau.devstack.testing"]
 
 
 def test_s3_server_round_trip_and_reset(s3_server):

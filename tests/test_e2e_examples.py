@@ -19,7 +19,6 @@ import pytest
 import test_e2e_helpers as e2e
 from airflow_helpers import airflow_db  # noqa: F401  (fixture)
 
-pytest_plugins = ["airflow_provider_bacalhau.devstack.testing"]
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
 DATA = e2e.EXAMPLES / "data"

@@ -14,7 +14,6 @@ from airflow_provider_bacalhau.hooks.s3 import BacalhauS3Hook
 from airflow_provider_bacalhau.inputs import resolve_inputs
 from airflow_provider_bacalhau.spec import InputSource, PublishedResult, S3Source
 
-pytest_plugins = ["airflow_provider_bacalhau.devstack.testing"]
 
 CHECKSUM = "aLgNZhlhklWk0ATVRHbeUfkVes0KnZfNKUoKOGLK090="
 

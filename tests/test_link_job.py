@@ -12,7 +12,6 @@ from airflow_helpers import FakeTaskInstance, busybox_job, fake_context
 from airflow_provider_bacalhau.links import BacalhauJobLink
 from airflow_provider_bacalhau.operators import BacalhauJobOperator
 
-pytest_plugins = ["airflow_provider_bacalhau.devstack.testing"]
 
 
 def test_declared_name_and_keys():

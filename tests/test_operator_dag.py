@@ -14,7 +14,6 @@ from airflow_provider_bacalhau.operators import BacalhauDockerJobOperator, Bacal
 from airflow_provider_bacalhau.sensors import BacalhauJobSensor
 from airflow_provider_bacalhau.spec import JobStatus
 
-pytest_plugins = ["airflow_provider_bacalhau.devstack.testing"]
 
 JOB_FILE = """\
 Type: batch

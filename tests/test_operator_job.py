@@ -16,7 +16,6 @@ from airflow_provider_bacalhau.operators._naming import job_name_for_context
 from airflow_provider_bacalhau.spec import JobStatus
 from airflow_provider_bacalhau.triggers.job import BacalhauJobTrigger
 
-pytest_plugins = ["airflow_provider_bacalhau.devstack.testing"]
 
 _RUNS = iter(range(1, 10_000))
 

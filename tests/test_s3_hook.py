@@ -16,7 +16,6 @@ import pytest
 from airflow_provider_bacalhau.errors import ResultIntegrityError
 from airflow_provider_bacalhau.hooks.s3 import BacalhauS3Hook
 
-pytest_plugins = ["airflow_provider_bacalhau.devstack.testing"]
 
 FAKE_SECRET = "dataplane-FAKE-secret-7Qx9zz"
 MiB = 1024 * 1024

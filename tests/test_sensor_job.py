@@ -14,7 +14,6 @@ from airflow_provider_bacalhau.sensors import BacalhauJobSensor
 from airflow_provider_bacalhau.spec import JobStatus
 from airflow_provider_bacalhau.triggers.job import BacalhauJobTrigger
 
-pytest_plugins = ["airflow_provider_bacalhau.devstack.testing"]
 
 
 @pytest.fixture

@@ -13,7 +13,6 @@ from airflow_provider_bacalhau.client.aio import _POOLS, close_shared_http_clien
 from airflow_provider_bacalhau.spec import JobStatus
 from airflow_provider_bacalhau.triggers.job import BacalhauJobTrigger
 
-pytest_plugins = ["airflow_provider_bacalhau.devstack.testing"]
 
 GET_JOB = "GET /api/v1/orchestrator/jobs/{id}"
 
