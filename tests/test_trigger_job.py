@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 
 import pytest
@@ -164,8 +165,8 @@ async def test_many_triggers_share_one_connection_pool(devstack_env, client, mon
     used = []
     original = BacalhauJobTrigger._client
 
-    async def recording_client(self):
-        api = await original(self)
+    async def recording_client(self, max_retries):
+        api = await original(self, max_retries)
         used.append(api._http)
         return api
 
@@ -221,3 +222,62 @@ async def test_on_kill_after_the_event_leaves_the_job_alone(devstack_env, client
     await trigger.on_kill()  # would be a 500 "cannot stop job in state Completed" if it tried
     await close_shared_http_clients()
     assert JobStatus.from_api(client.get_job(job_id)).state.value == "Completed"
+
+
+def _job(state: str, env_secret: str = "") -> dict:
+    task = {"Name": "main", "Env": {"TOKEN": env_secret}} if env_secret else {"Name": "main"}
+    return {"Job": {"ID": "j-1", "Name": "n", "Type": "batch", "Version": 1,
+                    "State": {"StateType": state}, "Tasks": [task]},
+            "Executions": {"Items": [{"ID": "e-1", "JobVersion": 1, "Job": {"Tasks": [task]},
+                                      "ComputeState": {"StateType": 9},
+                                      "RunOutput": {"ExitCode": 0}}]}}
+
+
+def _drive(answers, poll_interval=1.0, deadline_in=60.0):
+    """Run the waiting loop on scripted answers; return (event, pauses)."""
+    import logging
+
+    from airflow_provider_bacalhau.operators._completion import Pause, watch_job
+
+    watch = watch_job("j-1", poll_interval, time.time() + deadline_in, logging.getLogger("t"))
+    pauses, step, answers = [], next(watch), list(answers)
+    try:
+        while True:
+            if isinstance(step, Pause):
+                pauses.append(step.seconds)
+                step = watch.send(None)
+            else:
+                step = watch.send(answers.pop(0))
+    except StopIteration as done:
+        return done.value, pauses
+
+
+def test_watch_loop_retries_transient_errors_then_finishes():
+    from airflow_provider_bacalhau.errors import BacalhauApiError
+
+    busy = BacalhauApiError("busy", status=503)
+    event, pauses = _drive([_job("Running"), busy, busy, _job("Completed")], poll_interval=5.0)
+    assert event["status"] == "success"
+    assert pauses == [5.0, 1.0, 2.0]  # poll interval, then backoff 1 s, 2 s
+
+
+def test_watch_loop_ends_with_error_on_a_lasting_api_error():
+    from airflow_provider_bacalhau.errors import BacalhauApiError
+
+    event, _ = _drive([BacalhauApiError("job not found: j-1", status=404)])
+    assert event["status"] == "error" and "job not found" in event["message"]
+
+
+def test_watch_loop_times_out_at_the_deadline():
+    event, pauses = _drive([_job("Running")] * 3, poll_interval=1.0, deadline_in=0.0)
+    assert event["status"] == "timeout" and "still Running" in event["message"]
+    assert pauses == []
+
+
+def test_events_carry_no_job_spec():
+    """Events are stored by Airflow: the spec (with env values) must not travel in them."""
+    from airflow_provider_bacalhau.operators._completion import event_from_response
+
+    event = event_from_response(_job("Completed", env_secret="s3cr3t-value"))
+    assert "s3cr3t-value" not in json.dumps(event)
+    assert event["job"]["Job"]["State"] == {"StateType": "Completed"}

@@ -142,13 +142,17 @@ class BacalhauHook(BaseHook):
     def get_conn(self) -> BacalhauClient:
         return self.get_client()
 
-    async def get_async_client(self) -> AsyncBacalhauClient:
+    async def get_async_client(self, *, max_retries: int | None = None) -> AsyncBacalhauClient:
         """An async client on the pool shared by every client of this config on this event loop.
 
-        Closing it does not close the shared pool.
+        Closing it does not close the shared pool. ``max_retries`` overrides the connection's
+        (a caller with its own retry loop passes 0) without leaving the shared pool.
         """
         config = await self.async_client_config()
-        return AsyncBacalhauClient(config, http_client=shared_http_client(config))
+        pool = shared_http_client(config)
+        if max_retries is not None:
+            config = dataclasses.replace(config, max_retries=max_retries)
+        return AsyncBacalhauClient(config, http_client=pool)
 
     def job_url(self, job_id: str) -> str | None:
         """Web UI page of a job, or ``None`` when the connection has no ``webui_url`` extra."""

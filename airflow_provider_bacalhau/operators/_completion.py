@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Generator
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from airflow.providers.common.compat.sdk import AirflowException
@@ -38,16 +40,24 @@ def make_event(status: str, job_id: str, message: str, job: dict | None = None) 
     return {"status": status, "job_id": job_id, "message": message, "job": slim_response(job)}
 
 
+#: The job fields JobStatus reads; the rest (the spec, with its env values) stays out of events,
+#: which Airflow stores in its database.
+EVENT_JOB_FIELDS = ("ID", "Name", "Namespace", "Type", "Version", "State")
+
+
 def slim_response(response: dict | None) -> dict | None:
-    """Drop each execution's copy of the job spec: events are stored, and JobStatus never reads it."""
+    """Keep what JobStatus reads: no job spec (env values!) and no per-execution spec copies."""
     if not isinstance(response, dict):
         return response
+    slim = dict(response)
+    if isinstance(response.get("Job"), dict):
+        slim["Job"] = {k: v for k, v in response["Job"].items() if k in EVENT_JOB_FIELDS}
     executions = response.get("Executions")
-    if not isinstance(executions, dict) or not isinstance(executions.get("Items"), list):
-        return response
-    items = [{k: v for k, v in item.items() if k != "Job"} if isinstance(item, dict) else item
-             for item in executions["Items"]]
-    return {**response, "Executions": {**executions, "Items": items}}
+    if isinstance(executions, dict) and isinstance(executions.get("Items"), list):
+        items = [{k: v for k, v in item.items() if k != "Job"} if isinstance(item, dict) else item
+                 for item in executions["Items"]]
+        slim["Executions"] = {**executions, "Items": items}
+    return slim
 
 
 def event_from_response(response: dict) -> dict[str, Any]:
@@ -56,7 +66,7 @@ def event_from_response(response: dict) -> dict[str, Any]:
 
     status = JobStatus.from_api(response)
     outcome = "success" if status.succeeded else "failed"
-    message = f"Bacalhau job {status.job_id} ended {_state_name(status)}"
+    message = f"Bacalhau job {status.job_id} ended {status.state.value}"
     if status.message:
         message += f": {status.message}"
     return make_event(outcome, status.job_id, message, response)
@@ -87,57 +97,86 @@ def retry_delay(errors_in_a_row: int, poll_interval: float) -> float:
     return min(poll_interval, FIRST_RETRY_DELAY * 2 ** (errors_in_a_row - 1))
 
 
-def wait_in_worker(client: Any, job_id: str, poll_interval: float, deadline: float,
-                   log: logging.Logger) -> dict[str, Any]:
-    """Poll ``job_id`` from the worker until it is terminal or ``deadline`` (unix time) passes.
+@dataclass(frozen=True)
+class Pause:
+    """A step of :func:`watch_job`: sleep this long, then send ``None``."""
 
-    Transient API errors are retried (like the trigger does) until the deadline.
+    seconds: float
+
+
+#: A step of :func:`watch_job`: read the job now, then send the answer (or the exception).
+POLL = "poll"
+
+
+def watch_job(job_id: str, poll_interval: float, deadline: float,
+              log: logging.Logger) -> Generator[str | Pause, Any, dict[str, Any]]:
+    """The one waiting loop, without I/O: the worker and the trigger only drive it.
+
+    It yields :data:`POLL` (send back the ``GET /jobs/{id}?include=executions`` answer, or the
+    exception the read raised) or a :class:`Pause`, and returns the completion event: the job's
+    outcome once terminal, ``timeout`` at ``deadline`` (unix time), ``error`` for an API error that
+    will not pass. Transient errors are retried with backoff; state changes are logged once.
     """
     from airflow_provider_bacalhau.spec import JobStatus
 
-    last_state = None
-    response = None
+    last_state: str | None = None
+    last_response: dict | None = None
     errors_in_a_row = 0
     while True:
-        try:
-            response = client.get_job(job_id)
-        except BacalhauApiError as exc:
-            if not is_transient(exc):
-                raise
+        answer = yield POLL
+        if isinstance(answer, BaseException):
+            if not is_transient(answer):
+                return make_event("error", job_id, f"cannot read Bacalhau job {job_id}: {answer}",
+                                  last_response)
             errors_in_a_row += 1
             delay = retry_delay(errors_in_a_row, poll_interval)
-            log.warning("Bacalhau job %s: transient API error (%s); retry %d in %.1fs", job_id, exc,
-                        errors_in_a_row, delay)
-            if time.time() + delay >= deadline:
-                return make_event("timeout", job_id, f"Bacalhau job {job_id} not observed at the wait's "
-                                                     f"deadline (API errors)", response)
-            time.sleep(delay)
-            continue
-        errors_in_a_row = 0
-        status = JobStatus.from_api(response)
-        if status.is_terminal:
-            return event_from_response(response)
-        state = _state_name(status)
-        if state != last_state:
-            log.info("Bacalhau job %s is %s", job_id, state)
-            last_state = state
+            log.warning("Bacalhau job %s: transient API error (%s); retry %d in %.1fs", job_id,
+                        answer, errors_in_a_row, delay)
+        else:
+            errors_in_a_row = 0
+            last_response = answer
+            status = JobStatus.from_api(answer)
+            if status.is_terminal:
+                log.info("Bacalhau job %s is terminal: %s", job_id, status.state.value)
+                return event_from_response(answer)
+            if status.state.value != last_state:
+                last_state = status.state.value
+                log.info("Bacalhau job %s is %s%s", job_id, last_state,
+                         f" ({status.message})" if status.message else "")
+            delay = poll_interval
         remaining = deadline - time.time()
-        if remaining <= 0:
-            return make_event("timeout", job_id,
-                              f"Bacalhau job {job_id} still {state} when the wait timed out", response)
-        time.sleep(max(0.0, min(poll_interval, remaining)))
+        if remaining <= 0 or (errors_in_a_row and delay >= remaining):
+            where = f"still {last_state}" if last_state else "not observed"
+            return make_event("timeout", job_id, f"Bacalhau job {job_id} {where} at the wait's deadline",
+                              last_response)
+        yield Pause(min(delay, remaining))
 
 
-def _state_name(status: Any) -> str:
-    state = status.state
-    return str(getattr(state, "value", state))
+def wait_in_worker(client: Any, job_id: str, poll_interval: float, deadline: float,
+                   log: logging.Logger) -> dict[str, Any]:
+    """Drive :func:`watch_job` from the worker (blocking) and return its event."""
+    watch = watch_job(job_id, poll_interval, deadline, log)
+    step = next(watch)
+    try:
+        while True:
+            if isinstance(step, Pause):
+                time.sleep(step.seconds)
+                step = watch.send(None)
+                continue
+            try:
+                answer: Any = client.get_job(job_id)
+            except BacalhauApiError as exc:
+                answer = exc
+            step = watch.send(answer)
+    except StopIteration as done:
+        return done.value
 
 
 def job_accepted(status: Any, fail_on_nonzero_exit: bool) -> bool:
     """The task's verdict, from :class:`JobStatus` alone."""
     if status.succeeded:
         return True
-    return not fail_on_nonzero_exit and _state_name(status) == "Completed"
+    return not fail_on_nonzero_exit and status.state.value == "Completed"
 
 
 def _clip(text: str | None, truncated: bool) -> tuple[str, bool]:
@@ -219,7 +258,7 @@ class JobCompletionMixin:
             summary = status.failure_summary()
             self.log.error("Bacalhau job %s did not succeed:\n%s", job_id, summary)
             raise AirflowException(
-                f"Bacalhau job {job_id} ended {_state_name(status)} without success: {summary}"
+                f"Bacalhau job {job_id} ended {status.state.value} without success: {summary}"
             )
         if not status.succeeded:
             self.log.warning("Bacalhau job %s completed with a non-zero exit code; accepted because "

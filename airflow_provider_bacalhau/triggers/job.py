@@ -7,19 +7,14 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-import httpx
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from airflow_provider_bacalhau.operators._completion import event_from_response, make_event, retry_delay
-from airflow_provider_bacalhau.operators._completion import is_transient as _is_transient_api_error
+from airflow_provider_bacalhau.operators._completion import Pause, make_event, watch_job
 
 #: Used when no deadline is given: a trigger must end on its own (``dag.test()`` waits for it).
 DEFAULT_WAIT_SECONDS = 24 * 3600.0
-
-
-def is_transient(exc: BaseException) -> bool:
-    """Worth another try: no answer, rate limited, a server-side error, a transport failure."""
-    return _is_transient_api_error(exc) or isinstance(exc, (httpx.TransportError, asyncio.TimeoutError))
+#: The triggerer gives ``on_kill`` 30 s by default; stopping the job must fit in it.
+ON_KILL_STOP_SECONDS = 20.0
 
 
 class BacalhauJobTrigger(BaseTrigger):
@@ -78,11 +73,12 @@ class BacalhauJobTrigger(BaseTrigger):
             },
         )
 
-    async def _client(self) -> Any:
+    async def _client(self, max_retries: int) -> Any:
         from airflow_provider_bacalhau.hooks.bacalhau import BacalhauHook
 
         # The hook hands out the event loop's shared pool: never closed here.
-        return await BacalhauHook(bacalhau_conn_id=self.bacalhau_conn_id).get_async_client()
+        hook = BacalhauHook(bacalhau_conn_id=self.bacalhau_conn_id)
+        return await hook.get_async_client(max_retries=max_retries)
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         try:
@@ -94,47 +90,24 @@ class BacalhauJobTrigger(BaseTrigger):
         yield TriggerEvent(event)
 
     async def _watch(self) -> dict[str, Any]:
-        from airflow_provider_bacalhau.spec import JobStatus
-
-        client = await self._client()
-        last_state: str | None = None
-        last_response: dict | None = None
-        errors_in_a_row = 0
-        while True:
-            try:
-                response = await client.get_job(self.job_id)
-            except Exception as exc:
-                if not is_transient(exc):
-                    return make_event("error", self.job_id, f"cannot read Bacalhau job {self.job_id}: {exc}",
-                                      last_response)
-                errors_in_a_row += 1
-                delay = retry_delay(errors_in_a_row, self.poll_interval)
-                self.log.warning("Bacalhau job %s: transient API error (%s); retry %d in %.1fs",
-                                 self.job_id, exc, errors_in_a_row, delay)
-                if time.time() + delay >= self.deadline:
-                    return self._timeout_event(last_state, last_response)
-                await asyncio.sleep(delay)
-                continue
-            errors_in_a_row = 0
-            last_response = response
-            status = JobStatus.from_api(response)
-            if status.is_terminal:
-                self.log.info("Bacalhau job %s is terminal: %s", self.job_id, _state(status))
-                return event_from_response(response)
-            state = _state(status)
-            if state != last_state:
-                self.log.info("Bacalhau job %s is %s%s", self.job_id, state,
-                              f" ({status.message})" if status.message else "")
-                last_state = state
-            remaining = self.deadline - time.time()
-            if remaining <= 0:
-                return self._timeout_event(last_state, last_response)
-            await asyncio.sleep(min(self.poll_interval, remaining))
-
-    def _timeout_event(self, state: str | None, response: dict | None) -> dict[str, Any]:
-        where = f"still {state}" if state else "not observed"
-        return make_event("timeout", self.job_id,
-                          f"Bacalhau job {self.job_id} {where} at the wait's deadline", response)
+        """Drive the shared waiting loop (:func:`watch_job`) with the async client."""
+        # The loop retries transient errors itself, between polls: no retries inside a poll.
+        client = await self._client(max_retries=0)
+        watch = watch_job(self.job_id, self.poll_interval, self.deadline, self.log)
+        step = next(watch)
+        try:
+            while True:
+                if isinstance(step, Pause):
+                    await asyncio.sleep(step.seconds)
+                    step = watch.send(None)
+                    continue
+                try:
+                    answer: Any = await client.get_job(self.job_id)
+                except Exception as exc:  # judged by the loop: transient or not
+                    answer = exc
+                step = watch.send(answer)
+        except StopIteration as done:
+            return done.value
 
     async def on_kill(self) -> None:
         """Stop the job when a user kills the deferred task (called by Airflow >= 3.3 only)."""
@@ -142,12 +115,10 @@ class BacalhauJobTrigger(BaseTrigger):
             return
         reason = self.stop_reason or "the Airflow task was killed while deferred"
         try:
-            client = await self._client()
-            await client.stop_job(self.job_id, reason=reason)
+            client = await self._client(max_retries=1)
+            await asyncio.wait_for(client.stop_job(self.job_id, reason=reason), ON_KILL_STOP_SECONDS)
             self.log.info("Stopped Bacalhau job %s: %s", self.job_id, reason)
         except Exception:
             self.log.warning("Could not stop Bacalhau job %s on kill", self.job_id, exc_info=True)
 
 
-def _state(status: Any) -> str:
-    return str(getattr(status.state, "value", status.state))
