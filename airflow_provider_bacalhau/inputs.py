@@ -8,7 +8,8 @@ One helper for every operator. Accepted, alone or in lists/dicts:
   ``{"Type", "Params"}`` (used as given, empty params dropped);
 - a :class:`~airflow_provider_bacalhau.spec.PublishedResult` or its XCom dict
   ``{"Type", "Params", "JobID", "ExecutionID"}``;
-- an ``s3://bucket/key`` URI (a key ending in ``/`` is a prefix).
+- an ``s3://bucket/key`` URI (a key ending in ``/`` is a prefix). With an AWS connection (or an
+  ``s3_hook``) its Endpoint and Region are filled from that connection, as given there.
 
 **Targets** (where the data appears in the container), with the default ``target="/inputs"``:
 one input → ``/inputs``; a list of several → ``/inputs/0``, ``/inputs/1``… in list order (a
@@ -35,6 +36,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from airflow_provider_bacalhau.errors import SpecError
 from airflow_provider_bacalhau.spec import (
     InputSource,
     IPFSSource,
@@ -48,6 +50,19 @@ log = logging.getLogger(__name__)
 
 _ITEM_KEYS = {"type", "params", "target", "source", "alias", "jobid", "executionid"}
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+def parse_s3_uri(uri: Any, field: str = "inputs") -> tuple[str, str]:
+    """``s3://bucket/key`` -> ``(bucket, key)``; the key may be empty or end in ``/`` (a prefix).
+
+    :raises SpecError: (a ValueError) naming ``field`` when ``uri`` is no such URI.
+    """
+    if not isinstance(uri, str) or not uri.startswith("s3://"):
+        raise SpecError(field, "expected an s3://bucket/key URI", uri)
+    bucket, _, key = uri[len("s3://"):].partition("/")
+    if not bucket:
+        raise SpecError(field, "the s3:// URI has no bucket", uri)
+    return bucket, key
 
 
 class _Resolver:
@@ -120,14 +135,11 @@ class _Resolver:
         return source_from_spec(item)
 
     def from_uri(self, uri: str) -> S3Source:
-        if not uri.startswith("s3://"):
-            raise ValueError(f"inputs: {uri!r} is not an s3://bucket/key URI")
-        bucket, _, key = uri[len("s3://"):].partition("/")
-        if not bucket:
-            raise ValueError(f"inputs: {uri!r} has no bucket")
+        bucket, key = parse_s3_uri(uri)
         region = endpoint = ""
-        if self._s3_hook is not None:  # fill in where the connection's store is
-            region, endpoint = self._s3_hook.region_name, self._s3_hook.endpoint_url
+        if self._s3_hook is not None or self.aws_conn_id:
+            # Every URI names the store of the AWS connection, whatever else is in the list.
+            region, endpoint = self.s3_hook.connection_location()
         return S3Source(bucket=bucket, key=key, region=region, endpoint=endpoint)
 
     def clean_s3(self, source: S3Source) -> S3Source:
@@ -202,9 +214,10 @@ def resolve_inputs(inputs: Any, *, target: str = "/inputs", s3_hook: Any = None,
     :param inputs: one input, a list of them, or a dict ``{name: input}``; None gives [].
     :param target: base directory in the container.
     :param s3_hook: a :class:`~airflow_provider_bacalhau.hooks.s3.BacalhauS3Hook` used for
-        re-staging (and to fill Endpoint/Region of ``s3://`` URIs); made from ``aws_conn_id``
+        re-staging and to fill Endpoint/Region of ``s3://`` URIs; made from ``aws_conn_id``
         when needed and not given.
-    :param aws_conn_id: AWS connection for re-staging when no ``s3_hook`` is given.
+    :param aws_conn_id: AWS connection for re-staging and for ``s3://`` URIs when no ``s3_hook``
+        is given; None leaves URIs without Endpoint/Region.
     :param bacalhau_client: a BacalhauClient; needed to download s3managed results.
     :param restage: re-stage archive results as plain objects (default) or pass them as-is.
     :param staging_bucket: bucket for re-staged results; defaults to an s3 result's own bucket,

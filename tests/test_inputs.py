@@ -53,7 +53,7 @@ def test_duplicate_targets_and_bad_names_refused():
         resolve_inputs([{"Target": "/x", "Source": staged}, {"Target": "/x", "Source": staged}])
     with pytest.raises(ValueError, match="name '../up'"):
         resolve_inputs({"../up": staged})
-    with pytest.raises(ValueError, match="not an s3://"):
+    with pytest.raises(ValueError, match="^inputs: expected an s3://"):
         resolve_inputs("/local/path")
 
 
@@ -124,3 +124,29 @@ def test_gzip_result_restaged_against_moto(s3_server, monkeypatch):
     assert json.loads(marker["Body"].read())["Files"] == 1
     [uri] = resolve_inputs("s3://inputs-res/plain/", s3_hook=hook)
     assert uri.source.endpoint == s3_server.endpoint and uri.source.key == "plain/"
+    # The type in another case is the same archive: re-staged (the marker answers), not raw.
+    [upper] = resolve_inputs({**result, "Type": "S3"}, s3_hook=hook)
+    assert upper.to_dict() == item.to_dict()
+
+
+def test_uri_gets_the_connection_store_whatever_the_order(s3_server, monkeypatch):
+    monkeypatch.setenv("AIRFLOW_CONN_AWS_DEFAULT", s3_server.aws_conn_json())
+    staged = {"Type": "s3", "Params": {"Bucket": "b", "Key": "in/"}}
+    where = {"Bucket": "b", "Key": "x/", "Region": s3_server.region,
+             "Endpoint": s3_server.endpoint}
+    for inputs in ("s3://b/x/", ["s3://b/x/", staged], [staged, "s3://b/x/"]):
+        [uri] = [i for i in resolve_inputs(inputs) if i.source.key == "x/"]
+        assert uri.source.to_spec()["Params"] == where
+    [bare] = resolve_inputs("s3://b/x/", aws_conn_id=None)
+    assert bare.source.to_spec()["Params"] == {"Bucket": "b", "Key": "x/"}
+
+
+def test_uri_without_region_in_the_connection_gets_none(s3_server, monkeypatch):
+    conn = json.loads(s3_server.aws_conn_json())
+    del conn["extra"]["region_name"]
+    monkeypatch.setenv("AIRFLOW_CONN_AWS_DEFAULT", json.dumps(conn))
+    monkeypatch.delenv("AWS_DEFAULT_REGION", raising=False)
+    monkeypatch.delenv("AWS_REGION", raising=False)
+    [uri] = resolve_inputs("s3://b/x/")
+    assert uri.source.to_spec()["Params"] == {"Bucket": "b", "Key": "x/",
+                                              "Endpoint": s3_server.endpoint}

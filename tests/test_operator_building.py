@@ -68,6 +68,11 @@ def test_bad_publishers_name_the_argument(value):
         coerce_publisher(value)
 
 
+def test_publisher_uri_without_bucket_names_the_argument():
+    with pytest.raises(SpecError, match="^publisher: the s3:// URI has no bucket"):
+        coerce_publisher("s3:///results/")
+
+
 def docker(**overrides):
     args = dict(image="busybox", entrypoint=["sh", "-c"], parameters="echo hi", env={"MODE": "x"},
                 working_dir=None, publisher=None, result_paths=None, resources=None, timeouts=None,

@@ -251,3 +251,63 @@ def test_fetch_multipart_objects_checked_by_composite(hook, bucket, tmp_path, s3
     out = hook.fetch_result({"Type": "s3", "Params": {"Bucket": bucket, "Key": "mpplain/e/"}},
                             tmp_path / "dest" / "plain")
     assert (out / "file.bin").read_bytes() == archive.read_bytes()
+
+
+@pytest.fixture
+def signed_url_server():
+    """A real HTTP server answering every GET with one result archive, as a presigned URL would."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    body = gzip_tar({"stdout": b"signed\n"})
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 (http.server's name)
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):  # keep the server's own access log out of caplog
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+class ResultsOnly:
+    """Stands in for BacalhauClient.get_results: /results hands out a fresh presigned URL."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+
+    def get_results(self, job_id: str) -> list[dict]:
+        return [{"Type": "urlDownload", "Params": {"PresignedURL": self.url}}]
+
+
+SIGNED_QUERY = "?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Signature=deadbeef0123&X-Amz-Expires=900"
+
+
+@pytest.mark.parametrize("kind", ["urlDownload", "s3managed"])
+def test_presigned_signature_stays_out_of_the_httpx_log(signed_url_server, tmp_path, caplog,
+                                                         kind):
+    url = f"{signed_url_server}/results/j-1/e-1.tar.gz{SIGNED_QUERY}"
+    if kind == "urlDownload":
+        result, client = {"Type": kind, "Params": {"URL": url}}, None
+    else:
+        result, client = {"Type": kind, "Params": {"JobID": "j-1", "ExecutionID": "e-1"}}, \
+            ResultsOnly(url)
+    hook = BacalhauS3Hook(aws_conn_id=None)
+    with caplog.at_level(logging.INFO, logger="httpx"), caplog.at_level(logging.INFO):
+        out = hook.fetch_result(result, tmp_path / "e-1", bacalhau_client=client)
+        hook.fetch_result(result, tmp_path / "e-1", bacalhau_client=client)  # filter added once
+    assert (out / "stdout").read_bytes() == b"signed\n"
+    requests = [r.getMessage() for r in caplog.records if r.name == "httpx"]
+    assert len(requests) == 2 and "/results/j-1/e-1.tar.gz" in requests[0]  # httpx did log
+    assert "X-Amz-Signature" not in caplog.text
+    assert not any("X-Amz-Signature" in r.getMessage() for r in caplog.records)
+    assert [type(f).__name__ for f in logging.getLogger("httpx").filters].count(
+        "_HideSignedQueries") == 1

@@ -182,9 +182,3 @@ def test_job_needs_exactly_one_task():
         Job(Task(NoopEngine()), tasks=[Task(NoopEngine())])
     with pytest.raises(SpecError, match="^Tasks: Bacalhau runs only the first task"):
         Job(tasks=[Task(NoopEngine()), Task(NoopEngine(), name="b")]).to_dict()
-
-
-def test_with_updates_copies():
-    job = Job.docker("busybox", name="a")
-    other = job.with_updates(name="b", labels={"x": "y"})
-    assert (job.name, other.name, other.labels, other.task) == ("a", "b", {"x": "y"}, job.task)

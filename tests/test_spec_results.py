@@ -67,6 +67,18 @@ def test_local_publisher_url_download(url, archive):
     assert result.param("url") == url
 
 
+def test_type_in_any_case_is_known():
+    result = PublishedResult.from_dict({"Type": "S3", "JobID": "j", "Params": {
+        "Bucket": "b", "Key": "x.tar.gz"}})
+    assert (result.type, result.is_s3, result.is_archive) == ("s3", True, True)
+    assert result.to_dict()["Type"] == "s3"
+    managed = PublishedResult.from_dict({"Type": "S3Managed", "Params": {"JobID": "j-3"}})
+    assert (managed.type, managed.job_id, managed.is_archive) == ("s3managed", "j-3", True)
+    url = PublishedResult.from_dict({"Type": "URLDOWNLOAD", "Params": {"URL": "http://n/e.tgz"}})
+    assert (url.type, url.is_archive) == ("urlDownload", True)
+    assert PublishedResult("custom").type == "custom"  # unknown types are kept as given
+
+
 def test_missing_type_is_an_error():
     with pytest.raises(SpecError, match="PublishedResult.Type"):
         PublishedResult.from_api({"Params": {}})

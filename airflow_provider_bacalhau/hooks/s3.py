@@ -15,7 +15,6 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from functools import cached_property
 from pathlib import Path, PurePosixPath
@@ -31,41 +30,20 @@ from airflow_provider_bacalhau._archive import (
     safe_extract,
 )
 from airflow_provider_bacalhau._staging import MiB, StagedInput, Uploader, normalize_prefix
+from airflow_provider_bacalhau._url_download import download_url, managed_url, safe_url
 from airflow_provider_bacalhau.errors import ResultIntegrityError
+from airflow_provider_bacalhau.spec import PublishedResult
 
 log = logging.getLogger(__name__)
 
 MARKER_SUFFIX = ".restaged.json"
 
 
-def parse_result(result: Any) -> tuple[str, dict[str, Any], str, str]:
-    """``(type, params, job_id, execution_id)`` of a PublishedResult, its dict or a bare
-    ``{"Type","Params"}``; keys in any case (XCom and the API spell them differently)."""
-    if hasattr(result, "to_dict"):
-        result = result.to_dict()
-    if not isinstance(result, Mapping):
-        raise ValueError(f"result: expected a PublishedResult or its dict, "
-                         f"got {type(result).__name__}")
-    lower = {str(k).lower(): v for k, v in result.items()}
-    params = lower.get("params") or {}
-    if not isinstance(params, Mapping):
-        raise ValueError("result.Params: must be a mapping")
-    canon = {"bucket": "Bucket", "key": "Key", "region": "Region", "endpoint": "Endpoint",
-             "versionid": "VersionID", "checksumsha256": "ChecksumSHA256", "url": "URL",
-             "jobid": "JobID", "executionid": "ExecutionID"}
-    clean = {canon.get(str(k).lower(), k): v for k, v in params.items()}
-    rtype = str(lower.get("type") or "")
-    if not rtype:
-        raise ValueError("result.Type: missing (expected s3, s3managed or urlDownload)")
-    job_id = str(lower.get("jobid") or clean.get("JobID") or "")
-    execution_id = str(lower.get("executionid") or clean.get("ExecutionID") or "")
-    return rtype, clean, job_id, execution_id
-
-
-def _safe_url(url: str) -> str:
-    """A URL without its query string: presigned signatures must not reach a log."""
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.netloc}{parts.path}"
+def _as_result(result: Any) -> PublishedResult:
+    """A PublishedResult from itself, its XCom dict or a bare ``{"Type", "Params"}``."""
+    if isinstance(result, PublishedResult):
+        return result
+    return PublishedResult.from_dict(result.to_dict() if hasattr(result, "to_dict") else result)
 
 
 def _replace_dir(source: Path, dest: Path, scratch: Path) -> None:
@@ -124,10 +102,6 @@ class BacalhauS3Hook(BaseHook):
         # unchecked by botocore and verified here against the composite instead.
         return self._make_client(response_checksum_validation="when_required")
 
-    def get_client(self) -> Any:
-        """The shared boto3 S3 client (made from the AWS connection)."""
-        return self.client
-
     @property
     def endpoint_url(self) -> str:
         """The connection's S3 endpoint, or "" for AWS itself."""
@@ -136,6 +110,11 @@ class BacalhauS3Hook(BaseHook):
     @property
     def region_name(self) -> str:
         return self.s3_hook.region_name or self.client.meta.region_name or ""
+
+    def connection_location(self) -> tuple[str, str]:
+        """``(region, endpoint)`` as the AWS connection names them ("" for what it leaves out,
+        rather than boto3's default region)."""
+        return self.s3_hook.region_name or "", self.endpoint_url
 
     # ---- staging --------------------------------------------------------------------------
 
@@ -240,65 +219,31 @@ class BacalhauS3Hook(BaseHook):
                 bucket, job[0], job[1], etag=objects[job[0]]["ETag"]), jobs))
         return len(jobs), sum(v["Size"] for v in objects.values())
 
-    def _download_url(self, url: str, path: Path) -> str:
-        import httpx
-
-        sha = hashlib.sha256()
-        with httpx.stream("GET", url, follow_redirects=True, timeout=60.0) as answer:
-            if answer.status_code >= 400:
-                raise ResultIntegrityError(f"GET {_safe_url(url)} answered HTTP "
-                                           f"{answer.status_code}")
-            with open(path, "wb") as out:
-                for chunk in answer.iter_bytes(MiB):
-                    sha.update(chunk)
-                    out.write(chunk)
-        return sha.hexdigest()
-
-    def _managed_url(self, job_id: str, execution_id: str, bacalhau_client: Any) -> str:
-        """Ask ``/results`` now for the presigned URL: it expires, so never keep one around."""
-        if bacalhau_client is None:
-            raise ValueError("bacalhau_client: an s3managed result is read through the Bacalhau "
-                             "API (/results); pass a BacalhauClient")
-        urls = []
-        for item in bacalhau_client.get_results(job_id):
-            params = {str(k).lower(): v for k, v in (item.get("Params") or {}).items()}
-            if params.get("presignedurl"):
-                urls.append(str(params["presignedurl"]))
-        chosen = [u for u in urls if execution_id and execution_id in urlsplit(u).path]
-        if not chosen and len(urls) == 1 and not execution_id:
-            chosen = urls
-        if not chosen:
-            raise ValueError(f"result: job {job_id} has no presigned result URL for execution "
-                             f"{execution_id or '?'} in /results")
-        return chosen[0]
-
     def download_archive(self, result: Any, workdir: Path, *,
                          bacalhau_client: Any = None) -> tuple[Path, str]:
         """Bring a single-object result (s3 archive, s3managed, urlDownload) into ``workdir``,
         verified where a checksum was published. Returns ``(path, sha256 hex)``."""
-        rtype, params, job_id, execution_id = parse_result(result)
-        kind = rtype.lower()
-        if kind == "s3":
-            key = str(params.get("Key") or "")
+        result = _as_result(result)
+        if result.type == "s3":
+            key = str(result.param("Key"))
             path = workdir / (PurePosixPath(key).name or "object")
-            digest = self._download_object(str(params.get("Bucket") or ""), key, path,
-                                           version_id=str(params.get("VersionID") or ""),
-                                           expected_b64=str(params.get("ChecksumSHA256") or ""))
-        elif kind == "s3managed":
-            url = self._managed_url(job_id or str(params.get("JobID") or ""), execution_id,
-                                    bacalhau_client)
+            digest = self._download_object(str(result.param("Bucket")), key, path,
+                                           version_id=str(result.param("VersionID")),
+                                           expected_b64=str(result.param("ChecksumSHA256")))
+        elif result.type == "s3managed":
+            url = managed_url(result.job_id, result.execution_id, bacalhau_client)
             path = workdir / (PurePosixPath(urlsplit(url).path).name or "result.tar.gz")
             self.log.info("s3managed result has no published checksum; downloading %s",
-                          _safe_url(url))
-            digest = self._download_url(url, path)
-        elif kind == "urldownload":
-            url = str(params.get("URL") or "")
+                          safe_url(url))
+            digest = download_url(url, path)
+        elif result.type == "urlDownload":
+            url = str(result.param("URL"))
             if not url:
                 raise ValueError("result.Params.URL: missing")
             path = workdir / (PurePosixPath(urlsplit(url).path).name or "result.tar.gz")
-            digest = self._download_url(url, path)
+            digest = download_url(url, path)
         else:
-            raise ValueError(f"result.Type: {rtype!r} cannot be downloaded (s3, s3managed or "
+            raise ValueError(f"result.Type: {result.type!r} cannot be downloaded (s3, s3managed or "
                              f"urlDownload)")
         return path, digest
 
@@ -311,15 +256,15 @@ class BacalhauS3Hook(BaseHook):
         ``destination`` and moves into place only when all checks passed.
         """
         started = time.monotonic()
-        rtype, params, _, _ = parse_result(result)
+        result = _as_result(result)
         dest = Path(destination)
         dest.parent.mkdir(parents=True, exist_ok=True)
         scratch = Path(tempfile.mkdtemp(prefix=f".{dest.name}.partial-", dir=dest.parent))
         try:
             content = scratch / "content"
-            key = str(params.get("Key") or "")
-            if rtype.lower() == "s3" and (key.endswith("/") or not key):
-                count, size = self._download_prefix(str(params.get("Bucket") or ""), key, content)
+            key = str(result.param("Key"))
+            if result.type == "s3" and (key.endswith("/") or not key):
+                count, size = self._download_prefix(str(result.param("Bucket")), key, content)
             else:
                 (scratch / "download").mkdir()
                 archive, _ = self.download_archive(result, scratch / "download",
@@ -334,7 +279,7 @@ class BacalhauS3Hook(BaseHook):
             _replace_dir(content, dest, scratch)
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
-        self.log.info("Fetched %s result into %s: %d file(s), %.1f MiB in %.2f s", rtype, dest,
+        self.log.info("Fetched %s result into %s: %d file(s), %.1f MiB in %.2f s", result.type, dest,
                       count, size / MiB, time.monotonic() - started)
         return dest
 
@@ -366,9 +311,9 @@ class BacalhauS3Hook(BaseHook):
         if not bucket:
             raise ValueError("staging_bucket: must not be empty")
         prefix = normalize_prefix(prefix)
-        rtype, params, job_id, execution_id = parse_result(result)
-        published = str(params.get("ChecksumSHA256") or "")
-        if rtype.lower() == "s3" and published and not is_composite(published):
+        result = _as_result(result)
+        published = str(result.param("ChecksumSHA256"))
+        if result.type == "s3" and published and not is_composite(published):
             import base64
 
             known = base64.b64decode(published).hex()
@@ -387,12 +332,13 @@ class BacalhauS3Hook(BaseHook):
                 return self._prefix_spec(bucket, target)
             safe_extract(archive, scratch / "files")
             staged = self.stage(str(scratch / "files"), bucket, target, delete_extra=True)
-            manifest = {"Result": {"Type": rtype, "JobID": job_id, "ExecutionID": execution_id},
+            manifest = {"Result": {"Type": result.type, "JobID": result.job_id,
+                                   "ExecutionID": result.execution_id},
                         "SHA256": digest, "Files": len(staged.keys)}
             self.client.put_object(Bucket=bucket, Key=marker, ChecksumAlgorithm="SHA256",
                                    Body=json.dumps(manifest).encode(),
                                    ContentType="application/json")
-            self.log.info("Re-staged %s result (%d file(s)) at s3://%s/%s", rtype,
+            self.log.info("Re-staged %s result (%d file(s)) at s3://%s/%s", result.type,
                           len(staged.keys), bucket, target)
             return self._prefix_spec(bucket, target)
         finally:

@@ -38,7 +38,9 @@ def coerce_publisher(value: Any, field: str = "publisher") -> Any:
         if text.lower() in _PUBLISHER_WORDS:
             return publisher_from_spec({"Type": text.lower()}, field)
         if text.startswith("s3://"):
-            bucket, _, key = text[len("s3://"):].partition("/")
+            from airflow_provider_bacalhau.inputs import parse_s3_uri
+
+            bucket, key = parse_s3_uri(text, field)
             return publisher_from_spec({"Type": "s3", "Params": {"Bucket": bucket, "Key": key}}, field)
         raise SpecError(field, "use s3managed, local, ipfs, noop, an s3://bucket/key URI or a mapping",
                         value)

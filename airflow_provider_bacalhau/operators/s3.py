@@ -15,15 +15,6 @@ if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
 
 
-def _split_s3_uri(uri: str, field: str) -> tuple[str, str]:
-    if not isinstance(uri, str) or not uri.startswith("s3://"):
-        raise ValueError(f"{field}: expected s3://bucket/prefix/, got {uri!r}")
-    bucket, _, prefix = uri[len("s3://"):].partition("/")
-    if not bucket:
-        raise ValueError(f"{field}: {uri!r} has no bucket")
-    return bucket, prefix
-
-
 class BacalhauS3StageOperator(BaseOperator):
     """Upload local files, directories or globs to S3 and return the job input for them.
 
@@ -154,9 +145,9 @@ class BacalhauFetchResultsOperator(BaseOperator):
 
     def _restage(self, results: list[dict[str, Any]], hook: Any, client: Any,
                  started: float) -> list[dict[str, Any]]:
-        from airflow_provider_bacalhau.inputs import resolve_inputs
+        from airflow_provider_bacalhau.inputs import parse_s3_uri, resolve_inputs
 
-        bucket, prefix = _split_s3_uri(self.restage_to, "restage_to")
+        bucket, prefix = parse_s3_uri(self.restage_to, "restage_to")
         specs = []
         for result in results:
             [item] = resolve_inputs(result, s3_hook=hook, bacalhau_client=client,

@@ -313,15 +313,6 @@ class Job:
             raise SpecError("Tasks[0]", "must be a Task", tasks[0])
         tasks[0].validate("Tasks[0]")
 
-    def with_updates(self, **changes: Any) -> Job:
-        """A copy with job fields replaced (the task list is shared)."""
-        fields = {"name": self.name, "namespace": self.namespace, "type": self.type,
-                  "priority": self.priority, "count": self.count,
-                  "constraints": list(self.constraints), "labels": dict(self.labels),
-                  "meta": dict(self.meta), "tasks": list(self.tasks)}
-        fields.update(changes)
-        return Job(**fields)
-
 
 def coerce_job(value: Any) -> Job:
     """A ``Job`` from a Job, a mapping or YAML text (what operators accept as ``job``)."""

@@ -14,6 +14,8 @@ from airflow_provider_bacalhau.spec._common import as_mapping, get
 from airflow_provider_bacalhau.spec.sources import S3Source
 
 _ARCHIVE_SUFFIXES = (".tar.gz", ".tgz")
+#: Bacalhau's spelling of each known result type, by its lowercase form.
+_KNOWN_TYPES = {t.lower(): t for t in ("s3", "s3managed", "urlDownload", "ipfs")}
 
 
 def _json_safe(value: Any, path: str) -> Any:
@@ -30,7 +32,8 @@ class PublishedResult:
     Built from the raw ``Execution.PublishedResult`` (not the rewritten ``/results`` form), for
     types ``s3``, ``s3managed``, ``urlDownload`` (local publisher) and ``ipfs``.
 
-    :param type: result type as Bacalhau reports it.
+    :param type: result type; a known one in any case is stored in Bacalhau's spelling
+        (``"S3"`` becomes ``"s3"``), so the checks below do not depend on case.
     :param params: the raw params, kept as reported.
     :param job_id: job that produced it.
     :param execution_id: execution that produced it.
@@ -43,6 +46,7 @@ class PublishedResult:
 
     def __post_init__(self) -> None:
         self.params = _json_safe(dict(self.params or {}), "PublishedResult.Params")
+        self.type = _KNOWN_TYPES.get(str(self.type).strip().lower(), str(self.type).strip())
         if self.type == "s3managed":  # its params carry the ids
             self.job_id = self.job_id or str(get(self.params, "JobID") or "")
             self.execution_id = self.execution_id or str(get(self.params, "ExecutionID") or "")

@@ -1,0 +1,84 @@
+"""HTTP side of fetching results: s3managed presigned URLs and the local publisher's URLs.
+
+Presigned URLs carry a signature in their query string, so it is kept out of every log line:
+ours print :func:`safe_url`, and httpx's own request log gets a filter (httpx logs each URL at
+INFO; Airflow 3 silences that logger, Airflow 2 lets it reach the task log).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from airflow_provider_bacalhau._staging import MiB
+from airflow_provider_bacalhau.errors import ResultIntegrityError
+
+_SIGNED_QUERY = re.compile(r"signature|credential|token", re.IGNORECASE)
+
+
+def safe_url(url: str) -> str:
+    """A URL without its query string: presigned signatures must not reach a log."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}{parts.path}"
+
+
+def _hide_signature(arg: Any) -> Any:
+    text = str(arg)
+    if text.startswith(("http://", "https://")) and _SIGNED_QUERY.search(urlsplit(text).query):
+        return safe_url(text)
+    return arg
+
+
+class _HideSignedQueries(logging.Filter):
+    """Drop the query string of signed URLs from log records; levels and other records stay."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(_hide_signature(arg) for arg in record.args)
+        return True
+
+
+def hide_signed_queries_in_httpx_log() -> None:
+    """Add the filter to the ``httpx`` logger once (calling again changes nothing)."""
+    httpx_log = logging.getLogger("httpx")
+    if not any(isinstance(f, _HideSignedQueries) for f in httpx_log.filters):
+        httpx_log.addFilter(_HideSignedQueries())
+
+
+def download_url(url: str, path: Path) -> str:
+    """GET ``url`` into ``path``; returns the hex SHA-256 of the bytes received."""
+    import httpx
+
+    hide_signed_queries_in_httpx_log()
+    sha = hashlib.sha256()
+    with httpx.stream("GET", url, follow_redirects=True, timeout=60.0) as answer:
+        if answer.status_code >= 400:
+            raise ResultIntegrityError(f"GET {safe_url(url)} answered HTTP {answer.status_code}")
+        with open(path, "wb") as out:
+            for chunk in answer.iter_bytes(MiB):
+                sha.update(chunk)
+                out.write(chunk)
+    return sha.hexdigest()
+
+
+def managed_url(job_id: str, execution_id: str, bacalhau_client: Any) -> str:
+    """Ask ``/results`` now for the presigned URL: it expires, so never keep one around."""
+    if bacalhau_client is None:
+        raise ValueError("bacalhau_client: an s3managed result is read through the Bacalhau "
+                         "API (/results); pass a BacalhauClient")
+    urls = []
+    for item in bacalhau_client.get_results(job_id):
+        params = {str(k).lower(): v for k, v in (item.get("Params") or {}).items()}
+        if params.get("presignedurl"):
+            urls.append(str(params["presignedurl"]))
+    chosen = [u for u in urls if execution_id and execution_id in urlsplit(u).path]
+    if not chosen and len(urls) == 1 and not execution_id:
+        chosen = urls
+    if not chosen:
+        raise ValueError(f"result: job {job_id} has no presigned result URL for execution "
+                         f"{execution_id or '?'} in /results")
+    return chosen[0]
