@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import socket
 import time
 from datetime import timedelta
 
@@ -213,3 +215,70 @@ def test_execute_complete_validates_the_event_first(event):
 def test_error_event_fails_without_stopping(devstack_env, ti):
     with pytest.raises(AirflowException, match="Waiting for Bacalhau job j-1 failed: boom"):
         op_for("echo").execute_complete(fake_context(ti), make_event("error", "j-1", "boom"))
+
+
+def test_retry_finds_a_job_in_the_namespace_its_spec_names(devstack_env, devstack, ti):
+    context = fake_context(ti)
+    job = {**busybox_job("echo in-team"), "Namespace": "team-a"}
+    BacalhauJobOperator(task_id="run", job=job, deferrable=False, poll_interval=0.2).execute(context)
+    first_id = ti.xcoms["bacalhau_job_id"]
+    with record_logs() as logs:  # the retry looks in team-a, not the connection's default namespace
+        BacalhauJobOperator(task_id="run", job=job, deferrable=False, poll_interval=0.2).execute(context)
+    assert ti.xcoms["bacalhau_job_id"] == first_id and "reusing its results" in logs.text
+    [stored] = jobs_named(devstack, job_name_for_context(context))
+    assert (stored["Namespace"], stored["Version"]) == ("team-a", 1)
+
+
+def test_fixed_job_name_is_not_reused_by_another_dag_run(devstack_env, devstack, ti):
+    name = f"fixed-{ti.run_id}"
+    op_for("echo shared", job_name=name).execute(fake_context(ti))
+    first_id = ti.xcoms["bacalhau_job_id"]
+    other = FakeTaskInstance(dag_id=ti.dag_id, task_id=ti.task_id, run_id=ti.run_id + "-next")
+    with record_logs() as logs:
+        op_for("echo shared", job_name=name).execute(fake_context(other))
+    assert "belongs to another task instance" in logs.text
+    assert "reusing its results" not in logs.text
+    [job] = jobs_named(devstack, name)  # the name is an upsert key: same job, a new version ran
+    assert job["ID"] == first_id == other.xcoms["bacalhau_job_id"] and job["Version"] == 2
+    assert job["Meta"]["airflow-task-instance"] == f"optest/run/{other.run_id}/-1"
+
+
+def test_no_changes_answer_reattaches_to_the_existing_job(devstack_env, devstack, ti):
+    context = fake_context(ti)
+    op_for("echo once").execute(context)
+    first_id = ti.xcoms["bacalhau_job_id"]
+    # The name lookup misses once (404), so the identical spec is PUT again without Force.
+    devstack.set_faults(routes={"GET /api/v1/orchestrator/jobs/{id}": {"every": 1, "status": 404, "times": 1}})
+    try:
+        with record_logs() as logs:
+            op_for("echo once").execute(context)
+    finally:
+        devstack.clear_faults()
+    assert ti.xcoms["bacalhau_job_id"] == first_id and "re-attaching" in logs.text
+    assert jobs_named(devstack, job_name_for_context(context))[0]["Version"] == 1
+
+
+def test_missing_job_file_is_named(devstack_env, ti):
+    op = BacalhauJobOperator(task_id="run", job="jobs/missing.yaml", deferrable=False)
+    with pytest.raises(AirflowFailException, match="not found") as failed:
+        op.execute(fake_context(ti))
+    assert "not found" in str(failed.value) and "jobs/missing.yaml" in str(failed.value)
+
+
+def test_input_errors_fail_for_good_only_when_they_are_configuration(devstack_env, devstack, ti, monkeypatch):
+    managed = {"Type": "s3managed", "Params": {"JobID": "j-1", "ExecutionID": "e-1"}}
+    with pytest.raises(AirflowFailException, match="Invalid inputs: staging_bucket"):
+        op_for("echo", inputs=managed).execute(fake_context(ti))
+    with socket.socket() as sock:  # a port nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    monkeypatch.setenv("AIRFLOW_CONN_AWS_DEAD", json.dumps({
+        "conn_type": "aws", "login": "k", "password": "s",
+        "extra": {"endpoint_url": dead, "region_name": "us-east-1",
+                  "config_kwargs": {"retries": {"max_attempts": 1}, "connect_timeout": 2}}}))
+    archive = {"Type": "s3", "Params": {"Bucket": "res", "Key": "runs/e-1.tar.gz"}, "JobID": "j-1",
+               "ExecutionID": "e-1"}
+    with pytest.raises(AirflowException, match="Resolving inputs failed") as failed:
+        op_for("echo", inputs=archive, aws_conn_id="aws_dead").execute(fake_context(ti))
+    assert not isinstance(failed.value, AirflowFailException)  # a retry may succeed
+    assert jobs_named(devstack, job_name_for_context(fake_context(ti))) == []

@@ -5,7 +5,13 @@ from __future__ import annotations
 import time
 
 import pytest
-from airflow.providers.common.compat.sdk import AirflowException, PokeReturnValue, TaskDeferred
+from airflow.providers.common.compat.sdk import (
+    AirflowException,
+    AirflowSensorTimeout,
+    AirflowSkipException,
+    PokeReturnValue,
+    TaskDeferred,
+)
 from airflow_helpers import FakeTaskInstance, busybox_job, fake_context
 
 from airflow_provider_bacalhau.client import BacalhauClient, ClientConfig
@@ -89,3 +95,17 @@ def test_deferrable_finishes_at_once_when_already_terminal(devstack_env, devstac
     sensor = BacalhauJobSensor(task_id="s", job_id=job_id, deferrable=True)
     [result] = sensor.execute(fake_context())
     assert result["JobID"] == job_id
+
+
+def test_deferred_timeout_is_a_sensor_timeout_and_soft_fail_skips(devstack_env):
+    event = make_event("timeout", "j-1", "Bacalhau job j-1 still Running when the wait timed out")
+    sensor = BacalhauJobSensor(task_id="s", job_id="j-1", deferrable=True)
+    with pytest.raises(AirflowSensorTimeout, match="still Running"):  # no retries, like poke mode
+        sensor.execute_complete(fake_context(), event)
+    soft = BacalhauJobSensor(task_id="s", job_id="j-1", deferrable=True, soft_fail=True)
+    with pytest.raises(AirflowSkipException):
+        soft.resume_execution("execute_complete", {"event": event}, fake_context())
+    # Other outcomes stay ordinary failures.
+    with pytest.raises(AirflowException) as failed:
+        sensor.execute_complete(fake_context(), make_event("error", "j-1", "boom"))
+    assert not isinstance(failed.value, AirflowSensorTimeout)

@@ -1,10 +1,11 @@
 """The shared flow of the Bacalhau job operators: submit once, wait, finish in one place.
 
-``execute``: find this task instance's job (an ID kept by an earlier try in Airflow 3.3's task state
-store, else the deterministic job name); re-attach to it while it runs, reuse it when it already
-succeeded, submit a new version when it failed, or submit it fresh. Then push the job ID and the
-Web UI link to XCom, look once, and finish at once, defer to :class:`BacalhauJobTrigger`, or poll
-in the worker. Every path ends in :meth:`JobCompletionMixin.execute_complete`.
+``execute``: build the job, then find this task instance's job in the job's namespace (an ID kept by
+an earlier try in Airflow 3.3's task state store, else the job name); re-attach to it while it runs,
+reuse it when it already succeeded, submit a new version when it failed or belongs to another task
+instance (its Meta names the submitting task instance), or submit it fresh. Then push the job ID
+and the Web UI link to XCom, look once, and finish at once, defer to :class:`BacalhauJobTrigger`,
+or poll in the worker. Every path ends in :meth:`JobCompletionMixin.execute_complete`.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any, ClassVar
 
 from airflow.providers.common.compat.sdk import AirflowException, AirflowFailException, BaseOperator, conf
 
-from airflow_provider_bacalhau.errors import BacalhauApiError
+from airflow_provider_bacalhau.errors import BacalhauApiError, SpecError
 from airflow_provider_bacalhau.links.job import BacalhauJobLink
 from airflow_provider_bacalhau.operators._completion import (
     JobCompletionMixin,
@@ -24,7 +25,12 @@ from airflow_provider_bacalhau.operators._completion import (
     job_accepted,
     wait_in_worker,
 )
-from airflow_provider_bacalhau.operators._naming import job_name_for_context, task_label
+from airflow_provider_bacalhau.operators._naming import (
+    TASK_INSTANCE_META,
+    job_name_for_context,
+    task_instance_key,
+    task_label,
+)
 
 #: Default wall-clock limit of a wait; the trigger always needs a deadline.
 DEFAULT_TIMEOUT_SECONDS = 24 * 3600.0
@@ -61,9 +67,10 @@ class BaseBacalhauJobOperator(JobCompletionMixin, BaseOperator):
     :param inputs_target: where ``inputs`` are mounted (see ``resolve_inputs``).
     :param staging_bucket: bucket for re-staging archives and s3managed results used as inputs.
     :param job_name: the Bacalhau job name; by default one derived from the task instance
-        (``airflow-<dag>-<task>-<run>-<map index>``), which is what makes retries safe.
-    :param namespace: Bacalhau namespace of the job (and of the name lookup); default: the
-        connection's namespace.
+        (``airflow-<dag>-<task>-<run>-<map index>``), which is what makes retries safe. A fixed
+        name is shared by every run: template it (``report-{{ ds }}``) to keep runs apart.
+    :param namespace: Bacalhau namespace of the job (and of the name lookup); default: the job
+        spec's ``Namespace``, else the connection's namespace.
     :param wait_for_termination: wait for the job to end; if False, return None once submitted.
     :param deferrable: wait in the triggerer instead of the worker; default: the
         ``[operators] default_deferrable`` setting (read when the operator is built).
@@ -123,23 +130,26 @@ class BaseBacalhauJobOperator(JobCompletionMixin, BaseOperator):
 
         return BacalhauHook(bacalhau_conn_id=self.bacalhau_conn_id)
 
-    def get_bacalhau_client(self) -> Any:
+    def get_bacalhau_client(self, namespace: str | None = None) -> Any:
+        """A client asking in ``namespace`` (default: ``self.namespace``, else the connection's)."""
         hook = self._hook()
-        if not self.namespace:
+        namespace = namespace or self.namespace
+        if not namespace:
             return hook.get_client()
         from dataclasses import replace
 
         from airflow_provider_bacalhau.client import BacalhauClient
 
         # Name lookups are per namespace: ask in the job's namespace, not the connection's.
-        return BacalhauClient(replace(hook.client_config(), namespace=self.namespace))
+        return BacalhauClient(replace(hook.client_config(), namespace=namespace))
 
     # -- the flow ------------------------------------------------------------------------------
     def execute(self, context: Any) -> list[dict] | None:
-        name = self.job_name or job_name_for_context(context)
         self._kill_reason = f"Airflow task {task_label(context)} was killed"
-        with self.get_bacalhau_client() as client:
-            job_id, known = self._submit_or_attach(context, client, name)
+        job = self.prepare_job(context, self.job_name or job_name_for_context(context))
+        # The job's namespace (operator, else spec), else the connection's: where the name lives.
+        with self.get_bacalhau_client(job.namespace) as client:
+            job_id, known = self._submit_or_attach(context, client, job)
             self._announce(context, job_id)
             if not self.wait_for_termination:
                 self.log.info("Not waiting for Bacalhau job %s (wait_for_termination=False)", job_id)
@@ -154,10 +164,8 @@ class BaseBacalhauJobOperator(JobCompletionMixin, BaseOperator):
                 self._defer(context, job_id, deadline)
             self.log.info("Waiting for Bacalhau job %s in the worker (poll every %ss)", job_id,
                           self.poll_interval)
-            try:
-                event = wait_in_worker(client, job_id, self.poll_interval, deadline, self.log)
-            except BacalhauApiError as exc:
-                raise AirflowException(f"Lost track of Bacalhau job {job_id}: {exc}") from exc
+            # API errors end the wait as an "error" event: execute_complete reports them.
+            event = wait_in_worker(client, job_id, self.poll_interval, deadline, self.log)
         return self.execute_complete(context, event)
 
     def _look_once(self, client: Any, job_id: str) -> dict | None:
@@ -206,7 +214,7 @@ class BaseBacalhauJobOperator(JobCompletionMixin, BaseOperator):
 
     # -- idempotency: one job per task instance ---------------------------------------------------
     def _find_previous(self, context: Any, client: Any, name: str) -> dict | None:
-        """The job an earlier try of this task instance submitted, if any."""
+        """The job named ``name`` (an earlier try's, or another task instance's), if any."""
         candidates: list[str] = []
         store = context.get("task_state_store")
         if store is not None:
@@ -228,30 +236,41 @@ class BaseBacalhauJobOperator(JobCompletionMixin, BaseOperator):
                 return response
         return None
 
-    def _submit_or_attach(self, context: Any, client: Any, name: str) -> tuple[str, dict | None]:
+    def _submit_or_attach(self, context: Any, client: Any, job: Any) -> tuple[str, dict | None]:
         """Return the job ID to follow and, when already known, its terminal answer."""
         from airflow_provider_bacalhau.spec import JobStatus
 
+        name = job.name
         previous = self._find_previous(context, client, name)
         force = False
         if previous is not None:
             status = JobStatus.from_api(previous)
             state = str(getattr(status.state, "value", status.state))
-            if not status.is_terminal:
+            owner = ((previous.get("Job") or {}).get("Meta") or {}).get(TASK_INSTANCE_META)
+            if owner != job.meta[TASK_INSTANCE_META]:
+                self.log.warning("Bacalhau job %s (name %s, %s) belongs to another task instance (%s): "
+                                 "submitting a new version for this one, which stops it if still "
+                                 "running; give each task instance its own job_name", status.job_id,
+                                 name, state, owner or "not submitted by Airflow")
+                force = True
+            elif not status.is_terminal:
                 self.log.info("Re-attaching to Bacalhau job %s (%s, version %s) submitted by an "
                               "earlier try", status.job_id, state, status.version)
                 return status.job_id, None
-            if job_accepted(status, self.fail_on_nonzero_exit):
+            elif job_accepted(status, self.fail_on_nonzero_exit):
                 self.log.info("Bacalhau job %s (%s) already completed for this task instance: "
                               "reusing its results without running it again", status.job_id, name)
                 return status.job_id, previous
-            self.log.info("Bacalhau job %s ended %s in an earlier try: submitting a new version",
-                          status.job_id, state)
-            force = True  # an identical spec would be refused with "no changes detected"
-        job = self.prepare_job(context, client, name)
+            else:
+                self.log.info("Bacalhau job %s ended %s in an earlier try: submitting a new version",
+                              status.job_id, state)
+                force = True  # an identical spec would be refused with "no changes detected"
+        self._add_inputs(job, client)
         try:
             answer = client.submit_job(job, force=force)
         except BacalhauApiError as exc:
+            if exc.is_no_changes:
+                return self._attach_unchanged(client, name, exc), None
             raise AirflowException(f"Submitting Bacalhau job {name!r} failed: {exc}") from exc
         for warning in answer.get("Warnings") or []:
             self.log.warning("Bacalhau: %s", warning)
@@ -261,25 +280,48 @@ class BaseBacalhauJobOperator(JobCompletionMixin, BaseOperator):
         self.log.info("Submitted Bacalhau job %s (name %s)", job_id, name)
         return job_id, None
 
-    def prepare_job(self, context: Any, client: Any, name: str) -> Any:
-        """Build the job, add the resolved ``inputs``, name it and validate it (before any submit)."""
+    def _attach_unchanged(self, client: Any, name: str, cause: BacalhauApiError) -> str:
+        """Bacalhau already holds this exact spec under ``name``: follow that job."""
+        try:
+            job_id = (client.get_job(name).get("Job") or {}).get("ID")
+        except BacalhauApiError as exc:
+            raise AirflowException(f"Submitting Bacalhau job {name!r} failed: {cause}; looking it up "
+                                   f"by name failed too: {exc}") from exc
+        if not job_id:
+            raise AirflowException(f"Submitting Bacalhau job {name!r} failed: {cause}")
+        self.log.info("Bacalhau already has job %s with this exact spec (name %s): re-attaching to it",
+                      job_id, name)
+        return job_id
+
+    def prepare_job(self, context: Any, name: str) -> Any:
+        """Build the job (inputs not yet added), name it and mark it as this task instance's."""
         from airflow_provider_bacalhau.spec import Job
 
         try:
-            job = Job.from_dict(self.build_job(context).to_dict())  # a private copy
-            if job.name and job.name != name and not self.job_name:
-                self.log.info("Replacing the spec's Name %r with %r (one name per task instance keeps "
-                              "retries from duplicating the job; pass job_name= to choose)", job.name,
-                              name)
-            job.name = name
-            if self.namespace:
-                job.namespace = self.namespace
-            job.task.input_sources.extend(self._resolve_inputs(client))
-            job.validate()
+            job = Job.from_dict(self.build_job(context).to_dict())  # a private copy, validated
         except ValueError as exc:  # SpecError included
             # A bad spec does not get better by retrying: fail without retries.
             raise AirflowFailException(f"Invalid Bacalhau job spec: {exc}") from exc
+        if job.name and job.name != name and not self.job_name:
+            self.log.info("Replacing the spec's Name %r with %r (one name per task instance keeps "
+                          "retries from duplicating the job; pass job_name= to choose)", job.name, name)
+        job.name = name
+        if self.namespace:
+            job.namespace = self.namespace
+        job.meta = {**job.meta, TASK_INSTANCE_META: task_instance_key(context)}
         return job
+
+    def _add_inputs(self, job: Any, client: Any) -> None:
+        """Append the resolved ``inputs`` and validate the whole job (before any submit)."""
+        try:
+            job.task.input_sources.extend(self._resolve_inputs(client))
+            job.validate()
+        except SpecError as exc:
+            raise AirflowFailException(f"Invalid Bacalhau job spec: {exc}") from exc
+        except ValueError as exc:  # a configuration error, e.g. a missing staging_bucket
+            raise AirflowFailException(f"Invalid inputs: {exc}") from exc
+        except Exception as exc:  # S3 or Bacalhau I/O: a retry may succeed
+            raise AirflowException(f"Resolving inputs failed: {exc}") from exc
 
     def _resolve_inputs(self, client: Any) -> list:
         if self.inputs is None or self.inputs == [] or self.inputs == "":

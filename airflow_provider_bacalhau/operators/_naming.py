@@ -50,3 +50,15 @@ def task_label(context: Any) -> str:
     index = getattr(ti, "map_index", -1)
     mapped = f"[{index}]" if index is not None and index >= 0 else ""
     return f"{ti.dag_id}.{ti.task_id}{mapped} (run {ti.run_id})"
+
+
+#: Job Meta key naming the task instance that submitted the job (``bacalhau.org/`` keys are the
+#: server's, so an own prefix). A job found by name is reused only by the same task instance.
+TASK_INSTANCE_META = "airflow-task-instance"
+
+
+def task_instance_key(context: Any) -> str:
+    """``<dag_id>/<task_id>/<run_id>/<map_index>`` of the task instance running in ``context``."""
+    ti = context["ti"]
+    index = getattr(ti, "map_index", -1)
+    return f"{ti.dag_id}/{ti.task_id}/{ti.run_id}/{-1 if index is None else int(index)}"

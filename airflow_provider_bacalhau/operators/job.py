@@ -56,6 +56,7 @@ class BacalhauJobOperator(BaseBacalhauJobOperator):
         self.job = job
 
     def build_job(self, context: Any) -> Any:
+        from airflow_provider_bacalhau.errors import SpecError
         from airflow_provider_bacalhau.spec import Job, coerce_job
 
         job = self.job
@@ -64,6 +65,9 @@ class BacalhauJobOperator(BaseBacalhauJobOperator):
             if os.path.isfile(path):  # an absolute path Jinja's loader could not find: not templated
                 self.log.info("Reading job file %s (outside the template search path: not rendered)", path)
                 return Job.from_file(path)
+            # Still the path, not the file's text: the template loader did not find it either.
+            raise SpecError("job", "job file not found in the DAG folder, the DAG's "
+                                   "template_searchpath, or as an absolute path", path)
         return coerce_job(job)
 
     def resolve_template_files(self) -> None:

@@ -6,12 +6,22 @@ import time
 from datetime import timedelta
 from typing import Any, ClassVar
 
-from airflow.providers.common.compat.sdk import AirflowException, BaseSensorOperator, PokeReturnValue
+from airflow.providers.common.compat.sdk import (
+    AirflowException,
+    AirflowSensorTimeout,
+    BaseSensorOperator,
+    PokeReturnValue,
+)
 
 from airflow_provider_bacalhau.errors import BacalhauApiError
 from airflow_provider_bacalhau.links.job import BacalhauJobLink
 from airflow_provider_bacalhau.operators._base import DEFER_TIMEOUT_PADDING_SECONDS, JOB_ID_KEY, default_deferrable
-from airflow_provider_bacalhau.operators._completion import JobCompletionMixin, event_from_response, is_transient
+from airflow_provider_bacalhau.operators._completion import (
+    JobCompletionMixin,
+    event_from_response,
+    is_transient,
+    validate_event,
+)
 
 
 class BacalhauJobSensor(JobCompletionMixin, BaseSensorOperator):
@@ -88,6 +98,20 @@ class BacalhauJobSensor(JobCompletionMixin, BaseSensorOperator):
             return False
         results = self.execute_complete(context, event_from_response(response))
         return PokeReturnValue(is_done=True, xcom_value=results)
+
+    def execute_complete(self, context: Any, event: dict[str, Any] | None = None) -> list[dict]:
+        """The shared completion; a ``timeout`` event ends like a poke-mode timeout.
+
+        ``AirflowSensorTimeout`` (not a plain failure) is what ``soft_fail`` and the sensor's
+        no-retry-on-timeout rule act on, in deferrable mode as in poke mode.
+        """
+        event = validate_event(event)
+        try:
+            return super().execute_complete(context, event)
+        except AirflowException as exc:
+            if event["status"] != "timeout" or isinstance(exc, AirflowSensorTimeout):
+                raise
+            raise AirflowSensorTimeout(str(exc)) from exc
 
     def execute(self, context: Any) -> Any:
         if not self.deferrable:
