@@ -4,6 +4,8 @@ and partitioning (against the moto S3 server over HTTP), key rules, the engine h
 from __future__ import annotations
 
 import io
+import os
+import shutil
 import tarfile
 import threading
 import uuid
@@ -205,3 +207,11 @@ def test_engine_helpers(tmp_path):
         names = set(tar.getnames())
         assert {"bin/busybox", "bin/sh", "tmp", "etc/passwd"} <= names
         assert tar.getmember("bin/sh").linkname == "/bin/busybox"
+
+
+@pytest.mark.skipif(shutil.which("apt-get") is None or os.geteuid() != 0, reason="needs apt-get as root")
+def test_apt_output_stays_off_stdout(capfd):
+    """`devstack up` prints exports that users eval: apt-get's chatter must not reach stdout."""
+    with pytest.raises(RuntimeError, match="apt-get install -y no-such-package-bacalhau-devstack failed"):
+        engine._apt("install", "-y", "no-such-package-bacalhau-devstack")
+    assert capfd.readouterr().out == ""

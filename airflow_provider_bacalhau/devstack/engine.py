@@ -127,12 +127,20 @@ def _install_packages() -> None:
             f"no Docker Engine is reachable and {', '.join(missing)} is missing; "
             "install it or run the devstack engine setup as root"
         )
-    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
     log.info("installing %s with apt-get", " ".join(missing))
-    subprocess.run(["apt-get", "update"], check=True, env=env, stdin=subprocess.DEVNULL)
-    subprocess.run(
-        ["apt-get", "install", "-y", *missing], check=True, env=env, stdin=subprocess.DEVNULL
-    )
+    _apt("update")
+    _apt("install", "-y", *missing)
+
+
+def _apt(*args: str) -> None:
+    """Run apt-get with its output captured: callers' stdout (``up`` prints shell exports that
+    users ``eval``) must stay clean. The output is shown only when apt-get fails."""
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    done = subprocess.run(["apt-get", *args], env=env, stdin=subprocess.DEVNULL,
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    if done.returncode != 0:
+        tail = "\n".join(done.stdout.splitlines()[-20:])
+        raise RuntimeError(f"apt-get {' '.join(args)} failed (exit {done.returncode}):\n{tail}")
 
 
 def _busybox_binary() -> str | None:
