@@ -32,6 +32,8 @@ import time
 from pathlib import Path
 from typing import Iterator
 
+from airflow_provider_bacalhau.devstack.procs import pid_alive
+
 log = logging.getLogger(__name__)
 
 BUSYBOX_IMAGE = "bacalhau-devstack/busybox:latest"
@@ -150,16 +152,6 @@ def _busybox_binary() -> str | None:
     return None
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _read_pid(path: Path) -> int | None:
     try:
         return int(path.read_text().strip())
@@ -197,7 +189,7 @@ def _start_dockerd(home: Path, sock: Path) -> None:
     (engine_dir / "data").mkdir(parents=True, exist_ok=True)
     # A dockerd killed hard leaves its pidfile and socket behind; dockerd refuses to start then.
     stale = _read_pid(pidfile)
-    if stale and _pid_alive(stale):
+    if stale and pid_alive(stale):
         _terminate(stale)
     for leftover in (pidfile, sock):
         with contextlib.suppress(FileNotFoundError):
@@ -232,11 +224,11 @@ def _terminate(pid: int, timeout: float = 20.0) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and _pid_alive(pid):
+    while time.monotonic() < deadline and pid_alive(pid):
         with contextlib.suppress(ChildProcessError):
             os.waitpid(pid, os.WNOHANG)
         time.sleep(0.1)
-    if _pid_alive(pid):
+    if pid_alive(pid):
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
 
@@ -249,7 +241,7 @@ def stop_engine(home: Path | None = None) -> None:
         return
     with _locked(home):
         pid = _read_pid(marker)
-        if pid and _pid_alive(pid) and _is_dockerd(pid):
+        if pid and pid_alive(pid) and _is_dockerd(pid):
             log.info("stopping dockerd pid %s", pid)
             _terminate(pid)
         with contextlib.suppress(FileNotFoundError):
