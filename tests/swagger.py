@@ -5,7 +5,7 @@ Usage: ``validate_request_body("PUT", "/api/v1/orchestrator/jobs", body)`` raise
 concrete request path to the swagger path template.
 
 The swagger file is loaded as-is and then patched, each patch citing the reference
-(/work/shared/reference/bacalhau-api.md §1.8, §2.6):
+(``shared/reference/bacalhau-api.md`` §1.8, §2.6):
 
 1. ``models.JobStateType``, ``models.JobHistoryType``, ``models.Network`` and ``models.NodeType``
    are integer enums in the file but strings on the wire (``MarshalText``): replaced by string
@@ -31,7 +31,8 @@ from typing import Any
 
 import jsonschema
 
-SWAGGER_PATH = Path("/work/shared/reference/bacalhau-swagger.json")
+# The project's shared reference sits beside the repository (``<repo>/../shared``), in CI too.
+SWAGGER_PATH = Path(__file__).resolve().parents[2] / "shared" / "reference" / "bacalhau-swagger.json"
 STRING_ENUMS = ("models.JobStateType", "models.JobHistoryType", "models.Network", "models.NodeType")
 IGNORED_PUT_FIELDS = ("credential", "idempotencyToken", "namespace")
 STOP_BODY = "apimodels.StopJobRequest"
@@ -44,6 +45,8 @@ def _enum_name(varname: str, definition: str) -> str:
 
 @functools.cache
 def patched_swagger() -> dict:
+    if not SWAGGER_PATH.is_file():
+        raise FileNotFoundError(f"Bacalhau's swagger is expected at {SWAGGER_PATH} (shared/ beside the repo)")
     swagger = json.loads(SWAGGER_PATH.read_text())
     definitions = swagger["definitions"]
     for name in STRING_ENUMS:  # patch 1
