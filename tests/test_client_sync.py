@@ -307,3 +307,16 @@ def test_submit_to_an_unreachable_server_says_so():
             c.submit_job(example_job(name=None))
     assert "cannot reach Bacalhau" in str(caught.value)
     assert "no Name" not in str(caught.value)
+
+
+def test_with_max_retries_keeps_the_pool_and_changes_only_the_budget():
+    from airflow_provider_bacalhau.client import AsyncBacalhauClient
+
+    with BacalhauClient(ClientConfig(base_url="http://127.0.0.1:9", max_retries=4)) as client:
+        poller = client.with_max_retries(0)
+        assert type(poller) is BacalhauClient and poller._http is client._http
+        assert (poller.config.max_retries, client.config.max_retries) == (0, 4)
+        assert poller.config.base_url == client.config.base_url
+        poller.close()  # does not own the pool
+        assert not client._http.is_closed
+    assert type(AsyncBacalhauClient(ClientConfig()).with_max_retries(1)) is AsyncBacalhauClient

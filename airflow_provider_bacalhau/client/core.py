@@ -9,6 +9,7 @@ so URL building, retries, error mapping and the submit-deduplication rule exist 
 
 from __future__ import annotations
 
+import dataclasses
 import email.utils
 import inspect
 import logging
@@ -151,6 +152,12 @@ class Operations:
         super().__init_subclass__(**kwargs)
         for name in ENDPOINTS:
             setattr(cls, name, _public(cls._wrap(getattr(Operations, name))))
+
+    def with_max_retries(self, max_retries: int) -> Any:
+        """A client of the same class on the same connection pool, with another retry budget
+        (a caller that retries between calls itself passes 0). Closing it leaves the pool open."""
+        return type(self)(dataclasses.replace(self.config, max_retries=max_retries),
+                          http_client=self._http)
 
     # -- building and sending ---------------------------------------------------------------
 

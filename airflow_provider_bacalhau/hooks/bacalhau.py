@@ -149,10 +149,8 @@ class BacalhauHook(BaseHook):
         (a caller with its own retry loop passes 0) without leaving the shared pool.
         """
         config = await self.async_client_config()
-        pool = shared_http_client(config)
-        if max_retries is not None:
-            config = dataclasses.replace(config, max_retries=max_retries)
-        return AsyncBacalhauClient(config, http_client=pool)
+        client = AsyncBacalhauClient(config, http_client=shared_http_client(config))
+        return client if max_retries is None else client.with_max_retries(max_retries)
 
     def job_url(self, job_id: str) -> str | None:
         """Web UI page of a job, or ``None`` when the connection has no ``webui_url`` extra."""

@@ -164,8 +164,10 @@ class BaseBacalhauJobOperator(JobCompletionMixin, BaseOperator):
                 self._defer(context, job_id, deadline)
             self.log.info("Waiting for Bacalhau job %s in the worker (poll every %ss)", job_id,
                           self.poll_interval)
-            # API errors end the wait as an "error" event: execute_complete reports them.
-            event = wait_in_worker(client, job_id, self.poll_interval, deadline, self.log)
+            # The waiting loop retries transient errors between polls: none inside a poll. API
+            # errors that last end the wait as an "error" event, which execute_complete reports.
+            event = wait_in_worker(client.with_max_retries(0), job_id, self.poll_interval, deadline,
+                                   self.log)
         return self.execute_complete(context, event)
 
     def _look_once(self, client: Any, job_id: str) -> dict | None:
