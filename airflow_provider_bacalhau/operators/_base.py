@@ -247,7 +247,7 @@ class BaseBacalhauJobOperator(JobCompletionMixin, BaseOperator):
         force = False
         if previous is not None:
             status = JobStatus.from_api(previous)
-            state = str(getattr(status.state, "value", status.state))
+            state = status.state.value
             owner = ((previous.get("Job") or {}).get("Meta") or {}).get(TASK_INSTANCE_META)
             if owner != job.meta[TASK_INSTANCE_META]:
                 self.log.warning("Bacalhau job %s (name %s, %s) belongs to another task instance (%s): "

@@ -34,8 +34,8 @@ class BacalhauJobSensor(JobCompletionMixin, BaseSensorOperator):
     :param job_id: job ID or name (templated).
     :param bacalhau_conn_id: Airflow connection to the Bacalhau API.
     :param fail_on_nonzero_exit: fail when an execution exits non-zero.
-    :param deferrable: default: the ``[operators] default_deferrable`` setting. Wait in the triggerer (``poke_interval`` is the trigger's poll interval,
-        ``timeout`` its deadline).
+    :param deferrable: wait in the triggerer (``poke_interval`` is the trigger's poll interval,
+        ``timeout`` its deadline); default: the ``[operators] default_deferrable`` setting.
     """
 
     template_fields: ClassVar[tuple[str, ...]] = ("job_id", "bacalhau_conn_id")
@@ -94,7 +94,7 @@ class BacalhauJobSensor(JobCompletionMixin, BaseSensorOperator):
         status = JobStatus.from_api(response)
         self._remember(context, status.job_id)
         if not status.is_terminal:
-            self.log.info("Bacalhau job %s is %s", status.job_id, getattr(status.state, "value", status.state))
+            self.log.info("Bacalhau job %s is %s", status.job_id, status.state.value)
             return False
         results = self.execute_complete(context, event_from_response(response))
         return PokeReturnValue(is_done=True, xcom_value=results)
