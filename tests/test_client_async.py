@@ -116,3 +116,28 @@ def test_shared_pool_differs_between_event_loops():
 
     first, second = asyncio.run(pool()), asyncio.run(pool())
     assert first is not second
+
+
+@pytest.mark.anyio
+async def test_a_pool_has_a_bounded_number_of_requests_in_flight():
+    """Many triggers polling at once queue at the client's gate, not inside httpcore's pool (whose
+    cost grows with the square of its queue: see client/aio.py and benchmarks/triggers.py)."""
+    import httpx
+
+    from airflow_provider_bacalhau.client.aio import MAX_IN_FLIGHT
+
+    in_flight = peak = 0
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        nonlocal in_flight, peak
+        in_flight += 1
+        peak = max(peak, in_flight)
+        await asyncio.sleep(0.01)
+        in_flight -= 1
+        return httpx.Response(200, json={"Job": {"ID": "j-1", "State": {"StateType": "Running"}}})
+
+    http = httpx.AsyncClient(transport=httpx.MockTransport(handler))
+    clients = [AsyncBacalhauClient(ClientConfig(), http_client=http) for _ in range(100)]
+    answers = await asyncio.gather(*(c.get_job("j-1") for c in clients))
+    await http.aclose()
+    assert len(answers) == 100 and peak == MAX_IN_FLIGHT
