@@ -10,5 +10,6 @@ if ! command -v uv >/dev/null 2>&1; then
 fi
 uv=$(command -v uv || echo "python3 -m uv")
 [ -x "$venv/bin/python" ] || $uv venv --quiet --python python3 "$venv"
-$uv pip install --quiet --python "$venv/bin/python" --compile-bytecode -r requirements.lock
+# sync, not install: a package dropped from the lock (moto once) leaves the venv too.
+$uv pip sync --quiet --python "$venv/bin/python" --compile-bytecode requirements.lock
 $uv pip install --quiet --python "$venv/bin/python" --compile-bytecode --no-deps -e .
