@@ -1,4 +1,4 @@
-"""Data plane end to end on the devstack (real Docker, moto S3 over HTTP, the provider's
+"""Data plane end to end on the devstack (real Docker, SeaweedFS S3 over HTTP, the provider's
 client): stage → job → publish → chain → fetch, for every publisher, no secret leaking."""
 
 from __future__ import annotations
@@ -15,13 +15,15 @@ from pathlib import Path
 import pytest
 
 from airflow_provider_bacalhau.client import BacalhauClient, ClientConfig
+from airflow_provider_bacalhau.devstack.testing import SECRET_IDENTITY
 from airflow_provider_bacalhau.hooks.s3 import BacalhauS3Hook
 from airflow_provider_bacalhau.inputs import resolve_inputs
 from airflow_provider_bacalhau.spec import Job, JobStatus
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
-FAKE_SECRET = "dataplane-FAKE-secret-7Qx9zz"
+# The Airflow connection's secret: a distinctive value to hunt for in logs, XCom and specs.
+FAKE_SECRET = SECRET_IDENTITY.secret_key
 BUCKET = "dataplane-e2e"
 MiB = 1024 * 1024
 # Checksums every regular file under /inputs, one "sha256  ./relative/path" line each.
@@ -31,9 +33,7 @@ LISTING = ("mkdir -p /outputs && cd /inputs && find . -type f | sort | "
 
 @pytest.fixture
 def env(devstack_env, monkeypatch):
-    conn = json.loads(devstack_env.aws_conn_json())
-    conn["password"] = FAKE_SECRET  # moto checks nothing; a distinctive value to hunt for
-    monkeypatch.setenv("AIRFLOW_CONN_AWS_DEFAULT", json.dumps(conn))
+    monkeypatch.setenv("AIRFLOW_CONN_AWS_DEFAULT", devstack_env.aws_conn_json(SECRET_IDENTITY))
     client = devstack_env.s3_client()
     if BUCKET not in [b["Name"] for b in client.list_buckets()["Buckets"]]:
         client.create_bucket(Bucket=BUCKET)

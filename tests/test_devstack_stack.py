@@ -1,4 +1,4 @@
-"""The devstack's processes: the moto S3 fixture, `up`/`env`/`down`, restart keeping state."""
+"""The devstack's processes: the SeaweedFS S3 fixture, `up`/`env`/`down`, restart keeping state."""
 
 from __future__ import annotations
 
@@ -71,7 +71,7 @@ def test_cli_up_env_restart_down_leaves_nothing_running(tmp_path):
     finally:
         down = _cli("down", home=tmp_path)
     assert down.returncode == 0 and "stopped" in down.stdout
-    assert not procs.pid_alive(state.server_pid) and not procs.pid_alive(state.moto_pid)
+    assert not procs.pid_alive(state.server_pid) and not procs.pid_alive(state.s3_pid)
     with pytest.raises(httpx.ConnectError):  # nothing listens any more
         httpx.get(f"{state.api_url}/api/v1/agent/alive", timeout=5)
     leftovers = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout

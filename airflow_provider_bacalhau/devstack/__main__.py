@@ -1,9 +1,9 @@
 """Command line of the devstack: a single-node development and test stand-in for Bacalhau v1.9.3
 (not a Bacalhau replacement).
 
-    python -m airflow_provider_bacalhau.devstack up       # engine + moto S3 + API server, prints exports
+    python -m airflow_provider_bacalhau.devstack up       # engine + SeaweedFS S3 + API server, prints exports
     python -m airflow_provider_bacalhau.devstack env      # print the exports again
-    python -m airflow_provider_bacalhau.devstack down     # stop everything `up` started
+    python -m airflow_provider_bacalhau.devstack down     # stop everything `up` started (--keep-data keeps S3 objects)
     python -m airflow_provider_bacalhau.devstack restart  # restart the API server, keeping its jobs
     python -m airflow_provider_bacalhau.devstack engine   # only make sure a Docker Engine + busybox image exist
     python -m airflow_provider_bacalhau.devstack serve    # run the API server in the foreground
@@ -30,7 +30,7 @@ def _serve_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--host", default=procs.LOCALHOST)
     p.add_argument("--port", type=int, default=1234)
     p.add_argument("--data-dir", type=Path, required=True, help="job store, node ID, execution files")
-    p.add_argument("--s3-endpoint", required=True, help="S3 server used when a job gives no Endpoint (moto)")
+    p.add_argument("--s3-endpoint", required=True, help="S3 server used when a job gives no Endpoint")
     p.add_argument("--region", default=procs.DEFAULT_REGION)
     p.add_argument("--docker-host", default="", help="Docker Engine URL; empty: docker jobs are not supported")
     p.add_argument("--concurrency", type=int, default=2, help="executions run at once")
@@ -97,14 +97,15 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     parser = argparse.ArgumentParser(prog="python -m airflow_provider_bacalhau.devstack", description=NOTE)
     sub = parser.add_subparsers(dest="command", required=True)
-    up = sub.add_parser("up", help="start Docker Engine, moto S3 and the API server in the background; print exports")
+    up = sub.add_parser("up", help="start Docker Engine, SeaweedFS S3 and the API server in the background; print exports")
     up.add_argument("--api-port", type=int, default=None, help="default 1234 if free, else a free port")
     up.add_argument("--s3-port", type=int, default=None, help="default 9000 if free, else a free port")
     up.add_argument("--no-engine", action="store_true", help="no Docker Engine (API-only; docker jobs fail)")
     up.add_argument("--concurrency", type=int, default=2)
     up.add_argument("--faults", default=os.environ.get("BACALHAU_DEVSTACK_FAULTS"))
     up.add_argument("--auth", default=os.environ.get("BACALHAU_DEVSTACK_AUTH"))
-    sub.add_parser("down", help="stop everything `up` started (dockerd too, if `up` started it)")
+    down = sub.add_parser("down", help="stop everything `up` started (dockerd too, if `up` started it)")
+    down.add_argument("--keep-data", action="store_true", help="keep the S3 server's objects for the next `up`")
     sub.add_parser("env", help="print the export lines of the running devstack")
     sub.add_parser("restart", help="restart the API server; jobs are kept, running executions are lost")
     sub.add_parser("status", help="print the state file and whether the server answers")
@@ -134,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     state = stack.load_state(home)
     if args.command == "down":
-        stopped = stack.down(home)
+        stopped = stack.down(home, keep_data=args.keep_data)
         print("devstack stopped" if stopped else "devstack was not running")
         return 0
     if state is None or not stack.is_running(state):

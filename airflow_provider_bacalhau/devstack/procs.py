@@ -1,5 +1,5 @@
 """Background processes of the devstack: free ports, start/stop by process group, readiness waits,
-and the moto S3 server (a subprocess, so a restart of the devstack API keeps the S3 state)."""
+and the S3 client settings every devstack part shares."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -18,7 +17,7 @@ log = logging.getLogger(__name__)
 
 LOCALHOST = "127.0.0.1"
 DEFAULT_REGION = "us-east-1"
-# moto checks no credentials; fixed, obviously fake values keep every client configuration alike.
+# The devstack's S3 identity (SeaweedFS enforces it): fixed, obviously fake values.
 AWS_ACCESS_KEY_ID = "devstack-access-key"
 AWS_SECRET_ACCESS_KEY = "devstack-secret-key"
 # Exit code of a server worker asking its supervisor (`serve`) for a restart.
@@ -122,38 +121,6 @@ def wait_http_ok(url: str, timeout: float, proc: subprocess.Popen | None = None)
     raise TimeoutError(f"{url} not ready after {timeout}s: {last}")
 
 
-class MotoServer:
-    """A moto S3 server subprocess on 127.0.0.1.
-
-    :param port: port to listen on (0 picks a free one).
-    :param log_path: file that receives the server's output.
-    :param die_with_parent: stop the server when this process dies (test fixtures).
-    """
-
-    def __init__(self, port: int = 0, log_path: Path | None = None, die_with_parent: bool = False) -> None:
-        self.port = port or free_port()
-        self.log_path = log_path or Path(os.devnull)
-        self.die_with_parent = die_with_parent
-        self.proc: subprocess.Popen | None = None
-
-    @property
-    def endpoint(self) -> str:
-        return f"http://{LOCALHOST}:{self.port}"
-
-    def start(self, timeout: float = 30.0) -> MotoServer:
-        argv = [sys.executable, "-m", "moto.server", "-H", LOCALHOST, "-p", str(self.port)]
-        self.proc = spawn(argv, self.log_path, die_with_parent=self.die_with_parent)
-        wait_http_ok(f"{self.endpoint}/moto-api/", timeout, self.proc)
-        log.info("moto S3 server ready at %s (pid %s)", self.endpoint, self.proc.pid)
-        return self
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            stop_pid(self.proc.pid)
-            self.proc.wait(timeout=5)
-            self.proc = None
-
-
 def s3_client(endpoint: str, region: str = DEFAULT_REGION):
     """A boto3 S3 client for the devstack's S3 server (SigV4, path-style)."""
     import boto3
@@ -169,21 +136,16 @@ def s3_client(endpoint: str, region: str = DEFAULT_REGION):
     )
 
 
-def reset_moto(endpoint: str) -> None:
-    req = urllib.request.Request(f"{endpoint}/moto-api/reset", method="POST", data=b"")
-    with urllib.request.urlopen(req, timeout=10):
-        pass
-
-
-def aws_conn_json(endpoint: str, region: str = DEFAULT_REGION) -> str:
+def aws_conn_json(endpoint: str, region: str = DEFAULT_REGION, access_key: str = AWS_ACCESS_KEY_ID,
+                  secret_key: str = AWS_SECRET_ACCESS_KEY) -> str:
     """JSON for AIRFLOW_CONN_AWS_DEFAULT pointing at the devstack's S3 server."""
     import json
 
     return json.dumps(
         {
             "conn_type": "aws",
-            "login": AWS_ACCESS_KEY_ID,
-            "password": AWS_SECRET_ACCESS_KEY,
+            "login": access_key,
+            "password": secret_key,
             "extra": {
                 "endpoint_url": endpoint,
                 "region_name": region,

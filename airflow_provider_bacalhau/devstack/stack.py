@@ -1,7 +1,8 @@
-"""``up`` / ``down`` / ``env`` of the whole devstack: Docker Engine, moto S3 server, API server.
+"""``up`` / ``down`` / ``env`` of the whole devstack: Docker Engine, SeaweedFS S3 server, API server.
 
 State lives in ``$BACALHAU_DEVSTACK_HOME`` (default ``~/.cache/bacalhau-devstack``):
-``stack.json`` (ports, pids), ``data/`` (job store, node ID, execution files), ``logs/``.
+``stack.json`` (ports, pids), ``data/`` (job store, node ID, execution files), ``s3/`` (the S3
+server's objects; ``down`` removes it unless asked to keep it), ``logs/``.
 """
 
 from __future__ import annotations
@@ -9,12 +10,13 @@ from __future__ import annotations
 import json
 import logging
 import shlex
+import shutil
 import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from airflow_provider_bacalhau.devstack import procs
+from airflow_provider_bacalhau.devstack import procs, s3server
 
 log = logging.getLogger(__name__)
 
@@ -22,6 +24,7 @@ MANAGED_BUCKET = "bacalhau-managed"
 RESULTS_BUCKET = "bacalhau-results"
 DEFAULT_API_PORT = 1234
 DEFAULT_S3_PORT = 9000
+S3_DATA = "s3"
 
 
 @dataclass
@@ -30,7 +33,7 @@ class StackState:
     api_port: int
     s3_endpoint: str
     server_pid: int
-    moto_pid: int = 0  # 0: an S3 server we did not start
+    s3_pid: int = 0  # 0: an S3 server we did not start
     docker_host: str = ""
     region: str = procs.DEFAULT_REGION
     engine_home: str = ""  # set when `up` started dockerd there: `down` stops it
@@ -121,8 +124,8 @@ def up(
 
     :param home: stack home (state file, data, logs); :func:`default_home` when None.
     :param api_port: API port; None = 1234 if free else a free one; 0 = a free one.
-    :param s3_port: moto port, same rules (default 9000).
-    :param s3_endpoint: use this S3 server instead of starting moto.
+    :param s3_port: the S3 server's port, same rules (default 9000).
+    :param s3_endpoint: use this S3 server instead of starting SeaweedFS.
     :param engine_home: where ``engine.ensure_engine`` keeps dockerd (shared, images persist); the
         engine's default (``~/.cache/bacalhau-devstack``) when None.
     :param with_engine: False skips Docker (API-only devstack).
@@ -137,12 +140,13 @@ def up(
     if current is not None and is_running(current):
         return current
     if current is not None:
-        down(home, stop_engine=False)
+        down(home, stop_engine=False, keep_data=True)
     docker_host, started_engine = _engine(engine_home) if with_engine else ("", False)
-    moto_pid = 0
+    s3_pid = 0
     if s3_endpoint is None:
-        moto = procs.MotoServer(_pick_port(s3_port, DEFAULT_S3_PORT), home / "logs" / "moto.log", die_with_parent).start()
-        s3_endpoint, moto_pid = moto.endpoint, moto.proc.pid
+        s3 = s3server.SeaweedServer(home / S3_DATA, _pick_port(s3_port, DEFAULT_S3_PORT), home / "logs" / "s3.log",
+                                    die_with_parent).start()
+        s3_endpoint, s3_pid = s3.endpoint, s3.proc.pid
     try:
         create_buckets(s3_endpoint)
         port = _pick_port(api_port, DEFAULT_API_PORT)
@@ -154,28 +158,33 @@ def up(
         if auth:
             argv += ["--auth", auth]
         server = procs.spawn(argv, home / "logs" / "server.log", die_with_parent=die_with_parent)
-        state = StackState(str(home), port, s3_endpoint, server.pid, moto_pid, docker_host,
+        state = StackState(str(home), port, s3_endpoint, server.pid, s3_pid, docker_host,
                            engine_home=str(_engine_marker(engine_home).parent.parent) if started_engine else "")
         _state_file(home).write_text(json.dumps(asdict(state), indent=2))
         procs.wait_http_ok(f"{state.api_url}/api/v1/agent/alive", timeout=60, proc=server)
     except BaseException:
-        down(home, stop_engine=False)
-        if moto_pid:
-            procs.stop_pid(moto_pid)
+        down(home, stop_engine=False, keep_data=True)
+        if s3_pid:
+            procs.stop_pid(s3_pid)
         raise
     log.info("devstack up: API %s, S3 %s, docker %s", state.api_url, s3_endpoint, docker_host or "none")
     return state
 
 
-def down(home: Path | None = None, *, stop_engine: bool = True) -> bool:
-    """Stop the server, the moto server and (if ``up`` started it) dockerd. True if anything ran."""
+def down(home: Path | None = None, *, stop_engine: bool = True, keep_data: bool = False) -> bool:
+    """Stop the server, the S3 server and (if ``up`` started it) dockerd. True if anything ran.
+
+    The S3 server's objects are removed with it unless ``keep_data``; the job store stays.
+    """
     home = Path(home or default_home())
     state = load_state(home)
     if state is None:
         return False
     procs.stop_pid(state.server_pid)
-    if state.moto_pid:
-        procs.stop_pid(state.moto_pid)
+    if state.s3_pid:
+        procs.stop_pid(state.s3_pid)
+        if not keep_data:
+            shutil.rmtree(home / S3_DATA, ignore_errors=True)
     _state_file(home).unlink(missing_ok=True)
     if stop_engine and state.engine_home:
         from airflow_provider_bacalhau.devstack import engine

@@ -1,4 +1,4 @@
-"""pytest plugin: a moto S3 server (``s3_server``) and the whole devstack (``devstack``) per session.
+"""pytest plugin: a SeaweedFS S3 server (``s3_server``) and the whole devstack (``devstack``) per session.
 
 Enable with ``pytest_plugins = ["airflow_provider_bacalhau.devstack.testing"]`` in the root
 conftest. Both servers run on free ports under a temporary home and stop at the session's end.
@@ -14,33 +14,45 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_bacalhau.devstack import procs
+from airflow_provider_bacalhau.devstack import procs, s3server
+
+
+#: A second S3 identity that may use only :data:`LIMITED_BUCKET`: for access-denied tests.
+LIMITED_IDENTITY = s3server.Identity("devstack-limited-key", "devstack-limited-secret", ("devstack-limited",))
+LIMITED_BUCKET = LIMITED_IDENTITY.buckets[0]
+#: A full-access identity whose distinctive secret tests hunt for in logs, XCom and job specs.
+SECRET_IDENTITY = s3server.Identity("devstack-airflow-key", "airflow-S3-secret-7Qx9zz-never-logged")
 
 
 class S3Server:
-    """Handle on a running moto S3 server.
+    """Handle on a running SeaweedFS S3 server.
 
-    :param server: the started :class:`procs.MotoServer`.
+    :param server: the started :class:`s3server.SeaweedServer`.
     """
 
     region = procs.DEFAULT_REGION
     aws_access_key_id = procs.AWS_ACCESS_KEY_ID
     aws_secret_access_key = procs.AWS_SECRET_ACCESS_KEY
+    limited = LIMITED_IDENTITY
+    secret_identity = SECRET_IDENTITY
 
-    def __init__(self, server: procs.MotoServer) -> None:
+    def __init__(self, server: s3server.SeaweedServer) -> None:
         self._server = server
         self.endpoint = server.endpoint
         self.keep_buckets: set[str] = set()
 
-    def aws_conn_json(self) -> str:
-        return procs.aws_conn_json(self.endpoint, self.region)
+    def aws_conn_json(self, identity: s3server.Identity | None = None) -> str:
+        """An Airflow AWS connection (JSON) for the devstack's identity, or for ``identity``."""
+        if identity is None:
+            return procs.aws_conn_json(self.endpoint, self.region)
+        return procs.aws_conn_json(self.endpoint, self.region, identity.access_key, identity.secret_key)
 
     def client(self):
         return procs.s3_client(self.endpoint, self.region)
 
     def reset(self) -> None:
-        """Delete every bucket and object (moto's reset); buckets the devstack needs come back empty."""
-        procs.reset_moto(self.endpoint)
+        """Delete every bucket and object; buckets the devstack needs come back empty."""
+        s3server.delete_all_buckets(self.endpoint)
         client = self.client()
         for bucket in sorted(self.keep_buckets):
             client.create_bucket(Bucket=bucket)
@@ -48,8 +60,9 @@ class S3Server:
 
 @pytest.fixture(scope="session")
 def s3_server(tmp_path_factory: pytest.TempPathFactory):
-    log_dir = tmp_path_factory.mktemp("s3-server")
-    server = procs.MotoServer(log_path=log_dir / "moto.log", die_with_parent=True).start()
+    home = tmp_path_factory.mktemp("s3-server")
+    server = s3server.SeaweedServer(home, log_path=home / "weed.log", die_with_parent=True,
+                                    identities=(LIMITED_IDENTITY, SECRET_IDENTITY)).start()
     try:
         yield S3Server(server)
     finally:
@@ -57,7 +70,7 @@ def s3_server(tmp_path_factory: pytest.TempPathFactory):
 
 
 class Devstack:
-    """Handle on a running devstack (API server, compute, moto S3) for tests.
+    """Handle on a running devstack (API server, compute, SeaweedFS S3) for tests.
 
     :param state: the stack state (see :mod:`airflow_provider_bacalhau.devstack.stack`).
     :param s3: the shared S3 server handle.
@@ -89,8 +102,8 @@ class Devstack:
         conn["extra"] = {"webui_url": self.webui_url, **extra}
         return json.dumps(conn)
 
-    def aws_conn_json(self) -> str:
-        return self._s3.aws_conn_json()
+    def aws_conn_json(self, identity: s3server.Identity | None = None) -> str:
+        return self._s3.aws_conn_json(identity)
 
     def env(self) -> dict[str, str]:
         return self._stack.env_vars(self.state)
