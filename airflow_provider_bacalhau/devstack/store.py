@@ -18,6 +18,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from airflow_provider_bacalhau.devstack.compute_common import ComputeError
+from airflow_provider_bacalhau.devstack.compute_docker import parse_cpu, parse_memory
+
 log = logging.getLogger(__name__)
 
 TERMINAL_JOB_STATES = ("Completed", "Failed", "Stopped")
@@ -56,6 +59,25 @@ def new_job_id() -> str:
 
 def new_execution_id() -> str:
     return f"e-{uuid.uuid4()}"
+
+
+def allocated_resources(config: dict) -> dict:
+    """``models.Resources`` from a task's resource strings, as ``ResourcesConfig.ToResources`` does
+    (pkg/models/resource.go): CPU in cores (a number), Memory and Disk in bytes, GPU a count; each
+    key omitted when zero (``omitempty``). The task keeps its strings; only the execution's
+    ``AllocatedResources`` carries these numbers."""
+    parsers = {"CPU": parse_cpu, "Memory": parse_memory, "Disk": parse_memory, "GPU": int}
+    resources: dict[str, Any] = {}
+    for key, parse in parsers.items():
+        if not config.get(key):
+            continue
+        try:
+            value = parse(str(config[key]))
+        except (ComputeError, ValueError):  # refused at submit already; never break the store
+            continue
+        if value:  # Go writes a float64 of 2 as 2, not 2.0
+            resources[key] = int(value) if float(value).is_integer() else value
+    return resources
 
 
 class Store:
@@ -233,11 +255,11 @@ class Store:
         with self.lock:
             job = self.jobs[job_id]
             ts = now_ns()
-            res = job["Tasks"][0]["Resources"] if job["Tasks"] else {}
             execution = {
                 "ID": new_execution_id(), "Namespace": job["Namespace"], "EvalID": eval_id, "Name": "",
                 "NodeID": node_id, "JobID": job_id, "JobVersion": job["Version"],
-                "AllocatedResources": {"Tasks": {job["Tasks"][0]["Name"]: dict(res)}} if job["Tasks"] else {"Tasks": {}},
+                "AllocatedResources": {"Tasks": {
+                    task["Name"]: allocated_resources(task.get("Resources") or {}) for task in job["Tasks"][:1]}},
                 "DesiredState": {"StateType": DESIRED_RUNNING, "Message": "execution scheduled"},
                 "ComputeState": {"StateType": EXEC_BID_ACCEPTED, "Message": "bid accepted"},
                 "PublishedResult": {"Type": ""},
