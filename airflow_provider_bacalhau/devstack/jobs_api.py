@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
 import copy
@@ -11,9 +10,9 @@ import json
 import re
 from typing import Any
 
-from fastapi import FastAPI, Request, WebSocket
-from starlette.websockets import WebSocketDisconnect
+from fastapi import FastAPI, Request
 
+from airflow_provider_bacalhau.devstack import logs_api
 from airflow_provider_bacalhau.devstack import store as st
 from airflow_provider_bacalhau.devstack.decode import field, text
 from airflow_provider_bacalhau.devstack.jobspec import (
@@ -300,14 +299,7 @@ def register(app: FastAPI, state: Any) -> None:
     def nodes() -> dict:
         return {"Nodes": [{"Info": state.node_info(), "Membership": "APPROVED", "Connection": "CONNECTED"}], "NextToken": ""}
 
-    @app.websocket(JOBS + "/{id_or_name}/logs")
-    async def logs(websocket: WebSocket, id_or_name: str) -> None:
-        await websocket.accept()
-        try:
-            await _stream_logs(websocket, state, id_or_name)
-        except WebSocketDisconnect:
-            return
-        await websocket.close(1000)
+    logs_api.register(app, state)
 
 
 def transform_result(state: Any, job_id: str, execution_id: str, result: dict) -> dict:
@@ -321,41 +313,3 @@ def transform_result(state: Any, job_id: str, execution_id: str, result: dict) -
                                 expires=state.settings.managed_url_expiration)
         return {"Type": "s3PreSigned", "Params": {"SourceSpec": copy.deepcopy(_ZERO_S3_SPEC), "PreSignedURL": url, "Managed": True}}
     return result
-
-
-async def _stream_logs(websocket: WebSocket, state: Any, id_or_name: str) -> None:
-    params = websocket.query_params
-    store: st.Store = state.store
-    try:
-        with store.lock:
-            job_id = store.resolve(id_or_name, params.get("namespace") or "default")
-            execution_id = params.get("execution_id", "")
-            if not execution_id:
-                version = int(params.get("job_version") or 0) or store.jobs[job_id]["Version"]
-                usable = [e for e in store.executions_of(job_id, version) if e["ComputeState"]["StateType"] not in (4, 8, 10, 11)]
-                if not usable:
-                    raise ApiError(404, f"unable to find execution for job {job_id}", "NotFound", "Orchestrator")
-                execution_id = max(usable, key=lambda e: e["ModifyTime"])["ID"]
-            elif execution_id not in store.executions:
-                raise ApiError(404, f"execution not found: {execution_id}", "NotFound", "JobStore")
-    except ApiError as exc:
-        await websocket.send_text(json.dumps({"value": {"Type": 0, "Line": ""}, "error": exc.message}))
-        return
-    follow = params.get("follow", "").lower() == "true"
-    buffer = state.scheduler.logs.get(execution_id)
-    if buffer is None:  # after a restart only RunOutput is left, as when the node's log files are gone
-        output = store.executions[execution_id].get("RunOutput") or {}
-        for stream, key in ((1, "Stdout"), (2, "stderr")):
-            if output.get(key):
-                await websocket.send_text(json.dumps({"value": {"Type": stream, "Line": output[key]}}))
-        return
-    index = len(buffer.chunks) if params.get("tail", "").lower() == "true" else 0
-    while True:
-        done = buffer.done
-        while index < len(buffer.chunks):
-            stream, line = buffer.chunks[index]
-            index += 1
-            await websocket.send_text(json.dumps({"value": {"Type": stream, "Line": line}}))
-        if done or not follow:
-            return
-        await asyncio.sleep(0.1)

@@ -24,15 +24,37 @@ RERUN_LIMIT_REASON = "job already executed on this node more than once"
 LOST_MESSAGE = "execution lost: the devstack server stopped or restarted while it ran (handled like a lost compute node)"
 
 
+#: How long a node keeps an execution's log files after it ends (``executionRootCleanupDelay``,
+#: pkg/compute/executor.go ``Run``); the logs endpoint reads those files, not RunOutput.
+LOG_RETENTION = 3600.0
+#: How long the node's log reader waits for a log file that does not exist (yet) before it answers
+#: "timeout while waiting for execution logs" (``executionLogFileMaxWaitTime``,
+#: pkg/compute/logstream/execution_log_reader.go ``logFileWait``).
+LOG_FILE_WAIT = 60.0
+
+
 class LogBuffer:
-    """Output chunks of one execution, for the WebSocket logs endpoint."""
+    """Output chunks of one execution, for the WebSocket logs endpoint: the node's log file.
+
+    ``started`` is when the file exists: the Docker executor creates it once the container has
+    started (pkg/executor/docker/handler.go ``captureContainerLogs``), so an execution that failed
+    before that has no log file at all. ``ended_at`` (unix time) starts the retention clock.
+    """
 
     def __init__(self) -> None:
         self.chunks: list[tuple[int, str]] = []
+        self.started = False
         self.done = False
+        self.ended_at: float | None = None
 
     def append(self, stream: int, chunk: str) -> None:
+        self.started = True
         self.chunks.append((stream, chunk))
+
+    def finish(self) -> None:
+        self.done = True
+        if self.ended_at is None:
+            self.ended_at = time.time()
 
 
 class Scheduler:
@@ -56,6 +78,8 @@ class Scheduler:
         self.pool = ThreadPoolExecutor(max_workers=max(1, concurrency), thread_name_prefix="execution")
         self.cancels: dict[str, threading.Event] = {}
         self.logs: dict[str, LogBuffer] = {}
+        self.log_retention = LOG_RETENTION
+        self.log_file_wait = LOG_FILE_WAIT
         self._evals: queue.Queue[str | None] = queue.Queue()
         self._wakeups: dict[str, float] = {}
         self._stopping = threading.Event()
@@ -117,6 +141,14 @@ class Scheduler:
                         self.enqueue(job_id)
                 for job_id, job in self.store.jobs.items():
                     self._check_total_timeout(job, now)
+            self.expire_logs(now)
+
+    def expire_logs(self, now: float | None = None) -> None:
+        """Forget the logs of executions that ended more than ``log_retention`` seconds ago."""
+        now = time.time() if now is None else now
+        for execution_id, buffer in list(self.logs.items()):
+            if buffer.ended_at is not None and now - buffer.ended_at >= self.log_retention:
+                self.logs.pop(execution_id, None)
 
     def _check_total_timeout(self, job: dict, now: float) -> None:
         total = job["Tasks"][0]["Timeouts"].get("TotalTimeout", 0) if job["Tasks"] else 0
@@ -209,7 +241,7 @@ class Scheduler:
         self.store.add_event(execution["JobID"], "Execution", "execution cancelled", execution_id, version=execution["JobVersion"])
         buffer = self.logs.get(execution_id)
         if buffer:
-            buffer.done = True
+            buffer.finish()
 
     def stop_job(self, job_id: str, reason: str) -> str:
         """Stop a job (StopJob): returns the evaluation ID, empty when it was already Stopped."""
@@ -253,10 +285,13 @@ class Scheduler:
 
         from airflow_provider_bacalhau.devstack import compute as compute_module
 
+        def on_running() -> None:
+            buffer.started = True  # the container runs: its log file exists from now on
+            self._set_compute(execution_id, st.EXEC_RUNNING, "running")
+
         request = compute_module.ExecutionRequest(
             job=job, job_id=job_id, execution_id=execution_id, presign_managed_put=self.presign_managed_put,
-            on_log=buffer.append, on_event=on_event,
-            on_running=lambda: self._set_compute(execution_id, st.EXEC_RUNNING, "running"), cancel=cancel, partition_index=partition,
+            on_log=buffer.append, on_event=on_event, on_running=on_running, cancel=cancel, partition_index=partition,
         )
         try:
             outcome = self.compute.run(request)
@@ -264,16 +299,21 @@ class Scheduler:
         except Exception as exc:  # a compute bug becomes a failed execution, not a stuck one
             log.exception("compute failed on %s", execution_id)
             error, run_output, published = f"devstack compute error: {exc}", None, None
+        # RunOutput reaches the orchestrator only with a completed run (RunResult, handled by
+        # pkg/orchestrator/message_handler.go OnRunComplete), whatever its exit code. A failed run
+        # sends a ComputeError: OnComputeFailure (and the compute node's executor.go handleFailure)
+        # store only ComputeState.Message. Cancelled and lost executions are marked by the
+        # scheduler's plan (scheduler/types.go markCancelled/markFailed via planner/state_updater.go),
+        # which sets only the states. Their output stays on the logs endpoint while retained.
         with self.store.lock:
             if self._stopping.is_set():  # the server is going down: as lost as after a restart
                 self.store.update_execution(execution_id, compute=st.EXEC_FAILED, message=LOST_MESSAGE, desired=st.DESIRED_STOPPED,
-                                            desired_message=LOST_MESSAGE, RunOutput=run_output)
+                                            desired_message=LOST_MESSAGE)
             elif cancel.is_set() or self.store.executions[execution_id]["DesiredState"]["StateType"] == st.DESIRED_STOPPED:
-                self.store.update_execution(execution_id, RunOutput=run_output)
                 self._finish_cancelled(execution_id)
             elif error:
                 self.store.update_execution(execution_id, compute=st.EXEC_FAILED, message=error, desired=st.DESIRED_STOPPED,
-                                            desired_message="execution failed", RunOutput=run_output)
+                                            desired_message="execution failed")
                 self.store.add_event(job_id, "Execution", error, execution_id,
                                      {"IsError": "true", "FailsExecution": "true"}, version=version)
             else:
@@ -281,7 +321,7 @@ class Scheduler:
                                             desired_message="execution completed", RunOutput=run_output,
                                             PublishedResult=published or {"Type": ""})
                 self.store.add_event(job_id, "Execution", "Completed", execution_id, {"NewState": "Completed"}, version=version)
-            buffer.done = True
+            buffer.finish()
         self.enqueue(job_id)
 
     def _set_compute(self, execution_id: str, state: int, message: str) -> None:
