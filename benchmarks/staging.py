@@ -1,4 +1,4 @@
-"""Staging throughput of BacalhauS3Hook against a local moto S3 server.
+"""Staging throughput of BacalhauS3Hook against the devstack's S3 server (SeaweedFS).
 
 Workloads (median of 3 runs each): (a) 2,000 x 64 KiB files in 20 directories, (b) one 512 MiB
 file, (c) re-staging (a) with nothing changed. Run::
@@ -45,9 +45,9 @@ def main() -> int:
     os.environ.setdefault("AIRFLOW_HOME", str(work / "airflow"))
     os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
 
-    from airflow_provider_bacalhau.devstack import procs
+    from airflow_provider_bacalhau.devstack import procs, s3server
 
-    server = procs.MotoServer(log_path=work / "moto.log").start()
+    server = s3server.SeaweedServer(work / "s3", log_path=work / "weed.log").start()
     try:
         os.environ["AIRFLOW_CONN_AWS_DEFAULT"] = procs.aws_conn_json(server.endpoint)
         from airflow_provider_bacalhau.hooks.s3 import BacalhauS3Hook
@@ -57,7 +57,7 @@ def main() -> int:
         make_big_file(big)
         figures: dict[str, list[float]] = {"small": [], "big": [], "nochange": []}
         for run in range(args.runs):
-            procs.reset_moto(server.endpoint)  # moto keeps objects in memory: start empty
+            s3server.delete_all_buckets(server.endpoint)  # every run starts empty
             client = procs.s3_client(server.endpoint)
             client.create_bucket(Bucket="bench")
             hook = BacalhauS3Hook(max_workers=args.workers)

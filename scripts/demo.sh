@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # `make demo`: run the example_bacalhau_s3_pipeline DAG end to end on a local devstack
-# (Bacalhau stand-in + real Docker + moto S3) with the real `airflow dags test` command, print
+# (Bacalhau stand-in + real Docker + SeaweedFS S3) with the real `airflow dags test` command, print
 # the chained result and the Bacalhau job ids, and tear everything down again.
 # Quiet by default: the full log goes to .devstack/demo.log (DEMO_VERBOSE=1 streams it too).
 set -euo pipefail
@@ -61,7 +61,7 @@ finish() {
 trap finish EXIT
 trap 'exit 130' INT TERM
 
-step "starting the devstack (Docker Engine, moto S3, Bacalhau stand-in)"
+step "starting the devstack (Docker Engine, SeaweedFS S3, Bacalhau stand-in)"
 stack_up=1
 echo "+ $PY -m airflow_provider_bacalhau.devstack up" >>"$LOG"
 exports="$("$PY" -m airflow_provider_bacalhau.devstack up 2>>"$LOG")"

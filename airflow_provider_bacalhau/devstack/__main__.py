@@ -39,6 +39,8 @@ def _serve_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--public-url", default="", help="URL clients use to reach this server")
     p.add_argument("--faults", default=os.environ.get("BACALHAU_DEVSTACK_FAULTS", ""), help="fault config JSON (see faults.py)")
     p.add_argument("--auth", default=os.environ.get("BACALHAU_DEVSTACK_AUTH", ""), help="auth config JSON (see auth.py)")
+    p.add_argument("--managed-url-expiration", type=int, default=3600,
+                   help="seconds a presigned s3managed URL stays valid (Bacalhau's PreSignedURLExpiration)")
     p.add_argument("--worker-fd", type=int, default=-1, help=argparse.SUPPRESS)
 
 
@@ -85,7 +87,7 @@ def _worker(args: argparse.Namespace) -> int:
     settings = ServerSettings(
         data_dir=args.data_dir, public_url=args.public_url or f"http://{args.host}:{args.port}", s3_endpoint=args.s3_endpoint,
         region=args.region, docker_host=args.docker_host or None, concurrency=args.concurrency, queue_backoff=args.queue_backoff,
-        allow_listed_local_paths=args.allow_local_path,
+        allow_listed_local_paths=args.allow_local_path, managed_url_expiration=args.managed_url_expiration,
         faults=json.loads(args.faults) if args.faults else None, auth=json.loads(args.auth) if args.auth else None,
     )
     app = create_app(settings)
