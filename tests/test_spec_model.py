@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 
 from airflow_provider_bacalhau.spec import (
@@ -106,13 +108,19 @@ def test_engines_to_spec_and_back(engine, spec):
     assert engine_from_spec(_lower_keys(spec)) == engine
 
 
-def test_unknown_types_list_the_known_ones():
-    with pytest.raises(SpecError, match="Engine.Type: unknown engine type; known: docker, wasm"):
-        engine_from_spec({"Type": "flibble"})
-    with pytest.raises(SpecError, match="Source.Type: .*s3, urlDownload, local, localDirectory"):
-        source_from_spec({"Type": "gcs", "Params": {}})
-    with pytest.raises(SpecError, match="Publisher.Type: .*s3, s3managed, local, ipfs, noop"):
-        publisher_from_spec({"Type": "gcs"})
+def test_unknown_types_pass_through_and_warn_listing_the_known_ones(caplog):
+    caplog.set_level(logging.WARNING, logger="airflow_provider_bacalhau.spec")
+    for build, spec, known in (
+            (engine_from_spec, {"Type": "flibble"}, "docker, wasm"),
+            (source_from_spec, {"Type": "gcs", "Params": {"A": 1}},
+             "s3, urlDownload, local, localDirectory"),
+            (publisher_from_spec, {"Type": "gcs"}, "s3, s3managed, local, ipfs, noop")):
+        caplog.clear()
+        part = build(spec)
+        assert part.to_spec() == spec
+        part.validate("X")
+        assert any(r.getMessage().startswith("X.Type:") and repr(spec["Type"]) in r.getMessage()
+                   and known in r.getMessage() for r in caplog.records)
     with pytest.raises(SpecError, match="Engine.Type: is required"):
         engine_from_spec({"Params": {"Image": "x"}})
 
@@ -180,5 +188,5 @@ def test_job_needs_exactly_one_task():
         Job().validate()
     with pytest.raises(SpecError, match="^Tasks: give either task or tasks"):
         Job(Task(NoopEngine()), tasks=[Task(NoopEngine())])
-    with pytest.raises(SpecError, match="^Tasks: Bacalhau runs only the first task"):
-        Job(tasks=[Task(NoopEngine()), Task(NoopEngine(), name="b")]).to_dict()
+    # two tasks: the server keeps the first and warns (SanitizeSubmission); so do we
+    assert len(Job(tasks=[Task(NoopEngine()), Task(NoopEngine(), name="b")]).to_dict()["Tasks"]) == 2

@@ -7,6 +7,7 @@ Plain Python: no Airflow, no HTTP. Errors are :class:`SpecError` naming the dott
 from __future__ import annotations
 
 from airflow_provider_bacalhau.errors import SpecError
+from airflow_provider_bacalhau.spec.custom import CustomSpec
 from airflow_provider_bacalhau.spec.engines import (
     DockerEngine,
     NoopEngine,
@@ -50,8 +51,8 @@ from airflow_provider_bacalhau.spec.states import (
 )
 
 __all__ = [
-    "JOB_TYPES", "PLACEHOLDERS", "Constraint", "DesiredState", "DockerEngine", "Execution",
-    "ExecutionState", "IPFSPublisher", "IPFSSource", "InlineSource", "InputSource", "Job",
+    "JOB_TYPES", "PLACEHOLDERS", "Constraint", "CustomSpec", "DesiredState", "DockerEngine",
+    "Execution", "ExecutionState", "IPFSPublisher", "IPFSSource", "InlineSource", "InputSource", "Job",
     "JobState", "JobStatus", "LocalPublisher", "LocalSource", "Network", "NoopEngine",
     "NoopPublisher", "PublishedResult", "Resources", "ResultPath", "RunOutput",
     "S3ManagedPublisher", "S3Publisher", "S3Source", "SpecError", "Task", "Timeouts", "URLSource",

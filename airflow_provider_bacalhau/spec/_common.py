@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import posixpath
-import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -121,15 +120,17 @@ def str_map(value: Any) -> dict[str, str]:
     return out
 
 
-ENV_NAME = re.compile(r"^[A-Z][A-Z0-9_]*$")
-
-
 def check_env_name(name: Any, path: str) -> None:
+    """The node's rules (pkg/models/env_var.go ValidateEnvVars): upper case, a letter first, then
+    letters, digits and '_' (Unicode ones too, as Go's unicode.IsLetter/IsDigit), no BACALHAU_."""
     if not isinstance(name, str) or not name:
         raise SpecError(path, "environment variable name must be a non-empty string", name)
     if name.upper().startswith("BACALHAU_"):
         raise SpecError(path, "environment variable names must not start with BACALHAU_ "
                               "(reserved for Bacalhau's own variables)", name)
-    if not ENV_NAME.match(name):
+    # per character, as Go's strings.ToUpper maps runes one to one ('ß' stays 'ß')
+    upper = all(len(ch.upper()) != 1 or ch.upper() == ch for ch in name)
+    if not upper or not name[0].isalpha() or \
+            not all(ch.isalpha() or ch.isdecimal() or ch == "_" for ch in name):
         raise SpecError(path, "environment variable names must be upper case letters, digits and "
                               "'_', starting with a letter", name)

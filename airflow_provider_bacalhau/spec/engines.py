@@ -16,6 +16,7 @@ from airflow_provider_bacalhau.spec._common import (
     get,
     warn_unknown,
 )
+from airflow_provider_bacalhau.spec.custom import CustomSpec, custom_from
 
 
 def _env_list(value: Any) -> Any:
@@ -75,8 +76,10 @@ class DockerEngine:
         envs = as_list(self.environment_variables, f"{p}.EnvironmentVariables")
         for i, item in enumerate(envs):
             ipath = f"{p}.EnvironmentVariables[{i}]"
-            if not isinstance(item, str) or "=" not in item or item.startswith("="):
-                raise SpecError(ipath, "must be a 'KEY=VALUE' string", item)
+            # The node checks only the BACALHAU_ prefix (pkg/executor/docker/models/types.go
+            # EngineSpec.Validate); Docker itself takes a bare "KEY" too.
+            if not isinstance(item, str):
+                raise SpecError(ipath, "must be a string ('KEY=VALUE')", item)
             name = item.split("=", 1)[0]
             if name.upper().startswith("BACALHAU_"):
                 raise SpecError(ipath, "environment variable names must not start with "
@@ -127,7 +130,10 @@ class WasmEngine:
         p = f"{path}.Params"
         if isinstance(self.entry_module, Mapping):
             return  # legacy inline form: Bacalhau rewrites it server-side
-        check_absolute(self.entry_module, f"{p}.EntryModule")
+        # The node only requires a non-empty EntryModule (pkg/executor/wasm/models/types.go
+        # EngineSpec.Validate); Bacalhau's own testdata/jobs/wasm.yaml names the input at
+        # /wasm.main as "wasm.main", so a relative name is valid.
+        check_text(self.entry_module, f"{p}.EntryModule", required=True)
         check_text(self.entrypoint, f"{p}.Entrypoint")
         check_str_list(self.parameters, f"{p}.Parameters")
         as_list(self.import_modules, f"{p}.ImportModules")
@@ -162,22 +168,22 @@ class NoopEngine:
         as_mapping(self.params, f"{path}.Params")
 
 
-Engine = Union[DockerEngine, WasmEngine, NoopEngine]
+Engine = Union[DockerEngine, WasmEngine, NoopEngine, CustomSpec]
 ENGINE_TYPES = {"docker": DockerEngine, "wasm": WasmEngine, "noop": NoopEngine}
 KNOWN_ENGINES = "docker, wasm, noop"
 
 
 def engine_from_spec(spec: Any, path: str = "Engine") -> Engine:
     """Build an engine from ``{"Type": ..., "Params": {...}}`` written with keys in any case."""
-    if isinstance(spec, tuple(ENGINE_TYPES.values())):
+    if isinstance(spec, (*ENGINE_TYPES.values(), CustomSpec)):
         return spec
     spec = as_mapping(spec, path)
     warn_unknown(spec, ("Type", "Params"), path)
     etype = check_text(get(spec, "Type", ""), f"{path}.Type", required=True).strip()
-    cls = ENGINE_TYPES.get(etype.lower())
-    if cls is None:
-        raise SpecError(f"{path}.Type", f"unknown engine type; known: {KNOWN_ENGINES}", etype)
+    cls = ENGINE_TYPES.get(etype.lower())  # the node looks types up in lower case
     params = as_mapping(get(spec, "Params") or {}, f"{path}.Params")
+    if cls is None:  # an executor plugin: see spec/custom.py
+        return custom_from(etype, params, "engine", KNOWN_ENGINES)
     return cls.from_params(params, f"{path}.Params")
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import posixpath
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,7 +27,7 @@ from airflow_provider_bacalhau.spec.parts import (
     Timeouts,
 )
 from airflow_provider_bacalhau.spec.publishers import Publisher, publisher_from_spec
-from airflow_provider_bacalhau.spec.sources import InputSource
+from airflow_provider_bacalhau.spec.sources import InputSource, S3Source
 
 JOB_TYPES = ("batch", "ops", "daemon", "service")
 
@@ -125,19 +126,25 @@ class Task:
                 part.validate(f"{path}.{key}")
 
     def _validate_inputs(self, path: str) -> None:
+        # Go refuses exact duplicates only (pkg/models/task.go validateInputSources) and wants a
+        # Target that is not blank (input_source.go). Docker also refuses a relative or a
+        # repeated mount destination, so with the docker engine those fail on every node.
+        docker = isinstance(self.engine, DockerEngine)
         targets: dict[str, int] = {}
+        cleaned: dict[str, int] = {}
         aliases: dict[str, int] = {}
         for i, item in enumerate(as_list(self.input_sources, f"{path}.InputSources")):
             ipath = f"{path}.InputSources[{i}]"
             if not isinstance(item, InputSource):
                 raise SpecError(ipath, "must be an InputSource", item)
             item.validate(ipath)
-            target = item.target.rstrip("/") or "/"
-            if target in targets:
+            _mount_target(item.target, f"{ipath}.Target", docker)
+            if item.target in targets:
                 raise SpecError(f"{ipath}.Target", f"same Target as InputSources"
-                                                   f"[{targets[target]}]; targets must be unique",
-                                item.target)
-            targets[target] = i
+                                                   f"[{targets[item.target]}]; targets must be "
+                                                   f"unique", item.target)
+            targets[item.target] = i
+            _repeated_mount(cleaned, item.target, i, f"{ipath}.Target", "InputSources", docker)
             if item.alias:
                 if item.alias in aliases:
                     raise SpecError(f"{ipath}.Alias", f"same Alias as InputSources"
@@ -145,24 +152,48 @@ class Task:
                 aliases[item.alias] = i
 
     def _validate_results(self, path: str) -> None:
+        docker = isinstance(self.engine, DockerEngine)
         names: dict[str, int] = {}
         paths: dict[str, int] = {}
+        cleaned: dict[str, int] = {}
         for i, item in enumerate(as_list(self.result_paths, f"{path}.ResultPaths")):
             rpath = f"{path}.ResultPaths[{i}]"
             if not isinstance(item, ResultPath):
                 raise SpecError(rpath, "must be a ResultPath", item)
             item.validate(rpath)
-            norm = item.path.rstrip("/") or "/"
             if item.name in names:
                 raise SpecError(f"{rpath}.Name", f"same Name as ResultPaths[{names[item.name]}]",
                                 item.name)
-            if norm in paths:
-                raise SpecError(f"{rpath}.Path", f"same Path as ResultPaths[{paths[norm]}]",
+            if item.path in paths:
+                raise SpecError(f"{rpath}.Path", f"same Path as ResultPaths[{paths[item.path]}]",
                                 item.path)
-            names[item.name], paths[norm] = i, i
+            names[item.name], paths[item.path] = i, i
+            _repeated_mount(cleaned, item.path, i, f"{rpath}.Path", "ResultPaths", docker)
         if self.result_paths and self.publisher is None:
             LOG.warning("%s.ResultPaths is set but there is no Publisher: Bacalhau rejects this "
                         "unless the network has a default publisher", path)
+
+
+def _mount_target(target: str, path: str, docker: bool) -> None:
+    if posixpath.isabs(target):
+        return
+    if docker:
+        raise SpecError(path, "must be an absolute path (start with '/'): Docker mounts the "
+                              "input there", target)
+    LOG.warning("%s: %r is not an absolute path; engines other than docker may accept it",
+                path, target)
+
+
+def _repeated_mount(seen: dict[str, int], value: str, index: int, path: str, what: str,
+                    docker: bool) -> None:
+    """'/a' and '/a/' pass Go's exact comparison but are one mount point for Docker."""
+    clean = posixpath.normpath(value) if value else value
+    if clean in seen:
+        message = f"same path as {what}[{seen[clean]}] once cleaned"
+        if docker:
+            raise SpecError(path, f"{message}; Docker refuses a repeated mount point", value)
+        LOG.warning("%s: %s", path, message)
+    seen[clean] = index
 
 
 @dataclass(init=False)
@@ -307,11 +338,28 @@ class Job:
         if not tasks:
             raise SpecError("Tasks", "missing job tasks: a job needs exactly one task")
         if len(tasks) > 1:
-            raise SpecError("Tasks", f"Bacalhau runs only the first task and drops the others; "
-                                     f"give exactly one (got {len(tasks)})")
+            # Accepted with a warning by SanitizeSubmission (pkg/models/job.go), which drops the
+            # extra tasks: the job still runs.
+            LOG.warning("Tasks: Bacalhau runs only the first task and drops the other %d",
+                        len(tasks) - 1)
         if not isinstance(tasks[0], Task):
             raise SpecError("Tasks[0]", "must be a Task", tasks[0])
         tasks[0].validate("Tasks[0]")
+        if jtype in ("ops", "daemon"):
+            self._refuse_s3_inputs(jtype, tasks[0])
+
+    @staticmethod
+    def _refuse_s3_inputs(jtype: str, task: Task) -> None:
+        """Job.Normalize sets Count to 0 for ops and daemon jobs (pkg/models/job.go), and the S3
+        storage then calls PartitionObjects with 0 partitions, which fails with "job
+        partitions/count must be greater than 0" (pkg/s3/partitioning.go): on every node."""
+        for i, item in enumerate(task.input_sources):
+            if isinstance(item.source, S3Source):
+                raise SpecError(f"Tasks[0].InputSources[{i}].Source.Type",
+                                f"an s3 input cannot be used in a {jtype} job: Bacalhau sets "
+                                f"Count to 0 for {jtype} jobs and the node's S3 input then fails "
+                                f"('job partitions/count must be greater than 0'); use a batch "
+                                f"or service job, or a urlDownload input", item.source.TYPE)
 
 
 def coerce_job(value: Any) -> Job:

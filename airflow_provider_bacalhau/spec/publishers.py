@@ -9,7 +9,8 @@ from typing import Any, ClassVar, Union
 
 from airflow_provider_bacalhau.errors import SpecError
 from airflow_provider_bacalhau.spec._common import LOG, as_mapping, check_text, get, warn_unknown
-from airflow_provider_bacalhau.spec.sources import check_bucket
+from airflow_provider_bacalhau.spec.custom import CustomSpec, custom_from
+from airflow_provider_bacalhau.spec.s3rules import check_bucket
 
 PLACEHOLDERS = ("{jobID}", "{executionID}", "{nodeID}", "{date}", "{time}")
 ENCODINGS = ("gzip", "plain")
@@ -18,17 +19,23 @@ _JINJA = re.compile(r"\{\{.*?\}\}|\{%.*?%\}")
 
 
 def check_key_placeholders(key: str, path: str) -> None:
-    """Bacalhau replaces only the literal, case-sensitive placeholders; others stay as text."""
+    """Warn about ``{...}`` in a Key that Bacalhau will not replace.
+
+    The node replaces only the literal, case-sensitive placeholders and keeps anything else as
+    text (pkg/publisher/s3/utils.go ParsePublishedKey), so the publish still works, under a key
+    with ``{jobid}`` in it: a warning, not an error.
+    """
     # Unrendered Airflow templates are not Bacalhau placeholders: leave them to the renderer.
     for found in _PLACEHOLDER.findall(_JINJA.sub("", key)):
         if found in PLACEHOLDERS:
             continue
         near = [p for p in PLACEHOLDERS if p.lower() == found.lower()]
         if near:
-            raise SpecError(path, f"placeholder {found} is not replaced (placeholders are "
-                                  f"case-sensitive): did you mean {near[0]}?", key)
-        raise SpecError(path, f"unknown placeholder {found}; known: {', '.join(PLACEHOLDERS)}",
-                        key)
+            LOG.warning("%s: placeholder %s is not replaced (placeholders are case-sensitive): "
+                        "did you mean %s? It stays in the key as text", path, found, near[0])
+        else:
+            LOG.warning("%s: %s is not a Bacalhau placeholder and stays in the key as text; "
+                        "known: %s", path, found, ", ".join(PLACEHOLDERS))
 
 
 def _compress_to_encoding(compress: Any, path: str) -> str:
@@ -97,7 +104,7 @@ class S3Publisher:
         p = f"{path}.Params"
         check_bucket(self.bucket, f"{p}.Bucket")
         key = check_text(self.key, f"{p}.Key")
-        if not key.strip():
+        if not key:  # "invalid s3 params. key cannot be empty" on the node (s3/types.go)
             raise SpecError(f"{p}.Key", "the s3 publisher needs a Key (e.g. 'results/{jobID}/"
                                         "{executionID}')", self.key)
         check_key_placeholders(key, f"{p}.Key")
@@ -152,7 +159,8 @@ class NoopPublisher(_NoParams):
     TYPE: ClassVar[str] = "noop"
 
 
-Publisher = Union[S3Publisher, S3ManagedPublisher, LocalPublisher, IPFSPublisher, NoopPublisher]
+Publisher = Union[S3Publisher, S3ManagedPublisher, LocalPublisher, IPFSPublisher, NoopPublisher,
+                  CustomSpec]
 PUBLISHER_TYPES = {"s3": S3Publisher, "s3managed": S3ManagedPublisher, "local": LocalPublisher,
                    "ipfs": IPFSPublisher, "noop": NoopPublisher}
 KNOWN_PUBLISHERS = "s3, s3managed, local, ipfs, noop"
@@ -160,14 +168,13 @@ KNOWN_PUBLISHERS = "s3, s3managed, local, ipfs, noop"
 
 def publisher_from_spec(spec: Any, path: str = "Publisher") -> Publisher:
     """Build a publisher from ``{"Type": ..., "Params": {...}}`` written with keys in any case."""
-    if isinstance(spec, tuple(PUBLISHER_TYPES.values())):
+    if isinstance(spec, (*PUBLISHER_TYPES.values(), CustomSpec)):
         return spec
     spec = as_mapping(spec, path)
     warn_unknown(spec, ("Type", "Params"), path)
     ptype = check_text(get(spec, "Type", ""), f"{path}.Type", required=True).strip()
     cls = PUBLISHER_TYPES.get(ptype.lower())
-    if cls is None:
-        raise SpecError(f"{path}.Type", f"unknown publisher type; known: {KNOWN_PUBLISHERS}",
-                        ptype)
     params = as_mapping(get(spec, "Params") or {}, f"{path}.Params")
+    if cls is None:  # a publisher plugin: see spec/custom.py
+        return custom_from(ptype, params, "publisher", KNOWN_PUBLISHERS)
     return cls.from_params(params, f"{path}.Params")

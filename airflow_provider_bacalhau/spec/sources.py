@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -15,44 +13,21 @@ from airflow_provider_bacalhau.spec._common import (
     LOG,
     as_mapping,
     check_absolute,
-    check_int,
     check_text,
     get,
     warn_unknown,
 )
+from airflow_provider_bacalhau.spec.custom import CustomSpec, custom_from
+from airflow_provider_bacalhau.spec.s3rules import (
+    PARTITION_TYPES,
+    check_bucket,
+    check_composite_checksum,
+    check_go_regex,
+    validate_partition,
+)
 
 _PARTITION_KEYS = ("Type", "Pattern", "StartIndex", "EndIndex", "DateFormat")
-_PARTITION_TYPES = ("none", "object", "regex", "substring", "date")
-_HEX64 = re.compile(r"^(0x)?[0-9a-fA-F]{64}$")
-
-
-def check_bucket(value: Any, path: str) -> None:
-    """Bucket: not empty, no ``s3://``, no ``/``, no whitespace (capitals allowed: legacy)."""
-    text = check_text(value, path)
-    if not text:
-        raise SpecError(path, "bucket must not be empty", value)
-    if text.lower().startswith("s3://") or "://" in text:
-        raise SpecError(path, "give the bare bucket name, not an s3:// URI (the rest goes in Key)",
-                        value)
-    if "/" in text:
-        raise SpecError(path, "bucket must not contain '/' (put the path part in Key)", value)
-    if any(ch.isspace() for ch in text):
-        raise SpecError(path, "bucket must not contain whitespace", value)
-
-
-def check_checksum(value: str, path: str) -> None:
-    """S3 compares ChecksumSHA256 as a string: it must be the base64 of the 32-byte digest."""
-    if _HEX64.match(value):
-        hint = base64.b64encode(bytes.fromhex(value.removeprefix("0x"))).decode()
-        raise SpecError(path, f"must be base64 (as S3 reports it), not hex; base64 of this digest "
-                              f"is {hint!r}", value)
-    try:
-        raw = base64.b64decode(value, validate=True)
-    except (binascii.Error, ValueError):
-        raw = b""
-    if len(raw) != 32:
-        raise SpecError(path, "must be the base64 of a 32-byte SHA-256 digest (44 characters "
-                              "ending in '=')", value)
+_CREATE_AS = {"": "", "dir": "dir", "file": "file", "nocreate": "noCreate"}
 
 
 def _clean_partition(partition: Any) -> dict[str, Any] | None:
@@ -63,6 +38,12 @@ def _clean_partition(partition: Any) -> dict[str, Any] | None:
         value = get(partition, name)
         if value not in (None, "", 0):
             out[name] = value
+    ptype = out.get("Type")
+    if isinstance(ptype, str) and ptype.strip().lower() in PARTITION_TYPES:
+        # The node compares Type case-sensitively with lower-case constants
+        # (pkg/s3/partitioning.go PartitionConfig.Validate) and no two types differ only in
+        # case, so "Regex" can only mean "regex": send the one form the node accepts.
+        out["Type"] = ptype.strip().lower()
     return out or None
 
 
@@ -121,16 +102,16 @@ class S3Source:
         check_bucket(self.bucket, f"{p}.Bucket")
         for name in ("key", "filter", "region", "endpoint", "version_id", "checksum_sha256"):
             check_text(getattr(self, name), f"{p}.{_pascal(name)}")
-        if self.filter:
-            try:
-                re.compile(self.filter)
-            except re.error as exc:
-                raise SpecError(f"{p}.Filter", f"invalid regular expression: {exc}",
-                                self.filter) from exc
         if self.is_single_object:
             if self.checksum_sha256:
-                check_checksum(self.checksum_sha256, f"{p}.ChecksumSHA256")
+                check_composite_checksum(self.checksum_sha256, f"{p}.ChecksumSHA256")
+            if self.filter:
+                # explodeKey compiles Filter only when listing, so a single key ignores it
+                LOG.warning("%s.Filter is ignored by Bacalhau: Key %r names a single object, "
+                            "and Filter applies to a prefix or a trailing '*' only", p, self.key)
         else:
+            if self.filter:
+                check_go_regex(self.filter, f"{p}.Filter")
             kind = "a prefix" if self.key else "the whole bucket"
             for name, value in (("VersionID", self.version_id),
                                 ("ChecksumSHA256", self.checksum_sha256)):
@@ -138,14 +119,7 @@ class S3Source:
                     LOG.warning("%s.%s is ignored by Bacalhau: Key %r names %s, and %s applies "
                                 "to a single object only", p, name, self.key, kind, name)
         if self.partition is not None:
-            part = as_mapping(self.partition, f"{p}.Partition")
-            ptype = get(part, "Type", "")
-            if ptype and str(ptype).lower() not in _PARTITION_TYPES:
-                raise SpecError(f"{p}.Partition.Type",
-                                f"must be one of {', '.join(_PARTITION_TYPES)}", ptype)
-            for name in ("StartIndex", "EndIndex"):
-                if get(part, name) is not None:
-                    check_int(get(part, name), f"{p}.Partition.{name}")
+            validate_partition(as_mapping(self.partition, f"{p}.Partition"), f"{p}.Partition")
 
 
 @dataclass
@@ -168,7 +142,8 @@ class URLSource:
 
     def validate(self, path: str = "Source") -> None:
         text = check_text(self.url, f"{path}.Params.URL", required=True)
-        if urlparse(text).scheme not in ("http", "https"):
+        # the node trims blanks and quotes first (urldownload/storage.go IsURLSupported)
+        if urlparse(text.strip(" '\"")).scheme not in ("http", "https"):
             raise SpecError(f"{path}.Params.URL", "must be an http:// or https:// URL", text)
 
 
@@ -201,9 +176,13 @@ class LocalSource:
                     type: str = "local") -> LocalSource:
         warn_unknown(params, ("SourcePath", "ReadWrite", "CreateAs"), path)
         rw = get(params, "ReadWrite", False)
-        if isinstance(rw, str) and rw.strip().lower() in ("true", "false"):
-            rw = rw.strip().lower() == "true"  # mapstructure accepts the string too
-        return cls(get(params, "SourcePath", ""), rw, get(params, "CreateAs", "") or "", type)
+        if isinstance(rw, str):
+            rw = rw == "true"  # exactly what the node does (pkg/storage/local/types.go DecodeSpec)
+        create_as = get(params, "CreateAs", "") or ""
+        if isinstance(create_as, str):
+            # the node matches it in any case (local/create_strategy.go CreateStrategyFromString)
+            create_as = _CREATE_AS.get(create_as.lower(), create_as)
+        return cls(get(params, "SourcePath", ""), rw, create_as, type)
 
     def validate(self, path: str = "Source") -> None:
         if self.type not in ("local", "localDirectory"):
@@ -262,7 +241,7 @@ class InlineSource:
         check_text(self.url, f"{path}.Params.URL", required=True)
 
 
-Source = Union[S3Source, URLSource, LocalSource, IPFSSource, InlineSource]
+Source = Union[S3Source, URLSource, LocalSource, IPFSSource, InlineSource, CustomSpec]
 SOURCE_TYPES = {"s3": S3Source, "urldownload": URLSource, "local": LocalSource,
                 "localdirectory": LocalSource, "ipfs": IPFSSource, "inline": InlineSource}
 KNOWN_SOURCES = "s3, urlDownload, local, localDirectory, ipfs, inline"
@@ -270,20 +249,23 @@ KNOWN_SOURCES = "s3, urlDownload, local, localDirectory, ipfs, inline"
 
 def source_from_spec(spec: Any, path: str = "Source") -> Source:
     """Build a source from ``{"Type": ..., "Params": {...}}`` written with keys in any case."""
-    if isinstance(spec, tuple(SOURCE_TYPES.values())):
+    if isinstance(spec, (*SOURCE_TYPES.values(), CustomSpec)):
         return spec
     spec = as_mapping(spec, path)
     warn_unknown(spec, ("Type", "Params"), path)
     stype = check_text(get(spec, "Type", ""), f"{path}.Type", required=True).strip()
     params = as_mapping(get(spec, "Params") or {}, f"{path}.Params")
     cls = SOURCE_TYPES.get(stype.lower())
-    if cls is None:
-        extra = ""
-        if stype.lower() in ("s3managed", "s3presigned"):
-            extra = " (that is a result type, not an input type; use PublishedResult and the " \
-                    "inputs helper to turn it into an input)"
-        raise SpecError(f"{path}.Type", f"unknown input source type; known: {KNOWN_SOURCES}{extra}",
-                        stype)
+    if stype.lower() in ("s3managed", "s3presigned"):
+        # Kept as an error: these are Bacalhau's result and downloader types
+        # (pkg/downloader/util/utils.go), which no storage provider registers, and a user who
+        # writes one means a published result, which the inputs helper turns into an input.
+        raise SpecError(f"{path}.Type", f"unknown input source type; known: {KNOWN_SOURCES} "
+                                        f"(that is a result type, not an input type; use "
+                                        f"PublishedResult and the inputs helper to turn it into "
+                                        f"an input)", stype)
+    if cls is None:  # a storage plugin: see spec/custom.py
+        return custom_from(stype, params, "input source", KNOWN_SOURCES)
     if cls is LocalSource:
         kind = "localDirectory" if stype.lower() == "localdirectory" else "local"
         return LocalSource.from_params(params, f"{path}.Params", kind)
@@ -325,10 +307,10 @@ class InputSource:
 
     def validate(self, path: str = "InputSource") -> None:
         target = check_text(self.target, f"{path}.Target")
-        if not target:
+        if not target.strip():  # "input source is missing a target" (pkg/models/input_source.go)
             raise SpecError(f"{path}.Target", "input source is missing a Target (the absolute "
                                               "path where the data appears)", self.target)
-        check_absolute(target, f"{path}.Target")
+        # whether it must be absolute depends on the engine: Task checks that
         check_text(self.alias, f"{path}.Alias")
         if not hasattr(self.source, "validate"):
             raise SpecError(f"{path}.Source", "must be a source object or {Type, Params}",
