@@ -79,6 +79,27 @@ def test_cli_up_env_restart_down_leaves_nothing_running(tmp_path):
     assert _cli("env", home=tmp_path).returncode == 1
 
 
+def test_down_removes_the_s3_data_unless_asked_to_keep_it(tmp_path):
+    from airflow_provider_bacalhau.devstack import procs, stack
+
+    def up():
+        result = _cli("up", "--no-engine", "--api-port", "0", "--s3-port", "0", home=tmp_path)
+        assert result.returncode == 0, result.stderr
+        return stack.load_state(tmp_path)
+
+    state = up()
+    try:
+        procs.s3_client(state.s3_endpoint).put_object(Bucket=stack.RESULTS_BUCKET, Key="kept.txt", Body=b"kept")
+        assert _cli("down", "--keep-data", home=tmp_path).returncode == 0
+        assert (tmp_path / stack.S3_DATA).is_dir() and not procs.pid_alive(state.s3_pid)
+        state = up()
+        body = procs.s3_client(state.s3_endpoint).get_object(Bucket=stack.RESULTS_BUCKET, Key="kept.txt")["Body"]
+        assert body.read() == b"kept"
+    finally:
+        assert _cli("down", home=tmp_path).returncode == 0
+    assert not (tmp_path / stack.S3_DATA).exists()
+
+
 def test_devstack_env_fixture_points_connections_at_the_stack(devstack_env):
     import json
     import os
