@@ -8,8 +8,9 @@ One helper for every operator. Accepted, alone or in lists/dicts:
   ``{"Type", "Params"}`` (used as given, empty params dropped);
 - a :class:`~airflow_provider_bacalhau.spec.PublishedResult` or its XCom dict
   ``{"Type", "Params", "JobID", "ExecutionID"}``;
-- an ``s3://bucket/key`` URI (a key ending in ``/`` is a prefix). With an AWS connection (or an
-  ``s3_hook``) its Endpoint and Region are filled from that connection, as given there.
+- an ``s3://bucket/key`` URI (a key ending in ``/`` is a prefix). Its Endpoint and Region are S3
+  as the compute nodes see it (``compute_s3``: the Bacalhau connection's ``s3_endpoint`` and
+  ``s3_region``), never the Airflow AWS connection's, which is Airflow's own view.
 
 **Targets** (where the data appears in the container), with the default ``target="/inputs"``:
 one input → ``/inputs``; a list of several → ``/inputs/0``, ``/inputs/1``… in list order (a
@@ -24,9 +25,10 @@ input as it is. An archive (s3 gzip ``.tar.gz``, ``s3managed``, the local publis
 input type and its URL expires — so by default it is *re-staged*: downloaded through the Airflow
 AWS connection, verified, extracted and uploaded as plain objects under
 ``s3://<staging_bucket>/<staging_prefix><sha256 of the archive>/`` (done once per archive), and
-that prefix becomes the input. With ``restage=False`` an s3 archive becomes a single-object input
+that prefix (with the compute-side Endpoint/Region) becomes the input. With ``restage=False`` an s3 archive becomes a single-object input
 carrying its ChecksumSHA256 (the job must ``tar xzf`` it), a urlDownload stays a URL input, and an
-s3managed result is refused.
+s3managed result is refused. A source that names its own Endpoint (a published s3 result keeps
+the one the node reported, already the compute side's) is used with it.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from airflow_provider_bacalhau.errors import SpecError
+from airflow_provider_bacalhau.hooks._compute_s3 import ComputeS3View
 from airflow_provider_bacalhau.spec import (
     InputSource,
     IPFSSource,
@@ -67,8 +70,10 @@ def parse_s3_uri(uri: Any, field: str = "inputs") -> tuple[str, str]:
 
 class _Resolver:
     def __init__(self, *, s3_hook: Any, aws_conn_id: str | None, bacalhau_client: Any,
-                 restage: bool, staging_bucket: str | None, staging_prefix: str) -> None:
+                 restage: bool, staging_bucket: str | None, staging_prefix: str,
+                 compute_s3: ComputeS3View) -> None:
         self._s3_hook = s3_hook
+        self.compute_s3 = compute_s3
         self.aws_conn_id = aws_conn_id
         self.bacalhau_client = bacalhau_client
         self.restage = restage
@@ -80,7 +85,8 @@ class _Resolver:
         if self._s3_hook is None:
             from airflow_provider_bacalhau.hooks.s3 import BacalhauS3Hook
 
-            self._s3_hook = BacalhauS3Hook(aws_conn_id=self.aws_conn_id)
+            self._s3_hook = BacalhauS3Hook(aws_conn_id=self.aws_conn_id,
+                                           compute_s3=self.compute_s3)
         return self._s3_hook
 
     # -- shapes --------------------------------------------------------------------------
@@ -136,11 +142,9 @@ class _Resolver:
 
     def from_uri(self, uri: str) -> S3Source:
         bucket, key = parse_s3_uri(uri)
-        region = endpoint = ""
-        if self._s3_hook is not None or self.aws_conn_id:
-            # Every URI names the store of the AWS connection, whatever else is in the list.
-            region, endpoint = self.s3_hook.connection_location()
-        return S3Source(bucket=bucket, key=key, region=region, endpoint=endpoint)
+        # The node reads it: S3 where the nodes see it, whatever the AWS connection's endpoint.
+        return S3Source(bucket=bucket, key=key, region=self.compute_s3.region,
+                        endpoint=self.compute_s3.endpoint)
 
     def clean_s3(self, source: S3Source) -> S3Source:
         if not source.is_single_object:  # these two apply to a single object only
@@ -184,7 +188,8 @@ class _Resolver:
             raise ValueError(f"inputs: a {result.type!r} result cannot be used as an input")
         spec = self.s3_hook.restage_result(result, bucket, self.staging_prefix,
                                            bacalhau_client=self.bacalhau_client)
-        return S3Source.from_params(spec["Params"])
+        params = {k: v for k, v in spec["Params"].items() if k not in ("Endpoint", "Region")}
+        return S3Source.from_params(self.compute_s3.fill(params))
 
     def _need_bucket(self, result: PublishedResult) -> str:
         if not self.staging_bucket:
@@ -208,30 +213,35 @@ def _params(item: Mapping[str, Any]) -> Mapping[str, Any]:
 def resolve_inputs(inputs: Any, *, target: str = "/inputs", s3_hook: Any = None,
                    aws_conn_id: str | None = "aws_default", bacalhau_client: Any = None,
                    restage: bool = True, staging_bucket: str | None = None,
-                   staging_prefix: str = "bacalhau-staging/") -> list[InputSource]:
+                   staging_prefix: str = "bacalhau-staging/",
+                   compute_s3: ComputeS3View | None = None) -> list[InputSource]:
     """Resolve ``inputs`` into validated InputSources (rules in the module docstring).
 
     :param inputs: one input, a list of them, or a dict ``{name: input}``; None gives [].
     :param target: base directory in the container.
     :param s3_hook: a :class:`~airflow_provider_bacalhau.hooks.s3.BacalhauS3Hook` used for
-        re-staging and to fill Endpoint/Region of ``s3://`` URIs; made from ``aws_conn_id``
-        when needed and not given.
-    :param aws_conn_id: AWS connection for re-staging and for ``s3://`` URIs when no ``s3_hook``
-        is given; None leaves URIs without Endpoint/Region.
+        re-staging (Airflow-side I/O); made from ``aws_conn_id`` when needed and not given.
+    :param aws_conn_id: AWS connection for re-staging when no ``s3_hook`` is given.
     :param bacalhau_client: a BacalhauClient; needed to download s3managed results.
     :param restage: re-stage archive results as plain objects (default) or pass them as-is.
     :param staging_bucket: bucket for re-staged results; defaults to an s3 result's own bucket,
         required for s3managed and urlDownload results.
     :param staging_prefix: key prefix for re-staged results.
+    :param compute_s3: S3 as the compute nodes see it: Endpoint/Region of ``s3://`` URIs and
+        re-staged prefixes; default: ``s3_hook``'s ``compute_s3``, else none (AWS or the nodes'
+        default).
     """
     if not target.startswith("/"):
         raise ValueError(f"target: must be an absolute path, got {target!r}")
     target = target.rstrip("/") or "/"
     if inputs is None:
         return []
+    if compute_s3 is None:
+        compute_s3 = getattr(s3_hook, "compute_s3", None) or ComputeS3View()
     resolver = _Resolver(s3_hook=s3_hook, aws_conn_id=aws_conn_id,
                          bacalhau_client=bacalhau_client, restage=restage,
-                         staging_bucket=staging_bucket, staging_prefix=staging_prefix)
+                         staging_bucket=staging_bucket, staging_prefix=staging_prefix,
+                         compute_s3=compute_s3)
     out: list[InputSource] = []
     resolver.resolve(inputs, target, out)
     seen: set[str] = set()

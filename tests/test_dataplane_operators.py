@@ -43,16 +43,22 @@ def test_stage_and_fetch_operators_in_a_dag(airflow_db, env, tmp_path):  # noqa:
              params={"sub": "home"}) as dag:
         BacalhauS3StageOperator(task_id="stage", local_paths=str(tmp_path / "data") + "/*.txt",
                                 bucket=BUCKET, prefix=prefix + "/{{ params.sub }}")
+        BacalhauS3StageOperator(task_id="stage_nodes", local_paths=str(tmp_path / "data") + "/a.txt",
+                                bucket=BUCKET, prefix=prefix + "/nodes",
+                                s3_endpoint="http://s3.nodes.internal:{{ 8000 + 333 }}", s3_region="eu-central-1")
         BacalhauFetchResultsOperator(task_id="fetch", job_id=gzip_job.job_id,
                                      destination=str(tmp_path) + "/{{ params.sub }}")
         BacalhauFetchResultsOperator(task_id="restage", results=[gzip_result.to_dict()],
-                                     restage_to=f"s3://{BUCKET}/ops-restaged/")
+                                     restage_to=f"s3://{BUCKET}/ops-restaged/",
+                                     s3_endpoint="http://s3.nodes.internal:8333")
     run = run_dag(dag)
     assert run.state == "success", run.ti_states
 
-    assert run.xcom("stage") == {"Type": "s3", "Params": {
-        "Bucket": BUCKET, "Key": f"{prefix}/home/", "Region": env.region,
-        "Endpoint": env.s3_endpoint}}
+    # The XCom spec is a job input: S3 as the nodes see it (the Bacalhau connection names no
+    # s3_endpoint here), never the AWS connection's endpoint.
+    assert run.xcom("stage") == {"Type": "s3", "Params": {"Bucket": BUCKET, "Key": f"{prefix}/home/"}}
+    nodes = run.xcom("stage_nodes")["Params"]
+    assert (nodes["Endpoint"], nodes["Region"]) == ("http://s3.nodes.internal:8333", "eu-central-1")
     listed = env.s3_client().list_objects_v2(Bucket=BUCKET, Prefix=f"{prefix}/home/")
     assert sorted(o["Key"] for o in listed["Contents"]) == [f"{prefix}/home/a.txt",
                                                             f"{prefix}/home/b.txt"]
@@ -63,5 +69,6 @@ def test_stage_and_fetch_operators_in_a_dag(airflow_db, env, tmp_path):  # noqa:
 
     [spec] = run.xcom("restage")
     assert spec["Params"]["Key"].startswith("ops-restaged/") and spec["Params"]["Key"].endswith("/")
+    assert spec["Params"]["Endpoint"] == "http://s3.nodes.internal:8333"
     everything = json.dumps([run.xcom(t) for t in ("stage", "fetch", "restage")])
     assert FAKE_SECRET not in everything

@@ -87,6 +87,21 @@ def test_bad_connection_is_a_value_error_naming_the_connection(monkeypatch):
         BacalhauHook("bac_bad2").client_config()
 
 
+def test_compute_side_s3_view_comes_from_the_extras(monkeypatch):
+    set_conn(monkeypatch, "bac_s3", host="h", extra={"s3_endpoint": "http://seaweed.nodes:8333",
+                                                      "s3_region": "eu-west-1"})
+    view = BacalhauHook("bac_s3").compute_s3_view()
+    assert (view.endpoint, view.region) == ("http://seaweed.nodes:8333", "eu-west-1")
+    set_conn(monkeypatch, "bac_s3_airflow2", host="h",
+             extra={"extra__bacalhau__s3_endpoint": "https://s3.example"})
+    assert BacalhauHook("bac_s3_airflow2").compute_s3_view().endpoint == "https://s3.example"
+    set_conn(monkeypatch, "bac_no_s3", host="h")
+    assert BacalhauHook("bac_no_s3").compute_s3_view().endpoint == ""  # AWS or the nodes' default
+    set_conn(monkeypatch, "bac_bad_s3", host="h", extra={"s3_endpoint": "seaweed:8333"})
+    with pytest.raises(ValueError, match="bac_bad_s3.*s3_endpoint: must be a URL"):
+        BacalhauHook("bac_bad_s3").compute_s3_view()
+
+
 def test_missing_default_connection_falls_back_to_cli_environment(monkeypatch):
     monkeypatch.delenv("AIRFLOW_CONN_BACALHAU_DEFAULT", raising=False)
     monkeypatch.setenv("BACALHAU_API_HOST", "https://from-env.example")

@@ -10,6 +10,7 @@ import tarfile
 import pytest
 
 from airflow_provider_bacalhau.errors import SpecError
+from airflow_provider_bacalhau.hooks._compute_s3 import ComputeS3View
 from airflow_provider_bacalhau.hooks.s3 import BacalhauS3Hook
 from airflow_provider_bacalhau.inputs import resolve_inputs
 from airflow_provider_bacalhau.spec import InputSource, PublishedResult, S3Source
@@ -114,39 +115,71 @@ def test_gzip_result_restaged_against_moto(s3_server, monkeypatch):
                                ChecksumAlgorithm="SHA256")
     result = {"Type": "s3", "JobID": "j-1", "ExecutionID": "e-1", "Params": {
         "Bucket": "inputs-res", "Key": "r/e-1.tar.gz", "ChecksumSHA256": answer["ChecksumSHA256"]}}
-    hook = BacalhauS3Hook()
+    # Airflow downloads and uploads through its AWS connection; the spec names S3 as nodes see it.
+    nodes = ComputeS3View("http://s3.nodes.internal:8333", "eu-central-1")
+    hook = BacalhauS3Hook(compute_s3=nodes)
     [item] = resolve_inputs(result, s3_hook=hook)
     digest = hashlib.sha256(buf.getvalue()).hexdigest()
     assert item.to_dict() == {"Target": "/inputs", "Source": {"Type": "s3", "Params": {
-        "Bucket": "inputs-res", "Key": f"bacalhau-staging/{digest}/", "Region": "us-east-1",
-        "Endpoint": s3_server.endpoint}}}
+        "Bucket": "inputs-res", "Key": f"bacalhau-staging/{digest}/", "Region": "eu-central-1",
+        "Endpoint": "http://s3.nodes.internal:8333"}}}
     marker = client.get_object(Bucket="inputs-res", Key=f"bacalhau-staging/{digest}.restaged.json")
     assert json.loads(marker["Body"].read())["Files"] == 1
     [uri] = resolve_inputs("s3://inputs-res/plain/", s3_hook=hook)
-    assert uri.source.endpoint == s3_server.endpoint and uri.source.key == "plain/"
+    assert uri.source.endpoint == nodes.endpoint and uri.source.key == "plain/"
+    # Without a compute-side view the re-staged prefix names no store (AWS or the node's own).
+    [bare] = resolve_inputs(result, s3_hook=BacalhauS3Hook())
+    assert bare.source.to_spec()["Params"] == {"Bucket": "inputs-res",
+                                               "Key": f"bacalhau-staging/{digest}/"}
     # The type in another case is the same archive: re-staged (the marker answers), not raw.
     [upper] = resolve_inputs({**result, "Type": "S3"}, s3_hook=hook)
     assert upper.to_dict() == item.to_dict()
 
 
-def test_uri_gets_the_connection_store_whatever_the_order(s3_server, monkeypatch):
+def test_uri_gets_the_compute_side_store_whatever_the_order(s3_server, monkeypatch):
+    # Airflow's AWS connection points at the test S3 server; the nodes see S3 elsewhere.
     monkeypatch.setenv("AIRFLOW_CONN_AWS_DEFAULT", s3_server.aws_conn_json())
+    nodes = ComputeS3View("http://s3.nodes.internal:8333", "eu-central-1")
     staged = {"Type": "s3", "Params": {"Bucket": "b", "Key": "in/"}}
-    where = {"Bucket": "b", "Key": "x/", "Region": s3_server.region,
-             "Endpoint": s3_server.endpoint}
+    where = {"Bucket": "b", "Key": "x/", "Region": "eu-central-1",
+             "Endpoint": "http://s3.nodes.internal:8333"}
     for inputs in ("s3://b/x/", ["s3://b/x/", staged], [staged, "s3://b/x/"]):
-        [uri] = [i for i in resolve_inputs(inputs) if i.source.key == "x/"]
+        got = resolve_inputs(inputs, compute_s3=nodes)
+        [uri] = [i for i in got if i.source.key == "x/"]
         assert uri.source.to_spec()["Params"] == where
-    [bare] = resolve_inputs("s3://b/x/", aws_conn_id=None)
-    assert bare.source.to_spec()["Params"] == {"Bucket": "b", "Key": "x/"}
+        # A source that is given whole keeps what it says (here: no store named).
+        assert [i.source.to_spec() for i in got if i.source.key == "in/"] in ([], [staged])
 
 
-def test_uri_without_region_in_the_connection_gets_none(s3_server, monkeypatch):
-    conn = json.loads(s3_server.aws_conn_json())
-    del conn["extra"]["region_name"]
-    monkeypatch.setenv("AIRFLOW_CONN_AWS_DEFAULT", json.dumps(conn))
-    monkeypatch.delenv("AWS_DEFAULT_REGION", raising=False)
-    monkeypatch.delenv("AWS_REGION", raising=False)
+def test_uri_never_copies_the_aws_connection_store(s3_server, monkeypatch):
+    """Airflow's endpoint is Airflow's view: without a compute-side view the spec names none."""
+    monkeypatch.setenv("AIRFLOW_CONN_AWS_DEFAULT", s3_server.aws_conn_json())
     [uri] = resolve_inputs("s3://b/x/")
-    assert uri.source.to_spec()["Params"] == {"Bucket": "b", "Key": "x/",
-                                              "Endpoint": s3_server.endpoint}
+    assert uri.source.to_spec()["Params"] == {"Bucket": "b", "Key": "x/"}
+    [region_only] = resolve_inputs("s3://b/x/", compute_s3=ComputeS3View(region="us-west-2"))
+    assert region_only.source.to_spec()["Params"] == {"Bucket": "b", "Key": "x/",
+                                                      "Region": "us-west-2"}
+
+
+def test_sources_that_name_their_store_keep_it():
+    """A published result keeps the Endpoint its node reported; a user's source keeps its own."""
+    nodes = ComputeS3View("http://s3.nodes.internal:8333", "eu-central-1")
+    published = raw_published("r/e-1/")
+    published["Params"]["Endpoint"] = "http://minio.other:9000"
+    user = {"Type": "s3", "Params": {"Bucket": "b", "Key": "k/", "Endpoint": "http://mine:9000",
+                                     "Region": "ap-south-1"}}
+    got = resolve_inputs([published, user, raw_published("r/e-2/")], compute_s3=nodes)
+    params = [i.source.to_spec()["Params"] for i in got]
+    assert params[0]["Endpoint"] == "http://minio.other:9000"
+    assert params[1] == user["Params"]
+    # A plain result the node published with no Endpoint (its own default) stays without one.
+    assert "Endpoint" not in params[2] and params[2]["Region"] == "us-east-1"
+
+
+def test_compute_s3_view_refuses_a_bare_host():
+    with pytest.raises(ValueError, match="s3_endpoint: must be a URL"):
+        ComputeS3View("minio:9000")
+    view = ComputeS3View(" http://a:1 ", None)
+    assert (view.endpoint, view.region) == ("http://a:1", "")
+    assert view.overridden(endpoint="", region="r") == ComputeS3View("", "r")
+    assert view.overridden() is view

@@ -105,11 +105,51 @@ def test_no_publisher_means_no_result_paths():
     ("overrides", "field"),
     [({"image": ""}, "image"), ({"working_dir": "relative"}, "WorkingDirectory"),
      ({"env": {"BACALHAU_X": "1"}}, "EnvironmentVariables"), ({"resources": {"cpu": "lots"}}, "CPU"),
-     ({"publisher": {"type": "s3", "bucket": "b", "key": "{jobid}"}}, "Key")],
+     ({"publisher": {"type": "s3", "bucket": "b", "key": ""}}, "Key")],
 )
 def test_invalid_arguments_fail_naming_the_field(overrides, field):
     with pytest.raises(SpecError, match=field):
         docker(**overrides)
+
+
+def test_s3_publisher_from_arguments_is_placed_where_the_nodes_see_s3(monkeypatch):
+    """The publisher is run by the node: its Endpoint/Region are the compute side's, not Airflow's."""
+    import json
+
+    monkeypatch.setenv("AIRFLOW_CONN_BAC_NODES", json.dumps({
+        "conn_type": "bacalhau", "host": "h",
+        "extra": {"s3_endpoint": "http://s3.nodes.internal:8333", "s3_region": "eu-central-1"}}))
+    monkeypatch.setenv("AIRFLOW_CONN_AWS_DEFAULT", json.dumps({
+        "conn_type": "aws", "extra": {"endpoint_url": "http://localhost:8333", "region_name": "us-east-1"}}))
+
+    def publisher(**kwargs):
+        op = BacalhauDockerJobOperator(task_id="t", image="busybox", bacalhau_conn_id="bac_nodes", **kwargs)
+        return op.build_job({}).to_dict()["Tasks"][0]["Publisher"]
+
+    assert publisher(publisher="s3://out/runs/")["Params"] == {
+        "Bucket": "out", "Key": "runs/", "Endpoint": "http://s3.nodes.internal:8333",
+        "Region": "eu-central-1", "Encoding": "gzip"}
+    flat = publisher(publisher={"type": "s3", "bucket": "out", "key": "k/", "region": "us-west-2"})
+    assert (flat["Params"]["Endpoint"], flat["Params"]["Region"]) == ("http://s3.nodes.internal:8333",
+                                                                      "us-west-2")
+    own = publisher(publisher={"Type": "s3", "Params": {"Bucket": "out", "Key": "k/",
+                                                        "Endpoint": "http://mine:9000"}})
+    assert own["Params"] == {"Bucket": "out", "Key": "k/", "Endpoint": "http://mine:9000", "Encoding": "gzip"}
+    # Per-operator overrides win; "" means none (AWS or the node's default).
+    aws = publisher(publisher="s3://out/runs/", s3_endpoint="", s3_region="us-east-2")
+    assert aws["Params"] == {"Bucket": "out", "Key": "runs/", "Region": "us-east-2", "Encoding": "gzip"}
+    assert publisher(publisher="s3managed") == {"Type": "s3managed"}
+
+
+def test_bad_compute_s3_override_fails_the_task_naming_it():
+    from airflow.providers.common.compat.sdk import AirflowFailException
+
+    op = BacalhauDockerJobOperator(task_id="t", image="busybox", s3_endpoint="minio:9000")
+    with pytest.raises(AirflowFailException, match="s3_endpoint: must be a URL"):
+        op.compute_s3_view()
+    assert {"s3_endpoint", "s3_region"} <= set(op.template_fields)
+    with pytest.raises(ValueError, match="node_support_check"):
+        BacalhauDockerJobOperator(task_id="u", image="busybox", node_support_check="maybe")
 
 
 # -- operators: defaults and templating -----------------------------------------------------------

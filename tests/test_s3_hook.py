@@ -72,9 +72,8 @@ def make_tree(root: Path) -> dict[str, bytes]:
 def test_stage_tree_then_nothing_changed(hook, bucket, tmp_path, s3_server):
     files = make_tree(tmp_path / "tree")
     staged = hook.stage(str(tmp_path / "tree"), bucket, "runs/r1")
-    assert staged.source_spec() == {"Type": "s3", "Params": {
-        "Bucket": bucket, "Key": "runs/r1/", "Region": "us-east-1",
-        "Endpoint": s3_server.endpoint}}
+    # The spec is for compute nodes: it names no store unless told where the nodes see S3.
+    assert staged.source_spec() == {"Type": "s3", "Params": {"Bucket": bucket, "Key": "runs/r1/"}}
     assert (staged.uploaded, staged.skipped) == (4, 0)
     client = s3_server.client()
     for rel, data in files.items():
@@ -205,6 +204,21 @@ def test_unsafe_archives_refused(hook, bucket, tmp_path, s3_server, kind):
         hook.fetch_result(result, tmp_path / "dest" / "e")
     assert list((tmp_path / "dest").iterdir()) == []
     assert not (tmp_path / "escape.txt").exists()
+
+
+def test_specs_name_s3_as_the_compute_nodes_see_it(aws_conn, bucket, tmp_path, s3_server):
+    """Staged and re-staged specs carry the compute-side view, never the AWS connection's endpoint."""
+    from airflow_provider_bacalhau.hooks._compute_s3 import ComputeS3View
+
+    nodes = ComputeS3View("http://s3.nodes.internal:8333", "eu-central-1")
+    hook = BacalhauS3Hook(compute_s3=nodes)
+    (tmp_path / "a.txt").write_text("a")
+    staged = hook.stage(str(tmp_path / "a.txt"), bucket, "view").source_spec()["Params"]
+    assert (staged["Endpoint"], staged["Region"]) == (nodes.endpoint, nodes.region)
+    assert s3_server.endpoint not in str(staged)
+    result = publish(s3_server.client(), bucket, "res/e-view.tar.gz", gzip_tar({"stdout": b"v"}))
+    spec = hook.restage_result(result, bucket, "stage-view")
+    assert (spec["Params"]["Endpoint"], spec["Params"]["Region"]) == (nodes.endpoint, nodes.region)
 
 
 def test_restage_gzip_once(hook, bucket, tmp_path, s3_server):

@@ -40,6 +40,7 @@ T = TypeVar("T")
 Op = Generator[Any, Any, T]  # yields httpx.Request | Sleep, receives httpx.Response | Exception | None
 
 JOBS = "/api/v1/orchestrator/jobs"
+NODES = "/api/v1/orchestrator/nodes"
 AGENT = "/api/v1/agent"
 RETRY_STATUSES = frozenset({429, 502, 503, 504})
 # A submit answered with one of these may still have been applied by the server.
@@ -54,6 +55,7 @@ ENDPOINTS = (
     "get_results",
     "stop_job",
     "list_jobs",
+    "list_nodes",
     "alive",
     "version",
     "node_info",
@@ -343,6 +345,18 @@ class Operations:
     def list_jobs(self, **filters: Any) -> Op[dict]:
         """``{"Items", "NextToken"}``; filters: ``limit``, ``next_token``, ``labels``, ``order_by``..."""
         return (yield from self._call("GET", JOBS, filters))
+
+    def list_nodes(self, **filters: Any) -> Op[list[dict]]:
+        """The network's nodes as ``NodeState`` dicts (``Info``, ``Membership``, ``ConnectionState``).
+
+        Filters: ``limit``, ``order_by``, ``reverse``, ``labels`` and the server's own spellings
+        ``**{"filter-approval": "APPROVED", "filter-status": "CONNECTED"}`` (the Go request binds
+        ``filter-approval``; the swagger's ``filter_approval`` is not read). v1.9.3 returns every
+        node in one page (``listNodes`` in ``pkg/publicapi/endpoint/orchestrator/node.go``).
+        Needs the ``read:node`` capability when auth is on.
+        """
+        answer = yield from self._call("GET", NODES, filters)
+        return list(answer.get("Nodes") or [])
 
     def alive(self) -> Op[dict]:
         return (yield from self._call("GET", f"{AGENT}/alive"))

@@ -16,7 +16,7 @@ class BacalhauClient(Operations):
     """Blocking client of the Bacalhau orchestrator API (v1.5 to v1.9).
 
     Methods: ``submit_job``, ``get_job``, ``list_executions``, ``get_history``, ``get_results``,
-    ``stop_job``, ``list_jobs``, ``alive``, ``version``, ``node_info`` (see
+    ``stop_job``, ``list_jobs``, ``list_nodes``, ``alive``, ``version``, ``node_info`` (see
     :class:`~airflow_provider_bacalhau.client.core.Operations` for their arguments). They return
     the API's JSON as dicts/lists and raise :class:`~airflow_provider_bacalhau.errors.BacalhauApiError`.
 

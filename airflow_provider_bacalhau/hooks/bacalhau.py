@@ -3,7 +3,9 @@
 Connection fields: Host (a host name, or a full ``http(s)://host[:port]`` URL whose scheme decides
 TLS), Port (default 1234), Password (the API key when Login is empty; the basic-auth password when
 Login is set). Extras: ``use_tls``, ``insecure``, ``ca_file``, ``webui_url``, ``namespace``, and
-optionally ``timeout`` (seconds) and ``max_retries``.
+optionally ``timeout`` (seconds) and ``max_retries``. ``s3_endpoint``/``s3_region`` say where the
+network's compute nodes reach S3 (see :meth:`BacalhauHook.compute_s3_view`); empty means AWS or
+the nodes' own default.
 
 When the *default* connection ``bacalhau_default`` is not defined at all, the hook falls back to
 the Bacalhau CLI's environment variables (``BACALHAU_API_HOST``... see
@@ -20,6 +22,7 @@ from urllib.parse import quote
 from airflow_provider_bacalhau.client import AsyncBacalhauClient, BacalhauClient, ClientConfig, shared_http_client
 from airflow_provider_bacalhau.client.config import DEFAULT_PORT, build_base_url, parse_bool, parse_port
 from airflow_provider_bacalhau.errors import BacalhauApiError
+from airflow_provider_bacalhau.hooks._compute_s3 import ComputeS3View
 from airflow_provider_bacalhau.provider_info import BACALHAU_CONN_FIELDS, BACALHAU_UI_FIELD_BEHAVIOUR
 
 try:
@@ -81,6 +84,7 @@ class BacalhauHook(BaseHook):
         self.bacalhau_conn_id = bacalhau_conn_id
         self._config: ClientConfig | None = None
         self._webui_url: str | None = None
+        self._s3_view = ComputeS3View()
 
     # -- connection -> config -------------------------------------------------------------------
 
@@ -92,11 +96,15 @@ class BacalhauHook(BaseHook):
                     self.bacalhau_conn_id,
                 )
                 config = ClientConfig.from_env()
+                s3_view = ComputeS3View()
             else:
                 config = config_from_connection(conn, extras)
+                s3_view = ComputeS3View(_extra(extras, "s3_endpoint") or "",
+                                        _extra(extras, "s3_region") or "")
         except ValueError as exc:
             raise ValueError(f"Bacalhau connection {self.bacalhau_conn_id!r}: {exc}") from None
         self._webui_url = (_extra(extras, "webui_url") or "").rstrip("/") or None
+        self._s3_view = s3_view
         self._config = config
         return config
 
@@ -151,6 +159,16 @@ class BacalhauHook(BaseHook):
         config = await self.async_client_config()
         client = AsyncBacalhauClient(config, http_client=shared_http_client(config))
         return client if max_retries is None else client.with_max_retries(max_retries)
+
+    def compute_s3_view(self) -> ComputeS3View:
+        """S3 as this network's compute nodes reach it (``s3_endpoint``/``s3_region`` extras).
+
+        This, not Airflow's AWS connection, is what goes into the job specs the provider writes:
+        nodes fetch and publish with their own address and credentials.
+        """
+        if self._config is None:
+            self.client_config()
+        return self._s3_view
 
     def job_url(self, job_id: str) -> str | None:
         """Web UI page of a job, or ``None`` when the connection has no ``webui_url`` extra."""

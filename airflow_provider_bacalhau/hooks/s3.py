@@ -3,7 +3,8 @@
 Everything goes through the Airflow AWS connection via the amazon provider's ``S3Hook``, so any
 S3-compatible store that connection reaches works (``endpoint_url`` in its extra: MinIO, GCS HMAC,
 moto). The connection's credentials stay on the Airflow side: a source spec returned here never
-carries them, and compute nodes read the data with their own.
+carries them, and compute nodes read the data with their own. Nor does a source spec carry the
+connection's endpoint or region: it names S3 as the compute nodes see it (``compute_s3``).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from airflow_provider_bacalhau._archive import (
 from airflow_provider_bacalhau._staging import MiB, StagedInput, Uploader, normalize_prefix
 from airflow_provider_bacalhau._url_download import download_url, managed_url, safe_url
 from airflow_provider_bacalhau.errors import ResultIntegrityError
+from airflow_provider_bacalhau.hooks._compute_s3 import ComputeS3View
 from airflow_provider_bacalhau.spec import PublishedResult
 
 log = logging.getLogger(__name__)
@@ -62,6 +64,9 @@ class BacalhauS3Hook(BaseHook):
     :param max_workers: files transferred in parallel.
     :param multipart_threshold: files at least this big are uploaded in parts.
     :param multipart_chunksize: part size of multipart uploads.
+    :param compute_s3: S3 as the compute nodes reach it: the Endpoint/Region of the source specs
+        this hook returns (staged and re-staged prefixes). Default: none (AWS or the nodes'
+        default), never this AWS connection's endpoint, which is Airflow's view.
     """
 
     conn_name_attr = "aws_conn_id"
@@ -69,8 +74,10 @@ class BacalhauS3Hook(BaseHook):
     hook_name = "Bacalhau S3 (through an AWS connection)"
 
     def __init__(self, aws_conn_id: str | None = "aws_default", *, max_workers: int = 16,
-                 multipart_threshold: int = 64 * MiB, multipart_chunksize: int = 16 * MiB) -> None:
+                 multipart_threshold: int = 64 * MiB, multipart_chunksize: int = 16 * MiB,
+                 compute_s3: ComputeS3View | None = None) -> None:
         super().__init__()
+        self.compute_s3 = compute_s3 or ComputeS3View()
         self.aws_conn_id = aws_conn_id
         self.max_workers = max_workers
         self.multipart_threshold = multipart_threshold
@@ -111,11 +118,6 @@ class BacalhauS3Hook(BaseHook):
     def region_name(self) -> str:
         return self.s3_hook.region_name or self.client.meta.region_name or ""
 
-    def connection_location(self) -> tuple[str, str]:
-        """``(region, endpoint)`` as the AWS connection names them ("" for what it leaves out,
-        rather than boto3's default region)."""
-        return self.s3_hook.region_name or "", self.endpoint_url
-
     # ---- staging --------------------------------------------------------------------------
 
     def stage(self, local_paths: str | os.PathLike | list, bucket: str, prefix: str = "", *,
@@ -133,8 +135,8 @@ class BacalhauS3Hook(BaseHook):
                             multipart_chunksize=self.multipart_chunksize)
         staged = uploader.stage(local_paths, bucket, prefix, force=force,
                                 delete_extra=delete_extra)
-        staged.region = self.region_name
-        staged.endpoint = self.endpoint_url
+        # The spec is read by compute nodes: their view of S3, not this connection's.
+        staged.region, staged.endpoint = self.compute_s3.region, self.compute_s3.endpoint
         rate = staged.bytes_uploaded / MiB / staged.seconds if staged.seconds else 0.0
         self.log.info("Staged to s3://%s/%s: %d uploaded (%.1f MiB, %.1f MiB/s), %d unchanged "
                       "skipped, %d extra deleted, %.2f s", bucket, staged.key, staged.uploaded,
@@ -297,8 +299,8 @@ class BacalhauS3Hook(BaseHook):
         return True
 
     def _prefix_spec(self, bucket: str, key: str) -> dict[str, Any]:
-        return StagedInput(bucket=bucket, key=key, region=self.region_name,
-                           endpoint=self.endpoint_url).source_spec()
+        return StagedInput(bucket=bucket, key=key, region=self.compute_s3.region,
+                           endpoint=self.compute_s3.endpoint).source_spec()
 
     def restage_result(self, result: Any, bucket: str, prefix: str = "bacalhau-staging/", *,
                        bacalhau_client: Any = None) -> dict[str, Any]:

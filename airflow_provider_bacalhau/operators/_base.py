@@ -25,6 +25,7 @@ from airflow_provider_bacalhau.operators._completion import (
     job_accepted,
     wait_in_worker,
 )
+from airflow_provider_bacalhau.operators._node_support import NodeSupportError, check_mode, check_node_support
 from airflow_provider_bacalhau.operators._naming import (
     TASK_INSTANCE_META,
     job_name_for_context,
@@ -79,10 +80,20 @@ class BaseBacalhauJobOperator(JobCompletionMixin, BaseOperator):
         it is reached. None means no limit (the trigger still ends after a year).
     :param fail_on_nonzero_exit: fail when an execution exits non-zero (Bacalhau itself calls
         such a job Completed).
+    :param s3_endpoint: S3 endpoint as the compute nodes reach it, for the S3 inputs (``s3://``
+        URIs, re-staged results) and publishers this operator writes into the job; None: the
+        Bacalhau connection's ``s3_endpoint`` extra; "": none (AWS or the nodes' default).
+        Never taken from the AWS connection, which is Airflow's view of S3.
+    :param s3_region: the region that goes with it; None: the connection's ``s3_region``.
+    :param node_support_check: before submitting, look whether some compute node reports the
+        job's engine, input sources and publisher as installed: ``"warn"`` (default) logs a
+        warning, ``"fail"`` fails the task (retries apply), ``"off"`` skips the look. Best
+        effort: when the nodes cannot be listed (e.g. no ``read:node`` capability) it is skipped.
     """
 
     template_fields: ClassVar[tuple[str, ...]] = ("inputs", "inputs_target", "staging_bucket", "job_name",
-                                                  "namespace", "bacalhau_conn_id", "aws_conn_id")
+                                                  "namespace", "bacalhau_conn_id", "aws_conn_id",
+                                                  "s3_endpoint", "s3_region")
     operator_extra_links = (BacalhauJobLink(),)
     ui_color = "#cfe8ff"
 
@@ -101,6 +112,9 @@ class BaseBacalhauJobOperator(JobCompletionMixin, BaseOperator):
         poll_interval: float = 10.0,
         timeout: float | timedelta | None = DEFAULT_TIMEOUT_SECONDS,
         fail_on_nonzero_exit: bool = True,
+        s3_endpoint: str | None = None,
+        s3_region: str | None = None,
+        node_support_check: str = "warn",
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -116,6 +130,10 @@ class BaseBacalhauJobOperator(JobCompletionMixin, BaseOperator):
         self.poll_interval = _seconds(poll_interval, "poll_interval")
         self.timeout = _seconds(timeout, "timeout")
         self.fail_on_nonzero_exit = fail_on_nonzero_exit
+        self.s3_endpoint = s3_endpoint
+        self.s3_region = s3_region
+        self.node_support_check = check_mode(node_support_check)
+        self._compute_s3: Any = None
         self.bacalhau_job_id: str | None = None
         self._kill_reason = ""
 
@@ -129,6 +147,17 @@ class BaseBacalhauJobOperator(JobCompletionMixin, BaseOperator):
         from airflow_provider_bacalhau.hooks.bacalhau import BacalhauHook
 
         return BacalhauHook(bacalhau_conn_id=self.bacalhau_conn_id)
+
+    def compute_s3_view(self) -> Any:
+        """S3 as the compute nodes see it: the connection's extras with this operator's overrides
+        (read once per task instance)."""
+        if self._compute_s3 is None:
+            try:
+                view = self._hook().compute_s3_view().overridden(self.s3_endpoint, self.s3_region)
+            except ValueError as exc:  # a malformed s3_endpoint does not get better by retrying
+                raise AirflowFailException(f"Invalid S3 settings: {exc}") from exc
+            self._compute_s3 = view
+        return self._compute_s3
 
     def get_bacalhau_client(self, namespace: str | None = None) -> Any:
         """A client asking in ``namespace`` (default: ``self.namespace``, else the connection's)."""
@@ -146,6 +175,7 @@ class BaseBacalhauJobOperator(JobCompletionMixin, BaseOperator):
     # -- the flow ------------------------------------------------------------------------------
     def execute(self, context: Any) -> list[dict] | None:
         self._kill_reason = f"Airflow task {task_label(context)} was killed"
+        self.compute_s3_view()  # settings errors first, before any S3 or API work
         job = self.prepare_job(context, self.job_name or job_name_for_context(context))
         # The job's namespace (operator, else spec), else the connection's: where the name lives.
         with self.get_bacalhau_client(job.namespace) as client:
@@ -269,6 +299,10 @@ class BaseBacalhauJobOperator(JobCompletionMixin, BaseOperator):
                 force = True  # an identical spec would be refused with "no changes detected"
         self._add_inputs(job, client)
         try:
+            check_node_support(client, job, self.node_support_check, self.log)
+        except NodeSupportError as exc:
+            raise AirflowException(str(exc)) from None
+        try:
             answer = client.submit_job(job, force=force)
         except BacalhauApiError as exc:
             if exc.is_no_changes:
@@ -331,7 +365,8 @@ class BaseBacalhauJobOperator(JobCompletionMixin, BaseOperator):
         from airflow_provider_bacalhau.inputs import resolve_inputs
 
         return list(resolve_inputs(self.inputs, target=self.inputs_target, aws_conn_id=self.aws_conn_id,
-                                   bacalhau_client=client, staging_bucket=self.staging_bucket))
+                                   bacalhau_client=client, staging_bucket=self.staging_bucket,
+                                   compute_s3=self.compute_s3_view()))
 
     # -- cancelling ----------------------------------------------------------------------------
     def on_kill(self) -> None:

@@ -55,6 +55,23 @@ def coerce_publisher(value: Any, field: str = "publisher") -> Any:
     raise SpecError(field, f"unsupported publisher value of type {type(value).__name__}", value)
 
 
+def place_s3_publisher(publisher: Any, compute_s3: Any) -> Any:
+    """An s3 publisher without its own Endpoint gets S3 as the compute nodes see it.
+
+    The node publishes with its own address and credentials (``pkg/publisher/s3/publisher.go``
+    ``PublishResult`` builds its client from the spec's Endpoint/Region), so Airflow's AWS
+    connection has no say here. A publisher that names an Endpoint is the user's and kept.
+    """
+    from dataclasses import replace
+
+    from airflow_provider_bacalhau.spec import S3Publisher
+
+    if compute_s3 is None or not isinstance(publisher, S3Publisher) or publisher.endpoint:
+        return publisher
+    return replace(publisher, endpoint=compute_s3.endpoint,
+                   region=publisher.region or compute_s3.region)
+
+
 def coerce_result_paths(value: Any, has_publisher: bool, field: str = "result_paths") -> list:
     """``{"name": "/path"}`` or a list of ``ResultPath``/``{"Name","Path"}``; a default when publishing."""
     from airflow_provider_bacalhau.spec import ResultPath
@@ -119,8 +136,13 @@ def as_str_list(value: Any, field: str) -> list[str]:
 def build_docker_job(*, image: Any, entrypoint: Any, parameters: Any, env: Any, working_dir: Any,
                      publisher: Any, result_paths: Any, resources: Any, timeouts: Any, count: Any,
                      constraints: Any, labels: Any, namespace: Any, network: Any,
-                     job_type: str = "batch", task_name: str = "main") -> Any:
-    """A validated one-task Docker :class:`~airflow_provider_bacalhau.spec.Job`."""
+                     job_type: str = "batch", task_name: str = "main",
+                     compute_s3: Any = None) -> Any:
+    """A validated one-task Docker :class:`~airflow_provider_bacalhau.spec.Job`.
+
+    ``compute_s3`` (a :class:`~airflow_provider_bacalhau.hooks._compute_s3.ComputeS3View`) places
+    an s3 publisher that gives no Endpoint (see :func:`place_s3_publisher`).
+    """
     from airflow_provider_bacalhau.spec import DockerEngine, Job, Network, Resources, Task, Timeouts
 
     if not isinstance(image, str) or not image.strip():
@@ -130,7 +152,7 @@ def build_docker_job(*, image: Any, entrypoint: Any, parameters: Any, env: Any, 
                           environment_variables=env or [], working_directory=working_dir or "")
     if isinstance(count, str) and count.strip().isdigit():  # a rendered template gives text
         count = int(count)
-    pub = coerce_publisher(publisher)
+    pub = place_s3_publisher(coerce_publisher(publisher), compute_s3)
     task = Task(engine, task_name, pub,
                 result_paths=coerce_result_paths(result_paths, pub is not None),
                 resources=coerce_part(resources, Resources, "resources"),

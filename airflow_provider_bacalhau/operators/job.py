@@ -126,7 +126,8 @@ class BacalhauDockerJobOperator(BaseBacalhauJobOperator):
     :param working_dir: absolute working directory in the container.
     :param publisher: where results go: a spec publisher, ``{"Type", "Params"}``, a flat mapping
         like ``{"type": "s3", "bucket": "b", "key": "out/{jobID}/", "encoding": "plain"}``,
-        ``"s3managed"``, ``"local"`` or ``"s3://bucket/prefix/"``. None publishes nothing.
+        ``"s3managed"``, ``"local"`` or ``"s3://bucket/prefix/"``. None publishes nothing. An s3
+        publisher without an Endpoint gets the compute-side ``s3_endpoint``/``s3_region``.
     :param result_paths: ``{"name": "/path"}`` or a list of ``ResultPath``; default
         ``{"outputs": "/outputs"}`` when a publisher is set.
     :param resources: ``Resources`` or a mapping such as ``{"cpu": "1", "memory": "1gb"}`` (kept
@@ -187,5 +188,5 @@ class BacalhauDockerJobOperator(BaseBacalhauJobOperator):
             working_dir=self.working_dir, publisher=self.publisher, result_paths=self.result_paths,
             resources=self.job_resources, timeouts=self.timeouts, count=self.count,
             constraints=self.constraints, labels=self.labels, namespace=self.namespace,
-            network=self.network, job_type=self.job_type,
+            network=self.network, job_type=self.job_type, compute_s3=self.compute_s3_view(),
         )

@@ -23,6 +23,10 @@ class BacalhauS3StageOperator(BaseOperator):
     a prefix for a tree, or the object with its ChecksumSHA256 when ``local_paths`` is one file.
     Pass it to a job operator's inputs (it goes through ``resolve_inputs``).
 
+    The spec is read by compute nodes, so its Endpoint and Region are S3 as *they* see it: the
+    Bacalhau connection's ``s3_endpoint``/``s3_region`` extras, or ``s3_endpoint``/``s3_region``
+    given here. The upload itself goes through the AWS connection (Airflow's view).
+
     :param local_paths: a path or glob, or a list of them. A directory uploads its contents
         (relative paths kept); a file or glob match keeps its base name.
     :param bucket: destination bucket.
@@ -31,15 +35,26 @@ class BacalhauS3StageOperator(BaseOperator):
     :param force: upload every file even when the stored copy matches.
     :param delete_extra: delete objects under the prefix that are not part of this staging, so
         the input holds exactly the staged files.
+    :param bacalhau_conn_id: Bacalhau connection whose ``s3_endpoint``/``s3_region`` extras name
+        S3 as the compute nodes see it; None: only the two arguments below count.
+    :param s3_endpoint: Endpoint for the returned spec (None: the connection's; "": none, i.e.
+        AWS or the nodes' default).
+    :param s3_region: Region for the returned spec (None: the connection's; "": none).
     """
 
-    template_fields: Sequence[str] = ("local_paths", "bucket", "prefix", "aws_conn_id")
+    template_fields: Sequence[str] = ("local_paths", "bucket", "prefix", "aws_conn_id",
+                                      "bacalhau_conn_id", "s3_endpoint", "s3_region")
     ui_color = "#cfe8fc"
 
     def __init__(self, *, local_paths: str | list[str], bucket: str, prefix: str = "",
                  aws_conn_id: str | None = "aws_default", force: bool = False,
-                 delete_extra: bool = False, **kwargs: Any) -> None:
+                 delete_extra: bool = False, bacalhau_conn_id: str | None = "bacalhau_default",
+                 s3_endpoint: str | None = None, s3_region: str | None = None,
+                 **kwargs: Any) -> None:
         super().__init__(**kwargs)
+        self.bacalhau_conn_id = bacalhau_conn_id
+        self.s3_endpoint = s3_endpoint
+        self.s3_region = s3_region
         self.local_paths = local_paths
         self.bucket = bucket
         self.prefix = prefix
@@ -48,9 +63,11 @@ class BacalhauS3StageOperator(BaseOperator):
         self.delete_extra = delete_extra
 
     def execute(self, context: Context) -> dict[str, Any]:
+        from airflow_provider_bacalhau.hooks._compute_s3 import compute_s3_view_for
         from airflow_provider_bacalhau.hooks.s3 import BacalhauS3Hook
 
-        staged = BacalhauS3Hook(aws_conn_id=self.aws_conn_id).stage(
+        view = compute_s3_view_for(self.bacalhau_conn_id, self.s3_endpoint, self.s3_region)
+        staged = BacalhauS3Hook(aws_conn_id=self.aws_conn_id, compute_s3=view).stage(
             self.local_paths, self.bucket, self.prefix, force=self.force,
             delete_extra=self.delete_extra)
         return staged.source_spec()
@@ -71,17 +88,25 @@ class BacalhauFetchResultsOperator(BaseOperator):
     :param destination: local directory to fetch into.
     :param restage_to: ``s3://bucket/prefix/``: re-stage instead of downloading.
     :param aws_conn_id: Airflow AWS connection (s3 results and re-staging).
-    :param bacalhau_conn_id: Bacalhau connection (``job_id`` and s3managed results).
+    :param bacalhau_conn_id: Bacalhau connection (``job_id``, s3managed results, and with
+        ``restage_to`` its ``s3_endpoint``/``s3_region`` extras for the returned specs).
+    :param s3_endpoint: with ``restage_to``: Endpoint of the returned specs, S3 as the compute
+        nodes see it (None: the Bacalhau connection's; "": none).
+    :param s3_region: with ``restage_to``: Region of the returned specs (None: the connection's).
     """
 
-    template_fields: Sequence[str] = ("results", "job_id", "destination", "restage_to", "aws_conn_id", "bacalhau_conn_id")
+    template_fields: Sequence[str] = ("results", "job_id", "destination", "restage_to", "aws_conn_id",
+                                      "bacalhau_conn_id", "s3_endpoint", "s3_region")
     ui_color = "#cfe8fc"
 
     def __init__(self, *, results: Any = None, job_id: str | None = None,
                  destination: str | None = None, restage_to: str | None = None,
                  aws_conn_id: str | None = "aws_default",
-                 bacalhau_conn_id: str = "bacalhau_default", **kwargs: Any) -> None:
+                 bacalhau_conn_id: str = "bacalhau_default", s3_endpoint: str | None = None,
+                 s3_region: str | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
+        self.s3_endpoint = s3_endpoint
+        self.s3_region = s3_region
         self.results = results
         self.job_id = job_id
         self.destination = destination
@@ -145,13 +170,16 @@ class BacalhauFetchResultsOperator(BaseOperator):
 
     def _restage(self, results: list[dict[str, Any]], hook: Any, client: Any,
                  started: float) -> list[dict[str, Any]]:
+        from airflow_provider_bacalhau.hooks._compute_s3 import compute_s3_view_for
         from airflow_provider_bacalhau.inputs import parse_s3_uri, resolve_inputs
 
         bucket, prefix = parse_s3_uri(self.restage_to, "restage_to")
+        view = compute_s3_view_for(self.bacalhau_conn_id, self.s3_endpoint, self.s3_region)
         specs = []
         for result in results:
             [item] = resolve_inputs(result, s3_hook=hook, bacalhau_client=client,
-                                    staging_bucket=bucket, staging_prefix=prefix or "")
+                                    staging_bucket=bucket, staging_prefix=prefix or "",
+                                    compute_s3=view)
             specs.append(item.source.to_spec())
         self.log.info("Re-staged %d result(s) under %s in %.2f s", len(specs), self.restage_to,
                       time.monotonic() - started)
