@@ -22,6 +22,7 @@ from typing import Any
 
 from airflow_provider_bacalhau.devstack.compute_common import ComputeError, S3Clients, s3_error, same_type
 from airflow_provider_bacalhau.devstack.decode import field, flag, text
+from airflow_provider_bacalhau.devstack.goregexp import GoRegexpError, compile_go
 
 SOURCE_TYPES = ("s3", "urlDownload", "local", "localDirectory", "inline")
 _URL_TIMEOUT = 30.0
@@ -75,8 +76,8 @@ def _validate_partition(partition: Any) -> str | None:
         if not pattern:
             return "regex pattern cannot be empty"
         try:
-            re.compile(pattern)
-        except re.error as exc:
+            compile_go(pattern)  # Go RE2, as PartitionConfig.Validate
+        except GoRegexpError as exc:
             return f"invalid regex pattern: {exc}"
     if kind == "substring":
         start, end = int(field(partition, "StartIndex", 0) or 0), int(field(partition, "EndIndex", 0) or 0)
@@ -170,8 +171,8 @@ def _explode_key(client: Any, params: Any, bucket: str, key: str) -> list[tuple[
         directory_object = True
     filter_text = text(params, "Filter")
     try:
-        pattern = re.compile(filter_text)
-    except re.error as exc:
+        pattern = compile_go(filter_text)  # Go RE2, as explodeKey
+    except GoRegexpError as exc:
         raise ComputeError(f"invalid regex pattern: {exc}") from exc
     prefix = key.strip().removesuffix("*")
     found: list[tuple[str, str]] = []
@@ -221,7 +222,7 @@ def _partition(objects: list[tuple[str, str]], params: Any, key: str, count: int
             return _fnv1a32(object_key) % count
         name = relative(object_key)
         if kind == "regex":
-            match = re.search(text(partition, "Pattern"), name)
+            match = compile_go(text(partition, "Pattern")).search(name)
             if not match or not match.group(0):
                 return 0
             groups = [group for group in match.groups() if group]
