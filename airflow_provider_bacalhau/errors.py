@@ -72,5 +72,26 @@ class BacalhauApiError(Exception):
         return "no changes detected" in (self.message or "")
 
 
+class BacalhauLogsError(BacalhauApiError):
+    """A job's log stream could not be read: the server sent an error frame (``server_error``,
+    e.g. no such execution, or the node no longer has its logs), or the WebSocket failed."""
+
+    def __init__(self, message: str, *, server_error: bool = False) -> None:
+        self.server_error = server_error
+        super().__init__(message)
+
+
 class ResultIntegrityError(Exception):
     """A fetched result does not match what was published (checksum mismatch, unsafe archive)."""
+
+
+class S3AccessError(PermissionError):
+    """S3 refused the Airflow AWS connection: wrong secret, unknown key, expired token, no access.
+
+    ``conn_id`` names the connection, ``code`` is S3's error code; the text never holds a secret.
+    """
+
+    def __init__(self, message: str, *, conn_id: str | None, code: str) -> None:
+        self.conn_id = conn_id
+        self.code = code
+        super().__init__(message)

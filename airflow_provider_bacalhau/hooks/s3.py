@@ -16,7 +16,9 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from functools import cached_property
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -32,13 +34,21 @@ from airflow_provider_bacalhau._archive import (
 )
 from airflow_provider_bacalhau._staging import MiB, StagedInput, Uploader, normalize_prefix
 from airflow_provider_bacalhau._url_download import download_url, managed_url, safe_url
-from airflow_provider_bacalhau.errors import ResultIntegrityError
+from airflow_provider_bacalhau.errors import ResultIntegrityError, S3AccessError
 from airflow_provider_bacalhau.hooks._compute_s3 import ComputeS3View
 from airflow_provider_bacalhau.spec import PublishedResult
 
 log = logging.getLogger(__name__)
 
 MARKER_SUFFIX = ".restaged.json"
+# S3's answers to credentials it rejects, and what each means for the Airflow connection.
+_ACCESS_ERRORS = {
+    "SignatureDoesNotMatch": "its secret key does not match its access key id",
+    "InvalidAccessKeyId": "S3 does not know its access key id",
+    "InvalidToken": "its session token is invalid",
+    "ExpiredToken": "its session token has expired",
+    "AccessDenied": "its identity may not do this",
+}
 
 
 def _as_result(result: Any) -> PublishedResult:
@@ -109,6 +119,25 @@ class BacalhauS3Hook(BaseHook):
         # unchecked by botocore and verified here against the composite instead.
         return self._make_client(response_checksum_validation="when_required")
 
+    @contextmanager
+    def _explained_access_errors(self, action: str, bucket: str) -> Iterator[None]:
+        """Turn S3's refusal of this connection's credentials into an :class:`S3AccessError`
+        that names the connection, the bucket and what to fix (S3's own text holds no secret)."""
+        from botocore.exceptions import ClientError
+
+        try:
+            yield
+        except ClientError as exc:
+            error = exc.response.get("Error", {})
+            code = str(error.get("Code", ""))
+            if code not in _ACCESS_ERRORS:
+                raise
+            raise S3AccessError(
+                f"S3 refused the AWS connection {self.aws_conn_id!r} while {action} "
+                f"s3://{bucket}/: {_ACCESS_ERRORS[code]} ({code}: {error.get('Message', '')}). "
+                f"Check the connection's credentials and the bucket's access rights.",
+                conn_id=self.aws_conn_id, code=code) from exc
+
     @property
     def endpoint_url(self) -> str:
         """The connection's S3 endpoint, or "" for AWS itself."""
@@ -133,8 +162,9 @@ class BacalhauS3Hook(BaseHook):
         uploader = Uploader(self.client, max_workers=self.max_workers,
                             multipart_threshold=self.multipart_threshold,
                             multipart_chunksize=self.multipart_chunksize)
-        staged = uploader.stage(local_paths, bucket, prefix, force=force,
-                                delete_extra=delete_extra)
+        with self._explained_access_errors("staging to", bucket):
+            staged = uploader.stage(local_paths, bucket, prefix, force=force,
+                                    delete_extra=delete_extra)
         # The spec is read by compute nodes: their view of S3, not this connection's.
         staged.region, staged.endpoint = self.compute_s3.region, self.compute_s3.endpoint
         rate = staged.bytes_uploaded / MiB / staged.seconds if staged.seconds else 0.0
@@ -263,22 +293,23 @@ class BacalhauS3Hook(BaseHook):
         dest.parent.mkdir(parents=True, exist_ok=True)
         scratch = Path(tempfile.mkdtemp(prefix=f".{dest.name}.partial-", dir=dest.parent))
         try:
-            content = scratch / "content"
-            key = str(result.param("Key"))
-            if result.type == "s3" and (key.endswith("/") or not key):
-                count, size = self._download_prefix(str(result.param("Bucket")), key, content)
-            else:
-                (scratch / "download").mkdir()
-                archive, _ = self.download_archive(result, scratch / "download",
-                                                   bacalhau_client=bacalhau_client)
-                size = archive.stat().st_size
-                if archive.name.endswith((".tar.gz", ".tgz", ".tar")):
-                    count = safe_extract(archive, content)
+            with self._explained_access_errors("fetching from", str(result.param("Bucket"))):
+                content = scratch / "content"
+                key = str(result.param("Key"))
+                if result.type == "s3" and (key.endswith("/") or not key):
+                    count, size = self._download_prefix(str(result.param("Bucket")), key, content)
                 else:
-                    content.mkdir()
-                    os.replace(archive, content / archive.name)
-                    count = 1
-            _replace_dir(content, dest, scratch)
+                    (scratch / "download").mkdir()
+                    archive, _ = self.download_archive(result, scratch / "download",
+                                                       bacalhau_client=bacalhau_client)
+                    size = archive.stat().st_size
+                    if archive.name.endswith((".tar.gz", ".tgz", ".tar")):
+                        count = safe_extract(archive, content)
+                    else:
+                        content.mkdir()
+                        os.replace(archive, content / archive.name)
+                        count = 1
+                _replace_dir(content, dest, scratch)
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
         self.log.info("Fetched %s result into %s: %d file(s), %.1f MiB in %.2f s", result.type, dest,
@@ -313,7 +344,11 @@ class BacalhauS3Hook(BaseHook):
         if not bucket:
             raise ValueError("staging_bucket: must not be empty")
         prefix = normalize_prefix(prefix)
-        result = _as_result(result)
+        with self._explained_access_errors("re-staging a result into", bucket):
+            return self._restage(_as_result(result), bucket, prefix, bacalhau_client)
+
+    def _restage(self, result: PublishedResult, bucket: str, prefix: str,
+                 bacalhau_client: Any) -> dict[str, Any]:
         published = str(result.param("ChecksumSHA256"))
         if result.type == "s3" and published and not is_composite(published):
             import base64
