@@ -42,3 +42,60 @@ def _request_bodies_match_bacalhau_swagger():
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(Operations, "_request", checked)
         yield
+
+
+def _checked_answer(request, response, raw: bytes):
+    """Validate a 200 JSON answer of a Bacalhau API route against the swagger; return a response
+    that reads ``raw`` again (the transport's stream is spent by then)."""
+    import httpx
+    from swagger import template_for, validate_response_body
+
+    path = request.url.path
+    if response.status_code == 200 and path.startswith("/api/v1/") and "json" in response.headers.get("content-type", ""):
+        try:
+            template = template_for(request.method, path)
+        except KeyError:
+            template = None  # routes the swagger lacks (the legacy /api/v1/version): nothing to check
+        if template is not None:
+            decoded = httpx.Response(200, headers=response.headers, content=raw)
+            validate_response_body(request.method, template, decoded.json())
+    return httpx.Response(response.status_code, headers=response.headers, stream=httpx.ByteStream(raw),
+                          extensions=response.extensions, request=request)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _answers_match_bacalhau_swagger():
+    """Every 200 JSON answer of a ``/api/v1/`` route that reaches any test over real HTTP (the
+    devstack, through the provider's client or a test's own httpx client, sync or async) is checked
+    against Bacalhau's swagger, patched where it is known to be wrong (tests/swagger.py). An answer
+    that does not fit raises ``jsonschema.ValidationError`` where the test made the request.
+    In-process fakes (``httpx.MockTransport``) are not real answers and are not checked."""
+    import httpx
+
+    sync_send = httpx.HTTPTransport.handle_request
+    async_send = httpx.AsyncHTTPTransport.handle_async_request
+
+    def checked(self, request):
+        response = sync_send(self, request)
+        if not request.url.path.startswith("/api/v1/"):
+            return response
+        try:
+            raw = b"".join(response.stream)
+        finally:
+            response.close()
+        return _checked_answer(request, response, raw)
+
+    async def checked_async(self, request):
+        response = await async_send(self, request)
+        if not request.url.path.startswith("/api/v1/"):
+            return response
+        try:
+            raw = b"".join([chunk async for chunk in response.stream])
+        finally:
+            await response.aclose()
+        return _checked_answer(request, response, raw)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(httpx.HTTPTransport, "handle_request", checked)
+        patch.setattr(httpx.AsyncHTTPTransport, "handle_async_request", checked_async)
+        yield

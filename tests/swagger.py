@@ -18,6 +18,30 @@ The swagger file is loaded as-is and then patched, each patch citing the referen
    ones silently, so a misspelt key would be lost without an error. Every object definition with
    declared properties gets ``additionalProperties: false`` (free maps such as ``Params``, ``Meta``,
    ``Env`` keep their own ``additionalProperties``).
+
+Patches for answers (the 200 bodies; ``validate_response_body``):
+
+5. Go's ``encoding/json`` writes a nil slice or map as ``null`` (``"Warnings": null``, reference
+   §2.1), which the file never allows: every array and map property also accepts ``null``.
+6. Pointer fields without ``omitempty`` are ``null`` when unset; the file types them as objects.
+   :data:`NULLABLE_POINTERS` lists them from the v1.9.3 structs (``Execution.RunOutput`` is nil
+   until a run completes, reference §16).
+7. More types that marshal as strings but are declared as integers or objects:
+   ``models.NodeMembershipState`` and ``models.NodeConnectionState`` (``MarshalJSON`` in
+   pkg/models/node_approval.go and node_connection.go: ``"APPROVED"``, ``"CONNECTED"``) and
+   ``models.JobSelectionDataLocality`` (``MarshalText`` with the stringer's line comments in
+   pkg/models/job_selection_pilicy.go: ``"local"``, ``"anywhere"``).
+8. ``GET /api/v1/agent/config`` answers ``{"config": <types.Bacalhau>}``
+   (``GetAgentConfigResponse``, pkg/publicapi/apimodels/agent.go; reference §2.10), not a bare
+   ``types.Bacalhau``: an ``apimodels.GetAgentConfigResponse`` definition is added for it.
+9. ``types.Duration`` config fields (pkg/config/types/duration.go ``MarshalText``: Go's
+   ``time.Duration.String()``, ``"1h0m0s"``) are declared as integers: :data:`DURATION_FIELDS`,
+   the v1.9.3 ``Duration`` fields of pkg/config/types, become strings in every ``types.*``
+   definition.
+
+Not a swagger error but the devstack's one deliberate addition: its version answers and its agent
+config carry a ``Devstack`` key saying it is a stand-in (:data:`DEVSTACK_LABELS`). Nothing else
+is let through.
 """
 
 from __future__ import annotations
@@ -37,6 +61,33 @@ SWAGGER_PATH = Path(__file__).resolve().parent / "data" / "bacalhau-swagger.json
 STRING_ENUMS = ("models.JobStateType", "models.JobHistoryType", "models.Network", "models.NodeType")
 IGNORED_PUT_FIELDS = ("credential", "idempotencyToken", "namespace")
 STOP_BODY = "apimodels.StopJobRequest"
+CONFIG_ANSWER = "apimodels.GetAgentConfigResponse"
+STRING_TYPES = {  # patch 7
+    "models.NodeMembershipState": ["PENDING", "APPROVED", "REJECTED"],
+    "models.NodeConnectionState": ["CONNECTED", "DISCONNECTED"],
+    "models.JobSelectionDataLocality": ["local", "anywhere"],
+}
+DURATION_FIELDS = (  # patch 9: `Duration` fields of pkg/config/types/*.go at v1.9.3
+    "InfoUpdateInterval", "ResourceUpdateInterval", "Interval", "Timeout", "TTL", "Refresh", "TotalTimeout",
+    "ExecutionTimeout", "LogDebugInfoInterval", "DisconnectTimeout", "QueueBackoff", "HousekeepingInterval",
+    "HousekeepingTimeout", "VisibilityTimeout", "PreSignedURLExpiration", "ReadTimeout",
+)
+DEVSTACK_LABELS = {
+    ("models.BuildVersionInfo", "Devstack"): {"type": "string"},
+    ("apimodels.GetVersionResponse", "Devstack"): {"type": "string"},
+    ("types.Bacalhau", "Devstack"): {"type": "object"},  # the agent config's devstack section
+}
+# (definition, property) of `*T` fields with a plain `json:"Name"` tag, at v1.9.3:
+NULLABLE_POINTERS = (
+    ("models.Execution", "AllocatedResources"),  # pkg/models/execution.go Execution
+    ("models.Execution", "PublishedResult"),
+    ("models.Execution", "RunOutput"),
+    ("models.InputSource", "Source"),  # pkg/models/input_source.go InputSource
+    ("models.Task", "Engine"),  # pkg/models/task.go Task
+    ("models.Task", "Publisher"),
+    ("apimodels.GetJobResponse", "Job"),  # pkg/publicapi/apimodels/job.go
+    ("apimodels.GetNodeResponse", "Node"),  # pkg/publicapi/apimodels/node.go
+)
 
 
 def _enum_name(varname: str, definition: str) -> str:
@@ -60,6 +111,28 @@ def patched_swagger() -> dict:
     for definition in definitions.values():  # patch 4
         if definition.get("type") == "object" and "properties" in definition:
             definition.setdefault("additionalProperties", False)
+    for definition in definitions.values():  # patch 5
+        for prop in definition.get("properties", {}).values():
+            if prop.get("type") == "array" or (prop.get("type") == "object" and "properties" not in prop):
+                prop["type"] = [prop["type"], "null"]
+    for name, names in STRING_TYPES.items():  # patch 7
+        definitions[name] = {"type": "string", "enum": names}
+    definitions[CONFIG_ANSWER] = {  # patch 8
+        "type": "object",
+        "properties": {"config": {"$ref": "#/definitions/types.Bacalhau"}},
+        "additionalProperties": False,
+    }
+    config_answer = swagger["paths"]["/api/v1/agent/config"]["get"]["responses"]["200"]
+    config_answer["schema"] = {"$ref": f"#/definitions/{CONFIG_ANSWER}"}
+    for name, definition in definitions.items():  # patch 9
+        for field, prop in definition.get("properties", {}).items():
+            if name.startswith("types.") and field in DURATION_FIELDS and prop.get("type") == "integer":
+                prop["type"] = "string"
+    for (name, field), schema in DEVSTACK_LABELS.items():
+        definitions[name]["properties"][field] = schema
+    for name, field in NULLABLE_POINTERS:  # patch 6
+        props = definitions[name]["properties"]
+        props[field] = {"anyOf": [props[field], {"type": "null"}]}
     return swagger
 
 
@@ -73,6 +146,27 @@ def _body_schema_ref(method: str, template: str) -> str | None:
         if parameter.get("in") == "body":
             return parameter["schema"]["$ref"]
     return None
+
+
+def _response_schema_ref(method: str, template: str) -> str | None:
+    operation = patched_swagger()["paths"].get(template, {}).get(method.lower())
+    if operation is None:
+        raise KeyError(f"{method} {template} is not in the Bacalhau swagger")
+    schema = operation.get("responses", {}).get("200", {}).get("schema", {})
+    return schema.get("$ref")
+
+
+def validate_response_body(method: str, path_template: str, body: Any) -> None:
+    """Raise ``jsonschema.ValidationError`` if ``body`` is not a valid 200 answer of the route."""
+    ref = _response_schema_ref(method.upper(), path_template)
+    if ref is None:
+        raise jsonschema.ValidationError(f"{method} {path_template} has no 200 answer in the swagger")
+    error = jsonschema.exceptions.best_match(_validator(ref).iter_errors(body))
+    if error is None:
+        return
+    while error.context:  # through the anyOf of a nullable pointer (patch 6) to the real mismatch
+        error = max(error.context, key=lambda e: len(e.absolute_path))
+    raise error
 
 
 def template_for(method: str, path: str) -> str:

@@ -21,6 +21,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from airflow_provider_bacalhau.devstack import auth as authz
 from airflow_provider_bacalhau.devstack import jobs_api
+from airflow_provider_bacalhau.devstack.compute_common import go_duration
 from airflow_provider_bacalhau.devstack.faults import FaultMiddleware, Faults
 from airflow_provider_bacalhau.devstack.procs import RESTART_EXIT_CODE
 from airflow_provider_bacalhau.devstack.scheduler import Scheduler
@@ -231,8 +232,10 @@ class Devstack:
             "Orchestrator": {"Enabled": True}, "Compute": {"Enabled": True, "AllowListedLocalPaths": s.allow_listed_local_paths},
             "JobDefaults": {"Batch": {"Task": {"Resources": {"CPU": "500m", "Memory": "512Mb"}}}},
             "Publishers": {"Types": {"S3Managed": {"Bucket": s.managed_bucket, "Key": s.managed_key_prefix, "Region": s.region,
-                                                   "Endpoint": s.s3_endpoint, "PreSignedURLExpiration": f"{s.managed_url_expiration}s"},
-                                     "S3": {"PreSignedURLDisabled": False, "PreSignedURLExpiration": "15m"}}},
+                                                   "Endpoint": s.s3_endpoint,
+                                                   "PreSignedURLExpiration": go_duration(s.managed_url_expiration)},
+                                     # S3.PreSignedURLExpiration has no default: 0, left out (omitempty)
+                                     "S3": {"PreSignedURLDisabled": False}}},
             "Devstack": {"Note": STAND_IN_NOTE, "Concurrency": s.concurrency, "S3Endpoint": s.s3_endpoint},
         }}
 
