@@ -16,8 +16,10 @@ from typing import Any, Callable
 import anyio
 import httpx
 
+from airflow_provider_bacalhau.client import logs
 from airflow_provider_bacalhau.client.config import ClientConfig
 from airflow_provider_bacalhau.client.core import Operations, Sleep
+from airflow_provider_bacalhau.errors import BacalhauLogsError
 
 _POOLS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[ClientConfig, httpx.AsyncClient]] = (
     weakref.WeakKeyDictionary()
@@ -101,6 +103,29 @@ class AsyncBacalhauClient(Operations):
                 step = operation.send(reply)
         except StopIteration as done:
             return done.value
+
+    def job_logs(self, job_id_or_name: str, execution_id: str | None = None, *, follow: bool = False,
+                 tail: bool = False, job_version: int | None = None, max_bytes: int = logs.DEFAULT_MAX_BYTES,
+                 timeout: float | None = None) -> logs.AsyncLogStream:
+        """:meth:`BacalhauClient.job_logs <airflow_provider_bacalhau.client.BacalhauClient.job_logs>`,
+        read with ``async for``."""
+        return logs.AsyncLogStream(logs.open_read(self.config, job_id_or_name, execution_id, follow=follow,
+                                                  tail=tail, job_version=job_version, max_bytes=max_bytes,
+                                                  timeout=timeout))
+
+    async def job_logs_tail(self, job_id_or_name: str, execution_id: str | None = None, *, lines: int = 20,
+                            max_bytes: int = 2048, timeout: float = 5.0, read_limit: int = logs.DEFAULT_MAX_BYTES,
+                            job_version: int | None = None) -> logs.LogTail:
+        """:meth:`BacalhauClient.job_logs_tail <airflow_provider_bacalhau.client.BacalhauClient.job_logs_tail>`."""
+        read = logs.open_read(self.config, job_id_or_name, execution_id, job_version=job_version,
+                              max_bytes=read_limit, timeout=timeout)
+        kept, error = logs.LogTail(lines, max_bytes), None
+        try:
+            async for chunk in logs.aiter_logs(read):
+                kept.add(chunk)
+        except BacalhauLogsError as exc:
+            error = exc
+        return logs.keep_partial(kept, read, error)
 
     async def close(self) -> None:
         if self._owns_http:

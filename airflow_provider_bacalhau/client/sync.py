@@ -8,8 +8,10 @@ from typing import Any, Callable
 
 import httpx
 
+from airflow_provider_bacalhau.client import logs
 from airflow_provider_bacalhau.client.config import ClientConfig
 from airflow_provider_bacalhau.client.core import Operations, Sleep
+from airflow_provider_bacalhau.errors import BacalhauLogsError
 
 
 class BacalhauClient(Operations):
@@ -19,6 +21,7 @@ class BacalhauClient(Operations):
     ``stop_job``, ``list_jobs``, ``list_nodes``, ``alive``, ``version``, ``node_info`` (see
     :class:`~airflow_provider_bacalhau.client.core.Operations` for their arguments). They return
     the API's JSON as dicts/lists and raise :class:`~airflow_provider_bacalhau.errors.BacalhauApiError`.
+    ``job_logs`` and ``job_logs_tail`` read the WebSocket logs endpoint (:mod:`.logs`).
 
     :param config: where and how to connect (default: :meth:`ClientConfig.from_env`).
     :param http_client: an ``httpx.Client`` to use (not closed by :meth:`close`); by default the
@@ -54,6 +57,39 @@ class BacalhauClient(Operations):
                 step = operation.send(reply)
         except StopIteration as done:
             return done.value
+
+    def job_logs(self, job_id_or_name: str, execution_id: str | None = None, *, follow: bool = False,
+                 tail: bool = False, job_version: int | None = None, max_bytes: int = logs.DEFAULT_MAX_BYTES,
+                 timeout: float | None = None) -> logs.LogStream:
+        """A job's output from the WebSocket logs endpoint, as ``(stream, text)`` chunks.
+
+        Iterate the answer once; it stops when the server closes, after ``max_bytes`` of output or
+        after ``timeout`` seconds (default: the client's timeout), and raises
+        :class:`~airflow_provider_bacalhau.errors.BacalhauLogsError` for an error frame or a
+        broken stream. Pass ``execution_id`` for a failed or cancelled execution.
+        See :func:`~airflow_provider_bacalhau.client.logs.build_log_request` for the rest.
+        """
+        return logs.LogStream(logs.open_read(self.config, job_id_or_name, execution_id, follow=follow, tail=tail,
+                                             job_version=job_version, max_bytes=max_bytes, timeout=timeout))
+
+    def job_logs_tail(self, job_id_or_name: str, execution_id: str | None = None, *, lines: int = 20,
+                      max_bytes: int = 2048, timeout: float = 5.0, read_limit: int = logs.DEFAULT_MAX_BYTES,
+                      job_version: int | None = None) -> logs.LogTail:
+        """The last ``lines`` lines (``max_bytes`` at most) of each stream of an execution's output.
+
+        v1.9.3 can only send a log from its start, so up to ``read_limit`` bytes are read within
+        ``timeout`` seconds; ``cut`` on the answer says when more existed. A stream that breaks
+        after some output gives that output (``error`` says what broke); with none, it raises.
+        """
+        read = logs.open_read(self.config, job_id_or_name, execution_id, job_version=job_version,
+                              max_bytes=read_limit, timeout=timeout)
+        kept, error = logs.LogTail(lines, max_bytes), None
+        try:
+            for chunk in logs.iter_logs(read):
+                kept.add(chunk)
+        except BacalhauLogsError as exc:
+            error = exc
+        return logs.keep_partial(kept, read, error)
 
     def close(self) -> None:
         if self._owns_http:
