@@ -7,6 +7,7 @@ import json
 
 import httpx
 import pytest
+from airflow_provider_bacalhau.errors import BacalhauApiError
 from devstack_helpers import JOBS, busybox_job, get_job, noop_job, submit, unique, wait_for
 
 
@@ -128,6 +129,8 @@ def test_name_is_an_upsert_key(api):
     body = again.json()
     assert body["Message"] == f"no changes detected for new job spec. Job Name: '{name}', Job Id: '{first['JobID']}'"
     assert body["Hint"] == "Use the --force flag to override this warning"
+    # bacerrors.Newf: no code, Component "Bacalhau" (pkg/orchestrator/endpoint.go SubmitJob)
+    assert body["Code"] == "" and body["Component"] == "Bacalhau" and body["Status"] == 500
 
     forced = submit(api, noop_job(name), force=True)
     assert forced["JobID"] == first["JobID"]
@@ -143,6 +146,34 @@ def test_name_is_an_upsert_key(api):
     assert api.get(f"{JOBS}/{name}", params={"job_version": 1}).json()["Job"]["Labels"] == {}
     all_execs = api.get(f"{JOBS}/{name}/executions", params={"all_job_versions": "true"}).json()["Items"]
     assert sorted({e["JobVersion"] for e in all_execs}) == [1, 2, 3]
+
+
+def test_provider_client_reads_no_changes_with_empty_code(devstack):
+    """The provider's re-attach rule keys on the message, so Code "" must not break it."""
+    from airflow_provider_bacalhau.client import BacalhauClient, ClientConfig
+
+    name = unique("nochange")
+    with BacalhauClient(ClientConfig(base_url=devstack.api_url, max_retries=0)) as client:
+        client.submit_job(noop_job(name))
+        with pytest.raises(BacalhauApiError) as info:
+            client.submit_job(noop_job(name))
+    error = info.value
+    assert error.is_no_changes and error.status == 500
+    assert not error.code and error.component == "Bacalhau"  # "" is read as no code
+    assert "Code" not in str(error)
+
+
+def test_update_that_changes_type_keeps_the_stored_type(api):
+    """updateJob copies Tasks, Count, Meta, Labels... but never Type (jobstore/boltdb/store.go)."""
+    name = unique("retype")
+    first = submit(api, noop_job(name, Count=1))
+    wait_for(api, first["JobID"])
+    again = submit(api, noop_job(name, Type="ops", Labels={"v": "2"}))
+    assert again["JobID"] == first["JobID"]
+    job = api.get(f"{JOBS}/{name}").json()["Job"]
+    assert job["Type"] == "batch" and job["Version"] == 2 and job["Labels"] == {"v": "2"}
+    # ops forces Count 0 at submit; the batch job keeps that Count, as Go copies it
+    assert job["Count"] == 0
 
 
 def test_get_by_name_id_and_short_prefix_and_not_found(api):

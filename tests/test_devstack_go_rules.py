@@ -102,3 +102,17 @@ def test_regex_partition_with_unicode_class_splits_by_the_capture(tmp_path, s3_s
     assert "1.csv" in parts[0]
     for name in ("tmp-x.csv", "Ωmega.txt", "été.csv"):
         assert name in parts[inputs._fnv1a32(name[0]) % 2]
+
+
+# --- the AWS-endpoint test ----------------------------------------------------------------
+
+@pytest.mark.parametrize(("endpoint", "aws"), [
+    ("", True), ("https://s3.us-east-1.amazonaws.com", True), ("s3.amazonaws.com", True),
+    ("https://notamazonaws.com", True),  # a plain suffix test, as Go's
+    ("https://s3.amazonaws.com/", False), ("https://s3.us-east-1.amazonaws.com:443", False),
+    ("http://127.0.0.1:8333", False),
+])
+def test_is_aws_endpoint_is_go_plain_suffix_check(endpoint, aws):
+    from airflow_provider_bacalhau.devstack.compute_common import is_aws_endpoint
+
+    assert is_aws_endpoint(endpoint) is aws

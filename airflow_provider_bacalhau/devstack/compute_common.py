@@ -33,14 +33,12 @@ def same_type(given: Any, expected: str) -> bool:
 
 
 def is_aws_endpoint(endpoint: str) -> bool:
-    """As Bacalhau's ``IsAWSEndpoint``: an empty endpoint or a host ending in amazonaws.com.
+    """Bacalhau's ``IsAWSEndpoint`` (pkg/s3/utils.go): empty, or the plain string ends in
+    ``amazonaws.com`` (no URL parsing: a trailing ``/`` or a ``:443`` port makes it "not AWS").
 
     The devstack sends empty-endpoint traffic to its own S3 server, which it treats as "AWS".
     """
-    if not endpoint:
-        return True
-    host = urlparse(endpoint if "://" in endpoint else f"https://{endpoint}").hostname or ""
-    return host.endswith("amazonaws.com")
+    return endpoint == "" or endpoint.endswith("amazonaws.com")
 
 
 class S3Clients:

@@ -142,12 +142,20 @@ def register(app: FastAPI, state: Any) -> None:
                 raise bad_request(exc.message, "JobStore", "BadRequest") from exc
             if existing is not None:
                 job_id = existing["ID"]
-                if existing["Type"] != job["Type"]:
-                    raise bad_request(f"job type cannot be changed from {existing['Type']} to {job['Type']}", "JobStore", "BadRequest")
                 job.update(ID=job_id)
                 if not force_flag(body) and comparable(job) == comparable(existing):
-                    raise ApiError(500, f"no changes detected for new job spec. Job Name: '{job['Name']}', Job Id: '{job_id}'",
-                                   "InternalError", "Orchestrator", hint="Use the --force flag to override this warning")
+                    # bacerrors.Newf sets no code and Component "Bacalhau" (pkg/bacerrors/error.go New);
+                    # no code means HTTP 500 (orchestrator/endpoint.go SubmitJob)
+                    no_changes = ApiError(500, f"no changes detected for new job spec. Job Name: '{job['Name']}', Job Id: '{job_id}'",
+                                          "", "Bacalhau", hint="Use the --force flag to override this warning")
+                    no_changes.code = ""  # ApiError would fill in InternalError for a 500
+                    raise no_changes
+                # CompareWith counts a new Type as a change, but updateJob (jobstore/boltdb/store.go) copies
+                # only Priority, Count, Constraints, Meta, Labels and Tasks: the stored Type stays, and
+                # Normalize then applies the old type's Count rule.
+                job["Type"] = existing["Type"]
+                if job["Type"] in ("daemon", "ops"):
+                    job["Count"] = 0
                 scheduler.stop_for_update(job_id)
                 store.update_job(job_id, job)
             else:
