@@ -256,6 +256,9 @@ class JobCompletionMixin:
         log_run_outputs(status, self.log)
         if not job_accepted(status, self.fail_on_nonzero_exit):
             summary = status.failure_summary()
+            output = self._failed_output(status)
+            if output:
+                summary += "\n" + output
             self.log.error("Bacalhau job %s did not succeed:\n%s", job_id, summary)
             raise AirflowException(
                 f"Bacalhau job {job_id} ended {status.state.value} without success: {summary}"
@@ -266,6 +269,20 @@ class JobCompletionMixin:
         results = [result.to_dict() for result in status.results]
         self.log.info("Bacalhau job %s completed: %d published result(s)", job_id, len(results))
         return results
+
+    def _failed_output(self, status: Any) -> str:
+        """Failed executions' output from the logs endpoint (v1.9.3 keeps no RunOutput for them);
+        best effort, bounded in time, never an error."""
+        from airflow_provider_bacalhau.operators._failed_output import failed_output, needs_logs
+
+        if not any(needs_logs(e) for e in status.executions):
+            return ""
+        try:
+            with self.get_bacalhau_client() as client:
+                return failed_output(client, status, self.log)
+        except Exception as exc:  # e.g. the connection cannot be read: the job's own messages stand
+            self.log.warning("Could not read the failed executions' logs of Bacalhau job %s: %s", status.job_id, exc)
+            return ""
 
     def _stop_after_timeout(self, context: Any, job_id: str) -> None:
         if not self.stop_job_on_timeout:
