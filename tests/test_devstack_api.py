@@ -101,6 +101,32 @@ def test_validation_errors_are_400_internal_error_from_api_server(api, job, mess
     assert "Hint" not in body
 
 
+@pytest.mark.parametrize(
+    "task_extra, problem",
+    [
+        ({"Env": {"BACALHAU_X": "1"}}, "environment variable 'BACALHAU_X' cannot start with BACALHAU_"),
+        ({"Env": {"A-B": "1"}}, "environment variable 'A-B' can only contain letters, numbers, and underscores"),
+        ({"Env": {"A": ""}}, "environment variable 'A' cannot have empty value"),
+        ({"Publisher": {"Type": "noop"}, "ResultPaths": [{"Name": "a", "Path": "/o"}, {"Name": "b", "Path": "/o"}]},
+         "result path '/o' already exists"),
+        ({"Publisher": {"Type": "noop"}, "ResultPaths": [{"Name": "a", "Path": "/o"}, {"Name": "a", "Path": "/p"}]},
+         "result path with name 'a' already exists"),
+        ({"ResultPaths": [{"Name": " ", "Path": ""}]}, "invalid output: missing path\nmissing name\nresult path `` must be absolute"),
+    ],
+)
+def test_task_checks_answer_with_go_texts(api, task_extra, problem):
+    """pkg/models/env_var.go ValidateEnvVars, path.go Validate, task.go validateResultPaths."""
+    job = {"Type": "batch", "Tasks": [{"Name": "t", "Engine": {"Type": "noop"}, **task_extra}]}
+    resp = api.put(JOBS, json={"Job": job})
+    assert resp.status_code == 400
+    assert resp.json()["Message"] == f"task t validation failed: {problem}"
+
+
+def test_unicode_env_names_are_accepted_as_go_does(api):
+    job = noop_job(Tasks=[{"Name": "t", "Engine": {"Type": "noop"}, "Env": {"ÄRGER": "1", "名前": "x", "X٣": "y"}}])
+    assert submit(api, job)["JobID"].startswith("j-")
+
+
 def test_no_job_key_and_malformed_json(api):
     assert api.put(JOBS, json={"Force": True}).json()["Message"] == "empty/nil job"
     resp = api.put(JOBS, content=b"{not json", headers={"content-type": "application/json"})

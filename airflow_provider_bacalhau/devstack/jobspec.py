@@ -17,7 +17,6 @@ RESERVED_META = "bacalhau.org/"
 DEFAULT_CPU = "500m"
 DEFAULT_MEMORY = "512Mb"
 _OPERATORS = {"=", "==", "!=", "in", "notin", "exists", "!", "gt", "lt"}
-_ENV_NAME = re.compile(r"^[A-Z][A-Z0-9_]*$")
 _CPU = re.compile(r"^(\d+(\.\d*)?|\.\d+)(m|k|e\d+)?$")
 _BYTES = re.compile(r"^(\d+(\.\d*)?|\.\d+)(b|k|kb|kib|m|mb|mib|g|gb|gib|t|tb|tib|p|pb|pib|ki|mi|gi|ti)?$")
 
@@ -129,26 +128,32 @@ def _validate_task(task: dict) -> list[str]:
             aliases.add(source["Alias"])
         if source["Source"] is None or not source["Source"]["Type"]:
             errs.append("invalid input sources: invalid input source: missing spec type")
-    names: set[str] = set()
+    # ValidateSlice stops at the first bad result path; each joins its own problems (path.go Validate)
     for path in task.get("ResultPaths", []):
-        if not path["Name"]:
-            errs.append("invalid output: result path name cannot be empty")
-        if not path["Path"]:
-            errs.append("invalid output: result path cannot be empty")
-        elif not path["Path"].startswith("/"):
-            errs.append(f"invalid output: result path `{path['Path']}` must be absolute")
-        if path["Name"] in names:
-            errs.append(f"invalid output: result path name '{path['Name']}' already exists")
+        problems = []
+        if not path["Path"].strip():
+            problems.append("missing path")
+        if not path["Name"].strip():
+            problems.append("missing name")
+        if not path["Path"].startswith("/"):
+            problems.append(f"result path `{path['Path']}` must be absolute")
+        if problems:
+            errs.append("invalid output: " + "\n".join(problems))
+            break
+    names: set[str] = set()
+    seen_paths: set[str] = set()
+    for path in task.get("ResultPaths", []):  # task.go validateResultPaths: the first repeat only
+        if path["Name"] and path["Name"] in names:
+            errs.append(f"result path with name '{path['Name']}' already exists")
+            break
+        if path["Path"] and path["Path"] in seen_paths:
+            errs.append(f"result path '{path['Path']}' already exists")
+            break
         names.add(path["Name"])
-    for name, value in task.get("Env", {}).items():
-        if name.upper() != name:
-            errs.append(f"environment variable '{name}' must be uppercase")
-        elif name.startswith("BACALHAU_"):
-            errs.append(f"environment variable '{name}' cannot start with BACALHAU_ (reserved)")
-        elif not _ENV_NAME.match(name):
-            errs.append(f"environment variable '{name}' must start with a letter and contain only letters, digits and underscores")
-        elif value == "":
-            errs.append(f"environment variable '{name}' cannot have an empty value")
+        seen_paths.add(path["Path"])
+    env_problem = _env_problem(task.get("Env", {}))
+    if env_problem:
+        errs.append(env_problem)
     res = task["Resources"]
     if "CPU" in res and not _CPU.match(res["CPU"]):
         errs.append(f"invalid resources: invalid CPU value: {res['CPU']}")
@@ -169,6 +174,25 @@ def _validate_task(task: dict) -> list[str]:
     elif net.get("Ports") and net["Type"] not in ("Host", "Bridge"):
         errs.append("invalid network: port mappings can only be set for Host or Bridge network mode")
     return errs
+
+
+def _env_problem(env: dict) -> str | None:
+    """env_var.go ValidateEnvVars: the first problem, checked in Go's order, with Go's texts."""
+    for name, value in env.items():
+        if not name:
+            return "environment variable name cannot be empty"
+        # per rune, as Go's strings.ToUpper: 'ß' has no one-rune upper case and stays
+        if any(len(ch.upper()) == 1 and ch.upper() != ch for ch in name):
+            return f"environment variable '{name}' must be uppercase"
+        if not name[0].isalpha():  # unicode.IsLetter
+            return f"environment variable '{name}' must start with a letter"
+        if not all(ch.isalpha() or ch.isdecimal() or ch == "_" for ch in name):
+            return f"environment variable '{name}' can only contain letters, numbers, and underscores"
+        if name.upper().startswith("BACALHAU_"):
+            return f"environment variable '{name}' cannot start with BACALHAU_"
+        if value == "":
+            return f"environment variable '{name}' cannot have empty value"
+    return None
 
 
 def _validate_constraint(index: int, constraint: dict) -> str | None:
