@@ -2,6 +2,7 @@
 
 - a non-zero exit fails the task and the log shows the exit code and the container's stderr;
 - a job killed on its ExecutionTimeout fails the task with the timeout message;
+- a failed execution's output (no RunOutput in v1.9.3) reaches the message from the logs endpoint;
 - a worker killed (-9) after the submit: the next try re-attaches, and there is one job, version 1;
 - a deferred task marked failed: the triggerer cancels the trigger, its on_kill stops the job.
 """
@@ -44,8 +45,17 @@ FAILING_DAG = textwrap.dedent(
             task_id="runs_too_long",
             image="busybox:1.37.0",
             entrypoint=["sh", "-c"],
-            parameters=["sleep 60"],
+            parameters=["echo 'started the long step'; sleep 60"],
             timeouts={"ExecutionTimeout": 2},
+            poll_interval=1,
+        )
+        BacalhauDockerJobOperator(  # exits non-zero, then its results cannot be published: Failed
+            task_id="cannot_publish",
+            image="busybox:1.37.0",
+            entrypoint=["sh", "-c"],
+            parameters=["echo 'rows written: 12'; echo 'warning: schema drift' >&2; exit 2"],
+            publisher={"Type": "s3", "Params": {"Bucket": "results", "Key": "e2e/",
+                                                "Endpoint": "http://127.0.0.1:9"}},
             poll_interval=1,
         )
     '''
@@ -65,7 +75,8 @@ def test_nonzero_exit_and_execution_timeout_fail_the_task_with_the_reason(
 
     e2e.assert_deferral(out, deferrable)
     assert run.state == "failed"
-    assert e2e.task_states(run) == {"exits_nonzero": "failed", "runs_too_long": "failed"}
+    assert e2e.task_states(run) == {"exits_nonzero": "failed", "runs_too_long": "failed",
+                                    "cannot_publish": "failed"}
 
     # The exception that failed each task names the exit code / the timeout, with the stderr tail.
     nonzero_job = e2e.xcom(run, "exits_nonzero", key="bacalhau_job_id")
@@ -77,6 +88,13 @@ def test_nonzero_exit_and_execution_timeout_fail_the_task_with_the_reason(
     too_long = e2e.exception_text(out, too_long_job)
     assert "Execution timed out after 2s" in too_long, too_long
     assert e2e.devstack_job(devstack_env, too_long_job)["State"]["StateType"] == "Failed"
+
+    # Failed executions have no RunOutput in v1.9.3: their output comes from the logs endpoint.
+    assert "started the long step" in too_long, too_long
+    publish_job = e2e.xcom(run, "cannot_publish", key="bacalhau_job_id")
+    publish = e2e.exception_text(out, publish_job)
+    assert "failed to publish result" in publish, publish
+    assert "rows written: 12" in publish and "warning: schema drift" in publish, publish
 
 
 CRASH_DAG = textwrap.dedent(
