@@ -105,11 +105,23 @@ def test_unsupported_types_and_node_info(tmp_path, s3_server):
         {"Target": "/i", "Source": {"Type": "ipfs", "Params": {"CID": "Qm"}}}])) == "does not support ipfs"
     assert node.unsupported_reason(job_with(noop, Publisher={"Type": "ipfs"})) == "does not support ipfs"
     assert node.unsupported_reason(job_with(noop, Publisher={"Type": ""})) is None
-    assert node.node_info() == {
+    info = node.node_info()
+    # models.ComputeNodeInfo; provider keys lower-cased as v1.9.3's sanitizeKey keeps them.
+    assert {k: info[k] for k in ("ExecutionEngines", "Publishers", "StorageSources")} == {
         "ExecutionEngines": ["noop"],
         "Publishers": ["local", "noop", "s3", "s3managed"],
-        "StorageSources": ["inline", "local", "localDirectory", "s3", "urlDownload"],
+        "StorageSources": ["inline", "local", "localdirectory", "s3", "urldownload"],
     }
+    assert set(info) == {"ExecutionEngines", "Publishers", "StorageSources", "MaxCapacity", "QueueCapacity",
+                         "AvailableCapacity", "MaxJobRequirements", "RunningExecutions", "EnqueuedExecutions",
+                         "address"}
+    assert isinstance(info["MaxCapacity"]["CPU"], float) and info["MaxCapacity"]["Memory"] > 0
+    # Without AWS credentials (a real node's default chain finds none) s3 is not installed.
+    bare = ComputeNode(settings_for(tmp_path, s3_server, aws_access_key_id="", aws_secret_access_key=""))
+    assert "s3" not in bare.node_info()["StorageSources"] and "s3" not in bare.node_info()["Publishers"]
+    assert "s3managed" in bare.node_info()["Publishers"]  # the orchestrator presigns for it
+    s3_job = job_with(noop, InputSources=[{"Target": "/i", "Source": {"Type": "s3", "Params": {"Bucket": "b"}}}])
+    assert bare.unsupported_reason(s3_job) == "does not support s3"
     with_docker = ComputeNode(settings_for(tmp_path, s3_server, docker_host="unix:///nonexistent.sock"))
     assert with_docker.node_info()["ExecutionEngines"] == ["docker", "noop"]
     assert with_docker.unsupported_reason(job_with(DOCKER)) is None

@@ -41,12 +41,28 @@ def _serve_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--auth", default=os.environ.get("BACALHAU_DEVSTACK_AUTH", ""), help="auth config JSON (see auth.py)")
     p.add_argument("--managed-url-expiration", type=int, default=3600,
                    help="seconds a presigned s3managed URL stays valid (Bacalhau's PreSignedURLExpiration)")
+    p.add_argument("--node-s3-endpoint", default="",
+                   help="S3 as the compute node reaches it, and the only address it reaches (its default for jobs "
+                        "without an Endpoint); empty: --s3-endpoint, with no such limit")
+    p.add_argument("--node-s3-forward", action="store_true",
+                   help="serve --node-s3-endpoint's host:port by forwarding TCP to --s3-endpoint (a second address "
+                        "for the same S3 server on one machine)")
+    p.add_argument("--node-aws-credentials", choices=("devstack", "env", "none"), default="devstack",
+                   help="the compute node's own S3 credentials: the devstack's, AWS_ACCESS_KEY_ID/"
+                        "AWS_SECRET_ACCESS_KEY of this process, or none (the node then reports s3 as not installed)")
     p.add_argument("--worker-fd", type=int, default=-1, help=argparse.SUPPRESS)
 
 
 def _serve(args: argparse.Namespace) -> int:
     if args.worker_fd >= 0:
         return _worker(args)
+    if args.node_s3_forward:
+        if not args.node_s3_endpoint:
+            raise SystemExit("--node-s3-forward needs --node-s3-endpoint")
+        from airflow_provider_bacalhau.devstack.s3forward import TcpForwarder
+
+        # In the supervisor, so the node's address stays up while workers restart.
+        TcpForwarder(args.node_s3_endpoint, args.s3_endpoint).start()
     # Supervisor: owns the listening socket, so a restarted worker takes over without refused connections.
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -89,10 +105,21 @@ def _worker(args: argparse.Namespace) -> int:
         region=args.region, docker_host=args.docker_host or None, concurrency=args.concurrency, queue_backoff=args.queue_backoff,
         allow_listed_local_paths=args.allow_local_path, managed_url_expiration=args.managed_url_expiration,
         faults=json.loads(args.faults) if args.faults else None, auth=json.loads(args.auth) if args.auth else None,
+        node_s3_endpoint=args.node_s3_endpoint, **_node_credentials(args.node_aws_credentials),
     )
     app = create_app(settings)
     uvicorn.Server(uvicorn.Config(app, fd=args.worker_fd, log_level="warning", ws="websockets-sansio")).run()
     return 0
+
+
+def _node_credentials(mode: str) -> dict[str, str]:
+    """The compute node's credentials; {} keeps the server's own (the devstack identity)."""
+    if mode == "env":  # as a real node's AWS default chain would find them
+        return {"node_aws_access_key_id": os.environ.get("AWS_ACCESS_KEY_ID", ""),
+                "node_aws_secret_access_key": os.environ.get("AWS_SECRET_ACCESS_KEY", "")}
+    if mode == "none":
+        return {"node_aws_access_key_id": "", "node_aws_secret_access_key": ""}
+    return {}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -18,7 +18,7 @@ from typing import Any, Callable
 
 from airflow_provider_bacalhau.devstack import inputs as inputs_module
 from airflow_provider_bacalhau.devstack import publishers as publishers_module
-from airflow_provider_bacalhau.devstack.compute_common import ComputeError, S3Clients, same_type
+from airflow_provider_bacalhau.devstack.compute_common import ComputeError, S3Clients, host_capacity, same_type
 from airflow_provider_bacalhau.devstack.compute_docker import (
     CANCELLED,
     ContainerSpec,
@@ -67,6 +67,8 @@ class ComputeSettings:
     :param local_publisher_dir: where the ``local`` publisher writes ``<executionID>.tar.gz``.
     :param local_publisher_base_url: URL prefix under which those files are served.
     :param noop_delay: seconds a ``noop`` engine execution takes.
+    :param s3_only_default: the node reaches S3 only at ``s3_default_endpoint`` (its own view);
+        a job naming another Endpoint fails to connect, as a real node outside that network.
     """
 
     data_dir: Path
@@ -81,6 +83,7 @@ class ComputeSettings:
     local_publisher_dir: Path
     local_publisher_base_url: str
     noop_delay: float = 0.0
+    s3_only_default: bool = False
 
 
 @dataclass
@@ -132,11 +135,29 @@ class ComputeNode:
     # --- capabilities -------------------------------------------------------------------------
 
     def node_info(self) -> dict:
+        """``models.ComputeNodeInfo``: only *installed* plugins, keys lower-cased as the node's
+        providers keep them (``pkg/lib/provider/mapped.go`` ``Keys``, ``utils.go`` ``sanitizeKey``).
+        s3 input and publisher count as installed only with AWS credentials (``pkg/s3/utils.go``
+        ``HasValidCredentials``); s3managed always (``pkg/publisher/s3managed/publisher.go``).
+        Capacities are the host's; the devstack does not track what running executions use."""
+        has_credentials = bool(self.settings.aws_access_key_id and self.settings.aws_secret_access_key)
+
+        def installed(types: tuple[str, ...]) -> list[str]:
+            return sorted({t.lower() for t in types if has_credentials or t != "s3"})
+
         engines = [e for e in ENGINE_TYPES if e != "docker" or self._docker is not None]
+        capacity = host_capacity(Path(self.settings.data_dir))
         return {
             "ExecutionEngines": engines,
-            "Publishers": sorted(publishers_module.PUBLISHER_TYPES),
-            "StorageSources": sorted(inputs_module.SOURCE_TYPES),
+            "Publishers": installed(publishers_module.PUBLISHER_TYPES),
+            "StorageSources": installed(inputs_module.SOURCE_TYPES),
+            "MaxCapacity": capacity,
+            "QueueCapacity": {},
+            "AvailableCapacity": capacity,
+            "MaxJobRequirements": capacity,
+            "RunningExecutions": 0,
+            "EnqueuedExecutions": 0,
+            "address": "127.0.0.1",
         }
 
     def unsupported_reason(self, job: dict) -> str | None:

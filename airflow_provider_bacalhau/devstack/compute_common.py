@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 import threading
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
@@ -26,6 +29,21 @@ def go_duration(seconds: float) -> str:
     if minutes:
         return f"{minutes}m{secs}s"
     return f"{secs}s"
+
+
+def host_capacity(path: Path) -> dict:
+    """``models.Resources`` of this host (CPU cores, bytes; zero fields omitted, as omitempty)."""
+    memory = 0
+    try:
+        memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        pass
+    try:
+        disk = shutil.disk_usage(path if path.exists() else path.anchor or "/").free
+    except OSError:
+        disk = 0
+    resources = {"CPU": float(os.cpu_count() or 1), "Memory": int(memory), "Disk": int(disk)}
+    return {k: v for k, v in resources.items() if v}
 
 
 def same_type(given: Any, expected: str) -> bool:
@@ -56,6 +74,13 @@ class S3Clients:
     def endpoint_for(self, endpoint: str) -> str:
         return endpoint or self._settings.s3_default_endpoint
 
+    def reachable(self, endpoint: str) -> bool:
+        """With ``s3_only_default`` the node's network reaches S3 only at its default endpoint
+        (its own view of S3); any other address is unreachable from it, as on a real network."""
+        if not self._settings.s3_only_default:
+            return True
+        return _same_endpoint(self.endpoint_for(endpoint), self._settings.s3_default_endpoint)
+
     def client(self, endpoint: str, region: str) -> Any:
         key = (self.endpoint_for(endpoint), region or self._settings.region)
         with self._lock:
@@ -82,11 +107,39 @@ class S3Clients:
             request_checksum_calculation="when_required",
             response_checksum_validation="when_required",
         )
-        return session.client("s3", endpoint_url=endpoint or None, config=config)
+        client = session.client("s3", endpoint_url=endpoint or None, config=config)
+        if not self.reachable(endpoint):
+            # Nothing of the node's network listens there: every request fails to connect.
+            client.meta.events.register("before-send.s3", _refuse_connection)
+        return client
+
+
+def _same_endpoint(a: str, b: str) -> bool:
+    def norm(url: str) -> tuple[str, str, int | None]:
+        parsed = urlparse(url if "://" in url else f"https://{url}")
+        port = parsed.port or (443 if parsed.scheme == "https" else 80)
+        return parsed.scheme, (parsed.hostname or "").lower(), port
+    return norm(a) == norm(b)
+
+
+def _refuse_connection(request: Any, **_: Any) -> None:
+    from botocore.exceptions import EndpointConnectionError
+
+    raise EndpointConnectionError(endpoint_url=request.url)
 
 
 def s3_error(operation: str, error: Exception) -> str:
     """Describe a botocore error in the shape of the Go SDK's messages."""
+    from botocore.exceptions import EndpointConnectionError
+
+    if isinstance(error, EndpointConnectionError):
+        url = str(error.kwargs.get("endpoint_url", ""))
+        parsed = urlparse(url)
+        port = parsed.port or (443 if parsed.scheme == "https" else 80)
+        # The Go SDK's text for a refused connection, after its 3 attempts (aws retry defaults).
+        return (f"operation error S3: {operation}, exceeded maximum attempts, 3, https response error "
+                f"StatusCode: 0, RequestID: , HostID: , request send failed, {_HTTP_METHODS.get(operation, 'Get')} "
+                f"\"{url}\": dial tcp {parsed.hostname}:{port}: connect: connection refused")
     response = getattr(error, "response", None)
     if isinstance(response, dict):
         meta = response.get("ResponseMetadata", {})
@@ -98,6 +151,10 @@ def s3_error(operation: str, error: Exception) -> str:
             f"{meta.get('HTTPStatusCode', 0)}, api error {code}: {message}"
         )
     return f"operation error S3: {operation}, {error}"
+
+
+_HTTP_METHODS = {"HeadObject": "Head", "PutObject": "Put", "GetObject": "Get", "ListObjectsV2": "Get",
+                 "CreateMultipartUpload": "Post", "UploadPart": "Put", "CompleteMultipartUpload": "Post"}
 
 
 def _status_text(code: str) -> str:

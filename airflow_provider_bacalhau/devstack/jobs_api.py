@@ -8,6 +8,7 @@ import copy
 import difflib
 import json
 import re
+import time
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -303,11 +304,32 @@ def register(app: FastAPI, state: Any) -> None:
             updated = store.update_job(job_id, spec)
         return {"JobID": job_id, "JobVersion": updated["Version"], "EvaluationID": scheduler.enqueue(job_id), "Warnings": None}
 
+    connected_since = _go_time(time.time())
+
     @app.get("/api/v1/orchestrator/nodes")
-    def nodes() -> dict:
-        return {"Nodes": [{"Info": state.node_info(), "Membership": "APPROVED", "Connection": "CONNECTED"}], "NextToken": ""}
+    def nodes(request: Request) -> dict:
+        # apimodels.ListNodesResponse of models.NodeState (pkg/models/node_state.go); states marshal
+        # as upper-case strings (node_approval.go, node_connection.go), the swagger's ints are wrong.
+        node = {"Info": state.node_info(), "Membership": "APPROVED", "Connection": "CONNECTED",
+                "ConnectionState": {"Status": "CONNECTED", "LastHeartbeat": _go_time(time.time()),
+                                    "ConnectedSince": connected_since, "DisconnectedSince": _GO_ZERO_TIME}}
+        # listNodes (pkg/publicapi/endpoint/orchestrator/node.go) binds filter-approval/filter-status.
+        approval = request.query_params.get("filter-approval", "").upper()
+        status = request.query_params.get("filter-status", "").upper()
+        keep = approval in ("", "APPROVED") and status in ("", "CONNECTED")
+        return {"NextToken": "", "Nodes": [node] if keep else []}
 
     logs_api.register(app, state)
+
+
+_GO_ZERO_TIME = "0001-01-01T00:00:00Z"
+
+
+def _go_time(seconds: float) -> str:
+    """A time as Go's ``time.Time`` marshals it (RFC 3339 with nanoseconds, UTC)."""
+    import datetime as dt
+
+    return dt.datetime.fromtimestamp(seconds, dt.timezone.utc).isoformat().replace("+00:00", "Z")
 
 
 def transform_result(state: Any, job_id: str, execution_id: str, result: dict) -> dict:

@@ -41,6 +41,10 @@ class ServerSettings:
 
     :param data_dir: where the job store, node ID and execution files live.
     :param public_url: the URL clients use to reach this server (local publisher downloads).
+    :param node_s3_endpoint: S3 as the compute node reaches it, the only address it reaches (its
+        default for jobs without an Endpoint); "" means ``s3_endpoint`` and no such limit.
+    :param node_aws_access_key_id: the compute node's own credentials (None: the server's; ""
+        for a node without any, which then reports s3 as not installed).
     """
 
     data_dir: Path
@@ -58,6 +62,9 @@ class ServerSettings:
     allow_listed_local_paths: list[str] = field(default_factory=list)
     faults: dict | None = None
     auth: dict | None = None
+    node_s3_endpoint: str = ""
+    node_aws_access_key_id: str | None = None
+    node_aws_secret_access_key: str | None = None
 
 
 def node_id_for(data_dir: Path) -> str:
@@ -161,8 +168,11 @@ class Devstack:
         s = self.settings
         return compute.ComputeNode(compute.ComputeSettings(
             data_dir=s.data_dir / "compute", node_id=self.node_id, docker_host=s.docker_host,
-            image_aliases=dict(getattr(compute, "DEFAULT_IMAGE_ALIASES", {})), s3_default_endpoint=s.s3_endpoint,
-            aws_access_key_id=s.aws_access_key_id, aws_secret_access_key=s.aws_secret_access_key, region=s.region,
+            image_aliases=dict(getattr(compute, "DEFAULT_IMAGE_ALIASES", {})),
+            s3_default_endpoint=s.node_s3_endpoint or s.s3_endpoint, s3_only_default=bool(s.node_s3_endpoint),
+            aws_access_key_id=s.aws_access_key_id if s.node_aws_access_key_id is None else s.node_aws_access_key_id,
+            aws_secret_access_key=(s.aws_secret_access_key if s.node_aws_secret_access_key is None
+                                   else s.node_aws_secret_access_key), region=s.region,
             allow_listed_local_paths=list(s.allow_listed_local_paths), local_publisher_dir=self.local_publisher_dir,
             local_publisher_base_url=f"{s.public_url}/devstack/v1/results",
         ))
@@ -221,7 +231,8 @@ class Devstack:
 
     def node_info(self) -> dict:
         compute_info = self.compute.node_info() if hasattr(self.compute, "node_info") else {}
-        return {"NodeID": self.node_id, "NodeType": "Requester", "Labels": {"devstack": "true"},
+        # A hybrid node: the compute decorator makes it "Compute" (pkg/compute/node_info_decorator.go).
+        return {"NodeID": self.node_id, "NodeType": "Compute", "Labels": {"devstack": "true"},
                 "SupportedProtocols": ["ncl/v1"], "ComputeNodeInfo": compute_info, "BacalhauVersion": version_info()}
 
     def agent_config(self) -> dict:
