@@ -12,6 +12,7 @@ import tarfile
 import time
 import urllib.error
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -29,7 +30,12 @@ log = logging.getLogger(__name__)
 
 PUBLISHER_TYPES = ("s3", "s3managed", "local", "noop")
 MANAGED_UNAVAILABLE = "Managed S3 publisher is not available"
-_PUT_ATTEMPTS = 5
+_PUT_RETRIES = 5  # PreSignedURLUploadRetryCount
+# The Go SDK uploader's defaults (feature/s3/manager upload.go: DefaultUploadPartSize =
+# MinUploadPartSize = 5 MiB, DefaultUploadConcurrency = 5, MaxUploadParts = 10000).
+PART_SIZE = 5 * 1024 * 1024
+UPLOAD_CONCURRENCY = 5
+MAX_PARTS = 10_000
 
 
 @dataclass
@@ -105,6 +111,63 @@ def published_key(key: str, encoding: str, context: PublishContext) -> str:
     return key.replace("{time}", time.strftime("%H%M%S"))
 
 
+def upload(client: Any, bucket: str, key: str, path: Path, *, aws: bool) -> dict:
+    """Upload one file as the Go SDK's ``manager.Uploader`` (defaults) does for Bacalhau's s3
+    publisher (pkg/publisher/s3/publisher.go ``publishArchive``/``publishDirectory``;
+    feature/s3/manager ``upload.go``): one PutObject up to :data:`PART_SIZE` bytes, else a
+    multipart upload of :data:`PART_SIZE` parts (larger only past 10,000 parts), five at a time.
+
+    The publisher asks for SHA-256 only on AWS endpoints (``IsAWSEndpoint``); elsewhere the SDK's
+    default (``RequestChecksumCalculationWhenSupported``) gives multipart parts CRC32. Returns the
+    PutObject or CompleteMultipartUpload answer (``VersionId``, ``ChecksumSHA256``, ``ETag``).
+    """
+    size = path.stat().st_size
+    part_size = PART_SIZE if size // PART_SIZE < MAX_PARTS else size // MAX_PARTS + 1
+    if size <= part_size:
+        request: dict[str, Any] = {"Bucket": bucket, "Key": key}
+        if aws:
+            request["ChecksumAlgorithm"] = "SHA256"
+        try:
+            with open(path, "rb") as body:
+                return client.put_object(Body=body, **request)
+        except Exception as exc:
+            raise ComputeError(s3_error("PutObject", exc)) from exc
+    algorithm = "SHA256" if aws else "CRC32"
+    try:
+        upload_id = client.create_multipart_upload(Bucket=bucket, Key=key, ChecksumAlgorithm=algorithm)["UploadId"]
+    except Exception as exc:
+        raise ComputeError(s3_error("CreateMultipartUpload", exc)) from exc
+
+    def send(number: int) -> dict:
+        with open(path, "rb") as handle:
+            handle.seek((number - 1) * part_size)
+            body = handle.read(part_size)
+        try:
+            answer = client.upload_part(Bucket=bucket, Key=key, UploadId=upload_id, PartNumber=number, Body=body,
+                                        ChecksumAlgorithm=algorithm)
+        except Exception as exc:
+            raise ComputeError(s3_error("UploadPart", exc)) from exc
+        part = {"PartNumber": number, "ETag": answer["ETag"]}
+        part.update({k: v for k, v in answer.items() if k.startswith("Checksum") and k != "ChecksumType"})
+        return part
+
+    count = -(-size // part_size)
+    try:
+        with ThreadPoolExecutor(UPLOAD_CONCURRENCY, thread_name_prefix="devstack-upload") as pool:
+            parts = list(pool.map(send, range(1, count + 1)))
+        try:
+            return client.complete_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id,
+                                                    MultipartUpload={"Parts": parts})
+        except Exception as exc:
+            raise ComputeError(s3_error("CompleteMultipartUpload", exc)) from exc
+    except BaseException:
+        try:  # the manager's fail(): abort, so no parts are left behind
+            client.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id)
+        except Exception:  # noqa: BLE001 - best effort, the upload error is what matters
+            log.warning("could not abort multipart upload of s3://%s/%s", bucket, key)
+        raise
+
+
 def _publish_s3(params: Any, results_dir: Path, context: PublishContext) -> dict:
     bucket, endpoint, region = text(params, "Bucket"), text(params, "Endpoint"), text(params, "Region")
     encoding = text(params, "Encoding") or "gzip"
@@ -114,24 +177,16 @@ def _publish_s3(params: Any, results_dir: Path, context: PublishContext) -> dict
     if encoding == "plain":
         for path in sorted(p for p in results_dir.rglob("*") if p.is_file()):
             object_key = key + path.relative_to(results_dir).as_posix()
-            try:
-                with open(path, "rb") as body:
-                    client.put_object(Bucket=bucket, Key=object_key, Body=body)
-            except Exception as exc:
-                raise ComputeError(s3_error("PutObject", exc)) from exc
+            upload(client, bucket, object_key, path, aws=is_aws_endpoint(endpoint))
     else:
         archive = results_dir.parent / f"{context.execution_id}-publish.tar.gz"
         write_tarball(results_dir, archive)
-        request: dict[str, Any] = {"Bucket": bucket, "Key": key}
-        if is_aws_endpoint(endpoint):
-            request["ChecksumAlgorithm"] = "SHA256"
         try:
-            with open(archive, "rb") as body:
-                answer = client.put_object(Body=body, **request)
-        except Exception as exc:
-            raise ComputeError(s3_error("PutObject", exc)) from exc
+            answer = upload(client, bucket, key, archive, aws=is_aws_endpoint(endpoint))
         finally:
             archive.unlink(missing_ok=True)
+        # publishArchive reports the uploader's answer as is: for a multipart upload that is
+        # CompleteMultipartUpload's composite "<b64>-<parts>", not the archive's own SHA-256.
         version_id = answer.get("VersionId") or ""
         checksum = (answer.get("ChecksumSHA256") or "") if is_aws_endpoint(endpoint) else ""
     return {
@@ -167,33 +222,30 @@ def _publish_managed(results_dir: Path, context: PublishContext) -> dict:
 
 
 def _put_with_retries(url: str, archive: Path) -> None:
-    """One HTTP PUT of the archive, retried with exponential backoff (as the managed uploader)."""
+    """The managed uploader (pkg/publisher/s3managed/url_uploader.go): one plain HTTP PUT of the
+    whole archive, no multipart, with ``Content-Type: application/octet-stream`` (not signed:
+    ``GeneratePresignedPutURL`` presigns a bare PutObject). Any failure is retried, 5 retries
+    after 1, 2, 4, 8, 16 s (capped at 30 s)."""
     size = archive.stat().st_size
     last = ""
-    for attempt in range(_PUT_ATTEMPTS):
+    for attempt in range(_PUT_RETRIES + 1):
         if attempt:
-            time.sleep(min(0.5 * 2 ** (attempt - 1), 30.0))
+            time.sleep(min(float(1 << (attempt - 1)), 30.0))
         try:
             with open(archive, "rb") as body:
                 request = urllib.request.Request(
-                    url,
-                    data=body,
-                    method="PUT",
-                    # moto can hang on a presigned PUT without an explicit Content-Type.
-                    headers={"Content-Type": "application/octet-stream", "Content-Length": str(size)},
-                )
+                    url, data=body, method="PUT",
+                    headers={"Content-Type": "application/octet-stream", "Content-Length": str(size)})
                 with urllib.request.urlopen(request, timeout=120) as response:
                     if 200 <= response.status < 300:
                         return
-                    last = f"unexpected status code {response.status}"
+                    last = f"upload failed with status code: {response.status}"
         except urllib.error.HTTPError as exc:
-            last = f"upload failed with status {exc.code}"
-            if exc.code < 500 and exc.code not in (408, 429):
-                break
+            last = f"upload failed with status code: {exc.code}"
         except OSError as exc:
-            last = f"upload failed: {exc}"
+            last = f"failed to upload file: {exc}"
     # The presigned URL itself is a secret of sorts: never put it in the message.
-    raise ComputeError(f"failed to upload results to managed storage: {last}")
+    raise ComputeError(f"failed to upload after {_PUT_RETRIES + 1} attempts: {last}")
 
 
 def _publish_local(results_dir: Path, context: PublishContext) -> dict:

@@ -214,8 +214,9 @@ class Devstack:
     def presign_managed_put(self, job_id: str, execution_id: str) -> str:
         return self.s3().generate_presigned_url(
             "put_object", ExpiresIn=self.settings.managed_url_expiration,
-            Params={"Bucket": self.settings.managed_bucket, "Key": self.managed_key(job_id, execution_id),
-                    "ContentType": "application/octet-stream"})
+            # A bare PutObject, no ContentType (s3managed/url_generator.go GeneratePresignedPutURL);
+            # the node's PUT then sends an unsigned Content-Type, which SeaweedFS and AWS accept.
+            Params={"Bucket": self.settings.managed_bucket, "Key": self.managed_key(job_id, execution_id)})
 
     def presign_get(self, bucket: str, key: str, endpoint: str = "", region: str = "", expires: int = 900) -> str:
         client = self.s3()
