@@ -125,6 +125,9 @@ with DAG(
         local_paths=[str(DATA_DIR / "sales.csv")],
         bucket="{{ params.bucket }}",
         prefix="{{ params.stage_prefix }}",
+        # The staged spec is job A's input: S3 as the compute nodes see it, like the publishers.
+        s3_endpoint="{{ params.s3_endpoint }}",
+        s3_region="{{ params.s3_region }}",
     )
 
     clean_sales = BacalhauDockerJobOperator(
