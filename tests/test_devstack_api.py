@@ -282,3 +282,22 @@ def test_history_cursor_stays_open_until_terminal(api):
     token = json.loads(base64.urlsafe_b64decode(first["NextToken"] + "=="))
     assert set(token) >= {"offset", "limit"}
     assert api.get(f"{JOBS}/{job_id}/history", params={"next_token": "!!"}).status_code == 400
+
+
+@pytest.mark.parametrize(
+    "constraints, message",
+    [
+        ([{"Key": "", "Operator": "=", "Values": ["a"]}], "constraint 1 validation failed: selector key cannot be blank"),
+        ([{"Key": "a", "Operator": "exists"}, {"Key": "z", "Operator": "in"}],
+         "constraint 2 validation failed: selector values cannot be empty for In or NotIn operators"),
+        ([{"Key": "g", "Operator": "!", "Values": ["x"]}],
+         "constraint 1 validation failed: selector values must be empty for Exists or KeyNotInImap operators"),
+        ([{"Key": "z", "Operator": "=", "Values": ["a", "b"]}],
+         "constraint 1 validation failed: selector values must have exactly one value for other operators"),
+    ],
+)
+def test_constraint_checks_answer_with_go_texts(api, constraints, message):
+    """pkg/models/selector.go Validate; job.go ValidateSubmission numbers constraints from 1."""
+    resp = api.put(JOBS, json={"Job": noop_job(Constraints=constraints)})
+    assert resp.status_code == 400
+    assert resp.json()["Message"] == message

@@ -196,21 +196,28 @@ def _env_problem(env: dict) -> str | None:
 
 
 def _validate_constraint(index: int, constraint: dict) -> str | None:
+    """selector.go LabelSelectorRequirement.Validate, reported 1-based as ValidateSubmission does."""
     op = constraint["Operator"]
     values = constraint["Values"]
-    if not constraint["Key"]:
-        problem = "key cannot be empty"
+    problems = []
+    if not constraint["Key"].strip():
+        problems.append("selector key cannot be blank")
+    if op in ("in", "notin"):
+        if not values:
+            problems.append("selector values cannot be empty for In or NotIn operators")
+    elif op in ("exists", "!"):
+        if values:
+            problems.append("selector values must be empty for Exists or KeyNotInImap operators")
+    elif len(values) != 1:
+        problems.append("selector values must have exactly one value for other operators")
     elif op not in _OPERATORS:
-        problem = f"unsupported operator: {op}"
-    elif op in ("in", "notin") and not values:
-        problem = f"values must be specified for '{op}' operator"
-    elif op in ("exists", "!") and values:
-        problem = f"values must not be specified for '{op}' operator"
-    elif op not in ("in", "notin", "exists", "!") and len(values) != 1:
-        problem = f"exactly one value must be specified for '{op}' operator"
-    else:
+        # Go accepts it here and then fails every evaluation (ranking/labels.go
+        # labels.NewRequirement); the devstack ignores constraints when it schedules, so it refuses
+        # the job now rather than run it.
+        problems.append(f"operator {op!r} is not recognized")
+    if not problems:
         return None
-    return f"constraint {index} validation failed: {problem}"
+    return f"constraint {index + 1} validation failed: " + "\n".join(problems)
 
 
 def normalize_submission(raw_job: Any) -> tuple[dict, list[str]]:
