@@ -237,6 +237,9 @@ class Constraint:
     def validate(self, path: str = "Constraint") -> None:
         check_text(self.key, f"{path}.Key", required=True)
         op = check_text(self.operator, f"{path}.Operator", required=True)
+        # Submit accepts any operator (pkg/models/selector.go Validate), but every evaluation then
+        # fails in labels.NewRequirement (orchestrator/selection/ranking/labels.go RankNodes), so
+        # the job can never be scheduled on any network.
         if op not in CONSTRAINT_OPERATORS:
             raise SpecError(f"{path}.Operator", f"unknown operator; known: "
                                                 f"{' '.join(CONSTRAINT_OPERATORS)}", op)

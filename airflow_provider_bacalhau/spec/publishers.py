@@ -172,6 +172,8 @@ def publisher_from_spec(spec: Any, path: str = "Publisher") -> Publisher:
         return spec
     spec = as_mapping(spec, path)
     warn_unknown(spec, ("Type", "Params"), path)
+    # A blank Type with Params passes submit (SpecConfig.ValidateAllowBlank) but no node has a
+    # publisher named "", so such a job never runs: refused here.
     ptype = check_text(get(spec, "Type", ""), f"{path}.Type", required=True).strip()
     cls = PUBLISHER_TYPES.get(ptype.lower())
     params = as_mapping(get(spec, "Params") or {}, f"{path}.Params")
