@@ -148,3 +148,26 @@ def test_auth_header_and_namespace_come_from_the_config(api, devstack):
             assert "w" * 24 not in str(caught.value)
     finally:
         devstack.clear_auth()
+
+
+@pytest.mark.parametrize("action", ["error", "drop"])
+def test_a_refused_or_dropped_handshake_raises(config, devstack, finished, action):
+    job_id, execution_id = finished
+    devstack.set_faults(routes={"GET /api/v1/orchestrator/jobs/{id}/logs": {"every": 1, "action": action,
+                                                                            "status": 503}})
+    try:
+        with BacalhauClient(config) as client:
+            with pytest.raises(BacalhauLogsError) as caught:
+                client.job_logs_tail(job_id, execution_id)
+        assert not caught.value.server_error
+        if action == "error":
+            assert "503" in str(caught.value)
+
+        async def read() -> None:
+            async with AsyncBacalhauClient(config) as client:
+                await client.job_logs_tail(job_id, execution_id)
+
+        with pytest.raises(BacalhauLogsError):
+            asyncio.run(read())
+    finally:
+        devstack.clear_faults()

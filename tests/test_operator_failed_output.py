@@ -101,6 +101,18 @@ def test_hanging_or_missing_logs_leave_the_job_messages_and_stay_prompt(devstack
     assert str(failed.value).count("not available from the logs endpoint (timeout while waiting for execution logs)") == 2
 
 
+def test_a_broken_logs_endpoint_leaves_the_job_messages(devstack_env, devstack, failed_job, ti):
+    devstack.set_faults(routes={LOGS_ROUTE: {"error_rate": 1, "status": 502}})
+    try:
+        with pytest.raises(AirflowException) as failed:
+            op_for(unpublishable()).execute_complete(fake_context(ti), event_from_response(failed_job))
+    finally:
+        devstack.clear_faults()
+    message = str(failed.value)
+    assert "failed to publish result" in message
+    assert message.count("not available from the logs endpoint") == 2 and "502" in message
+
+
 def test_a_completed_nonzero_exit_keeps_using_run_output_without_reading_logs(devstack_env, devstack, ti):
     devstack.set_faults(routes={LOGS_ROUTE: {"latency": 30}})
     try:

@@ -176,6 +176,9 @@ class FaultMiddleware:
         decision = self.holder.faults.decide(method, scope["path"])
         if decision.latency > 0:
             await asyncio.sleep(decision.latency)
+        if decision.action and scope["type"] == "websocket":
+            await self._refuse_websocket(decision, scope, receive, send)
+            return
         if decision.action == "drop" and scope["type"] == "http":
             if decision.drop_after:
                 async def swallow(message: dict) -> None:
@@ -193,6 +196,24 @@ class FaultMiddleware:
             await send({"type": "http.response.body", "body": payload})
             return
         await self.app(scope, receive, send)
+
+    async def _refuse_websocket(self, decision: Decision, scope: dict, receive: Any, send: Any) -> None:
+        """A WebSocket fault happens at the handshake: the error answers it with an HTTP APIError
+        (where the server supports ASGI denial responses), the drop closes the connection."""
+        if decision.action == "drop":
+            transport = _transport(receive)
+            if transport is not None:
+                transport.abort()
+                return
+        if decision.action == "error" and "websocket.http.response" in scope.get("extensions", {}):
+            body = {"Status": decision.status, "Message": "devstack fault injection: simulated server error",
+                    "RequestID": _request_id(scope), "Code": _code_for(decision.status), "Component": "APIServer"}
+            payload = json.dumps(body).encode()
+            await send({"type": "websocket.http.response.start", "status": decision.status,
+                        "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())]})
+            await send({"type": "websocket.http.response.body", "body": payload})
+            return
+        await send({"type": "websocket.close", "code": 1011})  # refused before the upgrade
 
     @staticmethod
     async def _drop(receive: Any, send: Any) -> None:
