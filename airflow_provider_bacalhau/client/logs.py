@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 from urllib.parse import quote, urlencode, urlsplit
 
+from airflow_provider_bacalhau import __version__
 from airflow_provider_bacalhau.client.config import ClientConfig
 from airflow_provider_bacalhau.client.responses import redact
 from airflow_provider_bacalhau.errors import BacalhauLogsError
@@ -101,7 +102,7 @@ def build_log_request(config: ClientConfig, job_id_or_name: str, *, execution_id
             context.verify_mode = ssl.CERT_NONE
         else:
             context = verify
-    headers = {"User-Agent": "airflow-provider-bacalhau", **config.auth_headers()}
+    headers = {"User-Agent": f"airflow-provider-bacalhau/{__version__}", **config.auth_headers()}
     return LogRequest(url, headers, context, config.secrets)
 
 
@@ -320,11 +321,15 @@ class LogStream:
         return iter_logs(self.read)
 
 
-class AsyncLogStream(LogStream):
+class AsyncLogStream:
     """The same for the asyncio client: ``async for chunk in stream``."""
 
-    def __iter__(self) -> Iterator[LogChunk]:
-        raise TypeError("use 'async for' with the asyncio client's log stream")
+    def __init__(self, read: LogRead) -> None:
+        self.read = read
+
+    @property
+    def ended(self) -> str | None:
+        return self.read.ended
 
     def __aiter__(self) -> AsyncIterator[LogChunk]:
         return aiter_logs(self.read)
