@@ -187,3 +187,12 @@ def test_files_match_the_mirror_when_it_is_here():
         blob = subprocess.run(["git", "-C", str(repo), "show", f"v1.9.3:{path}"],
                               capture_output=True, check=True).stdout
         assert blob == (JOBS / name).read_bytes(), name
+
+
+def test_wasm_environment_variables_are_not_checked_and_warn_as_bacalhau_ignores_them(caplog):
+    spec = {"Type": "batch", "Tasks": [{"Name": "main", "Engine": {"Type": "wasm", "Params": {
+        "EntryModule": "/m.wasm", "EnvironmentVariables": ["A=1"]}}}]}
+    caplog.set_level(logging.WARNING, logger="airflow_provider_bacalhau.spec")
+    body = Job.from_dict(spec).to_dict()
+    assert body["Tasks"][0]["Engine"]["Params"]["EnvironmentVariables"] == ["A=1"]
+    assert "Tasks[0].Engine.Params.EnvironmentVariables is ignored" in caplog.text

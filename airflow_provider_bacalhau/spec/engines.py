@@ -8,6 +8,7 @@ from typing import Any, ClassVar, Union
 
 from airflow_provider_bacalhau.errors import SpecError
 from airflow_provider_bacalhau.spec._common import (
+    LOG,
     as_list,
     as_mapping,
     check_absolute,
@@ -95,7 +96,8 @@ class WasmEngine:
     :param entrypoint: exported function to call (e.g. ``_start``).
     :param parameters: argv.
     :param import_modules: Target paths of modules to import.
-    :param environment_variables: mapping of environment variables.
+    :param environment_variables: sent as given; Bacalhau v1.9.3's wasm executor ignores it
+        (use the task's ``env``).
     """
 
     TYPE: ClassVar[str] = "wasm"
@@ -137,7 +139,11 @@ class WasmEngine:
         check_text(self.entrypoint, f"{p}.Entrypoint")
         check_str_list(self.parameters, f"{p}.Parameters")
         as_list(self.import_modules, f"{p}.ImportModules")
-        as_mapping(self.environment_variables, f"{p}.EnvironmentVariables")
+        if self.environment_variables:
+            # v1.9.3's wasm EngineSpec has no such field (pkg/executor/wasm/models/types.go), and
+            # json.Unmarshal drops it on the node: sent as given, but it has no effect.
+            LOG.warning("%s.EnvironmentVariables is ignored by Bacalhau v1.9.3's wasm executor; "
+                        "set the task's Env instead", p)
 
 
 @dataclass
