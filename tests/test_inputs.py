@@ -183,3 +183,26 @@ def test_compute_s3_view_refuses_a_bare_host():
     assert (view.endpoint, view.region) == ("http://a:1", "")
     assert view.overridden(endpoint="", region="r") == ComputeS3View("", "r")
     assert view.overridden() is view
+
+
+def test_stage_operator_says_when_the_spec_names_no_store(s3_server, monkeypatch, tmp_path):
+    from airflow_helpers import fake_context, record_logs
+
+    from airflow_provider_bacalhau.operators.s3 import BacalhauS3StageOperator
+
+    monkeypatch.setenv("AIRFLOW_CONN_AWS_DEFAULT", s3_server.aws_conn_json())
+    s3_server.client().create_bucket(Bucket="stage-hint")
+    (tmp_path / "a.txt").write_text("a")
+    plain = BacalhauS3StageOperator(task_id="s", local_paths=str(tmp_path / "a.txt"), bucket="stage-hint",
+                                    bacalhau_conn_id=None)
+    with record_logs() as logs:
+        spec = plain.execute(fake_context())
+    assert "Endpoint" not in spec["Params"]
+    assert any("set s3_endpoint in the Bacalhau connection" in m and s3_server.endpoint in m
+               for m in logs.messages("info")), logs.text
+    placed = BacalhauS3StageOperator(task_id="s", local_paths=str(tmp_path / "a.txt"), bucket="stage-hint",
+                                     bacalhau_conn_id=None, s3_endpoint="http://s3.nodes.internal:8333")
+    with record_logs() as logs:
+        spec = placed.execute(fake_context())
+    assert spec["Params"]["Endpoint"] == "http://s3.nodes.internal:8333"
+    assert not any("set s3_endpoint" in m for m in logs.messages())

@@ -67,9 +67,15 @@ class BacalhauS3StageOperator(BaseOperator):
         from airflow_provider_bacalhau.hooks.s3 import BacalhauS3Hook
 
         view = compute_s3_view_for(self.bacalhau_conn_id, self.s3_endpoint, self.s3_region)
-        staged = BacalhauS3Hook(aws_conn_id=self.aws_conn_id, compute_s3=view).stage(
-            self.local_paths, self.bucket, self.prefix, force=self.force,
-            delete_extra=self.delete_extra)
+        hook = BacalhauS3Hook(aws_conn_id=self.aws_conn_id, compute_s3=view)
+        staged = hook.stage(self.local_paths, self.bucket, self.prefix, force=self.force,
+                            delete_extra=self.delete_extra)
+        if not view.endpoint and hook.endpoint_url:
+            # The one set-up where the old habit (copying Airflow's endpoint) would have hidden this.
+            self.log.info("The staged spec names no S3 Endpoint: compute nodes read it from AWS or "
+                          "their own default. Airflow's AWS connection %r uses %s; if the nodes reach "
+                          "that same server, set s3_endpoint in the Bacalhau connection's extra (or "
+                          "on this operator).", self.aws_conn_id, hook.endpoint_url)
         return staged.source_spec()
 
 
