@@ -1,5 +1,12 @@
 """HTTP side of fetching results: s3managed presigned URLs and the local publisher's URLs.
 
+A local-publisher (``urlDownload``) result lives on the compute node that ran the job, served at
+the node's own address: ``http://<Publishers.Types.Local.Address>:<Port>/<executionID>.tar.gz``,
+by default ``http://127.0.0.1:6001/...`` (v1.9.3 pkg/config/defaults.go,
+pkg/publisher/local/publisher.go). Airflow reaches it only when it runs where that address leads,
+so fetching one is best effort: :func:`download_node_url` turns any failure into a
+:class:`ResultUnreachableError` that says so.
+
 Presigned URLs carry a signature in their query string, so it is kept out of every log line:
 ours print :func:`safe_url`, and httpx's own request log gets a filter (httpx logs each URL at
 INFO; Airflow 3 silences that logger, Airflow 2 lets it reach the task log).
@@ -15,7 +22,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from airflow_provider_bacalhau._staging import MiB
-from airflow_provider_bacalhau.errors import ResultIntegrityError
+from airflow_provider_bacalhau.errors import ResultIntegrityError, ResultUnreachableError
 
 _SIGNED_QUERY = re.compile(r"signature|credential|token", re.IGNORECASE)
 
@@ -49,13 +56,13 @@ def hide_signed_queries_in_httpx_log() -> None:
         httpx_log.addFilter(_HideSignedQueries())
 
 
-def download_url(url: str, path: Path) -> str:
+def download_url(url: str, path: Path, *, timeout: Any = 60.0) -> str:
     """GET ``url`` into ``path``; returns the hex SHA-256 of the bytes received."""
     import httpx
 
     hide_signed_queries_in_httpx_log()
     sha = hashlib.sha256()
-    with httpx.stream("GET", url, follow_redirects=True, timeout=60.0) as answer:
+    with httpx.stream("GET", url, follow_redirects=True, timeout=timeout) as answer:
         if answer.status_code >= 400:
             raise ResultIntegrityError(f"GET {safe_url(url)} answered HTTP {answer.status_code}")
         with open(path, "wb") as out:
@@ -63,6 +70,27 @@ def download_url(url: str, path: Path) -> str:
                 sha.update(chunk)
                 out.write(chunk)
     return sha.hexdigest()
+
+
+def download_node_url(url: str, path: Path) -> str:
+    """:func:`download_url` for a local-publisher URL, best effort: an unreachable node, a refused
+    connection, a timeout or an HTTP error becomes a :class:`ResultUnreachableError` naming the URL
+    (without its query) and the way out."""
+    import httpx
+
+    shown = safe_url(url)
+    try:
+        # A short connect timeout: a node address that leads nowhere should fail fast, not hang.
+        return download_url(url, path, timeout=httpx.Timeout(60.0, connect=10.0))
+    except (httpx.HTTPError, ResultIntegrityError) as exc:  # not local disk errors: those are ours
+        reason = str(exc).replace(url, shown) or type(exc).__name__
+        raise ResultUnreachableError(
+            f"could not download the urlDownload result {shown} ({reason}). A urlDownload result "
+            f"comes from Bacalhau's local publisher, which serves it from the compute node's own "
+            f"address (Publishers.Types.Local.Address and Port, default 127.0.0.1:6001); Airflow "
+            f"can reach it only when it runs where that address leads, so fetching or re-staging "
+            f"it from Airflow is best effort. Publish with the s3 publisher (or s3managed) to "
+            f"fetch or chain results from Airflow.", url=shown) from exc
 
 
 def managed_url(job_id: str, execution_id: str, bacalhau_client: Any) -> str:

@@ -85,6 +85,15 @@ class ResultIntegrityError(Exception):
     """A fetched result does not match what was published (checksum mismatch, unsafe archive)."""
 
 
+class ResultUnreachableError(ConnectionError):
+    """A ``urlDownload`` result (Bacalhau's local publisher) could not be downloaded from the
+    compute node's own address. ``url`` is the URL without its query string."""
+
+    def __init__(self, message: str, *, url: str) -> None:
+        self.url = url
+        super().__init__(message)
+
+
 class S3AccessError(PermissionError):
     """S3 refused the Airflow AWS connection: wrong secret, unknown key, expired token, no access.
 

@@ -16,11 +16,11 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from airflow_provider_bacalhau.devstack import auth as authz
-from airflow_provider_bacalhau.devstack import jobs_api
+from airflow_provider_bacalhau.devstack import jobs_api, local_results
 from airflow_provider_bacalhau.devstack.compute_common import go_duration
 from airflow_provider_bacalhau.devstack.faults import FaultMiddleware, Faults
 from airflow_provider_bacalhau.devstack.procs import RESTART_EXIT_CODE
@@ -40,7 +40,11 @@ class ServerSettings:
     """Everything the devstack server needs; see ``python -m airflow_provider_bacalhau.devstack serve --help``.
 
     :param data_dir: where the job store, node ID and execution files live.
-    :param public_url: the URL clients use to reach this server (local publisher downloads).
+    :param public_url: the URL clients use to reach this server.
+    :param local_publisher_address: ``Publishers.Types.Local.Address``: where local-publisher results
+        are served, and the host of their URLs (env ``BACALHAU_PUBLISHERS_TYPES_LOCAL_ADDRESS``).
+    :param local_publisher_port: ``Publishers.Types.Local.Port`` (env
+        ``BACALHAU_PUBLISHERS_TYPES_LOCAL_PORT``); 0 = 6001 if free, else a free port.
     :param node_s3_endpoint: S3 as the compute node reaches it, the only address it reaches (its
         default for jobs without an Endpoint); "" means ``s3_endpoint`` and no such limit.
     :param node_aws_access_key_id: the compute node's own credentials (None: the server's; ""
@@ -65,6 +69,8 @@ class ServerSettings:
     node_s3_endpoint: str = ""
     node_aws_access_key_id: str | None = None
     node_aws_secret_access_key: str | None = None
+    local_publisher_address: str = field(default_factory=local_results.configured_address)
+    local_publisher_port: int = field(default_factory=local_results.configured_port)
 
 
 def node_id_for(data_dir: Path) -> str:
@@ -157,6 +163,10 @@ class Devstack:
         self.faults = Faults.from_config(settings.faults)
         self.auth = authz.AuthConfig.from_config(settings.auth or {})
         self.store = Store(settings.data_dir)
+        self.local_publisher_port = local_results.choose_port(
+            settings.data_dir, settings.local_publisher_address, settings.local_publisher_port)
+        self.local_results = local_results.LocalResultServer(
+            self.local_publisher_dir, settings.local_publisher_address, self.local_publisher_port)
         self.compute = compute if compute is not None else self._real_compute()
         self.scheduler = Scheduler(self.store, self.compute, self.node_id, settings.concurrency,
                                    presign_managed_put=self.presign_managed_put, queue_backoff=settings.queue_backoff)
@@ -174,7 +184,7 @@ class Devstack:
             aws_secret_access_key=(s.aws_secret_access_key if s.node_aws_secret_access_key is None
                                    else s.node_aws_secret_access_key), region=s.region,
             allow_listed_local_paths=list(s.allow_listed_local_paths), local_publisher_dir=self.local_publisher_dir,
-            local_publisher_base_url=f"{s.public_url}/devstack/v1/results",
+            local_publisher_base_url=self.local_publisher_url,
         ))
 
     def reap_orphan_containers(self) -> None:
@@ -195,6 +205,10 @@ class Devstack:
     @property
     def local_publisher_dir(self) -> Path:
         return self.settings.data_dir / "local-publisher"
+
+    @property
+    def local_publisher_url(self) -> str:
+        return local_results.base_url(self.settings.local_publisher_address, self.local_publisher_port)
 
     def s3(self) -> Any:
         if self._s3 is None:
@@ -269,12 +283,14 @@ def create_app(settings: ServerSettings, compute: Any = None) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI):
         state.reap_orphan_containers()  # before any new execution can start a container
+        state.local_results.start()
         state.scheduler.start()
         log.info("%s; node %s; API at %s", STAND_IN_NOTE, state.node_id, settings.public_url)
         try:
             yield
         finally:
             state.scheduler.shutdown()
+            state.local_results.stop()
             state.store.close()
 
     app = FastAPI(title="Bacalhau devstack", description=STAND_IN_NOTE, docs_url=None, redoc_url=None, openapi_url=None,
@@ -387,14 +403,8 @@ def _register_admin(app: FastAPI, state: Devstack) -> None:
 
     @app.get("/devstack/v1/info")
     def info() -> dict:
-        return {"Note": STAND_IN_NOTE, "NodeID": state.node_id, "PID": os.getpid(), "Concurrency": state.settings.concurrency}
-
-    @app.get("/devstack/v1/results/{name}")
-    def local_result(name: str) -> Response:
-        path = state.local_publisher_dir / name
-        if "/" in name or not path.is_file():
-            raise ApiError(404, f"result {name} not found", "NotFound", "Devstack")
-        return FileResponse(path, media_type="application/gzip")
+        return {"Note": STAND_IN_NOTE, "NodeID": state.node_id, "PID": os.getpid(), "Concurrency": state.settings.concurrency,
+                "LocalPublisherURL": state.local_publisher_url}
 
     @app.get("/jobs/{job_id}")
     def webui_job(job_id: str) -> HTMLResponse:

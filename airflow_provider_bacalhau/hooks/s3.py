@@ -33,7 +33,12 @@ from airflow_provider_bacalhau._archive import (
     safe_extract,
 )
 from airflow_provider_bacalhau._staging import MiB, StagedInput, Uploader, normalize_prefix
-from airflow_provider_bacalhau._url_download import download_url, managed_url, safe_url
+from airflow_provider_bacalhau._url_download import (
+    download_node_url,
+    download_url,
+    managed_url,
+    safe_url,
+)
 from airflow_provider_bacalhau.errors import ResultIntegrityError, S3AccessError
 from airflow_provider_bacalhau.hooks._compute_s3 import ComputeS3View
 from airflow_provider_bacalhau.spec import PublishedResult
@@ -273,7 +278,7 @@ class BacalhauS3Hook(BaseHook):
             if not url:
                 raise ValueError("result.Params.URL: missing")
             path = workdir / (PurePosixPath(urlsplit(url).path).name or "result.tar.gz")
-            digest = download_url(url, path)
+            digest = download_node_url(url, path)  # the node's own address: best effort
         else:
             raise ValueError(f"result.Type: {result.type!r} cannot be downloaded (s3, s3managed or "
                              f"urlDownload)")
