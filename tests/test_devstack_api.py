@@ -301,3 +301,13 @@ def test_constraint_checks_answer_with_go_texts(api, constraints, message):
     resp = api.put(JOBS, json={"Job": noop_job(Constraints=constraints)})
     assert resp.status_code == 400
     assert resp.json()["Message"] == message
+
+
+def test_ports_with_full_network_are_accepted_and_default_refused_with_go_text(api):
+    ports = [{"Name": "http", "Static": 8080}]
+    full = noop_job(Tasks=[{"Name": "t", "Engine": {"Type": "noop"}, "Network": {"Type": "Full", "Ports": ports}}])
+    assert submit(api, full)["JobID"].startswith("j-")
+    default = noop_job(Tasks=[{"Name": "t", "Engine": {"Type": "noop"}, "Network": {"Ports": ports}}])
+    resp = api.put(JOBS, json={"Job": default})
+    assert resp.status_code == 400
+    assert resp.json()["Message"] == "task t validation failed: invalid network: ports can only be set for Host or Bridge network modes"

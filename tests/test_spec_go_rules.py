@@ -196,3 +196,18 @@ def test_wasm_environment_variables_are_not_checked_and_warn_as_bacalhau_ignores
     body = Job.from_dict(spec).to_dict()
     assert body["Tasks"][0]["Engine"]["Params"]["EnvironmentVariables"] == ["A=1"]
     assert "Tasks[0].Engine.Params.EnvironmentVariables is ignored" in caplog.text
+
+
+def test_ports_are_accepted_with_the_deprecated_full_network():
+    """Full is Host's old name and supports ports (pkg/models/network.go SupportPortAllocation)."""
+    spec = s3_job({})
+    spec["Tasks"][0]["Network"] = {"Type": "Full", "Ports": [{"Name": "http", "Static": 8080}]}
+    assert Job.from_dict(spec).to_dict()["Tasks"][0]["Network"]["Type"] == "Full"
+
+
+def test_ports_are_refused_with_the_default_network():
+    spec = s3_job({})
+    spec["Tasks"][0]["Network"] = {"Ports": [{"Name": "http", "Static": 8080}]}
+    with pytest.raises(SpecError) as info:
+        Job.from_dict(spec)
+    assert info.value.field == "Tasks[0].Network.Ports"

@@ -171,8 +171,8 @@ def _validate_task(task: dict) -> list[str]:
         errs.append(f"invalid network: invalid network type {net['Type']!r}")
     elif net.get("Domains") and net["Type"] != "HTTP":
         errs.append("invalid network: domains can only be set for HTTP network mode")
-    elif net.get("Ports") and net["Type"] not in ("Host", "Bridge"):
-        errs.append("invalid network: port mappings can only be set for Host or Bridge network mode")
+    elif net.get("Ports") and net["Type"] not in ("Host", "Full", "Bridge"):  # SupportPortAllocation
+        errs.append("invalid network: ports can only be set for Host or Bridge network modes")
     return errs
 
 

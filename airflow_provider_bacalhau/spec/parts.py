@@ -115,7 +115,7 @@ class Network:
 
     :param type: Default, None, Host, Full (deprecated), HTTP or Bridge.
     :param domains: allowed domains (HTTP only).
-    :param ports: port mappings ``{Name, Target, HostPort}`` (Host or Bridge only).
+    :param ports: port mappings ``{Name, Target, HostPort}`` (Host, Full or Bridge only).
     """
 
     type: str = ""
@@ -154,9 +154,11 @@ class Network:
         if as_list(self.domains, f"{path}.Domains") and ntype != "HTTP":
             raise SpecError(f"{path}.Domains", "domains can only be set with network Type HTTP",
                             self.domains)
-        if as_list(self.ports, f"{path}.Ports") and ntype not in ("Host", "Bridge"):
-            raise SpecError(f"{path}.Ports", "ports can only be set with network Type Host or "
-                                             "Bridge", self.ports)
+        # Full is the deprecated name of Host and takes ports too (pkg/models/network.go
+        # SupportPortAllocation)
+        if as_list(self.ports, f"{path}.Ports") and ntype not in ("Host", "Full", "Bridge"):
+            raise SpecError(f"{path}.Ports", "ports can only be set with network Type Host, Full "
+                                             "or Bridge", self.ports)
 
 
 @dataclass
