@@ -1,8 +1,10 @@
 """Checksums and safe extraction of result archives (plain Python: no Airflow, no boto3).
 
 S3 reports ``ChecksumSHA256`` as base64. For a multipart upload that value is a *composite*: the
-SHA-256 of the concatenated part digests, with a ``-<parts>`` suffix on AWS (moto leaves the
-suffix out). :func:`matches_stored_checksum` understands both forms.
+SHA-256 of the concatenated part digests, with a ``-<parts>`` suffix on AWS and SeaweedFS (some
+stores, moto among them, leave the suffix out). Bacalhau nodes upload archives over 5 MiB in
+5 MiB parts and publish that composite as is (v1.9.3 pkg/publisher/s3/publisher.go
+``publishArchive``). :func:`matches_stored_checksum` understands both forms.
 """
 
 from __future__ import annotations
