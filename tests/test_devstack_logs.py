@@ -167,6 +167,14 @@ def test_job_without_executions(api, devstack):
                                 f"{name} with ID {job_id}, and version 0"}]
 
 
+def test_a_bad_job_version_is_an_error_frame(api, devstack):
+    job_id = wait_for(api, submit(api, busybox_job("echo x"))["JobID"])["Job"]["ID"]
+    frames, code, _ = read_frames(devstack, job_id, job_version="two")
+    assert code == 1000 and len(frames) == 1 and "binding job_version" in frames[0]["error"]
+    frames, _, _ = read_frames(devstack, job_id, job_version="1")
+    assert text_of(frames, 1) == "x\n"
+
+
 def test_log_settings_are_checked(api):
     resp = api.put("/devstack/v1/logs", json={"retention": -1})
     assert resp.status_code == 400 and "retention" in resp.json()["Message"]

@@ -65,11 +65,15 @@ async def stream_logs(websocket: WebSocket, state: Any, id_or_name: str) -> None
     params = websocket.query_params
     store: st.Store = state.store
     scheduler = state.scheduler
+    raw_version = params.get("job_version") or "0"
+    if not raw_version.isdigit():  # echo's binder error, sent as the stream's error (logsWS)
+        await websocket.send_text(error_frame(f'code=400, message=strconv.ParseUint: parsing "{raw_version}": '
+                                              "invalid syntax, internal=binding job_version"))
+        return
     try:
         with store.lock:
             job_id = store.resolve(id_or_name, params.get("namespace") or "default")
-            execution_id = pick_execution(store, job_id, params.get("execution_id", ""),
-                                          int(params.get("job_version") or 0))
+            execution_id = pick_execution(store, job_id, params.get("execution_id", ""), int(raw_version))
     except ApiError as exc:
         await websocket.send_text(error_frame(exc.message))
         return
