@@ -142,6 +142,10 @@ def test_auth_header_and_namespace_come_from_the_config(api, devstack):
         good = ClientConfig(base_url=devstack.api_url, api_key=API_KEY, namespace="team-logs")
         with BacalhauClient(good) as client:
             assert client.job_logs_tail(name).stdout == "in-namespace\n"
+        with BacalhauClient(ClientConfig(base_url=devstack.api_url, api_key=API_KEY)) as client:
+            assert client.job_logs_tail(name, namespace="team-logs").stdout == "in-namespace\n"
+            with pytest.raises(BacalhauLogsError, match="job not found"):
+                client.job_logs_tail(name)  # the default namespace has no such job
         with BacalhauClient(ClientConfig(base_url=devstack.api_url, api_key="w" * 24)) as client:
             with pytest.raises(BacalhauLogsError) as caught:
                 client.job_logs_tail(name)

@@ -337,11 +337,12 @@ class AsyncLogStream:
 
 def open_read(config: ClientConfig, job_id_or_name: str, execution_id: str | None = None, *,
               follow: bool = False, tail: bool = False, job_version: int | None = None,
-              max_bytes: int = DEFAULT_MAX_BYTES, timeout: float | None = None) -> LogRead:
+              namespace: str | None = None, max_bytes: int = DEFAULT_MAX_BYTES,
+              timeout: float | None = None) -> LogRead:
     """The :class:`LogRead` behind both clients' ``job_logs`` (``timeout`` defaults to the
     client's request timeout)."""
     request = build_log_request(config, job_id_or_name, execution_id=execution_id, follow=follow, tail=tail,
-                                job_version=job_version)
+                                job_version=job_version, namespace=namespace)
     return LogRead(request, max_bytes=max_bytes, timeout=timeout or config.timeout)
 
 

@@ -59,8 +59,8 @@ class BacalhauClient(Operations):
             return done.value
 
     def job_logs(self, job_id_or_name: str, execution_id: str | None = None, *, follow: bool = False,
-                 tail: bool = False, job_version: int | None = None, max_bytes: int = logs.DEFAULT_MAX_BYTES,
-                 timeout: float | None = None) -> logs.LogStream:
+                 tail: bool = False, job_version: int | None = None, namespace: str | None = None,
+                 max_bytes: int = logs.DEFAULT_MAX_BYTES, timeout: float | None = None) -> logs.LogStream:
         """A job's output from the WebSocket logs endpoint, as ``(stream, text)`` chunks.
 
         Iterate the answer once; it stops when the server closes, after ``max_bytes`` of output or
@@ -70,11 +70,12 @@ class BacalhauClient(Operations):
         See :func:`~airflow_provider_bacalhau.client.logs.build_log_request` for the rest.
         """
         return logs.LogStream(logs.open_read(self.config, job_id_or_name, execution_id, follow=follow, tail=tail,
-                                             job_version=job_version, max_bytes=max_bytes, timeout=timeout))
+                                             job_version=job_version, namespace=namespace, max_bytes=max_bytes,
+                                             timeout=timeout))
 
     def job_logs_tail(self, job_id_or_name: str, execution_id: str | None = None, *, lines: int = 20,
                       max_bytes: int = 2048, timeout: float = 5.0, read_limit: int = logs.DEFAULT_MAX_BYTES,
-                      job_version: int | None = None) -> logs.LogTail:
+                      job_version: int | None = None, namespace: str | None = None) -> logs.LogTail:
         """The last ``lines`` lines (``max_bytes`` at most) of each stream of an execution's output.
 
         v1.9.3 can only send a log from its start, so up to ``read_limit`` bytes are read within
@@ -82,7 +83,7 @@ class BacalhauClient(Operations):
         after some output gives that output (``error`` says what broke); with none, it raises.
         """
         read = logs.open_read(self.config, job_id_or_name, execution_id, job_version=job_version,
-                              max_bytes=read_limit, timeout=timeout)
+                              namespace=namespace, max_bytes=read_limit, timeout=timeout)
         kept, error = logs.LogTail(lines, max_bytes), None
         try:
             for chunk in logs.iter_logs(read):

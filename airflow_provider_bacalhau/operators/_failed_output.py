@@ -53,7 +53,8 @@ def failed_output(client: Any, status: Any, log: logging.Logger, budget: float =
             continue
         try:
             kept = client.job_logs_tail(status.job_id, execution.id, lines=TAIL_LINES, max_bytes=TAIL_BYTES,
-                                        timeout=remaining, read_limit=READ_LIMIT)
+                                        timeout=remaining, read_limit=READ_LIMIT,
+                                        namespace=status.namespace or None)
         except BacalhauLogsError as exc:
             log.info("No output of execution %s from the logs endpoint: %s", execution.id, exc)
             sections.append(f"Output of execution {execution.id}: not available from the logs endpoint ({exc.message})")
