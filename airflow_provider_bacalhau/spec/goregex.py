@@ -21,10 +21,6 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-import re2
-
-_OPTIONS = re2.Options()
-_OPTIONS.log_errors = False  # RE2 logs every failed compile to stderr otherwise
 _MAX_DEPTH = 1000
 
 
@@ -35,8 +31,12 @@ def go_regex_error(pattern: str) -> str | None:
 
 @lru_cache(maxsize=256)
 def _error(pattern: str) -> str | None:
+    import re2  # only when a job has a regex: keeps importing the spec light for DAG parsing
+
+    options = re2.Options()
+    options.log_errors = False  # RE2 logs every failed compile to stderr otherwise
     try:
-        re2.compile(pattern, options=_OPTIONS)
+        re2.compile(pattern, options=options)
     except re2.error as exc:
         message = exc.args[0] if exc.args else exc
         return message.decode("utf-8", "replace") if isinstance(message, bytes) else str(message)
