@@ -116,3 +116,27 @@ def test_is_aws_endpoint_is_go_plain_suffix_check(endpoint, aws):
     from airflow_provider_bacalhau.devstack.compute_common import is_aws_endpoint
 
     assert is_aws_endpoint(endpoint) is aws
+
+
+# --- S3 inputs in ops and daemon jobs -------------------------------------------------------
+
+def test_s3_input_in_an_ops_job_fails_on_the_node_as_in_go(devstack):
+    """Job.Normalize sets Count 0 for ops; PartitionObjects then refuses 0 partitions."""
+    import httpx
+    from devstack_helpers import JOBS, unique, wait_for
+
+    bucket = unique("ops-s3")
+    client = devstack.s3_client()
+    client.create_bucket(Bucket=bucket)
+    client.put_object(Bucket=bucket, Key="p/a.txt", Body=b"x")
+    job = {"Name": bucket, "Type": "ops", "Tasks": [{
+        "Name": "main", "Engine": {"Type": "docker", "Params": {"Image": "busybox:1.36"}},
+        "InputSources": [{"Target": "/in", "Source": {"Type": "s3", "Params": {
+            "Bucket": bucket, "Key": "p/"}}}]}]}
+    with httpx.Client(base_url=devstack.api_url, timeout=30) as api:
+        resp = api.put(JOBS, json={"Job": job})
+        assert resp.status_code == 200, resp.text  # accepted at submit, as v1.9.3 does
+        body = wait_for(api, resp.json()["JobID"], timeout=60)
+    assert body["Job"]["Count"] == 0
+    messages = [e["ComputeState"].get("Message", "") for e in body["Executions"]["Items"]]
+    assert any("job partitions/count must be greater than 0" in m for m in messages), messages
