@@ -17,6 +17,12 @@ def test_s3_server_round_trip_and_reset(s3_server):
     assert s3_server.endpoint.startswith("http://127.0.0.1:")
     assert '"signature_version": "s3v4"' in s3_server.aws_conn_json()
 
+    # As on AWS, and unlike SeaweedFS's defaults: no bucket made on upload, none deleted while full.
+    with pytest.raises(botocore.exceptions.ClientError, match="NoSuchBucket"):
+        client.put_object(Bucket="never-created", Key="k", Body=b"x")
+    with pytest.raises(botocore.exceptions.ClientError, match="BucketNotEmpty"):
+        client.delete_bucket(Bucket="stage")
+
     s3_server.keep_buckets.add("kept")
     s3_server.reset()
     try:

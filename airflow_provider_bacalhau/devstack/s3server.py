@@ -98,6 +98,8 @@ class SeaweedServer:
         return [
             weed_binary(), "mini", f"-dir={self.data_dir / 'weed'}", f"-ip={procs.LOCALHOST}",
             f"-ip.bind={procs.LOCALHOST}", "-master.telemetry=false", "-admin.ui=false", "-webdav=false",
+            # As AWS: an upload to a missing bucket fails, and only an empty bucket can be deleted.
+            "-s3.autoCreateBucket=false", "-s3.allowDeleteBucketNotEmpty=false",
             f"-s3.config={config}", *(f"-{flag}={port}" for flag, port in ports.items()),
         ]
 
