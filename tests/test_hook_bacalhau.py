@@ -100,6 +100,9 @@ def test_compute_side_s3_view_comes_from_the_extras(monkeypatch):
     set_conn(monkeypatch, "bac_bad_s3", host="h", extra={"s3_endpoint": "seaweed:8333"})
     with pytest.raises(ValueError, match="bac_bad_s3.*s3_endpoint: must be a URL"):
         BacalhauHook("bac_bad_s3").compute_s3_view()
+    from airflow_provider_bacalhau.hooks import ComputeS3View
+
+    assert view == ComputeS3View("http://seaweed.nodes:8333", "eu-west-1")
 
 
 def test_missing_default_connection_falls_back_to_cli_environment(monkeypatch):

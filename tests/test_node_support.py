@@ -109,6 +109,19 @@ def run_op(monkeypatch, stackhandle, conn_extra=None, **kwargs):
             return exc, logs, ti
 
 
+def test_node_credentials_modes(monkeypatch):
+    from airflow_provider_bacalhau.devstack.__main__ import _node_credentials
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "from-env-id")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "from-env-secret")
+    assert _node_credentials("env") == {"node_aws_access_key_id": "from-env-id",
+                                        "node_aws_secret_access_key": "from-env-secret"}
+    monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
+    assert _node_credentials("env")["node_aws_secret_access_key"] == ""  # half a pair: no credentials
+    assert _node_credentials("none") == {"node_aws_access_key_id": "", "node_aws_secret_access_key": ""}
+    assert _node_credentials("devstack") == {}  # the server's own identity
+
+
 def test_node_without_aws_credentials_reports_no_s3(bare_node):
     with BacalhauClient(ClientConfig(base_url=bare_node.api_url)) as client:
         [node] = client.list_nodes()

@@ -9,14 +9,16 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from airflow_provider_bacalhau.hooks._compute_s3 import ComputeS3View
     from airflow_provider_bacalhau.hooks.bacalhau import BacalhauHook
     from airflow_provider_bacalhau.hooks.s3 import BacalhauS3Hook
 
-__all__ = ["BacalhauHook", "BacalhauS3Hook"]
+__all__ = ["BacalhauHook", "BacalhauS3Hook", "ComputeS3View"]
 
 _HOMES = {
     "BacalhauHook": "airflow_provider_bacalhau.hooks.bacalhau",
     "BacalhauS3Hook": "airflow_provider_bacalhau.hooks.s3",
+    "ComputeS3View": "airflow_provider_bacalhau.hooks._compute_s3",
 }
 
 
