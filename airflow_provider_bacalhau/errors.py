@@ -104,3 +104,10 @@ class S3AccessError(PermissionError):
         self.conn_id = conn_id
         self.code = code
         super().__init__(message)
+
+
+class NodeSupportError(Exception):
+    """No approved, connected compute node of the network reports what a job needs installed
+    (its engine, an input source or its publisher). Raised before the submit when an operator's
+    ``node_support_check`` is ``"fail"``; Bacalhau would accept the job and fail it with "not
+    enough nodes". Retries apply: nodes may join."""

@@ -25,13 +25,13 @@ from airflow_provider_bacalhau.operators._completion import (
     job_accepted,
     wait_in_worker,
 )
-from airflow_provider_bacalhau.operators._node_support import NodeSupportError, check_mode, check_node_support
 from airflow_provider_bacalhau.operators._naming import (
     TASK_INSTANCE_META,
     job_name_for_context,
     task_instance_key,
     task_label,
 )
+from airflow_provider_bacalhau.operators._node_support import check_mode, check_node_support
 
 #: Default wall-clock limit of a wait; the trigger always needs a deadline.
 DEFAULT_TIMEOUT_SECONDS = 24 * 3600.0
@@ -87,7 +87,9 @@ class BaseBacalhauJobOperator(JobCompletionMixin, BaseOperator):
     :param s3_region: the region that goes with it; None: the connection's ``s3_region``.
     :param node_support_check: before submitting, look whether some compute node reports the
         job's engine, input sources and publisher as installed: ``"warn"`` (default) logs a
-        warning, ``"fail"`` fails the task (retries apply), ``"off"`` skips the look. Best
+        warning, ``"fail"`` fails the task with
+        :class:`~airflow_provider_bacalhau.errors.NodeSupportError` before submitting (retries
+        apply), ``"off"`` skips the look. Best
         effort: when the nodes cannot be listed (e.g. no ``read:node`` capability) it is skipped.
     """
 
@@ -298,10 +300,7 @@ class BaseBacalhauJobOperator(JobCompletionMixin, BaseOperator):
                               status.job_id, state)
                 force = True  # an identical spec would be refused with "no changes detected"
         self._add_inputs(job, client)
-        try:
-            check_node_support(client, job, self.node_support_check, self.log)
-        except NodeSupportError as exc:
-            raise AirflowException(str(exc)) from None
+        check_node_support(client, job, self.node_support_check, self.log)  # NodeSupportError
         try:
             answer = client.submit_job(job, force=force)
         except BacalhauApiError as exc:

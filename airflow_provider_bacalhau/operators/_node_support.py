@@ -15,7 +15,7 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from airflow_provider_bacalhau.errors import BacalhauApiError
+from airflow_provider_bacalhau.errors import BacalhauApiError, NodeSupportError
 
 #: Values of the operators' ``node_support_check`` argument.
 NODE_SUPPORT_CHECKS = ("warn", "fail", "off")
@@ -23,10 +23,6 @@ _KINDS = (("engine", "ExecutionEngines"), ("input source", "StorageSources"),
           ("publisher", "Publishers"))
 _S3_HINT = ("a node without AWS credentials reports s3 as not installed: give the nodes "
             "credentials (their AWS default chain)")
-
-
-class NodeSupportError(Exception):
-    """No compute node reports every plugin the job needs (raised with ``node_support_check="fail"``)."""
 
 
 def check_mode(value: Any) -> str:
