@@ -106,6 +106,8 @@ def test_devstack_serves_local_results_at_the_nodes_own_port(devstack):
     assert parts.hostname == "127.0.0.1" and parts.port != devstack.api_port and parts.path == f"/{execution['ID']}.tar.gz"
     with tarfile.open(fileobj=io.BytesIO(httpx.get(url).content), mode="r:gz") as tar:
         assert tar.extractfile("outputs/a.txt").read() == b"local\n"
+    devstack.restart()  # a restarted server keeps its port, so the URLs it gave out still work
+    assert httpx.get(url).status_code == 200
 
 
 # ---- the provider: best effort, with an error that says so ----------------------------------
