@@ -61,8 +61,8 @@ def test_every_answer_decodes_in_bacalhau_apiclient(api, finished_job):
         "ApiListJobResultsResponse": api.get(f"{JOBS}/{finished_job}/results"),
         "ApiListJobsResponse": api.get(JOBS),
         "ApiListNodesResponse": api.get("/api/v1/orchestrator/nodes"),
-        "NodeInfo": api.get("/api/v1/agent/node"),
-        "BuildVersionInfo": api.get("/api/v1/agent/version"),
+        "NodeInfo": api.get("/api/v1/agent/node"),  # the response types of its OrchestratorApi and OpsApi
+        "ApiGetVersionResponse": api.get("/api/v1/agent/version"),  # ops_api.py agent_version
     }
     for model, answer in answers.items():
         assert answer.status_code == 200, (model, answer.text)
@@ -74,7 +74,7 @@ def test_every_answer_decodes_in_bacalhau_apiclient(api, finished_job):
     assert execution.allocated_resources.tasks["main"].memory == 64_000_000
     (result,) = decode(answers["ApiListJobResultsResponse"].content, "ApiListJobResultsResponse").items
     assert result.type == "s3PreSigned"
-    version = decode(answers["BuildVersionInfo"].content, "BuildVersionInfo")
+    version = decode(answers["ApiGetVersionResponse"].content, "ApiGetVersionResponse")
     assert version.major == "1" and version.minor == "9"
 
 
