@@ -166,11 +166,25 @@ def test_restage_a_multipart_result_once_and_chain_it(env, api, s3, big_result, 
     assert spec["Params"]["Key"] == f"restaged/{digest}/"
     listed = {o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET, Prefix=spec["Params"]["Key"])["Contents"]}
     assert f"restaged/{digest}/outputs/big.bin" in listed
-    puts: list[str] = []
-    for op in ("PutObject", "UploadPart"):
-        hook.client.meta.events.register(f"before-call.s3.{op}", lambda **_: puts.append(op))
+    calls: list[tuple[str, str]] = []
+    for client in (hook.client, hook._multipart_client):  # the second one reads multipart objects
+        for op in ("PutObject", "UploadPart", "GetObject"):
+            client.meta.events.register(f"provide-client-params.s3.{op}",
+                                        lambda params, op=op, **_: calls.append((op, params["Key"])))
     assert hook.restage_result(big_result, BUCKET, "restaged") == spec
-    assert puts == []  # done once: the marker answered the second call
+    # Done once: the markers answered the second call, and the archive was not downloaded again
+    # (its composite checksum names an alias of the re-staged prefix).
+    assert [op for op, _ in calls if op != "GetObject"] == []
+    assert big_result.param("Key") not in [key for _, key in calls]
+    # An alias that names no proper digest is ignored: the archive is downloaded and checked again.
+    from airflow_provider_bacalhau.hooks._alias import alias_key
+    from airflow_provider_bacalhau.hooks.s3 import MARKER_SUFFIX
+
+    s3.put_object(Bucket=BUCKET, Key=alias_key("restaged/", big_result.param("ChecksumSHA256"), MARKER_SUFFIX),
+                  Body=b'{"SHA256": "../../elsewhere"}')
+    calls.clear()
+    assert hook.restage_result(big_result, BUCKET, "restaged") == spec
+    assert big_result.param("Key") in [key for _, key in calls]
 
     inputs = resolve_inputs([big_result.to_dict()], s3_hook=hook, staging_bucket=BUCKET)
     [seen] = run_job(api, LISTING, inputs=inputs).results

@@ -40,6 +40,7 @@ from airflow_provider_bacalhau._url_download import (
     safe_url,
 )
 from airflow_provider_bacalhau.errors import ResultIntegrityError, S3AccessError
+from airflow_provider_bacalhau.hooks._alias import alias_key, read_alias, write_alias
 from airflow_provider_bacalhau.hooks._compute_s3 import ComputeS3View
 from airflow_provider_bacalhau.spec import PublishedResult
 
@@ -334,6 +335,16 @@ class BacalhauS3Hook(BaseHook):
             raise
         return True
 
+    def _write_alias(self, bucket: str, alias: str, archive: Path, result: PublishedResult,
+                     digest: str) -> None:
+        """Record composite -> SHA-256, but only for bytes that were checked against the composite
+        (a store that cannot tell the part size leaves it unchecked: then no alias)."""
+        source = (str(result.param("Bucket")), str(result.param("Key")), str(result.param("VersionID")))
+        checked = matches_stored_checksum(archive, str(result.param("ChecksumSHA256")),
+                                          part_size=self._part_size(*source))
+        if checked:
+            write_alias(self.client, bucket, alias, digest)
+
     def _prefix_spec(self, bucket: str, key: str) -> dict[str, Any]:
         return StagedInput(bucket=bucket, key=key, region=self.compute_s3.region,
                            endpoint=self.compute_s3.endpoint).source_spec()
@@ -362,6 +373,16 @@ class BacalhauS3Hook(BaseHook):
             if self._marker_exists(bucket, f"{prefix}{known}{MARKER_SUFFIX}"):
                 self.log.info("Result already re-staged at s3://%s/%s%s/", bucket, prefix, known)
                 return self._prefix_spec(bucket, f"{prefix}{known}/")
+        alias = ""
+        if result.type == "s3" and published and is_composite(published):
+            # A multipart archive's own SHA-256 is known only after downloading it; an alias
+            # marker named by the published composite (which pins the bytes as firmly) points at
+            # the prefix, so a second call downloads nothing either.
+            alias = alias_key(prefix, published, MARKER_SUFFIX)
+            known = read_alias(self.client, bucket, alias)
+            if known and self._marker_exists(bucket, f"{prefix}{known}{MARKER_SUFFIX}"):
+                self.log.info("Result already re-staged at s3://%s/%s%s/", bucket, prefix, known)
+                return self._prefix_spec(bucket, f"{prefix}{known}/")
         scratch = Path(tempfile.mkdtemp(prefix="bacalhau-restage-"))
         try:
             (scratch / "download").mkdir()
@@ -369,6 +390,8 @@ class BacalhauS3Hook(BaseHook):
                                                     bacalhau_client=bacalhau_client)
             target = f"{prefix}{digest}/"
             marker = f"{prefix}{digest}{MARKER_SUFFIX}"
+            if alias:
+                self._write_alias(bucket, alias, archive, result, digest)
             if self._marker_exists(bucket, marker):
                 self.log.info("Result already re-staged at s3://%s/%s", bucket, target)
                 return self._prefix_spec(bucket, target)
