@@ -51,7 +51,8 @@ def _checked_answer(request, response, raw: bytes):
     from swagger import template_for, validate_response_body
 
     path = request.url.path
-    if response.status_code == 200 and path.startswith("/api/v1/") and "json" in response.headers.get("content-type", ""):
+    is_json = "json" in response.headers.get("content-type", "")
+    if response.status_code == 200 and path.startswith("/api/v1/") and is_json:
         try:
             template = template_for(request.method, path)
         except KeyError:

@@ -100,7 +100,8 @@ class LocalResultServer:
     def start(self) -> LocalResultServer:
         self.directory.mkdir(parents=True, exist_ok=True)
         try:
-            self._server = ThreadingHTTPServer((self.address, self.port), partial(_Files, directory=str(self.directory)))
+            handler = partial(_Files, directory=str(self.directory))
+            self._server = ThreadingHTTPServer((self.address, self.port), handler)
         except OSError as exc:  # as Go's server: log it, the node keeps running without downloads
             log.error("local publisher server could not listen on %s:%d: %s", self.address, self.port, exc)
             return self
