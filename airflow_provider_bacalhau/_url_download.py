@@ -90,7 +90,9 @@ def download_node_url(url: str, path: Path) -> str:
             f"address (Publishers.Types.Local.Address and Port, default 127.0.0.1:6001); Airflow "
             f"can reach it only when it runs where that address leads, so fetching or re-staging "
             f"it from Airflow is best effort. Publish with the s3 publisher (or s3managed) to "
-            f"fetch or chain results from Airflow.", url=shown) from exc
+            f"fetch or chain results from Airflow; or chain it with restage=False, which hands "
+            f"the URL to the next job as is (its node must reach that address, and the job must "
+            f"extract the archive).", url=shown) from exc
 
 
 def managed_url(job_id: str, execution_id: str, bacalhau_client: Any) -> str:
