@@ -44,22 +44,28 @@ def _request_bodies_match_bacalhau_swagger():
         yield
 
 
-def _checked_answer(request, response, raw: bytes):
-    """Validate a 200 JSON answer of a Bacalhau API route against the swagger; return a response
-    that reads ``raw`` again (the transport's stream is spent by then)."""
-    import httpx
-    from swagger import template_for, validate_response_body
+def _swagger_route(request, response) -> str | None:
+    """The swagger template of a 200 JSON answer of a Bacalhau route, or None: nothing to check
+    (other statuses, S3, downloads, streams, routes the swagger lacks such as /api/v1/version)."""
+    from swagger import template_for
 
-    path = request.url.path
     is_json = "json" in response.headers.get("content-type", "")
-    if response.status_code == 200 and path.startswith("/api/v1/") and is_json:
-        try:
-            template = template_for(request.method, path)
-        except KeyError:
-            template = None  # routes the swagger lacks (the legacy /api/v1/version): nothing to check
-        if template is not None:
-            decoded = httpx.Response(200, headers=response.headers, content=raw)
-            validate_response_body(request.method, template, decoded.json())
+    if response.status_code != 200 or not is_json or not request.url.path.startswith("/api/v1/"):
+        return None
+    try:
+        return template_for(request.method, request.url.path)
+    except KeyError:
+        return None
+
+
+def _checked_answer(request, response, template: str, raw: bytes):
+    """Validate the answer's body against the swagger; return a response that reads ``raw`` again
+    (the transport's stream is spent by then)."""
+    import httpx
+    from swagger import validate_response_body
+
+    decoded = httpx.Response(200, headers=response.headers, content=raw)
+    validate_response_body(request.method, template, decoded.json())
     return httpx.Response(response.status_code, headers=response.headers, stream=httpx.ByteStream(raw),
                           extensions=response.extensions, request=request)
 
@@ -78,23 +84,25 @@ def _answers_match_bacalhau_swagger():
 
     def checked(self, request):
         response = sync_send(self, request)
-        if not request.url.path.startswith("/api/v1/"):
-            return response
+        template = _swagger_route(request, response)
+        if template is None:
+            return response  # untouched: its stream is read by whoever asked
         try:
             raw = b"".join(response.stream)
         finally:
             response.close()
-        return _checked_answer(request, response, raw)
+        return _checked_answer(request, response, template, raw)
 
     async def checked_async(self, request):
         response = await async_send(self, request)
-        if not request.url.path.startswith("/api/v1/"):
+        template = _swagger_route(request, response)
+        if template is None:
             return response
         try:
             raw = b"".join([chunk async for chunk in response.stream])
         finally:
             await response.aclose()
-        return _checked_answer(request, response, raw)
+        return _checked_answer(request, response, template, raw)
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(httpx.HTTPTransport, "handle_request", checked)
