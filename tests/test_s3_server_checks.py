@@ -16,7 +16,7 @@ from airflow_provider_bacalhau.client import BacalhauClient, ClientConfig
 from airflow_provider_bacalhau.devstack.testing import LIMITED_BUCKET, LIMITED_IDENTITY
 from airflow_provider_bacalhau.errors import ResultIntegrityError, S3AccessError
 from airflow_provider_bacalhau.hooks.s3 import BacalhauS3Hook
-from airflow_provider_bacalhau.spec import Job, JobStatus, PublishedResult
+from airflow_provider_bacalhau.spec import Job, JobStatus
 
 WRONG_SECRET = "wrong-S3-secret-Zq81-must-not-show"
 
@@ -111,9 +111,8 @@ def test_expired_s3managed_url_is_resolved_afresh(short_url_devstack, s3_server,
             assert time.monotonic() < deadline
             time.sleep(0.2)
         assert status.succeeded, status.failure_summary()
-        [execution] = [e for e in status.executions if e.published_result]
-        result = PublishedResult.from_api(execution.published_result, job_id=job_id,
-                                          execution_id=execution.id)
+        [result] = [e.published_result for e in status.executions if e.published_result]
+        assert result.type == "s3managed"
 
         [old] = client.get_results(job_id)
         stale_url = old["Params"]["PreSignedURL"]
