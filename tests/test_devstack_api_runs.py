@@ -1,5 +1,5 @@
 """The devstack runs jobs like a one-node Bacalhau v1.9.3: states, retries, queueing, timeouts,
-stop, results rewriting and WebSocket logs (real ComputeNode, real Docker, moto S3)."""
+stop, results rewriting and WebSocket logs (real ComputeNode, real Docker, SeaweedFS S3)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The devstack compute node on real parts: Docker Engine, a moto S3 server over HTTP, busybox.
+"""The devstack compute node on real parts: Docker Engine, a SeaweedFS S3 server over HTTP, busybox.
 
 ComputeNode.run is called directly (the HTTP layer is tested with the devstack API).
 """

@@ -1,5 +1,5 @@
 """Devstack compute rules that need no container: params validation, capabilities, noop, S3 layouts
-and partitioning (against the moto S3 server over HTTP), key rules, the engine helpers."""
+and partitioning (against the SeaweedFS S3 server over HTTP), key rules, the engine helpers."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""End to end: every example DAG runs to success on the devstack (real Docker, moto S3, real
+"""End to end: every example DAG runs to success on the devstack (real Docker, SeaweedFS S3, real
 Airflow), deferrable and blocking, and its final result is checked against values computed here
 from the committed data. One DAG also runs through the real ``airflow dags test`` CLI.
 """

@@ -102,7 +102,7 @@ def test_input_source_objects_and_raw_sources():
                                            "Params": {"URL": "https://example.com/a.csv"}}}]
 
 
-def test_gzip_result_restaged_against_moto(s3_server, monkeypatch):
+def test_gzip_result_restaged_against_the_s3_server(s3_server, monkeypatch):
     monkeypatch.setenv("AIRFLOW_CONN_AWS_DEFAULT", s3_server.aws_conn_json())
     client = s3_server.client()
     client.create_bucket(Bucket="inputs-res")

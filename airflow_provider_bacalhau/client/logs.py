@@ -307,8 +307,9 @@ class LogTail:
 
 
 class LogStream:
-    """One log read for the blocking client: iterate it once for :class:`LogChunk` objects;
-    ``ended`` then says why it stopped (see :class:`LogRead`)."""
+    """One log read: iterate it once, ``for`` with the blocking client or ``async for`` with the
+    asyncio one, for :class:`LogChunk` objects; ``ended`` then says why it stopped (see
+    :class:`LogRead`)."""
 
     def __init__(self, read: LogRead) -> None:
         self.read = read
@@ -319,17 +320,6 @@ class LogStream:
 
     def __iter__(self) -> Iterator[LogChunk]:
         return iter_logs(self.read)
-
-
-class AsyncLogStream:
-    """The same for the asyncio client: ``async for chunk in stream``."""
-
-    def __init__(self, read: LogRead) -> None:
-        self.read = read
-
-    @property
-    def ended(self) -> str | None:
-        return self.read.ended
 
     def __aiter__(self) -> AsyncIterator[LogChunk]:
         return aiter_logs(self.read)

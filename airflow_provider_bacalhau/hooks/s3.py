@@ -2,7 +2,7 @@
 
 Everything goes through the Airflow AWS connection via the amazon provider's ``S3Hook``, so any
 S3-compatible store that connection reaches works (``endpoint_url`` in its extra: MinIO, GCS HMAC,
-moto). The connection's credentials stay on the Airflow side: a source spec returned here never
+SeaweedFS). The connection's credentials stay on the Airflow side: a source spec returned here never
 carries them, and compute nodes read the data with their own. Nor does a source spec carry the
 connection's endpoint or region: it names S3 as the compute nodes see it (``compute_s3``).
 """
@@ -121,7 +121,7 @@ class BacalhauS3Hook(BaseHook):
     @cached_property
     def _multipart_client(self) -> Any:
         # botocore checks a GET against a stored checksum unless that has AWS's "-N" suffix;
-        # some stores (moto) keep a multipart composite without it, so such objects are read
+        # some S3-compatible stores keep a multipart composite without it, so such objects are read
         # unchecked by botocore and verified here against the composite instead.
         return self._make_client(response_checksum_validation="when_required")
 
