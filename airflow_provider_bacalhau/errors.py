@@ -76,9 +76,9 @@ class BacalhauLogsError(BacalhauApiError):
     """A job's log stream could not be read: the server sent an error frame (``server_error``,
     e.g. no such execution, or the node no longer has its logs), or the WebSocket failed."""
 
-    def __init__(self, message: str, *, server_error: bool = False) -> None:
+    def __init__(self, message: str, *, server_error: bool = False, status: int | None = None) -> None:
         self.server_error = server_error
-        super().__init__(message)
+        super().__init__(message, status=status)
 
 
 class ResultIntegrityError(Exception):

@@ -79,6 +79,7 @@ class _Resolver:
         self.restage = restage
         self.staging_bucket = staging_bucket
         self.staging_prefix = staging_prefix
+        self._view_checked = False
 
     @property
     def s3_hook(self) -> Any:
@@ -88,6 +89,21 @@ class _Resolver:
             self._s3_hook = BacalhauS3Hook(aws_conn_id=self.aws_conn_id,
                                            compute_s3=self.compute_s3)
         return self._s3_hook
+
+    def node_view(self) -> ComputeS3View:
+        """The compute-side view for a location the provider writes. Once per resolver, warn when
+        it is empty while the AWS connection names an endpoint: before the two views were split,
+        that endpoint went into job specs, and a node would now use AWS or its own default."""
+        if not self._view_checked and not self.compute_s3.endpoint and self.aws_conn_id:
+            self._view_checked = True
+            airflow_side = self.s3_hook.endpoint_url
+            if airflow_side:
+                log.warning("S3 inputs go to the compute nodes without an Endpoint (AWS, or each "
+                            "node's default), while the AWS connection %r reaches S3 at %s. If the "
+                            "nodes use that store too, set s3_endpoint (Bacalhau connection extra "
+                            "or operator argument) to the address they reach it at.",
+                            self.aws_conn_id, airflow_side)
+        return self.compute_s3
 
     # -- shapes --------------------------------------------------------------------------
 
@@ -143,8 +159,8 @@ class _Resolver:
     def from_uri(self, uri: str) -> S3Source:
         bucket, key = parse_s3_uri(uri)
         # The node reads it: S3 where the nodes see it, whatever the AWS connection's endpoint.
-        return S3Source(bucket=bucket, key=key, region=self.compute_s3.region,
-                        endpoint=self.compute_s3.endpoint)
+        view = self.node_view()
+        return S3Source(bucket=bucket, key=key, region=view.region, endpoint=view.endpoint)
 
     def clean_s3(self, source: S3Source) -> S3Source:
         if not source.is_single_object:  # these two apply to a single object only
@@ -189,7 +205,12 @@ class _Resolver:
         spec = self.s3_hook.restage_result(result, bucket, self.staging_prefix,
                                            bacalhau_client=self.bacalhau_client)
         params = {k: v for k, v in spec["Params"].items() if k not in ("Endpoint", "Region")}
-        return S3Source.from_params(self.compute_s3.fill(params))
+        view = self.node_view()
+        if rtype == "s3" and not view.endpoint and bucket == source.bucket:
+            # Re-staged into the result's own bucket: where the node that published it reached
+            # that bucket is the compute side's view of it.
+            view = ComputeS3View(source.endpoint, source.region)
+        return S3Source.from_params(view.fill(params))
 
     def _need_bucket(self, result: PublishedResult) -> str:
         if not self.staging_bucket:

@@ -184,3 +184,10 @@ def test_default_verification_refuses_the_self_signed_server(wss_logs):
     with BacalhauClient(ClientConfig(base_url=url)) as client:
         with pytest.raises(BacalhauLogsError, match="CERTIFICATE_VERIFY_FAILED"):
             list(client.job_logs("j-1"))
+
+
+def test_tail_of_one_long_non_ascii_line_is_not_empty():
+    tail = LogTail(lines=5, max_bytes=64)
+    tail.add(LogChunk("stderr", "é" * 60))  # 60 characters, 120 bytes
+    assert tail.stderr and set(tail.stderr) == {"é"} and len(tail.stderr.encode("utf-8")) <= 64
+    assert tail.cut

@@ -165,7 +165,7 @@ def test_a_refused_or_dropped_handshake_raises(config, devstack, finished, actio
                 client.job_logs_tail(job_id, execution_id)
         assert not caught.value.server_error
         if action == "error":
-            assert "503" in str(caught.value)
+            assert "503" in str(caught.value) and caught.value.status == 503
 
         async def read() -> None:
             async with AsyncBacalhauClient(config) as client:

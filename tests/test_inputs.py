@@ -134,6 +134,27 @@ def test_gzip_result_restaged_against_the_s3_server(s3_server, monkeypatch):
     # The type in another case is the same archive: re-staged (the marker answers), not raw.
     [upper] = resolve_inputs({**result, "Type": "S3"}, s3_hook=hook)
     assert upper.to_dict() == item.to_dict()
+    # Re-staged into its own bucket with no view set: where the publishing node reached that
+    # bucket is the compute side's view of it.
+    reported = {**result, "Params": {**result["Params"], "Endpoint": "http://node-side:8333",
+                                     "Region": "ap-south-1"}}
+    [own] = resolve_inputs(reported, s3_hook=BacalhauS3Hook())
+    assert (own.source.endpoint, own.source.region) == ("http://node-side:8333", "ap-south-1")
+    client.create_bucket(Bucket="inputs-other")
+    [elsewhere] = resolve_inputs(reported, s3_hook=BacalhauS3Hook(), staging_bucket="inputs-other")
+    assert (elsewhere.source.endpoint, elsewhere.source.region) == ("", "")
+
+
+def test_uri_without_a_compute_side_view_warns_when_airflow_names_an_endpoint(s3_server, monkeypatch, caplog):
+    monkeypatch.setenv("AIRFLOW_CONN_AWS_DEFAULT", s3_server.aws_conn_json())
+    with caplog.at_level("WARNING", logger="airflow_provider_bacalhau.inputs"):
+        resolve_inputs(["s3://b/one/", "s3://b/two/"])
+    [warning] = [r for r in caplog.records if "s3_endpoint" in r.getMessage()]
+    assert s3_server.endpoint in warning.getMessage() and "'aws_default'" in warning.getMessage()
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="airflow_provider_bacalhau.inputs"):
+        resolve_inputs("s3://b/one/", compute_s3=ComputeS3View(s3_server.endpoint))
+    assert not [r for r in caplog.records if "s3_endpoint" in r.getMessage()]
 
 
 def test_uri_gets_the_compute_side_store_whatever_the_order(s3_server, monkeypatch):

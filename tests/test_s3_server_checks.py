@@ -122,3 +122,32 @@ def test_expired_s3managed_url_is_resolved_afresh(short_url_devstack, s3_server,
 
         dest = BacalhauS3Hook().fetch_result(result, tmp_path / "fetched", bacalhau_client=client)
     assert (dest / "outputs" / "r.txt").read_text() == "fresh\n"
+
+
+def test_presigned_put_headers_as_the_devstack_s3managed_upload_relies_on(s3_server):
+    """The s3managed publisher PUTs with an unsigned Content-Type (v1.9.3 url_uploader.go).
+    Measured on SeaweedFS 4.48, as on AWS: the unsigned Content-Type is accepted, an unsigned
+    x-amz-* header is not, and a signed Content-Type must be sent as signed."""
+    client = s3_server.client()
+    client.create_bucket(Bucket="presigned-put")
+    url = client.generate_presigned_url("put_object", Params={"Bucket": "presigned-put", "Key": "a"},
+                                        ExpiresIn=60)
+    assert httpx.put(url, content=b"x", headers={"Content-Type": "application/octet-stream"}).status_code == 200
+    assert httpx.put(url, content=b"x", headers={"x-amz-meta-extra": "1"}).status_code == 403
+    signed = client.generate_presigned_url(
+        "put_object", Params={"Bucket": "presigned-put", "Key": "b", "ContentType": "application/gzip"}, ExpiresIn=60)
+    assert httpx.put(signed, content=b"x", headers={"Content-Type": "text/plain"}).status_code == 403
+    assert httpx.put(signed, content=b"x", headers={"Content-Type": "application/gzip"}).status_code == 200
+
+
+def test_a_body_that_contradicts_its_checksum_is_refused(s3_server):
+    """Unlike moto, the server refuses bytes that do not match the client's ChecksumSHA256, so an
+    object under a checksum of ours can only change by a new upload with its own checksum."""
+    import botocore.exceptions
+
+    client = s3_server.client()
+    client.create_bucket(Bucket="bad-digest")
+    good = client.put_object(Bucket="bad-digest", Key="f", Body=b"good", ChecksumAlgorithm="SHA256")
+    with pytest.raises(botocore.exceptions.ClientError, match="BadDigest"):
+        client.put_object(Bucket="bad-digest", Key="f", Body=b"evil", ChecksumAlgorithm="SHA256",
+                          ChecksumSHA256=good["ChecksumSHA256"])

@@ -183,7 +183,11 @@ class LogRead:
         if isinstance(exc, BacalhauLogsError):
             return exc
         text = redact(f"{type(exc).__name__}: {exc}", self.request.secrets)
-        return BacalhauLogsError(f"cannot read logs at {self.request.path}: {text}")
+        # A refused handshake (websockets' InvalidStatus) keeps its HTTP status for callers.
+        response = getattr(exc, "response", None)
+        status = getattr(response, "status_code", None)
+        return BacalhauLogsError(f"cannot read logs at {self.request.path}: {text}",
+                                 status=status if isinstance(status, int) else None)
 
 
 def iter_logs(read: LogRead) -> Iterator[LogChunk]:
@@ -273,8 +277,9 @@ class LogTail:
             if last and not piece:
                 break
             kept.append(piece if last else piece + "\n")
-        if kept and len(kept[-1]) > self.max_bytes:
-            kept[-1] = kept[-1][-self.max_bytes:]  # one huge line must not grow without bound
+        if kept and len(kept[-1].encode("utf-8")) > self.max_bytes:
+            # One huge line must not grow without bound, and must still show: cut it in bytes.
+            kept[-1] = kept[-1].encode("utf-8")[-self.max_bytes:].decode("utf-8", errors="ignore")
         self._seen[chunk.stream] = self._seen.get(chunk.stream, 0) + len(chunk.text)
 
     def text(self, stream: str) -> str:

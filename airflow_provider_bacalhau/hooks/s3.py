@@ -386,8 +386,10 @@ class BacalhauS3Hook(BaseHook):
         scratch = Path(tempfile.mkdtemp(prefix="bacalhau-restage-"))
         try:
             (scratch / "download").mkdir()
-            archive, digest = self.download_archive(result, scratch / "download",
-                                                    bacalhau_client=bacalhau_client)
+            with self._explained_access_errors("downloading a result from",
+                                               str(result.param("Bucket") or bucket)):
+                archive, digest = self.download_archive(result, scratch / "download",
+                                                        bacalhau_client=bacalhau_client)
             target = f"{prefix}{digest}/"
             marker = f"{prefix}{digest}{MARKER_SUFFIX}"
             if alias:

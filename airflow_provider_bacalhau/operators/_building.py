@@ -66,10 +66,10 @@ def place_s3_publisher(publisher: Any, compute_s3: Any) -> Any:
 
     from airflow_provider_bacalhau.spec import S3Publisher
 
-    if compute_s3 is None or not isinstance(publisher, S3Publisher) or publisher.endpoint:
+    if compute_s3 is None or not isinstance(publisher, S3Publisher):
         return publisher
-    return replace(publisher, endpoint=compute_s3.endpoint,
-                   region=publisher.region or compute_s3.region)
+    placed = compute_s3.fill({"Endpoint": publisher.endpoint, "Region": publisher.region})
+    return replace(publisher, endpoint=placed.get("Endpoint", ""), region=placed.get("Region", ""))
 
 
 def coerce_result_paths(value: Any, has_publisher: bool, field: str = "result_paths") -> list:

@@ -10,7 +10,6 @@ with such a plugin runs it. So an unknown type is a warning here, not an error.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -50,6 +49,3 @@ class CustomSpec:
                     "it at submit and runs it only on a node with that plugin, otherwise the job "
                     "fails with 'not enough nodes'", path, self.kind, self.type, self.known)
 
-
-def custom_from(stype: str, params: Mapping[str, Any], kind: str, known: str) -> CustomSpec:
-    return CustomSpec(stype, dict(params), kind, known)

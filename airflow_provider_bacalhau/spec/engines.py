@@ -17,7 +17,7 @@ from airflow_provider_bacalhau.spec._common import (
     get,
     warn_unknown,
 )
-from airflow_provider_bacalhau.spec.custom import CustomSpec, custom_from
+from airflow_provider_bacalhau.spec.custom import CustomSpec
 
 
 def _env_list(value: Any) -> Any:
@@ -189,7 +189,7 @@ def engine_from_spec(spec: Any, path: str = "Engine") -> Engine:
     cls = ENGINE_TYPES.get(etype.lower())  # the node looks types up in lower case
     params = as_mapping(get(spec, "Params") or {}, f"{path}.Params")
     if cls is None:  # an executor plugin: see spec/custom.py
-        return custom_from(etype, params, "engine", KNOWN_ENGINES)
+        return CustomSpec(etype, dict(params), "engine", KNOWN_ENGINES)
     return cls.from_params(params, f"{path}.Params")
 
 

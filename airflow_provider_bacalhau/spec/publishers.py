@@ -9,7 +9,7 @@ from typing import Any, ClassVar, Union
 
 from airflow_provider_bacalhau.errors import SpecError
 from airflow_provider_bacalhau.spec._common import LOG, as_mapping, check_text, get, warn_unknown
-from airflow_provider_bacalhau.spec.custom import CustomSpec, custom_from
+from airflow_provider_bacalhau.spec.custom import CustomSpec
 from airflow_provider_bacalhau.spec.s3rules import check_bucket
 
 PLACEHOLDERS = ("{jobID}", "{executionID}", "{nodeID}", "{date}", "{time}")
@@ -178,5 +178,5 @@ def publisher_from_spec(spec: Any, path: str = "Publisher") -> Publisher:
     cls = PUBLISHER_TYPES.get(ptype.lower())
     params = as_mapping(get(spec, "Params") or {}, f"{path}.Params")
     if cls is None:  # a publisher plugin: see spec/custom.py
-        return custom_from(ptype, params, "publisher", KNOWN_PUBLISHERS)
+        return CustomSpec(ptype, dict(params), "publisher", KNOWN_PUBLISHERS)
     return cls.from_params(params, f"{path}.Params")

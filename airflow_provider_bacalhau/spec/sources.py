@@ -17,7 +17,7 @@ from airflow_provider_bacalhau.spec._common import (
     get,
     warn_unknown,
 )
-from airflow_provider_bacalhau.spec.custom import CustomSpec, custom_from
+from airflow_provider_bacalhau.spec.custom import CustomSpec
 from airflow_provider_bacalhau.spec.s3rules import (
     PARTITION_TYPES,
     check_bucket,
@@ -265,7 +265,7 @@ def source_from_spec(spec: Any, path: str = "Source") -> Source:
                                         f"PublishedResult and the inputs helper to turn it into "
                                         f"an input)", stype)
     if cls is None:  # a storage plugin: see spec/custom.py
-        return custom_from(stype, params, "input source", KNOWN_SOURCES)
+        return CustomSpec(stype, dict(params), "input source", KNOWN_SOURCES)
     if cls is LocalSource:
         kind = "localDirectory" if stype.lower() == "localdirectory" else "local"
         return LocalSource.from_params(params, f"{path}.Params", kind)
