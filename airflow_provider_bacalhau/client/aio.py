@@ -106,12 +106,12 @@ class AsyncBacalhauClient(Operations):
 
     def job_logs(self, job_id_or_name: str, execution_id: str | None = None, *, follow: bool = False,
                  tail: bool = False, job_version: int | None = None, namespace: str | None = None,
-                 max_bytes: int = logs.DEFAULT_MAX_BYTES, timeout: float | None = None) -> logs.LogStream:
+                 max_bytes: int = logs.DEFAULT_MAX_BYTES, timeout: float | None = None) -> logs.AsyncLogStream:
         """:meth:`BacalhauClient.job_logs <airflow_provider_bacalhau.client.BacalhauClient.job_logs>`,
         read with ``async for``."""
-        return logs.LogStream(logs.open_read(self.config, job_id_or_name, execution_id, follow=follow,
-                                             tail=tail, job_version=job_version, namespace=namespace,
-                                             max_bytes=max_bytes, timeout=timeout))
+        return logs.AsyncLogStream(logs.open_read(self.config, job_id_or_name, execution_id, follow=follow,
+                                                  tail=tail, job_version=job_version, namespace=namespace,
+                                                  max_bytes=max_bytes, timeout=timeout))
 
     async def job_logs_tail(self, job_id_or_name: str, execution_id: str | None = None, *, lines: int = 20,
                             max_bytes: int = 2048, timeout: float = 5.0, read_limit: int = logs.DEFAULT_MAX_BYTES,

@@ -311,20 +311,25 @@ class LogTail:
         return bool(self.stdout or self.stderr)
 
 
-class LogStream:
-    """One log read: iterate it once, ``for`` with the blocking client or ``async for`` with the
-    asyncio one, for :class:`LogChunk` objects; ``ended`` then says why it stopped (see
-    :class:`LogRead`)."""
-
+class _Stream:
     def __init__(self, read: LogRead) -> None:
         self.read = read
 
     @property
     def ended(self) -> str | None:
+        """Why the read stopped (see :class:`LogRead`), once it has."""
         return self.read.ended
+
+
+class LogStream(_Stream):
+    """One log read for the blocking client: iterate it once for :class:`LogChunk` objects."""
 
     def __iter__(self) -> Iterator[LogChunk]:
         return iter_logs(self.read)
+
+
+class AsyncLogStream(_Stream):
+    """One log read for the asyncio client: ``async for`` only, so it cannot block the loop."""
 
     def __aiter__(self) -> AsyncIterator[LogChunk]:
         return aiter_logs(self.read)
