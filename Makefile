@@ -4,8 +4,7 @@ PY := $(VENV)/bin/python
 
 .PHONY: test demo
 test: $(VENV)/.installed
-	$(PY) -m airflow_provider_bacalhau.devstack engine
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m airflow_provider_bacalhau.devstack engine -- $(PY) -m pytest $(PYTEST_ARGS)
 
 demo: $(VENV)/.installed
 	bash scripts/demo.sh

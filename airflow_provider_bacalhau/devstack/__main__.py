@@ -138,7 +138,9 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("env", help="print the export lines of the running devstack")
     sub.add_parser("restart", help="restart the API server; jobs are kept, running executions are lost")
     sub.add_parser("status", help="print the state file and whether the server answers")
-    sub.add_parser("engine", help="make sure a Docker Engine and the local busybox image exist")
+    eng = sub.add_parser("engine", help="make sure a Docker Engine and the local busybox image exist")
+    eng.add_argument("run", nargs=argparse.REMAINDER,
+                     help="-- COMMAND...: run it with DOCKER_HOST set, then stop dockerd if this call started it")
     _serve_parser(sub)
     for p in sub.choices.values():
         p.description = NOTE
@@ -152,10 +154,18 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "engine":
         from airflow_provider_bacalhau.devstack import engine
 
+        already = engine.started_marker(home).exists()
         host = engine.ensure_engine(home)
         image = engine.ensure_busybox_image(host)
-        print(f"export DOCKER_HOST={host}  # image {image}")
-        return 0
+        command = args.run[1:] if args.run[:1] == ["--"] else args.run
+        if not command:
+            print(f"export DOCKER_HOST={host}  # image {image}")
+            return 0
+        try:  # `make test`: the engine lives as long as the command, unless it was already up
+            return subprocess.call(command, env={**os.environ, "DOCKER_HOST": host})
+        finally:
+            if not already:
+                engine.stop_engine(home)
     if args.command == "up":
         state = stack.up(home, api_port=args.api_port, s3_port=args.s3_port, with_engine=not args.no_engine,
                          concurrency=args.concurrency, faults=args.faults, auth=args.auth)

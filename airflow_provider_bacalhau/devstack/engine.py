@@ -52,6 +52,11 @@ def _engine_dir(home: Path) -> Path:
     return Path(home) / "docker"
 
 
+def started_marker(home: Path | None = None) -> Path:
+    """Exists while a dockerd that :func:`ensure_engine` started under ``home`` runs."""
+    return _engine_dir(Path(home) if home else default_home()) / "started-by-devstack"
+
+
 def _socket_path(home: Path) -> Path:
     path = _engine_dir(home) / "docker.sock"
     if len(str(path)) < 100:
@@ -208,7 +213,7 @@ def _start_dockerd(home: Path, sock: Path) -> None:
         process = subprocess.Popen(
             command, stdin=subprocess.DEVNULL, stdout=log_file, stderr=log_file, start_new_session=True
         )
-    (engine_dir / "started-by-devstack").write_text(str(process.pid))
+    started_marker(home).write_text(str(process.pid))
     deadline = time.monotonic() + _START_TIMEOUT
     while time.monotonic() < deadline:
         if ping(f"unix://{sock}"):
@@ -236,7 +241,7 @@ def _terminate(pid: int, timeout: float = 20.0) -> None:
 def stop_engine(home: Path | None = None) -> None:
     """Stop dockerd if (and only if) :func:`ensure_engine` started it under ``home``."""
     home = Path(home) if home else default_home()
-    marker = _engine_dir(home) / "started-by-devstack"
+    marker = started_marker(home)
     if not marker.exists():
         return
     with _locked(home):

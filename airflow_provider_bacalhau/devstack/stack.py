@@ -81,7 +81,7 @@ def _pick_port(preferred: int | None, default: int) -> int:
 def _engine_marker(engine_home: Path | None) -> Path:
     from airflow_provider_bacalhau.devstack import engine
 
-    return Path(engine_home or engine.default_home()) / "docker" / "started-by-devstack"
+    return engine.started_marker(engine_home)
 
 
 def _engine(engine_home: Path | None) -> tuple[str, bool]:
