@@ -59,6 +59,22 @@ def warn_unknown(mapping: Mapping[str, Any], known: Iterable[str], path: str,
             LOG.warning("%s: unknown field, Bacalhau ignores it", where)
 
 
+def warn_once(owner: object, message: str, path: str, *args: Any,
+              level: int = logging.WARNING) -> None:
+    """Log ``message % (path, *args)`` unless ``owner`` (a spec object) has logged it before.
+
+    One build validates the same objects several times (a source alone, among the inputs, inside
+    the job, again on the way to the API), each time under another ``path``: the key leaves the
+    path out, so the user reads each warning once. It keeps the values, so a changed one warns
+    again. The memory lives on the object (a ``Job.copy()`` keeps it; a new object starts empty).
+    """
+    seen = owner.__dict__.setdefault("_warned", set())
+    key = (message, tuple(repr(a) for a in args))
+    if key not in seen:
+        seen.add(key)
+        LOG.log(level, message, path, *args, stacklevel=2)
+
+
 def join(path: str, name: str) -> str:
     return f"{path}.{name}" if path else name
 

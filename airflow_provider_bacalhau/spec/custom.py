@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from airflow_provider_bacalhau.spec._common import LOG, as_mapping, check_text
+from airflow_provider_bacalhau.spec._common import as_mapping, check_text, warn_once
 
 
 @dataclass
@@ -45,7 +45,8 @@ class CustomSpec:
     def validate(self, path: str = "Engine") -> None:
         check_text(self.type, f"{path}.Type", required=True)
         as_mapping(self.params, f"{path}.Params")
-        LOG.warning("%s.Type: %s type %r is not one the provider knows (%s); Bacalhau accepts "
-                    "it at submit and runs it only on a node with that plugin, otherwise the job "
-                    "fails with 'not enough nodes'", path, self.kind, self.type, self.known)
+        warn_once(self, "%s.Type: %s type %r is not one the provider knows (%s); Bacalhau "
+                        "accepts it at submit and runs it only on a node with that plugin, "
+                        "otherwise the job fails with 'not enough nodes'",
+                  path, self.kind, self.type, self.known)
 

@@ -8,13 +8,13 @@ from typing import Any, ClassVar, Union
 
 from airflow_provider_bacalhau.errors import SpecError
 from airflow_provider_bacalhau.spec._common import (
-    LOG,
     as_list,
     as_mapping,
     check_absolute,
     check_str_list,
     check_text,
     get,
+    warn_once,
     warn_unknown,
 )
 from airflow_provider_bacalhau.spec.custom import CustomSpec
@@ -142,8 +142,8 @@ class WasmEngine:
         if self.environment_variables:
             # v1.9.3's wasm EngineSpec has no such field (pkg/executor/wasm/models/types.go), and
             # json.Unmarshal drops it on the node: sent as given, but it has no effect.
-            LOG.warning("%s.EnvironmentVariables is ignored by Bacalhau v1.9.3's wasm executor; "
-                        "set the task's Env instead", p)
+            warn_once(self, "%s.EnvironmentVariables is ignored by Bacalhau v1.9.3's wasm "
+                            "executor; set the task's Env instead", p)
 
 
 @dataclass

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import os
 import posixpath
 from collections.abc import Mapping, Sequence
@@ -10,13 +11,13 @@ from typing import Any
 
 from airflow_provider_bacalhau.errors import SpecError
 from airflow_provider_bacalhau.spec._common import (
-    LOG,
     as_list,
     as_mapping,
     check_env_name,
     check_int,
     check_str_map,
     check_text,
+    warn_once,
 )
 from airflow_provider_bacalhau.spec.engines import DockerEngine, Engine, engine_from_spec
 from airflow_provider_bacalhau.spec.parts import (
@@ -138,13 +139,14 @@ class Task:
             if not isinstance(item, InputSource):
                 raise SpecError(ipath, "must be an InputSource", item)
             item.validate(ipath)
-            _mount_target(item.target, f"{ipath}.Target", docker)
+            _mount_target(self, item.target, f"{ipath}.Target", docker)
             if item.target in targets:
                 raise SpecError(f"{ipath}.Target", f"same Target as InputSources"
                                                    f"[{targets[item.target]}]; targets must be "
                                                    f"unique", item.target)
             targets[item.target] = i
-            _repeated_mount(cleaned, item.target, i, f"{ipath}.Target", "InputSources", docker)
+            _repeated_mount(self, cleaned, item.target, i, f"{ipath}.Target", "InputSources",
+                            docker)
             if item.alias:
                 if item.alias in aliases:
                     raise SpecError(f"{ipath}.Alias", f"same Alias as InputSources"
@@ -168,31 +170,31 @@ class Task:
                 raise SpecError(f"{rpath}.Path", f"same Path as ResultPaths[{paths[item.path]}]",
                                 item.path)
             names[item.name], paths[item.path] = i, i
-            _repeated_mount(cleaned, item.path, i, f"{rpath}.Path", "ResultPaths", docker)
+            _repeated_mount(self, cleaned, item.path, i, f"{rpath}.Path", "ResultPaths", docker)
         if self.result_paths and self.publisher is None:
-            LOG.warning("%s.ResultPaths is set but there is no Publisher: Bacalhau rejects this "
-                        "unless the network has a default publisher", path)
+            warn_once(self, "%s.ResultPaths is set but there is no Publisher: Bacalhau rejects "
+                            "this unless the network has a default publisher", path)
 
 
-def _mount_target(target: str, path: str, docker: bool) -> None:
+def _mount_target(task: Task, target: str, path: str, docker: bool) -> None:
     if posixpath.isabs(target):
         return
     if docker:
         raise SpecError(path, "must be an absolute path (start with '/'): Docker mounts the "
                               "input there", target)
-    LOG.warning("%s: %r is not an absolute path; engines other than docker may accept it",
-                path, target)
+    warn_once(task, "%s: %r is not an absolute path; engines other than docker may accept it",
+              path, target)
 
 
-def _repeated_mount(seen: dict[str, int], value: str, index: int, path: str, what: str,
-                    docker: bool) -> None:
+def _repeated_mount(task: Task, seen: dict[str, int], value: str, index: int, path: str,
+                    what: str, docker: bool) -> None:
     """'/a' and '/a/' pass Go's exact comparison but are one mount point for Docker."""
     clean = posixpath.normpath(value) if value else value
     if clean in seen:
         message = f"same path as {what}[{seen[clean]}] once cleaned"
         if docker:
             raise SpecError(path, f"{message}; Docker refuses a repeated mount point", value)
-        LOG.warning("%s: %s", path, message)
+        warn_once(task, "%s: %r is the %s", path, value, message)
     seen[clean] = index
 
 
@@ -287,6 +289,14 @@ class Job:
         except SpecError as exc:
             raise SpecError(exc.field, f"{exc.message} [in {where}]", exc.value) from exc
 
+    def copy(self) -> Job:
+        """An independent copy, with the warnings already logged for this job remembered.
+
+        Not ``from_dict(to_dict())``: that round trip parses and validates again and would
+        repeat every warning.
+        """
+        return copy.deepcopy(self)
+
     # --- output -----------------------------------------------------------------------------
     def to_dict(self, *, validate: bool = True) -> dict[str, Any]:
         """The exact JSON for the API's ``Job`` field (validated first unless told not to)."""
@@ -340,8 +350,8 @@ class Job:
         if len(tasks) > 1:
             # Accepted with a warning by SanitizeSubmission (pkg/models/job.go), which drops the
             # extra tasks: the job still runs.
-            LOG.warning("Tasks: Bacalhau runs only the first task and drops the other %d",
-                        len(tasks) - 1)
+            warn_once(self, "%s: Bacalhau runs only the first task and drops the other %d",
+                      "Tasks", len(tasks) - 1)
         if not isinstance(tasks[0], Task):
             raise SpecError("Tasks[0]", "must be a Task", tasks[0])
         tasks[0].validate("Tasks[0]")

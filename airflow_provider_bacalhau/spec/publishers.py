@@ -8,7 +8,14 @@ from dataclasses import InitVar, dataclass
 from typing import Any, ClassVar, Union
 
 from airflow_provider_bacalhau.errors import SpecError
-from airflow_provider_bacalhau.spec._common import LOG, as_mapping, check_text, get, warn_unknown
+from airflow_provider_bacalhau.spec._common import (
+    LOG,
+    as_mapping,
+    check_text,
+    get,
+    warn_once,
+    warn_unknown,
+)
 from airflow_provider_bacalhau.spec.custom import CustomSpec
 from airflow_provider_bacalhau.spec.s3rules import check_bucket
 
@@ -18,7 +25,7 @@ _PLACEHOLDER = re.compile(r"\{[^{}]*\}")
 _JINJA = re.compile(r"\{\{.*?\}\}|\{%.*?%\}")
 
 
-def check_key_placeholders(key: str, path: str) -> None:
+def check_key_placeholders(owner: object, key: str, path: str) -> None:
     """Warn about ``{...}`` in a Key that Bacalhau will not replace.
 
     The node replaces only the literal, case-sensitive placeholders and keeps anything else as
@@ -31,11 +38,12 @@ def check_key_placeholders(key: str, path: str) -> None:
             continue
         near = [p for p in PLACEHOLDERS if p.lower() == found.lower()]
         if near:
-            LOG.warning("%s: placeholder %s is not replaced (placeholders are case-sensitive): "
-                        "did you mean %s? It stays in the key as text", path, found, near[0])
+            warn_once(owner, "%s: placeholder %s is not replaced (placeholders are "
+                             "case-sensitive): did you mean %s? It stays in the key as text",
+                      path, found, near[0])
         else:
-            LOG.warning("%s: %s is not a Bacalhau placeholder and stays in the key as text; "
-                        "known: %s", path, found, ", ".join(PLACEHOLDERS))
+            warn_once(owner, "%s: %s is not a Bacalhau placeholder and stays in the key as "
+                             "text; known: %s", path, found, ", ".join(PLACEHOLDERS))
 
 
 def _compress_to_encoding(compress: Any, path: str) -> str:
@@ -107,7 +115,7 @@ class S3Publisher:
         if not key:  # "invalid s3 params. key cannot be empty" on the node (s3/types.go)
             raise SpecError(f"{p}.Key", "the s3 publisher needs a Key (e.g. 'results/{jobID}/"
                                         "{executionID}')", self.key)
-        check_key_placeholders(key, f"{p}.Key")
+        check_key_placeholders(self, key, f"{p}.Key")
         check_text(self.endpoint, f"{p}.Endpoint")
         check_text(self.region, f"{p}.Region")
         if self.encoding not in ENCODINGS:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -10,11 +11,11 @@ from urllib.parse import urlparse
 
 from airflow_provider_bacalhau.errors import SpecError
 from airflow_provider_bacalhau.spec._common import (
-    LOG,
     as_mapping,
     check_absolute,
     check_text,
     get,
+    warn_once,
     warn_unknown,
 )
 from airflow_provider_bacalhau.spec.custom import CustomSpec
@@ -107,8 +108,9 @@ class S3Source:
                 check_composite_checksum(self.checksum_sha256, f"{p}.ChecksumSHA256")
             if self.filter:
                 # explodeKey compiles Filter only when listing, so a single key ignores it
-                LOG.warning("%s.Filter is ignored by Bacalhau: Key %r names a single object, "
-                            "and Filter applies to a prefix or a trailing '*' only", p, self.key)
+                warn_once(self, "%s.Filter is ignored by Bacalhau: Key %r names a single "
+                                "object, and Filter applies to a prefix or a trailing '*' only",
+                          p, self.key)
         else:
             if self.filter:
                 check_go_regex(self.filter, f"{p}.Filter")
@@ -116,8 +118,9 @@ class S3Source:
             for name, value in (("VersionID", self.version_id),
                                 ("ChecksumSHA256", self.checksum_sha256)):
                 if value:
-                    LOG.warning("%s.%s is ignored by Bacalhau: Key %r names %s, and %s applies "
-                                "to a single object only", p, name, self.key, kind, name)
+                    warn_once(self, "%s.%s is ignored by Bacalhau: Key %r names %s, and %s "
+                                    "applies to a single object only", p, name, self.key, kind,
+                              name)
         if self.partition is not None:
             validate_partition(as_mapping(self.partition, f"{p}.Partition"), f"{p}.Partition")
 
@@ -188,7 +191,8 @@ class LocalSource:
         if self.type not in ("local", "localDirectory"):
             raise SpecError(f"{path}.Type", "must be 'local' or 'localDirectory'", self.type)
         if self.type == "localDirectory":
-            LOG.info("%s.Type 'localDirectory' is a deprecated alias of 'local'", path)
+            warn_once(self, "%s.Type 'localDirectory' is a deprecated alias of 'local'", path,
+                      level=logging.INFO)
         check_absolute(self.source_path, f"{path}.Params.SourcePath")
         if not isinstance(self.read_write, bool):
             raise SpecError(f"{path}.Params.ReadWrite", "must be true or false", self.read_write)
