@@ -7,7 +7,6 @@ import json
 import pytest
 
 from airflow_provider_bacalhau.spec import (
-    Execution,
     ExecutionState,
     JobState,
     JobStatus,
@@ -80,11 +79,6 @@ def test_terminal_execution_states():
                         ExecutionState.CANCELLED}
 
 
-def test_desired_stopped_makes_execution_terminal():
-    assert Execution.from_api(execution("e-1", 6, desired=2)).is_terminal
-    assert not Execution.from_api(execution("e-1", 6, desired=1)).is_terminal
-
-
 def test_run_output_real_key_casing_and_capital_stderr():
     out = RunOutput.from_api({"Stdout": "a", "StdoutTruncated": True, "stderr": "b",
                               "StderrTruncated": True, "ExitCode": 3, "ErrorMsg": "boom"})
@@ -127,7 +121,7 @@ def test_failed_job_summary_has_messages_and_error_msg():
 def test_running_job_and_absent_executions():
     status = JobStatus.from_api(response("Running", None))
     assert not status.is_terminal and not status.succeeded
-    assert status.executions == [] and not status.executions_known
+    assert status.executions == []
     assert JobStatus.from_api(response("Completed", None)).succeeded
 
 

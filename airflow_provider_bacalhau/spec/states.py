@@ -193,10 +193,6 @@ class Execution:
         )
 
     @property
-    def is_terminal(self) -> bool:
-        return self.compute_state.is_terminal or self.desired_state is DesiredState.STOPPED
-
-    @property
     def exit_code_failed(self) -> bool:
         """Completed, but the container exited non-zero (Bacalhau does not fail those)."""
         return (self.compute_state is ExecutionState.COMPLETED
@@ -223,9 +219,8 @@ class Execution:
 
 @dataclass
 class JobStatus:
-    """A job and its executions (latest version only) from ``GET /jobs/{id}?include=executions``.
-
-    ``executions_known`` is False when the answer had no ``Executions`` (not requested).
+    """A job and its executions (latest version only) from ``GET /jobs/{id}?include=executions``
+    (``executions`` is empty when the answer had none).
     """
 
     job_id: str
@@ -236,7 +231,6 @@ class JobStatus:
     state: JobState = JobState.UNDEFINED
     message: str = ""
     executions: list[Execution] = field(default_factory=list)
-    executions_known: bool = False
 
     @classmethod
     def from_api(cls, response: Mapping[str, Any], legacy_v15: bool = False) -> JobStatus:
@@ -257,7 +251,6 @@ class JobStatus:
             namespace=str(get(job, "Namespace") or ""), type=str(get(job, "Type") or ""),
             version=version, state=JobState.from_api(get(state, "StateType", "Undefined")),
             message=str(get(state, "Message") or ""), executions=executions,
-            executions_known=raw_execs is not None,
         )
 
     @property
