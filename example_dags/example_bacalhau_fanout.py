@@ -39,7 +39,8 @@ log = logging.getLogger(__name__)
 
 PARTITIONS = sorted((Path(__file__).resolve().parent / "data" / "readings").glob("day-*.csv"))
 POLL_INTERVAL = float(os.environ.get("BACALHAU_EXAMPLES_POLL_INTERVAL", "5"))
-# The operators take connection ids as plain (not templated) arguments: set yours here.
+# Connection ids are templated fields of every operator (e.g. "{{ var.value.bacalhau_conn }}"
+# works too); set yours here.
 CONNECTIONS = {"bacalhau_conn_id": "bacalhau_default", "aws_conn_id": "aws_default"}
 
 # Per partition: station,readings,sum,min,max

@@ -46,7 +46,8 @@ log = logging.getLogger(__name__)
 DATA_DIR = Path(__file__).resolve().parent / "data"
 # How often a waiting task (or its trigger) asks the API for the job state, in seconds.
 POLL_INTERVAL = float(os.environ.get("BACALHAU_EXAMPLES_POLL_INTERVAL", "5"))
-# The operators take connection ids as plain (not templated) arguments: set yours here.
+# Connection ids are templated fields of every operator (e.g. "{{ var.value.bacalhau_conn }}"
+# works too); set yours here.
 CONNECTIONS = {"bacalhau_conn_id": "bacalhau_default", "aws_conn_id": "aws_default"}
 
 # Job A: keep well-formed rows only, normalise the region ("  NORTH " -> "North"),

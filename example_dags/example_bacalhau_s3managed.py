@@ -38,7 +38,8 @@ from airflow_provider_bacalhau.operators import BacalhauDockerJobOperator, Bacal
 log = logging.getLogger(__name__)
 
 POLL_INTERVAL = float(os.environ.get("BACALHAU_EXAMPLES_POLL_INTERVAL", "5"))
-# The operators take connection ids as plain (not templated) arguments: set yours here.
+# Connection ids are templated fields of every operator (e.g. "{{ var.value.bacalhau_conn }}"
+# works too); set yours here.
 CONNECTIONS = {"bacalhau_conn_id": "bacalhau_default", "aws_conn_id": "aws_default"}
 
 # Rendered by Jinja: {{ params.count }} is filled in before the job is submitted.
