@@ -141,23 +141,6 @@ def fake_context(ti: FakeTaskInstance | None = None, store: FakeStateStore | Non
     return context
 
 
-def busybox_job(script: str, *, name: str = "", publisher: dict | None = None,
-                result_paths: dict | None = None) -> dict:
-    """A one-task Docker job running ``sh -c script`` on busybox (the devstack's local image)."""
-    task: dict[str, Any] = {
-        "Name": "main",
-        "Engine": {"Type": "docker", "Params": {"Image": "busybox", "Entrypoint": ["sh", "-c"],
-                                                "Parameters": [script]}},
-    }
-    if publisher is not None:
-        task["Publisher"] = publisher
-        task["ResultPaths"] = [{"Name": k, "Path": v} for k, v in (result_paths or {"outputs": "/outputs"}).items()]
-    job: dict[str, Any] = {"Type": "batch", "Count": 1, "Tasks": [task]}
-    if name:
-        job["Name"] = name
-    return job
-
-
 class LogRecorder(logging.Handler):
     """Collects what the provider logs, whatever Airflow did to logging.
 

@@ -1,4 +1,4 @@
-"""Small helpers shared by the devstack API tests (not a test module)."""
+"""Small helpers shared by the tests that run jobs on the devstack (not a test module)."""
 
 from __future__ import annotations
 
@@ -11,9 +11,19 @@ import httpx
 JOBS = "/api/v1/orchestrator/jobs"
 
 
-def busybox_job(script: str, name: str | None = None, **task_extra: Any) -> dict:
-    task = {"Name": "main", "Engine": {"Type": "docker", "Params": {"Image": "busybox:1.36", "Entrypoint": ["sh", "-c"],
-                                                                      "Parameters": [script]}}}
+def busybox_job(script: str, name: str | None = None, *, publisher: dict | None = None,
+                result_paths: dict | None = None, **task_extra: Any) -> dict:
+    """A one-task Docker job running ``sh -c script`` on busybox (the devstack's local image).
+
+    A ``publisher`` comes with ``result_paths`` (default ``{"outputs": "/outputs"}``);
+    ``task_extra`` keys are set on the task as given.
+    """
+    task: dict[str, Any] = {"Name": "main", "Engine": {"Type": "docker", "Params": {
+        "Image": "busybox:1.36", "Entrypoint": ["sh", "-c"], "Parameters": [script]}}}
+    if publisher is not None:
+        task["Publisher"] = publisher
+        task["ResultPaths"] = [{"Name": k, "Path": v}
+                               for k, v in (result_paths or {"outputs": "/outputs"}).items()]
     task.update(task_extra)
     job: dict[str, Any] = {"Type": "batch", "Count": 1, "Tasks": [task]}
     if name:

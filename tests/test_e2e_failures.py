@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-import test_e2e_helpers as e2e
+import e2e_helpers as e2e
 from airflow_helpers import airflow_db  # noqa: F401  (fixture)
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]

@@ -7,7 +7,8 @@ import time
 
 import pytest
 from airflow.providers.common.compat.sdk import TaskDeferred
-from airflow_helpers import FakeTaskInstance, busybox_job, fake_context
+from airflow_helpers import FakeTaskInstance, fake_context
+from devstack_helpers import busybox_job
 
 from airflow_provider_bacalhau.links import BacalhauJobLink
 from airflow_provider_bacalhau.operators import BacalhauJobOperator

@@ -9,7 +9,8 @@ import time
 import httpx
 import pytest
 from airflow.providers.common.compat.sdk import AirflowException
-from airflow_helpers import FakeTaskInstance, busybox_job, fake_context, record_logs
+from airflow_helpers import FakeTaskInstance, fake_context, record_logs
+from devstack_helpers import busybox_job
 
 from airflow_provider_bacalhau.client import BacalhauClient, ClientConfig
 from airflow_provider_bacalhau.operators import BacalhauJobOperator

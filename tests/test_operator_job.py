@@ -9,7 +9,8 @@ from datetime import timedelta
 
 import pytest
 from airflow.providers.common.compat.sdk import AirflowException, AirflowFailException, TaskDeferred
-from airflow_helpers import FakeStateStore, FakeTaskInstance, busybox_job, fake_context, record_logs
+from airflow_helpers import FakeStateStore, FakeTaskInstance, fake_context, record_logs
+from devstack_helpers import busybox_job
 
 from airflow_provider_bacalhau.client import BacalhauClient, ClientConfig
 from airflow_provider_bacalhau.operators import BacalhauDockerJobOperator, BacalhauJobOperator

@@ -12,7 +12,8 @@ from airflow.providers.common.compat.sdk import (
     PokeReturnValue,
     TaskDeferred,
 )
-from airflow_helpers import FakeTaskInstance, busybox_job, fake_context
+from airflow_helpers import FakeTaskInstance, fake_context
+from devstack_helpers import busybox_job
 
 from airflow_provider_bacalhau.client import BacalhauClient, ClientConfig
 from airflow_provider_bacalhau.operators._completion import make_event

@@ -7,7 +7,8 @@ import json
 import time
 
 import pytest
-from airflow_helpers import busybox_job, record_logs
+from airflow_helpers import record_logs
+from devstack_helpers import busybox_job
 
 from airflow_provider_bacalhau.client import BacalhauClient, ClientConfig
 from airflow_provider_bacalhau.client.aio import _POOLS, close_shared_http_clients
