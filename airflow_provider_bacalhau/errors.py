@@ -1,11 +1,31 @@
 """Every exception the provider raises, in one place.
 
 Plain Python on purpose: ``spec`` and ``client`` import this module and must stay free of Airflow.
+The task failures that must be ``AirflowException`` subclasses (:class:`BacalhauJobError`,
+:class:`BacalhauJobFailedError`, :class:`BacalhauJobTimeoutError`,
+:class:`BacalhauSensorTimeoutError`, :class:`BacalhauInputError`,
+:class:`BacalhauInvalidInputError`) are defined in
+:mod:`airflow_provider_bacalhau.failures`, the Airflow layer, and importable from here too: they
+are looked up on first use (PEP 562), so importing this module never imports Airflow.
 """
 
 from __future__ import annotations
 
 from typing import Any
+
+#: Defined in ``failures.py`` (they subclass AirflowException); handed out by ``__getattr__``.
+_AIRFLOW_FAILURES = frozenset({
+    "BacalhauJobError", "BacalhauJobFailedError", "BacalhauJobTimeoutError",
+    "BacalhauSensorTimeoutError", "BacalhauInputError", "BacalhauInvalidInputError",
+})
+
+
+def __getattr__(name: str) -> Any:
+    if name in _AIRFLOW_FAILURES:
+        from airflow_provider_bacalhau import failures
+
+        return getattr(failures, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class SpecError(ValueError):
@@ -91,6 +111,27 @@ class ResultUnreachableError(ConnectionError):
 
     def __init__(self, message: str, *, url: str) -> None:
         self.url = url
+        super().__init__(message)
+
+
+class ResultDownloadError(Exception):
+    """An HTTP download of a result was refused: ``status`` is the HTTP status (403 for an expired
+    presigned URL, 404/410 for a result that is gone), ``url`` the URL without its query string.
+    Not an integrity error: no bytes were received to check."""
+
+    def __init__(self, message: str, *, url: str, status: int) -> None:
+        self.url = url
+        self.status = status
+        super().__init__(message)
+
+
+class S3DeleteError(Exception):
+    """S3 refused to delete some objects: DeleteObjects answered with per-key ``Errors``.
+    ``bucket`` is the bucket, ``failed`` maps each key left behind to S3's code and message."""
+
+    def __init__(self, message: str, *, bucket: str, failed: dict[str, str]) -> None:
+        self.bucket = bucket
+        self.failed = failed
         super().__init__(message)
 
 

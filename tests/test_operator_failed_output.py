@@ -14,8 +14,8 @@ from devstack_helpers import busybox_job
 
 from airflow_provider_bacalhau.client import BacalhauClient, ClientConfig
 from airflow_provider_bacalhau.operators import BacalhauJobOperator
-from airflow_provider_bacalhau.operators._completion import event_from_response
-from airflow_provider_bacalhau.operators._failed_output import failed_output
+from airflow_provider_bacalhau.waiting import event_from_response
+from airflow_provider_bacalhau.waiting.failed_output import failed_output
 from airflow_provider_bacalhau.spec import JobStatus
 
 pytestmark = pytest.mark.docker

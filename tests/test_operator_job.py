@@ -14,7 +14,7 @@ from devstack_helpers import busybox_job
 
 from airflow_provider_bacalhau.client import BacalhauClient, ClientConfig
 from airflow_provider_bacalhau.operators import BacalhauDockerJobOperator, BacalhauJobOperator
-from airflow_provider_bacalhau.operators._completion import make_event
+from airflow_provider_bacalhau.waiting import make_event
 from airflow_provider_bacalhau.operators._naming import job_name_for_context
 from airflow_provider_bacalhau.spec import JobStatus
 from airflow_provider_bacalhau.triggers.job import BacalhauJobTrigger

@@ -16,7 +16,7 @@ from airflow_helpers import FakeTaskInstance, fake_context
 from devstack_helpers import busybox_job
 
 from airflow_provider_bacalhau.client import BacalhauClient, ClientConfig
-from airflow_provider_bacalhau.operators._completion import make_event
+from airflow_provider_bacalhau.waiting import make_event
 from airflow_provider_bacalhau.sensors import BacalhauJobSensor
 from airflow_provider_bacalhau.spec import JobStatus
 from airflow_provider_bacalhau.triggers.job import BacalhauJobTrigger

@@ -51,11 +51,11 @@ async def events_of(trigger: BacalhauJobTrigger) -> list[dict]:
 
 
 def test_serialize_is_pinned_and_round_trips():
-    trigger = BacalhauJobTrigger("j-1", bacalhau_conn_id="c", poll_interval=2, deadline=1700000000.5,
-                                 stop_on_kill=False, stop_reason="why")
+    trigger = BacalhauJobTrigger("j-1", bacalhau_conn_id="c", namespace="team-a", poll_interval=2,
+                                 deadline=1700000000.5, stop_on_kill=False, stop_reason="why")
     classpath, kwargs = trigger.serialize()
     assert classpath == "airflow_provider_bacalhau.triggers.job.BacalhauJobTrigger"
-    assert kwargs == {"job_id": "j-1", "bacalhau_conn_id": "c", "poll_interval": 2.0,
+    assert kwargs == {"job_id": "j-1", "bacalhau_conn_id": "c", "namespace": "team-a", "poll_interval": 2.0,
                       "deadline": 1700000000.5, "stop_on_kill": False, "stop_reason": "why"}
     import importlib
     import json
@@ -238,13 +238,13 @@ def _drive(answers, poll_interval=1.0, deadline_in=60.0):
     """Run the waiting loop on scripted answers; return (event, pauses)."""
     import logging
 
-    from airflow_provider_bacalhau.operators._completion import Pause, watch_job
+    from airflow_provider_bacalhau.waiting import Sleep, watch_job
 
     watch = watch_job("j-1", poll_interval, time.time() + deadline_in, logging.getLogger("t"))
     pauses, step, answers = [], next(watch), list(answers)
     try:
         while True:
-            if isinstance(step, Pause):
+            if isinstance(step, Sleep):
                 pauses.append(step.seconds)
                 step = watch.send(None)
             else:
@@ -259,7 +259,8 @@ def test_watch_loop_retries_transient_errors_then_finishes():
     busy = BacalhauApiError("busy", status=503)
     event, pauses = _drive([_job("Running"), busy, busy, _job("Completed")], poll_interval=5.0)
     assert event["status"] == "success"
-    assert pauses == [5.0, 1.0, 2.0]  # poll interval, then backoff 1 s, 2 s
+    # Poll interval, then the client's backoff from 1 s, doubling, jittered over its upper half.
+    assert pauses[0] == 5.0 and 0.5 <= pauses[1] <= 1.0 and 1.0 <= pauses[2] <= 2.0
 
 
 def test_watch_loop_ends_with_error_on_a_lasting_api_error():
@@ -277,7 +278,7 @@ def test_watch_loop_times_out_at_the_deadline():
 
 def test_events_carry_no_job_spec():
     """Events are stored by Airflow: the spec (with env values) must not travel in them."""
-    from airflow_provider_bacalhau.operators._completion import event_from_response
+    from airflow_provider_bacalhau.waiting import event_from_response
 
     event = event_from_response(_job("Completed", env_secret="s3cr3t-value"))
     assert "s3cr3t-value" not in json.dumps(event)

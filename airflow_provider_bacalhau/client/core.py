@@ -116,10 +116,33 @@ def _describe(outcome: Any) -> str:
     return type(outcome).__name__
 
 
+def backoff_delay(attempt: int, first: float, cap: float) -> float:
+    """The one backoff: ``first * 2**attempt`` capped at ``cap``, with jitter over its upper half
+    (many clients, or triggers, that failed together do not retry together)."""
+    base = min(cap, first * (2**attempt))
+    return base / 2 + random.uniform(0, base / 2)
+
+
 def _retry_read(outcome: Any) -> bool:
     if isinstance(outcome, httpx.Response):
         return outcome.status_code in RETRY_STATUSES
     return is_retryable_transport_error(outcome)
+
+
+def is_transient(exc: BaseException) -> bool:
+    """The one transient-error policy, for an error a client call raised: worth another try later.
+
+    The same rule as the client's own retries: connection trouble (but not a certificate that does
+    not verify), 429 and 502/503/504. Any other answer, a lasting 500 included (say an ambiguous
+    name: ``MultipleJobsFound``), will not pass by waiting.
+    """
+    if isinstance(exc, BacalhauApiError):
+        if exc.status is not None:
+            return exc.status in RETRY_STATUSES
+        return bool(getattr(exc, "transport_retryable", True))
+    if isinstance(exc, httpx.HTTPError):
+        return is_retryable_transport_error(exc)
+    return isinstance(exc, (TimeoutError, ConnectionError))
 
 
 def _retry_submit(outcome: Any) -> bool:
@@ -193,8 +216,7 @@ class Operations:
             hinted = retry_after_seconds(outcome)
             if hinted is not None:
                 return min(hinted, cap)
-        base = min(cap, self.config.backoff * (2**attempt))
-        return base / 2 + random.uniform(0, base / 2)  # jitter spreads many clients apart
+        return backoff_delay(attempt, self.config.backoff, cap)
 
     def _send(self, request: httpx.Request, should_retry: Callable[[Any], bool]) -> Op[Any]:
         """Send with retries; returns the last outcome (a response of any status, or an exception)."""
@@ -224,7 +246,10 @@ class Operations:
     def _raise_for(self, outcome: Any, method: str, path: str) -> BacalhauApiError:
         if isinstance(outcome, httpx.Response):
             return error_from_response(outcome, method, path, self.config.secrets)
-        return error_from_transport(outcome, self.config.base_url, method, path, self.config.secrets)
+        error = error_from_transport(outcome, self.config.base_url, method, path, self.config.secrets)
+        # For is_transient(); not chained as __cause__, whose text would reach tracebacks unredacted.
+        error.transport_retryable = is_retryable_transport_error(outcome)
+        return error
 
     def _call(
         self, method: str, path: str, params: Mapping[str, Any] | None = None, body: Any = None

@@ -143,21 +143,33 @@ class BacalhauHook(BaseHook):
 
     # -- clients --------------------------------------------------------------------------------
 
-    def get_client(self) -> BacalhauClient:
-        """A blocking client; close it (or use ``with``) when done."""
-        return BacalhauClient(self.client_config())
+    def _in_namespace(self, config: ClientConfig, namespace: str | None) -> ClientConfig:
+        # Lookups are per namespace: a job in another namespace than the connection's is asked
+        # for there (GET and DELETE requests bind ?namespace=: BaseRequest in
+        # pkg/publicapi/apimodels/base_requests.go, v1.9.3).
+        return dataclasses.replace(config, namespace=namespace) if namespace else config
+
+    def get_client(self, namespace: str | None = None) -> BacalhauClient:
+        """A blocking client; close it (or use ``with``) when done.
+
+        :param namespace: ask in this namespace instead of the connection's.
+        """
+        return BacalhauClient(self._in_namespace(self.client_config(), namespace))
 
     def get_conn(self) -> BacalhauClient:
         return self.get_client()
 
-    async def get_async_client(self, *, max_retries: int | None = None) -> AsyncBacalhauClient:
+    async def get_async_client(self, *, max_retries: int | None = None,
+                               namespace: str | None = None) -> AsyncBacalhauClient:
         """An async client on the pool shared by every client of this config on this event loop.
 
         Closing it does not close the shared pool. ``max_retries`` overrides the connection's
-        (a caller with its own retry loop passes 0) without leaving the shared pool.
+        (a caller with its own retry loop passes 0) and ``namespace`` the connection's namespace,
+        both without leaving the shared pool.
         """
         config = await self.async_client_config()
-        client = AsyncBacalhauClient(config, http_client=shared_http_client(config))
+        client = AsyncBacalhauClient(self._in_namespace(config, namespace),
+                                     http_client=shared_http_client(config))
         return client if max_retries is None else client.with_max_retries(max_retries)
 
     def compute_s3_view(self) -> ComputeS3View:

@@ -5,7 +5,8 @@ an earlier try in Airflow 3.3's task state store, else the job name); re-attach 
 reuse it when it already succeeded, submit a new version when it failed or belongs to another task
 instance (its Meta names the submitting task instance), or submit it fresh. Then push the job ID
 and the Web UI link to XCom, look once, and finish at once, defer to :class:`BacalhauJobTrigger`,
-or poll in the worker. Every path ends in :meth:`JobCompletionMixin.execute_complete`.
+or poll in the worker. Every path ends in :meth:`JobCompletionMixin.execute_complete`
+(:mod:`airflow_provider_bacalhau.waiting`, the one waiting path).
 """
 
 from __future__ import annotations
@@ -14,38 +15,25 @@ import time
 from datetime import timedelta
 from typing import Any, ClassVar
 
-from airflow.providers.common.compat.sdk import AirflowException, AirflowFailException, BaseOperator, conf
+from airflow.providers.common.compat.sdk import AirflowException, AirflowFailException, BaseOperator
 
 from airflow_provider_bacalhau.errors import BacalhauApiError, SpecError
+from airflow_provider_bacalhau.failures import BacalhauInputError, BacalhauInvalidInputError, BacalhauJobError
 from airflow_provider_bacalhau.links.job import BacalhauJobLink
-from airflow_provider_bacalhau.operators._completion import (
-    JobCompletionMixin,
+from airflow_provider_bacalhau.operators._naming import TASK_INSTANCE_META, job_name_for_context, task_instance_key
+from airflow_provider_bacalhau.operators._node_support import check_mode, check_node_support
+from airflow_provider_bacalhau.waiting import (
+    DEFAULT_TIMEOUT_SECONDS,
+    DEFER_TIMEOUT_PADDING_SECONDS,
+    JOB_ID_KEY,
+    UNLIMITED_WAIT_SECONDS,
+    default_deferrable,
     event_from_response,
     is_transient,
-    job_accepted,
+    task_label,
     wait_in_worker,
 )
-from airflow_provider_bacalhau.operators._naming import (
-    TASK_INSTANCE_META,
-    job_name_for_context,
-    task_instance_key,
-    task_label,
-)
-from airflow_provider_bacalhau.operators._node_support import check_mode, check_node_support
-
-#: Default wall-clock limit of a wait; the trigger always needs a deadline.
-DEFAULT_TIMEOUT_SECONDS = 24 * 3600.0
-#: ``timeout=None`` ("no limit") still gives the trigger a deadline, a year away.
-UNLIMITED_WAIT_SECONDS = 365 * 24 * 3600.0
-#: The defer timeout is padded past the trigger's own deadline, so the trigger's ``timeout``
-#: event (which stops the job) arrives before Airflow's backstop fails the task.
-DEFER_TIMEOUT_PADDING_SECONDS = 60.0
-#: Key of the job ID in XCom and in the task state store.
-JOB_ID_KEY = "bacalhau_job_id"
-
-
-def default_deferrable() -> bool:
-    return conf.getboolean("operators", "default_deferrable", fallback=False)
+from airflow_provider_bacalhau.waiting.completion import JobCompletionMixin, job_accepted
 
 
 def _seconds(value: float | timedelta | None, field: str) -> float | None:
@@ -62,8 +50,8 @@ class BaseBacalhauJobOperator(JobCompletionMixin, BaseOperator):
 
     :param bacalhau_conn_id: Airflow connection to the Bacalhau API.
     :param aws_conn_id: AWS connection used to resolve and stage ``inputs``.
-    :param inputs: extra inputs, anything :func:`airflow_provider_bacalhau.inputs.resolve_inputs`
-        accepts (an upstream task's results, ``s3://`` URIs, staged inputs, InputSources...);
+    :param inputs: extra inputs, anything
+        :func:`airflow_provider_bacalhau.dataplane.inputs.resolve_inputs` accepts (an upstream task's results, ``s3://`` URIs, staged inputs, InputSources...);
         appended to the task's InputSources.
     :param inputs_target: where ``inputs`` are mounted (see ``resolve_inputs``).
     :param staging_bucket: bucket for re-staging archives and s3managed results used as inputs.
@@ -137,6 +125,8 @@ class BaseBacalhauJobOperator(JobCompletionMixin, BaseOperator):
         self.node_support_check = check_mode(node_support_check)
         self._compute_s3: Any = None
         self.bacalhau_job_id: str | None = None
+        #: The job's namespace once built (operator, else spec); None: the connection's.
+        self.bacalhau_namespace: str | None = None
         self._kill_reason = ""
 
     # -- what subclasses provide ---------------------------------------------------------------
@@ -144,43 +134,32 @@ class BaseBacalhauJobOperator(JobCompletionMixin, BaseOperator):
         """The job to run, as a :class:`~airflow_provider_bacalhau.spec.Job` (inputs not yet added)."""
         raise NotImplementedError
 
-    # -- clients -----------------------------------------------------------------------------
-    def _hook(self) -> Any:
-        from airflow_provider_bacalhau.hooks.bacalhau import BacalhauHook
-
-        return BacalhauHook(bacalhau_conn_id=self.bacalhau_conn_id)
-
+    # -- clients (one cached hook: JobCompletionMixin.hook) ----------------------------------
     def compute_s3_view(self) -> Any:
         """S3 as the compute nodes see it: the connection's extras with this operator's overrides
         (read once per task instance)."""
         if self._compute_s3 is None:
             try:
-                view = self._hook().compute_s3_view().overridden(self.s3_endpoint, self.s3_region)
+                view = self.hook.compute_s3_view().overridden(self.s3_endpoint, self.s3_region)
             except ValueError as exc:  # a malformed s3_endpoint does not get better by retrying
                 raise AirflowFailException(f"Invalid S3 settings: {exc}") from exc
             self._compute_s3 = view
         return self._compute_s3
 
     def get_bacalhau_client(self, namespace: str | None = None) -> Any:
-        """A client asking in ``namespace`` (default: ``self.namespace``, else the connection's)."""
-        hook = self._hook()
-        namespace = namespace or self.namespace
-        if not namespace:
-            return hook.get_client()
-        from dataclasses import replace
-
-        from airflow_provider_bacalhau.client import BacalhauClient
-
-        # Name lookups are per namespace: ask in the job's namespace, not the connection's.
-        return BacalhauClient(replace(hook.client_config(), namespace=namespace))
+        """A client asking in ``namespace`` (default: the job's, once built, else
+        ``self.namespace``, else the connection's)."""
+        return self.hook.get_client(namespace=namespace or self.bacalhau_namespace or self.namespace)
 
     # -- the flow ------------------------------------------------------------------------------
     def execute(self, context: Any) -> list[dict] | None:
         self._kill_reason = f"Airflow task {task_label(context)} was killed"
         self.compute_s3_view()  # settings errors first, before any S3 or API work
         job = self.prepare_job(context, self.job_name or job_name_for_context(context))
-        # The job's namespace (operator, else spec), else the connection's: where the name lives.
-        with self.get_bacalhau_client(job.namespace) as client:
+        # The job's namespace (operator, else spec), else the connection's: where the name lives,
+        # and where on_kill, the stop after a timeout and the trigger look for the job.
+        self.bacalhau_namespace = job.namespace or None
+        with self.get_bacalhau_client() as client:
             job_id, known = self._submit_or_attach(context, client, job)
             self._announce(context, job_id)
             if not self.wait_for_termination:
@@ -190,7 +169,7 @@ class BaseBacalhauJobOperator(JobCompletionMixin, BaseOperator):
             from airflow_provider_bacalhau.spec import JobStatus
 
             if response is not None and JobStatus.from_api(response).is_terminal:
-                return self.execute_complete(context, event_from_response(response))
+                return self.execute_complete(context, event_from_response(response, self.bacalhau_namespace))
             deadline = time.time() + (self.timeout or UNLIMITED_WAIT_SECONDS)
             if self.deferrable:
                 self._defer(context, job_id, deadline)
@@ -199,7 +178,7 @@ class BaseBacalhauJobOperator(JobCompletionMixin, BaseOperator):
             # The waiting loop retries transient errors between polls: none inside a poll. API
             # errors that last end the wait as an "error" event, which execute_complete reports.
             event = wait_in_worker(client.with_max_retries(0), job_id, self.poll_interval, deadline,
-                                   self.log)
+                                   self.log, self.bacalhau_namespace)
         return self.execute_complete(context, event)
 
     def _look_once(self, client: Any, job_id: str) -> dict | None:
@@ -208,7 +187,7 @@ class BaseBacalhauJobOperator(JobCompletionMixin, BaseOperator):
             return client.get_job(job_id)
         except BacalhauApiError as exc:
             if not is_transient(exc):
-                raise AirflowException(f"Cannot read Bacalhau job {job_id}: {exc}") from exc
+                raise BacalhauJobError(f"Cannot read Bacalhau job {job_id}: {exc}", job_id=job_id) from exc
             self.log.warning("Bacalhau job %s: transient API error (%s); waiting anyway", job_id, exc)
             return None
 
@@ -218,6 +197,7 @@ class BaseBacalhauJobOperator(JobCompletionMixin, BaseOperator):
         trigger = BacalhauJobTrigger(
             job_id=job_id,
             bacalhau_conn_id=self.bacalhau_conn_id,
+            namespace=self.bacalhau_namespace,
             poll_interval=self.poll_interval,
             deadline=deadline,
             stop_on_kill=True,
@@ -233,7 +213,7 @@ class BaseBacalhauJobOperator(JobCompletionMixin, BaseOperator):
         context["ti"].xcom_push(key=JOB_ID_KEY, value=job_id)
         url = None
         try:
-            url = self._hook().job_url(job_id)
+            url = self.hook.job_url(job_id)
         except Exception:  # a link is a convenience
             self.log.debug("no Web UI link for %s", job_id, exc_info=True)
         BacalhauJobLink.persist(context, job_id, url)
@@ -355,14 +335,14 @@ class BaseBacalhauJobOperator(JobCompletionMixin, BaseOperator):
         except SpecError as exc:
             raise AirflowFailException(f"Invalid Bacalhau job spec: {exc}") from exc
         except ValueError as exc:  # a configuration error, e.g. a missing staging_bucket
-            raise AirflowFailException(f"Invalid inputs: {exc}") from exc
+            raise BacalhauInvalidInputError(f"Invalid inputs: {exc}", job_name=job.name) from exc
         except Exception as exc:  # S3 or Bacalhau I/O: a retry may succeed
-            raise AirflowException(f"Resolving inputs failed: {exc}") from exc
+            raise BacalhauInputError(f"Resolving inputs failed: {exc}", job_name=job.name) from exc
 
     def _resolve_inputs(self, client: Any) -> list:
         if self.inputs is None or self.inputs == [] or self.inputs == "":
             return []
-        from airflow_provider_bacalhau.inputs import resolve_inputs
+        from airflow_provider_bacalhau.dataplane.inputs import resolve_inputs
 
         return list(resolve_inputs(self.inputs, target=self.inputs_target, aws_conn_id=self.aws_conn_id,
                                    bacalhau_client=client, staging_bucket=self.staging_bucket,

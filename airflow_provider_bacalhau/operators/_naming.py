@@ -44,14 +44,6 @@ def job_name_for_context(context: Any) -> str:
     return task_instance_job_name(ti.dag_id, ti.task_id, ti.run_id, getattr(ti, "map_index", -1))
 
 
-def task_label(context: Any) -> str:
-    """A short human description of the task instance, for stop reasons and log lines."""
-    ti = context["ti"]
-    index = getattr(ti, "map_index", -1)
-    mapped = f"[{index}]" if index is not None and index >= 0 else ""
-    return f"{ti.dag_id}.{ti.task_id}{mapped} (run {ti.run_id})"
-
-
 #: Job Meta key naming the task instance that submitted the job (``bacalhau.org/`` keys are the
 #: server's, so an own prefix). A job found by name is reused only by the same task instance.
 TASK_INSTANCE_META = "airflow-task-instance"

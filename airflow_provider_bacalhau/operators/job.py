@@ -11,13 +11,9 @@ from __future__ import annotations
 import os
 from typing import Any, ClassVar
 
-from airflow_provider_bacalhau.operators._base import (
-    DEFAULT_TIMEOUT_SECONDS,
-    DEFER_TIMEOUT_PADDING_SECONDS,
-    JOB_ID_KEY,
-    BaseBacalhauJobOperator,
-)
+from airflow_provider_bacalhau.operators._base import BaseBacalhauJobOperator
 from airflow_provider_bacalhau.operators._building import build_docker_job
+from airflow_provider_bacalhau.waiting import DEFAULT_TIMEOUT_SECONDS, DEFER_TIMEOUT_PADDING_SECONDS, JOB_ID_KEY
 
 __all__ = [
     "DEFAULT_TIMEOUT_SECONDS",
@@ -48,7 +44,9 @@ class BacalhauJobOperator(BaseBacalhauJobOperator):
     """
 
     template_fields: ClassVar[tuple[str, ...]] = ("job", *BaseBacalhauJobOperator.template_fields)
-    template_ext: ClassVar[tuple[str, ...]] = JOB_FILE_EXTENSIONS
+    # No template_ext: Airflow would take *every* templated string ending in .json/.yaml for a file
+    # name (an s3://.../x.json input too). The job file is read and rendered here, explicitly.
+    template_ext: ClassVar[tuple[str, ...]] = ()
     template_fields_renderers: ClassVar[dict[str, str]] = {"job": "yaml"}
 
     def __init__(self, *, job: Any, **kwargs: Any) -> None:
@@ -56,63 +54,54 @@ class BacalhauJobOperator(BaseBacalhauJobOperator):
         self.job = job
 
     def build_job(self, context: Any) -> Any:
-        from airflow_provider_bacalhau.errors import SpecError
-        from airflow_provider_bacalhau.spec import Job, coerce_job
+        from airflow_provider_bacalhau.spec import coerce_job
 
         job = self.job
-        if isinstance(job, str) and job.strip().endswith(JOB_FILE_EXTENSIONS) and "\n" not in job.strip():
-            path = job.strip()
-            if os.path.isfile(path):  # an absolute path Jinja's loader could not find: not templated
-                self.log.info("Reading job file %s (outside the template search path: not rendered)", path)
-                return Job.from_file(path)
-            # Still the path, not the file's text: the template loader did not find it either.
-            raise SpecError("job", "job file not found in the DAG folder, the DAG's "
-                                   "template_searchpath, or as an absolute path", path)
+        if _is_job_file_name(job):
+            job = self._read_job_file(job.strip(), context)
+            if not isinstance(job, str):
+                return job
         return coerce_job(job)
 
+    def _read_job_file(self, path: str, context: Any) -> Any:
+        """The job file's text, rendered with ``context``; a ``Job`` for an absolute path that the
+        template loader does not know (read as it is, not rendered)."""
+        from airflow_provider_bacalhau.errors import SpecError
+        from airflow_provider_bacalhau.spec import Job
+
+        text = self._job_file_source(path)
+        if text is not None:
+            self.log.info("Rendering job file %s", path)
+            return self.render_template(text, context)
+        if os.path.isfile(path):  # an absolute path Jinja's loader could not find: not templated
+            self.log.info("Reading job file %s (outside the template search path: not rendered)", path)
+            return Job.from_file(path)
+        raise SpecError("job", "job file not found in the DAG folder, the DAG's "
+                               "template_searchpath, or as an absolute path", path)
+
+    def _job_file_source(self, path: str) -> str | None:
+        """The text of ``path`` through the DAG's template loader (DAG folder, template_searchpath)."""
+        env = self.get_template_env()
+        if env.loader is None:
+            return None
+        try:
+            return env.loader.get_source(env, path)[0]
+        except Exception:  # jinja2.TemplateNotFound, or a path the loader refuses
+            self.log.debug("job file %s not found by the template loader", path, exc_info=True)
+            return None
+
     def resolve_template_files(self) -> None:
-        """Read the job file (only ``job``: other fields never name a template file)."""
-        job = self.job
-        if isinstance(job, str) and job.endswith(JOB_FILE_EXTENSIONS):
-            env = self.get_template_env()
-            try:
-                self.job = env.loader.get_source(env, job)[0]
-            except Exception:
-                self.log.debug("job file %s not found by the template loader", job, exc_info=True)
+        """Read the job file at DAG parse time, so Airflow renders (and shows) its text like any
+        templated field (only ``job``: other fields never name a template file)."""
+        if _is_job_file_name(self.job):
+            text = self._job_file_source(self.job.strip())
+            if text is not None:
+                self.job = text
         self.prepare_template()
 
-    def _do_render_template_fields(self, parent: Any, template_fields: Any, context: Any,
-                                   jinja_env: Any, seen_oids: set[int]) -> None:
-        # template_ext applies to every templated string; restrict it to `job` (see class doc).
-        if parent is not self:
-            return super()._do_render_template_fields(parent, template_fields, context, jinja_env,
-                                                      seen_oids)
-        fields = list(template_fields)
-        with_files = [f for f in fields if f == "job"]
-        plain = [f for f in fields if f != "job"]
-        if with_files and self._job_is_loadable_template():
-            super()._do_render_template_fields(parent, with_files, context, jinja_env, seen_oids)
-        else:
-            plain = fields
-        saved = self.template_ext
-        self.template_ext = ()
-        try:
-            super()._do_render_template_fields(parent, plain, context, jinja_env, seen_oids)
-        finally:
-            self.template_ext = saved
-        return None
 
-    def _job_is_loadable_template(self) -> bool:
-        """False for an absolute job file path outside the search path (read as-is at run time)."""
-        job = self.job
-        if not (isinstance(job, str) and job.endswith(JOB_FILE_EXTENSIONS)):
-            return True
-        env = self.get_template_env()
-        try:
-            env.loader.get_source(env, job)
-        except Exception:
-            return not os.path.isfile(job)
-        return True
+def _is_job_file_name(job: Any) -> bool:
+    return isinstance(job, str) and "\n" not in job.strip() and job.strip().endswith(JOB_FILE_EXTENSIONS)
 
 
 class BacalhauDockerJobOperator(BaseBacalhauJobOperator):

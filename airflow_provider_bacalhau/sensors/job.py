@@ -6,22 +6,19 @@ import time
 from datetime import timedelta
 from typing import Any, ClassVar
 
-from airflow.providers.common.compat.sdk import (
-    AirflowException,
-    AirflowSensorTimeout,
-    BaseSensorOperator,
-    PokeReturnValue,
-)
+from airflow.providers.common.compat.sdk import BaseSensorOperator, PokeReturnValue
 
 from airflow_provider_bacalhau.errors import BacalhauApiError
+from airflow_provider_bacalhau.failures import BacalhauJobError, BacalhauSensorTimeoutError
 from airflow_provider_bacalhau.links.job import BacalhauJobLink
-from airflow_provider_bacalhau.operators._base import DEFER_TIMEOUT_PADDING_SECONDS, JOB_ID_KEY, default_deferrable
-from airflow_provider_bacalhau.operators._completion import (
-    JobCompletionMixin,
+from airflow_provider_bacalhau.waiting import (
+    DEFER_TIMEOUT_PADDING_SECONDS,
+    JOB_ID_KEY,
+    default_deferrable,
     event_from_response,
     is_transient,
-    validate_event,
 )
+from airflow_provider_bacalhau.waiting.completion import JobCompletionMixin
 
 
 class BacalhauJobSensor(JobCompletionMixin, BaseSensorOperator):
@@ -29,25 +26,31 @@ class BacalhauJobSensor(JobCompletionMixin, BaseSensorOperator):
 
     Works in poke/reschedule mode and deferrable mode (the same trigger and the same completion
     as :class:`~airflow_provider_bacalhau.operators.job.BacalhauJobOperator`). The sensor does not
-    own the job: a timeout or a kill leaves it running.
+    own the job: a timeout or a kill leaves it running. A timeout raises
+    :class:`~airflow_provider_bacalhau.failures.BacalhauSensorTimeoutError`, an
+    ``AirflowSensorTimeout`` (what ``soft_fail`` and the no-retry-on-timeout rule act on), in
+    deferrable mode as in poke mode.
 
     :param job_id: job ID or name (templated).
     :param bacalhau_conn_id: Airflow connection to the Bacalhau API.
+    :param namespace: the job's Bacalhau namespace (templated); default: the connection's.
     :param fail_on_nonzero_exit: fail when an execution exits non-zero.
     :param deferrable: wait in the triggerer (``poke_interval`` is the trigger's poll interval,
         ``timeout`` its deadline); default: the ``[operators] default_deferrable`` setting.
     """
 
-    template_fields: ClassVar[tuple[str, ...]] = ("job_id", "bacalhau_conn_id")
+    template_fields: ClassVar[tuple[str, ...]] = ("job_id", "bacalhau_conn_id", "namespace")
     operator_extra_links = (BacalhauJobLink(),)
     ui_color = "#cfe8ff"
     stop_job_on_timeout: ClassVar[bool] = False
+    timeout_error = BacalhauSensorTimeoutError
 
     def __init__(
         self,
         *,
         job_id: str,
         bacalhau_conn_id: str = "bacalhau_default",
+        namespace: str | None = None,
         fail_on_nonzero_exit: bool = True,
         deferrable: bool | None = None,
         **kwargs: Any,
@@ -55,32 +58,36 @@ class BacalhauJobSensor(JobCompletionMixin, BaseSensorOperator):
         super().__init__(**kwargs)
         self.job_id = job_id
         self.bacalhau_conn_id = bacalhau_conn_id
+        self.namespace = namespace
         self.fail_on_nonzero_exit = fail_on_nonzero_exit
         self.deferrable = default_deferrable() if deferrable is None else bool(deferrable)
         self.bacalhau_job_id: str | None = None
+        self.bacalhau_namespace: str | None = None
 
     def _read(self) -> dict | None:
-        """The job's ``GET`` answer; None after a transient API error (try again later)."""
-        from airflow_provider_bacalhau.hooks.bacalhau import BacalhauHook
+        """The job's ``GET`` answer; None after a transient API error (try again later).
 
+        Transient means the client's one policy (connection trouble, 429, 502/503/504): any other
+        error, a lasting 500 included, fails the task now instead of polling until the timeout.
+        """
+        self.bacalhau_namespace = self.bacalhau_namespace or self.namespace or None
         try:
-            with BacalhauHook(bacalhau_conn_id=self.bacalhau_conn_id).get_client() as client:
+            with self.get_bacalhau_client() as client:
                 return client.get_job(self.job_id)
         except BacalhauApiError as exc:
             if is_transient(exc):
                 self.log.warning("Bacalhau job %s: transient API error, will look again: %s", self.job_id, exc)
                 return None
-            raise AirflowException(f"Cannot read Bacalhau job {self.job_id!r}: {exc}") from exc
+            raise BacalhauJobError(f"Cannot read Bacalhau job {self.job_id!r}: {exc}",
+                                   job_id=self.bacalhau_job_id) from exc
 
     def _remember(self, context: Any, job_id: str) -> None:
         if self.bacalhau_job_id == job_id:
             return
-        from airflow_provider_bacalhau.hooks.bacalhau import BacalhauHook
-
         self.bacalhau_job_id = job_id
         context["ti"].xcom_push(key=JOB_ID_KEY, value=job_id)
         try:
-            url = BacalhauHook(bacalhau_conn_id=self.bacalhau_conn_id).job_url(job_id)
+            url = self.hook.job_url(job_id)
         except Exception:
             url = None
         BacalhauJobLink.persist(context, job_id, url)
@@ -96,22 +103,8 @@ class BacalhauJobSensor(JobCompletionMixin, BaseSensorOperator):
         if not status.is_terminal:
             self.log.info("Bacalhau job %s is %s", status.job_id, status.state.value)
             return False
-        results = self.execute_complete(context, event_from_response(response))
+        results = self.execute_complete(context, event_from_response(response, self.bacalhau_namespace))
         return PokeReturnValue(is_done=True, xcom_value=results)
-
-    def execute_complete(self, context: Any, event: dict[str, Any] | None = None) -> list[dict]:
-        """The shared completion; a ``timeout`` event ends like a poke-mode timeout.
-
-        ``AirflowSensorTimeout`` (not a plain failure) is what ``soft_fail`` and the sensor's
-        no-retry-on-timeout rule act on, in deferrable mode as in poke mode.
-        """
-        event = validate_event(event)
-        try:
-            return super().execute_complete(context, event)
-        except AirflowException as exc:
-            if event["status"] != "timeout" or isinstance(exc, AirflowSensorTimeout):
-                raise
-            raise AirflowSensorTimeout(str(exc)) from exc
 
     def execute(self, context: Any) -> Any:
         if not self.deferrable:
@@ -126,10 +119,11 @@ class BacalhauJobSensor(JobCompletionMixin, BaseSensorOperator):
             job_id = status.job_id  # a name becomes the ID the trigger follows
             self._remember(context, job_id)
             if status.is_terminal:
-                return self.execute_complete(context, event_from_response(response))
+                return self.execute_complete(context, event_from_response(response, self.bacalhau_namespace))
         wait = float(self.timeout)
         self.defer(
             trigger=BacalhauJobTrigger(job_id=job_id, bacalhau_conn_id=self.bacalhau_conn_id,
+                                       namespace=self.bacalhau_namespace,
                                        poll_interval=float(self.poke_interval),
                                        deadline=time.time() + wait, stop_on_kill=False),
             method_name="execute_complete",

@@ -5,11 +5,12 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
+from functools import cached_property
 from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from airflow_provider_bacalhau.operators._completion import Pause, make_event, watch_job
+from airflow_provider_bacalhau.waiting import Sleep, make_event, watch_job
 
 #: Used when no deadline is given: a trigger must end on its own (``dag.test()`` waits for it).
 DEFAULT_WAIT_SECONDS = 24 * 3600.0
@@ -30,6 +31,8 @@ class BacalhauJobTrigger(BaseTrigger):
 
     :param job_id: the job ID (or name) to watch.
     :param bacalhau_conn_id: the Airflow connection to the Bacalhau API.
+    :param namespace: the job's Bacalhau namespace (where it is read and stopped); None: the
+        connection's. The operators pass the job's, so the worker and the triggerer ask alike.
     :param poll_interval: seconds between two looks at the job.
     :param deadline: unix time (seconds) after which a ``timeout`` event is fired; default 24 hours
         from when the trigger was built.
@@ -42,6 +45,7 @@ class BacalhauJobTrigger(BaseTrigger):
         self,
         job_id: str,
         bacalhau_conn_id: str = "bacalhau_default",
+        namespace: str | None = None,
         poll_interval: float = 10.0,
         deadline: float | None = None,
         stop_on_kill: bool = True,
@@ -54,6 +58,9 @@ class BacalhauJobTrigger(BaseTrigger):
             raise ValueError(f"poll_interval: must be > 0 seconds, got {poll_interval!r}")
         self.job_id = job_id
         self.bacalhau_conn_id = bacalhau_conn_id
+        if namespace is not None and not isinstance(namespace, str):
+            raise ValueError(f"namespace: must be a string or None, got {namespace!r}")
+        self.namespace = namespace or None
         self.poll_interval = float(poll_interval)
         self.deadline = float(deadline) if deadline is not None else time.time() + DEFAULT_WAIT_SECONDS
         self.stop_on_kill = bool(stop_on_kill)
@@ -62,10 +69,11 @@ class BacalhauJobTrigger(BaseTrigger):
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
-            "airflow_provider_bacalhau.triggers.job.BacalhauJobTrigger",
+            f"{type(self).__module__}.{type(self).__qualname__}",
             {
                 "job_id": self.job_id,
                 "bacalhau_conn_id": self.bacalhau_conn_id,
+                "namespace": self.namespace,
                 "poll_interval": self.poll_interval,
                 "deadline": self.deadline,
                 "stop_on_kill": self.stop_on_kill,
@@ -73,19 +81,24 @@ class BacalhauJobTrigger(BaseTrigger):
             },
         )
 
-    async def _client(self, max_retries: int) -> Any:
+    @cached_property
+    def hook(self) -> Any:
+        """The trigger's one hook: the connection is read once, for the watch and ``on_kill``."""
         from airflow_provider_bacalhau.hooks.bacalhau import BacalhauHook
 
+        return BacalhauHook(bacalhau_conn_id=self.bacalhau_conn_id)
+
+    async def _client(self, max_retries: int) -> Any:
         # The hook hands out the event loop's shared pool: never closed here.
-        hook = BacalhauHook(bacalhau_conn_id=self.bacalhau_conn_id)
-        return await hook.get_async_client(max_retries=max_retries)
+        return await self.hook.get_async_client(max_retries=max_retries, namespace=self.namespace)
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         try:
             event = await self._watch()
         except Exception as exc:  # any surprise ends the wait visibly, never silently
             self.log.exception("Watching Bacalhau job %s failed", self.job_id)
-            event = make_event("error", self.job_id, f"watching the job failed: {exc}")
+            event = make_event("error", self.job_id, f"watching the job failed: {exc}",
+                               namespace=self.namespace)
         self._fired = True
         yield TriggerEvent(event)
 
@@ -93,11 +106,11 @@ class BacalhauJobTrigger(BaseTrigger):
         """Drive the shared waiting loop (:func:`watch_job`) with the async client."""
         # The loop retries transient errors itself, between polls: no retries inside a poll.
         client = await self._client(max_retries=0)
-        watch = watch_job(self.job_id, self.poll_interval, self.deadline, self.log)
+        watch = watch_job(self.job_id, self.poll_interval, self.deadline, self.log, self.namespace)
         step = next(watch)
         try:
             while True:
-                if isinstance(step, Pause):
+                if isinstance(step, Sleep):
                     await asyncio.sleep(step.seconds)
                     step = watch.send(None)
                     continue

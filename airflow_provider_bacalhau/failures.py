@@ -1,0 +1,73 @@
+"""Typed task failures: a Bacalhau job failed, timed out, or its inputs were not usable.
+
+They subclass Airflow's ``AirflowException`` so Airflow treats them as ordinary task failures
+(retries apply unless said otherwise), and they carry the job, so an ``on_failure_callback`` can
+``isinstance``-check ``context["exception"]`` and read ``job_id``. They live here, in the Airflow
+layer, because ``errors.py`` is imported by ``spec`` and ``client``, which must not import
+Airflow; ``errors.py`` still names them and hands them out lazily
+(``from airflow_provider_bacalhau.errors import BacalhauJobFailedError`` works).
+"""
+
+from __future__ import annotations
+
+from airflow.providers.common.compat.sdk import AirflowException, AirflowFailException, AirflowSensorTimeout
+
+__all__ = [
+    "BacalhauInputError",
+    "BacalhauInvalidInputError",
+    "BacalhauJobError",
+    "BacalhauJobFailedError",
+    "BacalhauJobTimeoutError",
+    "BacalhauSensorTimeoutError",
+]
+
+
+class BacalhauJobError(AirflowException):
+    """A task failed over its Bacalhau job; also raised when a wait could not read the job.
+
+    :param message: the failure text shown in the task log.
+    :param job_id: the Bacalhau job ID (``None`` before a job exists).
+    """
+
+    def __init__(self, message: str, *, job_id: str | None = None) -> None:
+        super().__init__(message)
+        self.job_id = job_id
+
+
+class BacalhauJobFailedError(BacalhauJobError):
+    """The job ended without success: Failed, Stopped, or an execution's exit code was not 0.
+
+    :param message: the failure text (ErrorMsg, compute messages, the stderr tail).
+    :param job_id: the Bacalhau job ID.
+    :param state: the job's final state (``"Failed"``, ``"Stopped"``, ``"Completed"``...).
+    """
+
+    def __init__(self, message: str, *, job_id: str, state: str) -> None:
+        super().__init__(message, job_id=job_id)
+        self.state = state
+
+
+class BacalhauJobTimeoutError(BacalhauJobError):
+    """The wait reached its ``timeout`` before the job ended (an operator then stops its job)."""
+
+
+class BacalhauSensorTimeoutError(BacalhauJobTimeoutError, AirflowSensorTimeout):
+    """A sensor's wait timed out: also an ``AirflowSensorTimeout``, which ``soft_fail`` and the
+    sensors' no-retry-on-timeout rule act on."""
+
+
+class BacalhauInputError(AirflowException):
+    """The job's ``inputs`` could not be resolved or staged (S3 or Bacalhau I/O; a retry may work).
+
+    :param message: what went wrong, naming the input.
+    :param job_name: the name of the job the inputs were for (no job ID exists yet).
+    """
+
+    def __init__(self, message: str, *, job_name: str | None = None) -> None:
+        super().__init__(message)
+        self.job_name = job_name
+        self.job_id: str | None = None
+
+
+class BacalhauInvalidInputError(BacalhauInputError, AirflowFailException):
+    """The ``inputs`` are misconfigured (e.g. no ``staging_bucket``): failed without retries."""
