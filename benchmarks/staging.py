@@ -1,4 +1,5 @@
-"""Staging throughput of BacalhauS3Hook against the devstack's S3 server (SeaweedFS).
+"""Staging throughput of the data plane (S3DataPlane over BacalhauS3Hook) against the
+devstack's S3 server (SeaweedFS).
 
 Workloads (median of 3 runs each): (a) 2,000 x 64 KiB files in 20 directories, (b) one 512 MiB
 file, (c) re-staging (a) with nothing changed. Run::
@@ -50,6 +51,7 @@ def main() -> int:
     server = s3server.SeaweedServer(work / "s3", log_path=work / "weed.log").start()
     try:
         os.environ["AIRFLOW_CONN_AWS_DEFAULT"] = procs.aws_conn_json(server.endpoint)
+        from airflow_provider_bacalhau.dataplane.plane import S3DataPlane
         from airflow_provider_bacalhau.hooks.s3 import BacalhauS3Hook
 
         small, big = work / "small", work / "big.bin"
@@ -62,10 +64,11 @@ def main() -> int:
             client.create_bucket(Bucket="bench")
             hook = BacalhauS3Hook(max_workers=args.workers)
             hook.client  # noqa: B018 - build the client outside the timings
+            plane = S3DataPlane(hook)
             for name, paths, prefix in (("small", str(small), "small"), ("big", str(big), "big"),
                                         ("nochange", str(small), "small")):
                 started = time.perf_counter()
-                staged = hook.stage(paths, "bench", prefix)
+                staged = plane.stage(paths, "bench", prefix)
                 figures[name].append(time.perf_counter() - started)
                 expected_uploads = 0 if name == "nochange" else len(staged.keys)
                 assert staged.uploaded == expected_uploads, (name, staged)

@@ -8,7 +8,7 @@ import hashlib
 
 import pytest
 
-from airflow_provider_bacalhau._archive import is_composite, matches_stored_checksum
+from airflow_provider_bacalhau.dataplane.archive import is_composite, matches_stored_checksum
 
 PART = 5 * 1024 * 1024
 

@@ -16,8 +16,9 @@ import pytest
 
 from airflow_provider_bacalhau.client import BacalhauClient, ClientConfig
 from airflow_provider_bacalhau.devstack.testing import SECRET_IDENTITY
+from airflow_provider_bacalhau.dataplane.plane import S3DataPlane
 from airflow_provider_bacalhau.hooks.s3 import BacalhauS3Hook
-from airflow_provider_bacalhau.inputs import resolve_inputs
+from airflow_provider_bacalhau.dataplane.inputs import resolve_inputs
 from airflow_provider_bacalhau.spec import Job, JobStatus
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
@@ -83,7 +84,7 @@ def parse_listing(text: str) -> dict[str, str]:
 
 def listing_of(hook, status: JobStatus, dest: Path) -> dict[str, str]:
     [result] = status.results
-    out = hook.fetch_result(result, dest)
+    out = S3DataPlane(hook).fetch_result(result, dest)
     return parse_listing((out / "outputs" / "listing").read_text())
 
 
@@ -98,16 +99,16 @@ def test_stage_tree_job_sees_it_byte_for_byte(env, api, tmp_path):
             out.write(os.urandom(MiB))
     hook = BacalhauS3Hook()
     prefix = f"stage/{uuid.uuid4().hex[:8]}"
-    staged = hook.stage(str(tree), BUCKET, prefix)
+    staged = S3DataPlane(hook).stage(str(tree), BUCKET, prefix)
     assert (staged.uploaded, staged.skipped) == (4, 0)
 
-    status = run_job(api, LISTING, inputs=resolve_inputs(staged.source_spec()))
+    status = run_job(api, LISTING, inputs=resolve_inputs(staged.to_spec()))
     assert listing_of(hook, status, tmp_path / "fetched") == local_sums(tree)
 
     puts: list[str] = []
     for op in ("PutObject", "UploadPart", "CreateMultipartUpload"):
         hook.client.meta.events.register(f"before-call.s3.{op}", lambda **_: puts.append(op))
-    again = hook.stage(str(tree), BUCKET, prefix)
+    again = S3DataPlane(hook).stage(str(tree), BUCKET, prefix)
     assert (again.uploaded, again.skipped, again.bytes_uploaded, puts) == (0, 4, 0, [])
 
 
@@ -137,7 +138,7 @@ def test_chain_and_fetch_every_publisher(env, api, tmp_path, caplog, publisher):
     job_b = run_job(api, LISTING, inputs=inputs)
     seen_by_b = listing_of(hook, job_b, tmp_path / "b")
 
-    fetched = hook.fetch_result(result_a, tmp_path / "a" / result_a.execution_id,
+    fetched = S3DataPlane(hook).fetch_result(result_a, tmp_path / "a" / result_a.execution_id,
                                 bacalhau_client=api)
     home = local_sums(fetched)
     assert home == seen_by_b
@@ -166,5 +167,5 @@ def test_corrupted_published_archive_detected(env, api, tmp_path):
     from airflow_provider_bacalhau.errors import ResultIntegrityError
 
     with pytest.raises(ResultIntegrityError, match="checksum mismatch"):
-        hook.fetch_result(result, tmp_path / "dest" / "e")
+        S3DataPlane(hook).fetch_result(result, tmp_path / "dest" / "e")
     assert list((tmp_path / "dest").iterdir()) == []

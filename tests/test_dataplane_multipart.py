@@ -17,8 +17,9 @@ from airflow_provider_bacalhau.client import BacalhauClient, ClientConfig
 from airflow_provider_bacalhau.devstack.publishers import PART_SIZE, upload
 from airflow_provider_bacalhau.devstack.testing import SECRET_IDENTITY
 from airflow_provider_bacalhau.errors import ResultIntegrityError
+from airflow_provider_bacalhau.dataplane.plane import S3DataPlane
 from airflow_provider_bacalhau.hooks.s3 import BacalhauS3Hook
-from airflow_provider_bacalhau.inputs import resolve_inputs
+from airflow_provider_bacalhau.dataplane.inputs import resolve_inputs
 from airflow_provider_bacalhau.spec import Job, JobStatus
 
 BUCKET = "dataplane-multipart"
@@ -132,7 +133,7 @@ def test_published_checksum_is_the_composite_and_the_provider_verifies_it(env, s
     head = s3.head_object(Bucket=BUCKET, Key=key, ChecksumMode="ENABLED")
     assert (head["ChecksumSHA256"], head["ChecksumType"]) == (published, "COMPOSITE")
 
-    out = BacalhauS3Hook().fetch_result(big_result, tmp_path / "fetched")
+    out = S3DataPlane(BacalhauS3Hook()).fetch_result(big_result, tmp_path / "fetched")
     assert (out / "outputs" / "small.txt").read_text() == "ok\n"
     assert (out / "outputs" / "big.bin").stat().st_size == 7_000_000
 
@@ -152,7 +153,7 @@ def test_an_archive_replaced_after_publishing_is_caught_by_the_composite(env, s3
     # bytes, so only the checksum the node published can tell.
     s3.upload_file(str(replaced), BUCKET, key, Config=parts, ExtraArgs={"ChecksumAlgorithm": "SHA256"})
     with pytest.raises(ResultIntegrityError, match="published ChecksumSHA256"):
-        BacalhauS3Hook().fetch_result(big_result, tmp_path / "dest" / "e")
+        S3DataPlane(BacalhauS3Hook()).fetch_result(big_result, tmp_path / "dest" / "e")
     assert list((tmp_path / "dest").iterdir()) == []
 
 
@@ -160,36 +161,36 @@ def test_an_archive_replaced_after_publishing_is_caught_by_the_composite(env, s3
 @pytest.mark.slow
 def test_restage_a_multipart_result_once_and_chain_it(env, api, s3, big_result, tmp_path):
     hook = BacalhauS3Hook()
-    spec = hook.restage_result(big_result, BUCKET, "restaged")
+    spec = S3DataPlane(hook).restage_result(big_result, BUCKET, "restaged")
     archive = s3.get_object(Bucket=BUCKET, Key=big_result.param("Key"))["Body"].read()
     digest = hashlib.sha256(archive).hexdigest()
     assert spec["Params"]["Key"] == f"restaged/{digest}/"
     listed = {o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET, Prefix=spec["Params"]["Key"])["Contents"]}
     assert f"restaged/{digest}/outputs/big.bin" in listed
     calls: list[tuple[str, str]] = []
-    for client in (hook.client, hook._multipart_client):  # the second one reads multipart objects
+    for client in (hook.client, hook.multipart_client):  # the second one reads multipart objects
         for op in ("PutObject", "UploadPart", "GetObject"):
             client.meta.events.register(f"provide-client-params.s3.{op}",
                                         lambda params, op=op, **_: calls.append((op, params["Key"])))
-    assert hook.restage_result(big_result, BUCKET, "restaged") == spec
+    assert S3DataPlane(hook).restage_result(big_result, BUCKET, "restaged") == spec
     # Done once: the markers answered the second call, and the archive was not downloaded again
     # (its composite checksum names an alias of the re-staged prefix).
     assert [op for op, _ in calls if op != "GetObject"] == []
     assert big_result.param("Key") not in [key for _, key in calls]
     # An alias that names no proper digest is ignored: the archive is downloaded and checked again.
-    from airflow_provider_bacalhau.hooks._alias import alias_key
-    from airflow_provider_bacalhau.hooks.s3 import MARKER_SUFFIX
+    from airflow_provider_bacalhau.dataplane.alias import alias_key
+    from airflow_provider_bacalhau.dataplane.restage import MARKER_SUFFIX
 
     s3.put_object(Bucket=BUCKET, Key=alias_key("restaged/", big_result.param("ChecksumSHA256"), MARKER_SUFFIX),
                   Body=b'{"SHA256": "../../elsewhere"}')
     calls.clear()
-    assert hook.restage_result(big_result, BUCKET, "restaged") == spec
+    assert S3DataPlane(hook).restage_result(big_result, BUCKET, "restaged") == spec
     assert big_result.param("Key") in [key for _, key in calls]
 
     inputs = resolve_inputs([big_result.to_dict()], s3_hook=hook, staging_bucket=BUCKET)
     [seen] = run_job(api, LISTING, inputs=inputs).results
-    listing = (hook.fetch_result(seen, tmp_path / "b") / "outputs" / "listing").read_text()
-    fetched = hook.fetch_result(big_result, tmp_path / "a")
+    listing = (S3DataPlane(hook).fetch_result(seen, tmp_path / "b") / "outputs" / "listing").read_text()
+    fetched = S3DataPlane(hook).fetch_result(big_result, tmp_path / "a")
     want = hashlib.sha256((fetched / "outputs" / "big.bin").read_bytes()).hexdigest()
     assert f"{want}  ./outputs/big.bin" in listing
 
@@ -236,5 +237,5 @@ def test_managed_result_above_5_mib_is_one_object_and_fetches(env, api, s3, tmp_
     key = f"{result.job_id}/{result.execution_id}.tar.gz"
     head = s3.head_object(Bucket=env.managed_bucket, Key=key)
     assert head["ContentLength"] > PART_SIZE and "-" not in head["ETag"]  # one PUT, not parts
-    out = BacalhauS3Hook().fetch_result(result, tmp_path / "managed", bacalhau_client=api)
+    out = S3DataPlane(BacalhauS3Hook()).fetch_result(result, tmp_path / "managed", bacalhau_client=api)
     assert (out / "outputs" / "big.bin").stat().st_size == 7_000_000

@@ -12,7 +12,7 @@ import pytest
 from airflow_provider_bacalhau.errors import SpecError
 from airflow_provider_bacalhau.hooks._compute_s3 import ComputeS3View
 from airflow_provider_bacalhau.hooks.s3 import BacalhauS3Hook
-from airflow_provider_bacalhau.inputs import resolve_inputs
+from airflow_provider_bacalhau.dataplane.inputs import resolve_inputs
 from airflow_provider_bacalhau.spec import InputSource, PublishedResult, S3Source
 
 
@@ -147,12 +147,12 @@ def test_gzip_result_restaged_against_the_s3_server(s3_server, monkeypatch):
 
 def test_uri_without_a_compute_side_view_warns_when_airflow_names_an_endpoint(s3_server, monkeypatch, caplog):
     monkeypatch.setenv("AIRFLOW_CONN_AWS_DEFAULT", s3_server.aws_conn_json())
-    with caplog.at_level("WARNING", logger="airflow_provider_bacalhau.inputs"):
+    with caplog.at_level("WARNING", logger="airflow_provider_bacalhau.dataplane.inputs"):
         resolve_inputs(["s3://b/one/", "s3://b/two/"])
     [warning] = [r for r in caplog.records if "s3_endpoint" in r.getMessage()]
     assert s3_server.endpoint in warning.getMessage() and "'aws_default'" in warning.getMessage()
     caplog.clear()
-    with caplog.at_level("WARNING", logger="airflow_provider_bacalhau.inputs"):
+    with caplog.at_level("WARNING", logger="airflow_provider_bacalhau.dataplane.inputs"):
         resolve_inputs("s3://b/one/", compute_s3=ComputeS3View(s3_server.endpoint))
     assert not [r for r in caplog.records if "s3_endpoint" in r.getMessage()]
 

@@ -18,6 +18,7 @@ import pytest
 from airflow_provider_bacalhau.devstack import local_results
 from airflow_provider_bacalhau.devstack.testing import SECRET_IDENTITY
 from airflow_provider_bacalhau.errors import ResultUnreachableError
+from airflow_provider_bacalhau.dataplane.plane import S3DataPlane
 from airflow_provider_bacalhau.hooks.s3 import BacalhauS3Hook
 
 
@@ -133,7 +134,7 @@ def _assert_says_why(error: ResultUnreachableError, url: str) -> None:
 
 def test_fetching_an_unreachable_node_url_says_why(hook, unreachable_result, tmp_path):
     with pytest.raises(ResultUnreachableError) as caught:
-        hook.fetch_result(unreachable_result, tmp_path / "dest")
+        S3DataPlane(hook).fetch_result(unreachable_result, tmp_path / "dest")
     _assert_says_why(caught.value, unreachable_result["Params"]["URL"])
     assert list(tmp_path.iterdir()) == []
 
@@ -142,7 +143,7 @@ def test_restaging_an_unreachable_node_url_says_why(hook, s3_server, unreachable
     bucket = f"local-{uuid.uuid4().hex[:8]}"
     s3_server.client().create_bucket(Bucket=bucket)
     with pytest.raises(ResultUnreachableError) as caught:
-        hook.restage_result(unreachable_result, bucket)
+        S3DataPlane(hook).restage_result(unreachable_result, bucket)
     _assert_says_why(caught.value, unreachable_result["Params"]["URL"])
 
 
@@ -152,7 +153,7 @@ def test_a_node_url_answering_404_says_why(hook, tmp_path):
     url = f"http://127.0.0.1:{port}/e-gone.tar.gz"
     try:
         with pytest.raises(ResultUnreachableError, match="HTTP 404") as caught:
-            hook.fetch_result({"Type": "urlDownload", "Params": {"URL": url}}, tmp_path / "dest")
+            S3DataPlane(hook).fetch_result({"Type": "urlDownload", "Params": {"URL": url}}, tmp_path / "dest")
     finally:
         server.stop()
     _assert_says_why(caught.value, url)

@@ -15,6 +15,8 @@ import pytest
 
 from airflow_provider_bacalhau.devstack.testing import SECRET_IDENTITY
 from airflow_provider_bacalhau.errors import ResultIntegrityError
+from airflow_provider_bacalhau.dataplane.fetch import part_size
+from airflow_provider_bacalhau.dataplane.plane import S3DataPlane
 from airflow_provider_bacalhau.hooks.s3 import BacalhauS3Hook
 
 
@@ -71,9 +73,9 @@ def make_tree(root: Path) -> dict[str, bytes]:
 
 def test_stage_tree_then_nothing_changed(hook, bucket, tmp_path, s3_server):
     files = make_tree(tmp_path / "tree")
-    staged = hook.stage(str(tmp_path / "tree"), bucket, "runs/r1")
+    staged = S3DataPlane(hook).stage(str(tmp_path / "tree"), bucket, "runs/r1")
     # The spec is for compute nodes: it names no store unless told where the nodes see S3.
-    assert staged.source_spec() == {"Type": "s3", "Params": {"Bucket": bucket, "Key": "runs/r1/"}}
+    assert staged.to_spec() == {"Type": "s3", "Params": {"Bucket": bucket, "Key": "runs/r1/"}}
     assert (staged.uploaded, staged.skipped) == (4, 0)
     client = s3_server.client()
     for rel, data in files.items():
@@ -82,11 +84,11 @@ def test_stage_tree_then_nothing_changed(hook, bucket, tmp_path, s3_server):
         assert got["ChecksumSHA256"] == sha_b64(data)
 
     puts = count_puts(hook)
-    again = hook.stage(str(tmp_path / "tree"), bucket, "runs/r1/")
+    again = S3DataPlane(hook).stage(str(tmp_path / "tree"), bucket, "runs/r1/")
     assert (again.uploaded, again.skipped, puts) == (0, 4, [])
 
     (tmp_path / "tree" / "a.txt").write_bytes(b"ALPHA\n")  # same size, new content
-    third = hook.stage(str(tmp_path / "tree"), bucket, "runs/r1/")
+    third = S3DataPlane(hook).stage(str(tmp_path / "tree"), bucket, "runs/r1/")
     assert (third.uploaded, third.skipped, puts) == (1, 3, ["PutObject"])
 
 
@@ -95,7 +97,7 @@ def test_stage_single_file_carries_checksum_and_version(hook, bucket, tmp_path, 
                                              VersioningConfiguration={"Status": "Enabled"})
     data = os.urandom(1000)
     (tmp_path / "one.bin").write_bytes(data)
-    params = hook.stage(str(tmp_path / "one.bin"), bucket, "single").source_spec()["Params"]
+    params = S3DataPlane(hook).stage(str(tmp_path / "one.bin"), bucket, "single").to_spec()["Params"]
     assert params["Key"] == "single/one.bin"
     assert params["ChecksumSHA256"] == sha_b64(data)
     head = s3_server.client().head_object(Bucket=bucket, Key="single/one.bin")
@@ -107,26 +109,27 @@ def test_stage_globs_and_stale_objects(hook, bucket, tmp_path, s3_server, caplog
         (tmp_path / name).write_text(name)
     s3_server.client().put_object(Bucket=bucket, Key="g/stale.csv", Body=b"old")
     with caplog.at_level(logging.WARNING):
-        staged = hook.stage([str(tmp_path / "x*.csv")], bucket, "g")
+        staged = S3DataPlane(hook).stage([str(tmp_path / "x*.csv")], bucket, "g")
     assert staged.key == "g/" and sorted(staged.keys) == ["g/x1.csv", "g/x2.csv"]
     assert "1 object(s) that were not part of this staging" in caplog.text
-    cleaned = hook.stage([str(tmp_path / "x*.csv")], bucket, "g", delete_extra=True)
+    cleaned = S3DataPlane(hook).stage([str(tmp_path / "x*.csv")], bucket, "g", delete_extra=True)
     assert cleaned.deleted == 1
     keys = [o["Key"] for o in s3_server.client().list_objects_v2(Bucket=bucket)["Contents"]]
     assert sorted(keys) == ["g/x1.csv", "g/x2.csv"]
     with pytest.raises(ValueError, match="local_paths"):
-        hook.stage(str(tmp_path / "nothing-*.csv"), bucket, "g")
+        S3DataPlane(hook).stage(str(tmp_path / "nothing-*.csv"), bucket, "g")
 
 
 def test_multipart_file_skip_and_no_checksum_on_single_object(aws_conn, bucket, tmp_path, caplog):
-    hook = BacalhauS3Hook(multipart_threshold=5 * MiB, multipart_chunksize=5 * MiB)
+    hook = BacalhauS3Hook()
+    plane = S3DataPlane(hook, multipart_threshold=5 * MiB, multipart_chunksize=5 * MiB)
     (tmp_path / "big.bin").write_bytes(os.urandom(12 * MiB))
     with caplog.at_level(logging.INFO):
-        staged = hook.stage(str(tmp_path / "big.bin"), bucket, "mp")
-    assert staged.uploaded == 1 and "ChecksumSHA256" not in staged.source_spec()["Params"]
+        staged = plane.stage(str(tmp_path / "big.bin"), bucket, "mp")
+    assert staged.uploaded == 1 and "ChecksumSHA256" not in staged.to_spec()["Params"]
     assert "composite" in caplog.text
     puts = count_puts(hook)
-    assert hook.stage(str(tmp_path / "big.bin"), bucket, "mp").skipped == 1 and puts == []
+    assert plane.stage(str(tmp_path / "big.bin"), bucket, "mp").skipped == 1 and puts == []
 
 
 def gzip_tar(members: dict[str, bytes]) -> bytes:
@@ -151,7 +154,7 @@ def test_fetch_gzip_and_plain(hook, bucket, tmp_path, s3_server):
     client = s3_server.client()
     result = publish(client, bucket, "res/j-1/e-1.tar.gz",
                      gzip_tar({"stdout": b"hi\n", "outputs/a/b.txt": b"deep"}))
-    out = hook.fetch_result(result, tmp_path / "dest" / "e-1")
+    out = S3DataPlane(hook).fetch_result(result, tmp_path / "dest" / "e-1")
     assert (out / "stdout").read_bytes() == b"hi\n"
     assert (out / "outputs/a/b.txt").read_bytes() == b"deep"
 
@@ -159,7 +162,7 @@ def test_fetch_gzip_and_plain(hook, bucket, tmp_path, s3_server):
         client.put_object(Bucket=bucket, Key=f"plain/e-2/{rel}", Body=data,
                           ChecksumAlgorithm="SHA256")
     plain = {"Type": "s3", "Params": {"Bucket": bucket, "Key": "plain/e-2/"}}
-    out = hook.fetch_result(plain, tmp_path / "dest" / "e-2")
+    out = S3DataPlane(hook).fetch_result(plain, tmp_path / "dest" / "e-2")
     assert (out / "outputs/ü.txt").read_bytes() == b"y"
     assert sorted(p.name for p in (tmp_path / "dest").iterdir()) == ["e-1", "e-2"]
 
@@ -169,7 +172,7 @@ def test_corrupted_result_leaves_nothing(hook, bucket, tmp_path, s3_server):
     result = publish(client, bucket, "res/bad.tar.gz", gzip_tar({"stdout": b"good"}))
     client.put_object(Bucket=bucket, Key="res/bad.tar.gz", Body=gzip_tar({"stdout": b"evil"}))
     with pytest.raises(ResultIntegrityError, match="checksum mismatch"):
-        hook.fetch_result(result, tmp_path / "dest" / "e-1")
+        S3DataPlane(hook).fetch_result(result, tmp_path / "dest" / "e-1")
     assert list((tmp_path / "dest").iterdir()) == []
 
 
@@ -193,7 +196,7 @@ def test_unsafe_archives_refused(hook, bucket, tmp_path, s3_server, kind):
         tar.addfile(bad, io.BytesIO(b"bad") if bad.size else None)
     result = publish(s3_server.client(), bucket, f"evil/{kind}.tar.gz", buf.getvalue())
     with pytest.raises(ResultIntegrityError, match="refused"):
-        hook.fetch_result(result, tmp_path / "dest" / "e")
+        S3DataPlane(hook).fetch_result(result, tmp_path / "dest" / "e")
     assert list((tmp_path / "dest").iterdir()) == []
     assert not (tmp_path / "escape.txt").exists()
 
@@ -205,11 +208,11 @@ def test_specs_name_s3_as_the_compute_nodes_see_it(aws_conn, bucket, tmp_path, s
     nodes = ComputeS3View("http://s3.nodes.internal:8333", "eu-central-1")
     hook = BacalhauS3Hook(compute_s3=nodes)
     (tmp_path / "a.txt").write_text("a")
-    staged = hook.stage(str(tmp_path / "a.txt"), bucket, "view").source_spec()["Params"]
+    staged = S3DataPlane(hook).stage(str(tmp_path / "a.txt"), bucket, "view").to_spec()["Params"]
     assert (staged["Endpoint"], staged["Region"]) == (nodes.endpoint, nodes.region)
     assert s3_server.endpoint not in str(staged)
     result = publish(s3_server.client(), bucket, "res/e-view.tar.gz", gzip_tar({"stdout": b"v"}))
-    spec = hook.restage_result(result, bucket, "stage-view")
+    spec = S3DataPlane(hook).restage_result(result, bucket, "stage-view")
     assert (spec["Params"]["Endpoint"], spec["Params"]["Region"]) == (nodes.endpoint, nodes.region)
 
 
@@ -217,7 +220,7 @@ def test_restage_gzip_once(hook, bucket, tmp_path, s3_server):
     client = s3_server.client()
     archive = gzip_tar({"stdout": b"1", "outputs/x.csv": b"a,b\n"})
     result = publish(client, bucket, "res/e-9.tar.gz", archive)
-    spec = hook.restage_result(result, bucket, "stage")
+    spec = S3DataPlane(hook).restage_result(result, bucket, "stage")
     digest = hashlib.sha256(archive).hexdigest()
     assert spec["Params"]["Key"] == f"stage/{digest}/"
     listed = client.list_objects_v2(Bucket=bucket, Prefix=f"stage/{digest}/")["Contents"]
@@ -225,7 +228,7 @@ def test_restage_gzip_once(hook, bucket, tmp_path, s3_server):
                                                 f"stage/{digest}/stdout"]
     gets = []
     hook.client.meta.events.register("before-call.s3.GetObject", lambda **_: gets.append(1))
-    assert hook.restage_result(result, bucket, "stage") == spec
+    assert S3DataPlane(hook).restage_result(result, bucket, "stage") == spec
     assert gets == []  # the marker answered: nothing downloaded again
 
 
@@ -241,20 +244,20 @@ def test_fetch_multipart_objects_checked_by_composite(hook, bucket, tmp_path, s3
                        ExtraArgs={"ChecksumAlgorithm": "SHA256"})
     head = client.head_object(Bucket=bucket, Key="mp/e-mp.tar.gz", ChecksumMode="ENABLED")
     assert head["ETag"].strip('"').endswith("-2")
-    assert hook._part_size(bucket, "mp/e-mp.tar.gz", "") == 5 * MiB  # so the check is real
+    assert part_size(hook, bucket, "mp/e-mp.tar.gz", "") == 5 * MiB  # so the check is real
     result = {"Type": "s3", "Params": {"Bucket": bucket, "Key": "mp/e-mp.tar.gz",
                                        "ChecksumSHA256": head["ChecksumSHA256"]}}
-    out = hook.fetch_result(result, tmp_path / "dest" / "ok")
+    out = S3DataPlane(hook).fetch_result(result, tmp_path / "dest" / "ok")
     assert (out / "outputs" / "big.bin").read_bytes() == payload
 
     wrong = dict(result, Params=dict(result["Params"], ChecksumSHA256=sha_b64(b"other")))
     with pytest.raises(ResultIntegrityError, match="checksum mismatch"):
-        hook.fetch_result(wrong, tmp_path / "dest" / "bad")
+        S3DataPlane(hook).fetch_result(wrong, tmp_path / "dest" / "bad")
     assert sorted(p.name for p in (tmp_path / "dest").iterdir()) == ["ok"]
 
     client.upload_file(str(archive), bucket, "mpplain/e/file.bin", Config=parts,
                        ExtraArgs={"ChecksumAlgorithm": "SHA256"})
-    out = hook.fetch_result({"Type": "s3", "Params": {"Bucket": bucket, "Key": "mpplain/e/"}},
+    out = S3DataPlane(hook).fetch_result({"Type": "s3", "Params": {"Bucket": bucket, "Key": "mpplain/e/"}},
                             tmp_path / "dest" / "plain")
     assert (out / "file.bin").read_bytes() == archive.read_bytes()
 
@@ -308,8 +311,8 @@ def test_presigned_signature_stays_out_of_the_httpx_log(signed_url_server, tmp_p
             ResultsOnly(url)
     hook = BacalhauS3Hook(aws_conn_id=None)
     with caplog.at_level(logging.INFO, logger="httpx"), caplog.at_level(logging.INFO):
-        out = hook.fetch_result(result, tmp_path / "e-1", bacalhau_client=client)
-        hook.fetch_result(result, tmp_path / "e-1", bacalhau_client=client)  # filter added once
+        out = S3DataPlane(hook).fetch_result(result, tmp_path / "e-1", bacalhau_client=client)
+        S3DataPlane(hook).fetch_result(result, tmp_path / "e-1", bacalhau_client=client)  # filter added once
     assert (out / "stdout").read_bytes() == b"signed\n"
     requests = [r.getMessage() for r in caplog.records if r.name == "httpx"]
     assert len(requests) == 2 and "/results/j-1/e-1.tar.gz" in requests[0]  # httpx did log

@@ -15,6 +15,7 @@ import pytest
 from airflow_provider_bacalhau.client import BacalhauClient, ClientConfig
 from airflow_provider_bacalhau.devstack.testing import LIMITED_BUCKET, LIMITED_IDENTITY
 from airflow_provider_bacalhau.errors import ResultIntegrityError, S3AccessError
+from airflow_provider_bacalhau.dataplane.plane import S3DataPlane
 from airflow_provider_bacalhau.hooks.s3 import BacalhauS3Hook
 from airflow_provider_bacalhau.spec import Job, JobStatus
 
@@ -36,7 +37,7 @@ def test_wrong_secret_names_the_connection_and_hides_the_secret(s3_server, monke
     monkeypatch.setenv("AIRFLOW_CONN_AWS_STAGING", json.dumps(conn))
 
     with pytest.raises(S3AccessError) as caught:
-        BacalhauS3Hook("aws_staging").stage(str(files), "wrong-secret", "runs/1")
+        S3DataPlane(BacalhauS3Hook("aws_staging")).stage(str(files), "wrong-secret", "runs/1")
 
     message = str(caught.value)
     assert caught.value.code == "SignatureDoesNotMatch" and caught.value.conn_id == "aws_staging"
@@ -53,11 +54,11 @@ def test_identity_without_access_gets_a_clear_access_denied(s3_server, monkeypat
     monkeypatch.setenv("AIRFLOW_CONN_AWS_DEFAULT", s3_server.aws_conn_json(LIMITED_IDENTITY))
 
     with pytest.raises(S3AccessError, match=r"'aws_default' while staging to s3://not-for-limited/.*AccessDenied"):
-        BacalhauS3Hook().stage(str(files), "not-for-limited", "runs/1")
+        S3DataPlane(BacalhauS3Hook()).stage(str(files), "not-for-limited", "runs/1")
     assert "Contents" not in admin.list_objects_v2(Bucket="not-for-limited")
 
     # The same connection works where its identity is allowed: the refusal was about access.
-    staged = BacalhauS3Hook().stage(str(files), LIMITED_BUCKET, "runs/1")
+    staged = S3DataPlane(BacalhauS3Hook()).stage(str(files), LIMITED_BUCKET, "runs/1")
     assert staged.uploaded == 1
 
 
@@ -67,7 +68,7 @@ def test_object_overwritten_after_its_checksum_was_recorded_is_caught_on_fetch(s
     monkeypatch.setenv("AIRFLOW_CONN_AWS_DEFAULT", s3_server.aws_conn_json())
     source = tmp_path / "model.bin"
     source.write_bytes(b"the model as staged\n")
-    spec = BacalhauS3Hook().stage(str(source), "overwritten", "models").source_spec()
+    spec = S3DataPlane(BacalhauS3Hook()).stage(str(source), "overwritten", "models").to_spec()
     assert spec["Params"]["ChecksumSHA256"]
     # Someone replaces the object; the server stores the new bytes with their own checksum.
     admin.put_object(Bucket="overwritten", Key=spec["Params"]["Key"], Body=b"something else\n",
@@ -75,7 +76,7 @@ def test_object_overwritten_after_its_checksum_was_recorded_is_caught_on_fetch(s
     spec["Params"].pop("VersionID", None)  # the latest object, not the version staged
 
     with pytest.raises(ResultIntegrityError, match="published ChecksumSHA256"):
-        BacalhauS3Hook().fetch_result(spec, tmp_path / "fetched")
+        S3DataPlane(BacalhauS3Hook()).fetch_result(spec, tmp_path / "fetched")
     assert not (tmp_path / "fetched").exists()
 
 
@@ -120,7 +121,7 @@ def test_expired_s3managed_url_is_resolved_afresh(short_url_devstack, s3_server,
         expired = httpx.get(stale_url)
         assert expired.status_code == 403 and "expired" in expired.text  # the server checks expiry
 
-        dest = BacalhauS3Hook().fetch_result(result, tmp_path / "fetched", bacalhau_client=client)
+        dest = S3DataPlane(BacalhauS3Hook()).fetch_result(result, tmp_path / "fetched", bacalhau_client=client)
     assert (dest / "outputs" / "r.txt").read_text() == "fresh\n"
 
 

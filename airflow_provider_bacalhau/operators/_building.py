@@ -38,7 +38,7 @@ def coerce_publisher(value: Any, field: str = "publisher") -> Any:
         if text.lower() in _PUBLISHER_WORDS:
             return publisher_from_spec({"Type": text.lower()}, field)
         if text.startswith("s3://"):
-            from airflow_provider_bacalhau.inputs import parse_s3_uri
+            from airflow_provider_bacalhau.dataplane.inputs import parse_s3_uri
 
             bucket, key = parse_s3_uri(text, field)
             return publisher_from_spec({"Type": "s3", "Params": {"Bucket": bucket, "Key": key}}, field)

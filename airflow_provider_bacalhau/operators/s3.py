@@ -63,20 +63,21 @@ class BacalhauS3StageOperator(BaseOperator):
         self.delete_extra = delete_extra
 
     def execute(self, context: Context) -> dict[str, Any]:
+        from airflow_provider_bacalhau.dataplane.plane import S3DataPlane
         from airflow_provider_bacalhau.hooks._compute_s3 import compute_s3_view_for
         from airflow_provider_bacalhau.hooks.s3 import BacalhauS3Hook
 
         view = compute_s3_view_for(self.bacalhau_conn_id, self.s3_endpoint, self.s3_region)
         hook = BacalhauS3Hook(aws_conn_id=self.aws_conn_id, compute_s3=view)
-        staged = hook.stage(self.local_paths, self.bucket, self.prefix, force=self.force,
-                            delete_extra=self.delete_extra)
+        staged = S3DataPlane(hook).stage(self.local_paths, self.bucket, self.prefix,
+                                         force=self.force, delete_extra=self.delete_extra)
         if not view.endpoint and hook.endpoint_url:
             # The one set-up where the old habit (copying Airflow's endpoint) would have hidden this.
             self.log.info("The staged spec names no S3 Endpoint: compute nodes read it from AWS or "
                           "their own default. Airflow's AWS connection %r uses %s; if the nodes reach "
                           "that same server, set s3_endpoint in the Bacalhau connection's extra (or "
                           "on this operator).", self.aws_conn_id, hook.endpoint_url)
-        return staged.source_spec()
+        return staged.to_spec()
 
 
 class BacalhauFetchResultsOperator(BaseOperator):
@@ -151,6 +152,7 @@ class BacalhauFetchResultsOperator(BaseOperator):
                 for r in results]
 
     def execute(self, context: Context) -> list[Any]:
+        from airflow_provider_bacalhau.dataplane.plane import S3DataPlane
         from airflow_provider_bacalhau.hooks.s3 import BacalhauS3Hook
 
         if not self.restage_to and not self.destination:
@@ -167,8 +169,8 @@ class BacalhauFetchResultsOperator(BaseOperator):
             paths = []
             for index, result in enumerate(results):
                 name = result.get("ExecutionID") or str(index)
-                path = hook.fetch_result(result, Path(self.destination, name),
-                                         bacalhau_client=client)
+                path = S3DataPlane(hook).fetch_result(result, Path(self.destination, name),
+                                                      bacalhau_client=client)
                 paths.append(str(path))
         self.log.info("Fetched %d result(s) into %s in %.2f s", len(paths), self.destination,
                       time.monotonic() - started)
@@ -177,7 +179,7 @@ class BacalhauFetchResultsOperator(BaseOperator):
     def _restage(self, results: list[dict[str, Any]], hook: Any, client: Any,
                  started: float) -> list[dict[str, Any]]:
         from airflow_provider_bacalhau.hooks._compute_s3 import compute_s3_view_for
-        from airflow_provider_bacalhau.inputs import parse_s3_uri, resolve_inputs
+        from airflow_provider_bacalhau.dataplane.inputs import parse_s3_uri, resolve_inputs
 
         bucket, prefix = parse_s3_uri(self.restage_to, "restage_to")
         view = compute_s3_view_for(self.bacalhau_conn_id, self.s3_endpoint, self.s3_region)

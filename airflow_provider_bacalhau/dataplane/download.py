@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from airflow_provider_bacalhau._staging import MiB
-from airflow_provider_bacalhau.errors import ResultIntegrityError, ResultUnreachableError
+from airflow_provider_bacalhau.dataplane.archive import MiB
+from airflow_provider_bacalhau.errors import ResultDownloadError, ResultUnreachableError
 
 _SIGNED_QUERY = re.compile(r"signature|credential|token", re.IGNORECASE)
 
@@ -56,15 +56,51 @@ def hide_signed_queries_in_httpx_log() -> None:
         httpx_log.addFilter(_HideSignedQueries())
 
 
+#: What a refused GET most likely means, by HTTP status; no bytes came, so none is a checksum error.
+_REFUSALS = {
+    400: "the server rejected the request",
+    401: "the server wants credentials this URL does not carry",
+    403: "access denied: a presigned URL that has expired, or whose signature is no longer valid",
+    404: "no such result at this URL (deleted, or never published there)",
+    410: "the result is gone from this URL",
+}
+
+
+def _refusal(url: str, answer: Any) -> ResultDownloadError:
+    """A clear error for an HTTP refusal. An expired presigned URL is a 403 whose S3 error body
+    says ``Request has expired`` (AWS and SeaweedFS alike): name it, since /results hands out a
+    fresh one on every call."""
+    status = answer.status_code
+    try:
+        body = answer.read()[:2048].decode("utf-8", "replace")
+    except Exception:  # the body is only a hint
+        body = ""
+    code = re.search(r"<Code>([^<]*)</Code>", body)
+    message = re.search(r"<Message>([^<]*)</Message>", body)
+    s3_said = f" ({code.group(1)}: {message.group(1) if message else ''})" if code else ""
+    if status == 403 and "expired" in body.lower():
+        reason = ("the presigned URL has expired; an s3managed result gets a new URL from "
+                  "/results on every fetch, so retry the task")
+    else:
+        reason = _REFUSALS.get(status, "the server refused the download" if status < 500
+                               else "the server failed; a retry may succeed")
+    return ResultDownloadError(f"GET {safe_url(url)} answered HTTP {status}{s3_said}: {reason}",
+                               url=safe_url(url), status=status)
+
+
 def download_url(url: str, path: Path, *, timeout: Any = 60.0) -> str:
-    """GET ``url`` into ``path``; returns the hex SHA-256 of the bytes received."""
+    """GET ``url`` into ``path``; returns the hex SHA-256 of the bytes received.
+
+    :raises ResultDownloadError: the server answered with an HTTP error (expired URL, no such
+        result...): no bytes were received, so this is no integrity error.
+    """
     import httpx
 
     hide_signed_queries_in_httpx_log()
     sha = hashlib.sha256()
     with httpx.stream("GET", url, follow_redirects=True, timeout=timeout) as answer:
         if answer.status_code >= 400:
-            raise ResultIntegrityError(f"GET {safe_url(url)} answered HTTP {answer.status_code}")
+            raise _refusal(url, answer)
         with open(path, "wb") as out:
             for chunk in answer.iter_bytes(MiB):
                 sha.update(chunk)
@@ -82,7 +118,7 @@ def download_node_url(url: str, path: Path) -> str:
     try:
         # A short connect timeout: a node address that leads nowhere should fail fast, not hang.
         return download_url(url, path, timeout=httpx.Timeout(60.0, connect=10.0))
-    except (httpx.HTTPError, ResultIntegrityError) as exc:  # not local disk errors: those are ours
+    except (httpx.HTTPError, ResultDownloadError) as exc:  # not local disk errors: those are ours
         reason = str(exc).replace(url, shown) or type(exc).__name__
         raise ResultUnreachableError(
             f"could not download the urlDownload result {shown} ({reason}). A urlDownload result "

@@ -1,7 +1,8 @@
 """Upload local files to an S3 prefix: parallel, SHA-256 checksummed, unchanged files skipped.
 
-Works on a boto3 S3 client handed in by :class:`~airflow_provider_bacalhau.hooks.s3.BacalhauS3Hook`
-(one client shared by all threads: boto3 clients are thread-safe).
+Works on a boto3 S3 client handed in by the data plane (:class:`.plane.S3DataPlane`, from
+:class:`~airflow_provider_bacalhau.hooks.s3.BacalhauS3Hook`); one client is shared by all threads
+(boto3 clients are thread-safe).
 """
 
 from __future__ import annotations
@@ -17,11 +18,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from airflow_provider_bacalhau._archive import CHUNK, b64_digest, matches_stored_checksum
+from airflow_provider_bacalhau.dataplane.archive import MiB, b64_digest, matches_stored_checksum
+from airflow_provider_bacalhau.errors import S3DeleteError
+from airflow_provider_bacalhau.spec import S3Source
 
 log = logging.getLogger(__name__)
 
-MiB = 1024 * 1024
 SMALL_FILE = 8 * MiB  # read whole into memory below this size
 _GLOB_CHARS = ("*", "?", "[")
 
@@ -51,16 +53,21 @@ class StagedInput:
     keys: list[str] = field(default_factory=list)
 
     @property
-    def is_single_object(self) -> bool:
-        return not self.key.endswith("/")
+    def source(self) -> S3Source:
+        """The S3 input source for what was staged: a prefix, or the one object with its version
+        and checksum (S3Source decides which, and drops empty params)."""
+        return S3Source(bucket=self.bucket, key=self.key, region=self.region,
+                        endpoint=self.endpoint, version_id=self.version_id,
+                        checksum_sha256=self.checksum_sha256)
 
-    def source_spec(self) -> dict[str, Any]:
-        """``{"Type": "s3", "Params": {...}}`` with empty params left out."""
-        params = {"Bucket": self.bucket, "Key": self.key, "Region": self.region,
-                  "Endpoint": self.endpoint}
-        if self.is_single_object:
-            params.update(VersionID=self.version_id, ChecksumSHA256=self.checksum_sha256)
-        return {"Type": "s3", "Params": {k: v for k, v in params.items() if v}}
+    @property
+    def is_single_object(self) -> bool:
+        return self.source.is_single_object
+
+    def to_spec(self) -> dict[str, Any]:
+        """``{"Type": "s3", "Params": {...}}`` with empty params left out (what a job input and
+        the stage operator's XCom hold)."""
+        return self.source.to_spec()
 
 
 def normalize_prefix(prefix: str) -> str:
@@ -137,11 +144,37 @@ def list_prefix(client: Any, bucket: str, prefix: str) -> dict[str, dict[str, An
     return found
 
 
+def delete_keys(client: Any, bucket: str, keys: list[str]) -> None:
+    """DeleteObjects in batches of 1000 (S3's limit), failing on any per-key error.
+
+    DeleteObjects answers 200 even when it deletes nothing: each key it refused is listed in
+    ``Errors`` (SeaweedFS: AccessDenied for a key the identity may not write). A key left behind
+    under a staged prefix is read by the next job, so that is a failure, not a count.
+    ``S3Hook.delete_objects`` does check ``Errors`` but keeps only the keys, not S3's codes, and
+    takes the bucket through its own client; this keeps the codes the user needs.
+    """
+    failed: dict[str, str] = {}
+    for start in range(0, len(keys), 1000):
+        batch = [{"Key": k} for k in keys[start:start + 1000]]
+        answer = client.delete_objects(Bucket=bucket, Delete={"Objects": batch, "Quiet": True})
+        for error in answer.get("Errors") or []:
+            failed[str(error.get("Key", ""))] = (f"{error.get('Code', '?')}: "
+                                                 f"{error.get('Message', '')}".rstrip(": "))
+    if failed:
+        shown = ", ".join(f"{key} ({why})" for key, why in sorted(failed.items())[:10])
+        more = f" and {len(failed) - 10} more" if len(failed) > 10 else ""
+        raise S3DeleteError(
+            f"s3://{bucket}/: S3 refused to delete {len(failed)} of {len(keys)} object(s) that are "
+            f"not part of this staging: {shown}{more}. They would stay in the input the job reads; "
+            f"check that the AWS connection may delete under this prefix.",
+            bucket=bucket, failed=failed)
+
+
 def _hash_file(path: Path) -> tuple[str, str]:
     """(base64 SHA-256, hex MD5) in one pass; MD5 only to compare with single-PUT ETags."""
     sha, md5 = hashlib.sha256(), hashlib.md5(usedforsecurity=False)
     with open(path, "rb") as handle:
-        while chunk := handle.read(CHUNK):
+        while chunk := handle.read(MiB):
             sha.update(chunk)
             md5.update(chunk)
     return b64_digest(sha.digest()), md5.hexdigest()
@@ -245,9 +278,7 @@ class Uploader:
                 result.skipped += 1
         extra = sorted(set(existing) - set(keys))
         if extra and delete_extra and not single:
-            for start in range(0, len(extra), 1000):
-                batch = [{"Key": k} for k in extra[start:start + 1000]]
-                self.client.delete_objects(Bucket=bucket, Delete={"Objects": batch, "Quiet": True})
+            delete_keys(self.client, bucket, extra)
             result.deleted = len(extra)
         elif extra and not single:
             log.warning("s3://%s/%s holds %d object(s) that were not part of this staging; the "

@@ -18,7 +18,8 @@ from pathlib import Path, PurePosixPath
 
 from airflow_provider_bacalhau.errors import ResultIntegrityError
 
-CHUNK = 1024 * 1024
+#: The one 1 MiB constant: read and transfer chunk size, and the unit of sizes in logs.
+MiB = 1024 * 1024
 
 
 def b64_digest(digest: bytes) -> str:
@@ -29,7 +30,7 @@ def file_sha256(path: str | os.PathLike) -> bytes:
     """Raw SHA-256 digest of a file, read in 1 MiB chunks."""
     sha = hashlib.sha256()
     with open(path, "rb") as handle:
-        while chunk := handle.read(CHUNK):
+        while chunk := handle.read(MiB):
             sha.update(chunk)
     return sha.digest()
 
@@ -43,7 +44,7 @@ def file_digests(path: str | os.PathLike,
     part = hashlib.sha256()
     in_part = parts = 0
     with open(path, "rb") as handle:
-        while chunk := handle.read(CHUNK if not part_size else min(CHUNK, part_size - in_part)):
+        while chunk := handle.read(MiB if not part_size else min(MiB, part_size - in_part)):
             full.update(chunk)
             if part_size:
                 part.update(chunk)

@@ -38,6 +38,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from airflow_provider_bacalhau.dataplane.staging import StagedInput
 from airflow_provider_bacalhau.errors import SpecError
 from airflow_provider_bacalhau.hooks._compute_s3 import ComputeS3View
 from airflow_provider_bacalhau.spec import (
@@ -58,13 +59,23 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 def parse_s3_uri(uri: Any, field: str = "inputs") -> tuple[str, str]:
     """``s3://bucket/key`` -> ``(bucket, key)``; the key may be empty or end in ``/`` (a prefix).
 
+    The amazon provider's ``S3Hook.parse_s3_url`` does the parsing; this adds the field name to
+    its errors and refuses what it would silently change: it also reads ``https://`` URLs (not
+    an S3 input here), and drops a ``?...`` part of the key (urlsplit takes it as a query).
+
     :raises SpecError: (a ValueError) naming ``field`` when ``uri`` is no such URI.
     """
     if not isinstance(uri, str) or not uri.startswith("s3://"):
         raise SpecError(field, "expected an s3://bucket/key URI", uri)
-    bucket, _, key = uri[len("s3://"):].partition("/")
-    if not bucket:
-        raise SpecError(field, "the s3:// URI has no bucket", uri)
+    if "?" in uri:
+        raise SpecError(field, "an s3:// URI here cannot hold '?' (it would be cut off)", uri)
+    from airflow.providers.amazon.aws.exceptions import S3HookUriParseFailure
+    from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+
+    try:
+        bucket, key = S3Hook.parse_s3_url(uri)
+    except S3HookUriParseFailure as exc:
+        raise SpecError(field, "the s3:// URI has no bucket", uri) from exc
     return bucket, key
 
 
@@ -129,8 +140,8 @@ class _Resolver:
         if isinstance(item, InputSource):
             return InputSource(item.target or target, self.source(item.source.to_spec()),
                                item.alias)
-        if hasattr(item, "source_spec") and not isinstance(item, PublishedResult):
-            item = item.source_spec()  # a StagedInput from BacalhauS3Hook.stage()
+        if isinstance(item, StagedInput):  # from S3DataPlane.stage()
+            item = item.to_spec()
         if isinstance(item, Mapping):
             lower = {str(k).lower(): v for k, v in item.items()}
             if "source" in lower:
@@ -202,8 +213,10 @@ class _Resolver:
             return IPFSSource(str(result.param("CID")))
         else:
             raise ValueError(f"inputs: a {result.type!r} result cannot be used as an input")
-        spec = self.s3_hook.restage_result(result, bucket, self.staging_prefix,
-                                           bacalhau_client=self.bacalhau_client)
+        from airflow_provider_bacalhau.dataplane.plane import S3DataPlane
+
+        spec = S3DataPlane(self.s3_hook).restage_result(result, bucket, self.staging_prefix,
+                                                        bacalhau_client=self.bacalhau_client)
         params = {k: v for k, v in spec["Params"].items() if k not in ("Endpoint", "Region")}
         view = self.node_view()
         if rtype == "s3" and not view.endpoint and bucket == source.bucket:

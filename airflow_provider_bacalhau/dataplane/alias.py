@@ -1,4 +1,4 @@
-"""Alias markers for re-staged multipart archives (used by :mod:`hooks.s3` only).
+"""Alias markers for re-staged multipart archives (used by :mod:`.restage` only).
 
 A re-staged archive lives under ``<prefix><sha256 of the archive>/``. A multipart archive (every
 archive over 5 MiB a Bacalhau node publishes) is published with S3's composite checksum instead,
@@ -42,5 +42,5 @@ def read_alias(client: Any, bucket: str, key: str) -> str:
 
 
 def write_alias(client: Any, bucket: str, key: str, digest: str) -> None:
-    client.put_object(Bucket=bucket, Key=key, ChecksumAlgorithm="SHA256", ContentType="application/json",
-                      Body=json.dumps({"SHA256": digest}).encode())
+    client.put_object(Bucket=bucket, Key=key, ChecksumAlgorithm="SHA256",
+                      ContentType="application/json", Body=json.dumps({"SHA256": digest}).encode())
