@@ -144,9 +144,9 @@ class BacalhauHook(BaseHook):
     # -- clients --------------------------------------------------------------------------------
 
     def _in_namespace(self, config: ClientConfig, namespace: str | None) -> ClientConfig:
-        # Lookups are per namespace: a job in another namespace than the connection's is asked
-        # for there (GET and DELETE requests bind ?namespace=: BaseRequest in
-        # pkg/publicapi/apimodels/base_requests.go, v1.9.3).
+        # Name lookups are per namespace (GetJobByIDOrName in pkg/jobstore/boltdb/store.go: by name
+        # in the request's namespace, then by ID in any); GET and DELETE bind ?namespace=
+        # (BaseRequest, pkg/publicapi/apimodels/base_requests.go, v1.9.3).
         return dataclasses.replace(config, namespace=namespace) if namespace else config
 
     def get_client(self, namespace: str | None = None) -> BacalhauClient:
