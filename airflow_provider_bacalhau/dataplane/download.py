@@ -71,14 +71,19 @@ def _refusal(url: str, answer: Any) -> ResultDownloadError:
     says ``Request has expired`` (AWS and SeaweedFS alike): name it, since /results hands out a
     fresh one on every call."""
     status = answer.status_code
+    body = b""
     try:
-        body = answer.read()[:2048].decode("utf-8", "replace")
-    except Exception:  # the body is only a hint
-        body = ""
-    code = re.search(r"<Code>([^<]*)</Code>", body)
-    message = re.search(r"<Message>([^<]*)</Message>", body)
+        for chunk in answer.iter_bytes():  # an error body is small: read a hint's worth
+            body += chunk
+            if len(body) >= 4096:
+                break
+    except Exception:  # noqa: BLE001 - the body is only a hint
+        pass
+    text = body[:4096].decode("utf-8", "replace")
+    code = re.search(r"<Code>([^<]*)</Code>", text)
+    message = re.search(r"<Message>([^<]*)</Message>", text)
     s3_said = f" ({code.group(1)}: {message.group(1) if message else ''})" if code else ""
-    if status == 403 and "expired" in body.lower():
+    if status == 403 and "expired" in text.lower():
         reason = ("the presigned URL has expired; an s3managed result gets a new URL from "
                   "/results on every fetch, so retry the task")
     else:

@@ -27,8 +27,9 @@ AWS connection, verified, extracted and uploaded as plain objects under
 ``s3://<staging_bucket>/<staging_prefix><sha256 of the archive>/`` (done once per archive), and
 that prefix (with the compute-side Endpoint/Region) becomes the input. With ``restage=False`` an
 s3 archive becomes a single-object input carrying its ChecksumSHA256 (the job must ``tar xzf``
-it), a urlDownload stays a URL input, and an s3managed result is refused. A source that names its own Endpoint (a published s3 result keeps
-the one the node reported, already the compute side's) is used with it.
+it), a urlDownload stays a URL input, and an s3managed result is refused. A source that names
+its own Endpoint (a published s3 result keeps the one the node reported, already the compute
+side's) is used with it.
 """
 
 from __future__ import annotations
