@@ -7,6 +7,7 @@ from the metadata DB and looks at the devstack. The Airflow DB fixture comes fro
 
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -111,8 +112,8 @@ def assert_deferral(output: str, deferrable: bool) -> None:
 
 def exception_text(output: str, job_id: str) -> str:
     """The message of the exception that failed the task following ``job_id``, as logged."""
-    marker = "AirflowException: "
-    for chunk in output.split(marker)[1:]:
+    # AirflowException or one of its typed subclasses (BacalhauJobFailedError...), as logged.
+    for chunk in re.split(r"(?:AirflowException|Bacalhau\w*Error): ", output)[1:]:
         message = chunk.split("::group::", 1)[0]
         if job_id in message:
             return message
