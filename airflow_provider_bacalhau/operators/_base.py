@@ -51,8 +51,9 @@ class BaseBacalhauJobOperator(JobCompletionMixin, BaseOperator):
     :param bacalhau_conn_id: Airflow connection to the Bacalhau API.
     :param aws_conn_id: AWS connection used to resolve and stage ``inputs``.
     :param inputs: extra inputs, anything
-        :func:`airflow_provider_bacalhau.dataplane.inputs.resolve_inputs` accepts (an upstream task's results, ``s3://`` URIs, staged inputs, InputSources...);
-        appended to the task's InputSources.
+        :func:`airflow_provider_bacalhau.dataplane.inputs.resolve_inputs` accepts (an upstream
+        task's results, ``s3://`` URIs, staged inputs, InputSources...); appended to the task's
+        InputSources.
     :param inputs_target: where ``inputs`` are mounted (see ``resolve_inputs``).
     :param staging_bucket: bucket for re-staging archives and s3managed results used as inputs.
     :param job_name: the Bacalhau job name; by default one derived from the task instance
