@@ -249,7 +249,8 @@ def test_a_trigger_subclass_serializes_under_its_own_classpath():
         pass
 
     classpath, _ = TeamTrigger("j-1").serialize()
-    assert classpath == f"{__name__}.test_a_trigger_subclass_serializes_under_its_own_classpath.<locals>.TeamTrigger"
+    assert classpath == f"{__name__}.{TeamTrigger.__qualname__}"
+    assert TeamTrigger.__qualname__.endswith("<locals>.TeamTrigger")
 
 
 def test_job_operator_renders_without_airflows_private_render_hook(tmp_path):

@@ -20,7 +20,11 @@ from airflow.providers.common.compat.sdk import AirflowException, AirflowFailExc
 from airflow_provider_bacalhau.errors import BacalhauApiError, SpecError
 from airflow_provider_bacalhau.failures import BacalhauInputError, BacalhauInvalidInputError, BacalhauJobError
 from airflow_provider_bacalhau.links.job import BacalhauJobLink
-from airflow_provider_bacalhau.operators._naming import TASK_INSTANCE_META, job_name_for_context, task_instance_key
+from airflow_provider_bacalhau.operators._naming import (
+    TASK_INSTANCE_META,
+    job_name_for_context,
+    task_instance_key,
+)
 from airflow_provider_bacalhau.operators._node_support import check_mode, check_node_support
 from airflow_provider_bacalhau.waiting import (
     DEFAULT_TIMEOUT_SECONDS,

@@ -13,7 +13,11 @@ from typing import Any, ClassVar
 
 from airflow_provider_bacalhau.operators._base import BaseBacalhauJobOperator
 from airflow_provider_bacalhau.operators._building import build_docker_job
-from airflow_provider_bacalhau.waiting import DEFAULT_TIMEOUT_SECONDS, DEFER_TIMEOUT_PADDING_SECONDS, JOB_ID_KEY
+from airflow_provider_bacalhau.waiting import (
+    DEFAULT_TIMEOUT_SECONDS,
+    DEFER_TIMEOUT_PADDING_SECONDS,
+    JOB_ID_KEY,
+)
 
 __all__ = [
     "DEFAULT_TIMEOUT_SECONDS",

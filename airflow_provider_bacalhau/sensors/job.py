@@ -76,7 +76,8 @@ class BacalhauJobSensor(JobCompletionMixin, BaseSensorOperator):
                 return client.get_job(self.job_id)
         except BacalhauApiError as exc:
             if is_transient(exc):
-                self.log.warning("Bacalhau job %s: transient API error, will look again: %s", self.job_id, exc)
+                self.log.warning("Bacalhau job %s: transient API error, will look again: %s",
+                                 self.job_id, exc)
                 return None
             raise BacalhauJobError(f"Cannot read Bacalhau job {self.job_id!r}: {exc}",
                                    job_id=self.bacalhau_job_id) from exc

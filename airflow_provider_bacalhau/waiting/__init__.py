@@ -9,7 +9,8 @@
 
 This package sits above ``hooks`` and below operators, sensors and triggers: it imports none of
 them. The transient-error policy and the sleep type are the client's
-(:func:`airflow_provider_bacalhau.client.core.is_transient`, :class:`~airflow_provider_bacalhau.client.core.Sleep`).
+(:func:`~airflow_provider_bacalhau.client.core.is_transient`,
+:class:`~airflow_provider_bacalhau.client.core.Sleep`).
 """
 
 from __future__ import annotations
@@ -50,7 +51,14 @@ from airflow_provider_bacalhau.waiting.events import (  # noqa: E402
     slim_response,
     validate_event,
 )
-from airflow_provider_bacalhau.waiting.loop import POLL, Sleep, is_transient, retry_delay, wait_in_worker, watch_job  # noqa: E402
+from airflow_provider_bacalhau.waiting.loop import (  # noqa: E402
+    POLL,
+    Sleep,
+    is_transient,
+    retry_delay,
+    wait_in_worker,
+    watch_job,
+)
 
 __all__ = [
     "DEFAULT_TIMEOUT_SECONDS",

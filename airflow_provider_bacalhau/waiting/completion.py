@@ -12,7 +12,11 @@ from functools import cached_property
 from typing import Any, ClassVar
 
 from airflow_provider_bacalhau.errors import BacalhauApiError
-from airflow_provider_bacalhau.failures import BacalhauJobError, BacalhauJobFailedError, BacalhauJobTimeoutError
+from airflow_provider_bacalhau.failures import (
+    BacalhauJobError,
+    BacalhauJobFailedError,
+    BacalhauJobTimeoutError,
+)
 from airflow_provider_bacalhau.waiting import task_label
 from airflow_provider_bacalhau.waiting.events import validate_event
 
@@ -49,7 +53,8 @@ def log_run_outputs(status: Any, log: logging.Logger) -> None:
             text, cut = _clip(getattr(run, stream, ""), getattr(run, f"{stream}_truncated", False))
             if not text:
                 continue
-            note = "first 2 KiB; truncated, the full stream is in the published results" if cut else "complete"
+            note = ("first 2 KiB; truncated, the full stream is in the published results" if cut
+                    else "complete")
             log.info("%s of %s (%s):\n%s", stream, execution.id, note, text.rstrip("\n"))
 
 
@@ -147,7 +152,8 @@ class JobCompletionMixin:
             with self.get_bacalhau_client(status.namespace or None) as client:
                 return failed_output(client, status, self.log)
         except Exception as exc:  # e.g. the connection cannot be read: the job's own messages stand
-            self.log.warning("Could not read the failed executions' logs of Bacalhau job %s: %s", status.job_id, exc)
+            self.log.warning("Could not read the failed executions' logs of Bacalhau job %s: %s",
+                             status.job_id, exc)
             return ""
 
     def _stop_after_timeout(self, context: Any, job_id: str) -> None:
