@@ -61,10 +61,8 @@ class BacalhauJobOperator(BaseBacalhauJobOperator):
         from airflow_provider_bacalhau.spec import coerce_job
 
         job = self.job
-        if _is_job_file_name(job):
+        if _is_job_file_name(job):  # not read at parse time (say a job built outside a DagBag)
             job = self._read_job_file(job.strip(), context)
-            if not isinstance(job, str):
-                return job
         return coerce_job(job)
 
     def _read_job_file(self, path: str, context: Any) -> Any:
