@@ -72,3 +72,24 @@ def test_stage_and_fetch_operators_in_a_dag(airflow_db, env, tmp_path):  # noqa:
     assert spec["Params"]["Endpoint"] == "http://s3.nodes.internal:8333"
     everything = json.dumps([run.xcom(t) for t in ("stage", "fetch", "restage")])
     assert FAKE_SECRET not in everything
+
+
+def test_fetch_operator_reads_the_bacalhau_connection_once(env, monkeypatch):  # noqa: F811
+    from airflow_provider_bacalhau.hooks.bacalhau import BacalhauHook
+
+    reads: list[str] = []
+    original = BacalhauHook.get_connection.__func__
+
+    def counting(cls, conn_id):
+        reads.append(conn_id)
+        return original(cls, conn_id)
+
+    with BacalhauClient(ClientConfig(base_url=env.api_url)) as api:
+        managed = run_job(api, WRITE, publisher=PUBLISHERS["s3managed"])
+    monkeypatch.setattr(BacalhauHook, "get_connection", classmethod(counting))
+    # Results from the API, a fresh s3managed URL and the compute-side view: one connection read.
+    op = BacalhauFetchResultsOperator(task_id="fetch_once", job_id=managed.job_id,
+                                      restage_to=f"s3://{BUCKET}/once-restaged/")
+    [spec] = op.execute({})
+    assert spec["Params"]["Key"].startswith("once-restaged/")
+    assert reads == ["bacalhau_default"]

@@ -64,14 +64,12 @@ class ComputeS3View:
         return out
 
 
-def compute_s3_view_for(bacalhau_conn_id: str | None, endpoint: str | None = None,
+def compute_s3_view_for(bacalhau_hook: Any, endpoint: str | None = None,
                         region: str | None = None) -> ComputeS3View:
-    """The Bacalhau connection's view with overrides; the connection is not read when both
-    overrides are given or ``bacalhau_conn_id`` is None."""
-    if bacalhau_conn_id and (endpoint is None or region is None):
-        from airflow_provider_bacalhau.hooks.bacalhau import BacalhauHook
-
-        base = BacalhauHook(bacalhau_conn_id=bacalhau_conn_id).compute_s3_view()
+    """A Bacalhau hook's view with overrides; the connection is not read when both overrides are
+    given or ``bacalhau_hook`` is None."""
+    if bacalhau_hook is not None and (endpoint is None or region is None):
+        base = bacalhau_hook.compute_s3_view()
     else:
         base = ComputeS3View()
     return base.overridden(endpoint, region)

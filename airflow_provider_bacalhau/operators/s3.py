@@ -6,6 +6,7 @@ import json
 import time
 from collections.abc import Sequence
 from contextlib import ExitStack
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -62,12 +63,19 @@ class BacalhauS3StageOperator(BaseOperator):
         self.force = force
         self.delete_extra = delete_extra
 
+    @cached_property
+    def hook(self) -> Any:
+        """The Bacalhau hook whose connection gives the compute-side view; None without one."""
+        from airflow_provider_bacalhau.hooks.bacalhau import BacalhauHook
+
+        return BacalhauHook(bacalhau_conn_id=self.bacalhau_conn_id) if self.bacalhau_conn_id else None
+
     def execute(self, context: Context) -> dict[str, Any]:
         from airflow_provider_bacalhau.dataplane.plane import S3DataPlane
         from airflow_provider_bacalhau.hooks._compute_s3 import compute_s3_view_for
         from airflow_provider_bacalhau.hooks.s3 import BacalhauS3Hook
 
-        view = compute_s3_view_for(self.bacalhau_conn_id, self.s3_endpoint, self.s3_region)
+        view = compute_s3_view_for(self.hook, self.s3_endpoint, self.s3_region)
         hook = BacalhauS3Hook(aws_conn_id=self.aws_conn_id, compute_s3=view)
         staged = S3DataPlane(hook).stage(self.local_paths, self.bucket, self.prefix,
                                          force=self.force, delete_extra=self.delete_extra)
@@ -121,10 +129,15 @@ class BacalhauFetchResultsOperator(BaseOperator):
         self.aws_conn_id = aws_conn_id
         self.bacalhau_conn_id = bacalhau_conn_id
 
-    def _bacalhau_client(self, stack: ExitStack) -> Any:
+    @cached_property
+    def hook(self) -> Any:
+        """The task's one BacalhauHook: results, s3managed URLs and the compute-side view."""
         from airflow_provider_bacalhau.hooks.bacalhau import BacalhauHook
 
-        client = BacalhauHook(bacalhau_conn_id=self.bacalhau_conn_id).get_client()
+        return BacalhauHook(bacalhau_conn_id=self.bacalhau_conn_id)
+
+    def _bacalhau_client(self, stack: ExitStack) -> Any:
+        client = self.hook.get_client()
         stack.callback(client.close)
         return client
 
@@ -182,7 +195,7 @@ class BacalhauFetchResultsOperator(BaseOperator):
         from airflow_provider_bacalhau.dataplane.inputs import parse_s3_uri, resolve_inputs
 
         bucket, prefix = parse_s3_uri(self.restage_to, "restage_to")
-        view = compute_s3_view_for(self.bacalhau_conn_id, self.s3_endpoint, self.s3_region)
+        view = compute_s3_view_for(self.hook, self.s3_endpoint, self.s3_region)
         specs = []
         for result in results:
             [item] = resolve_inputs(result, s3_hook=hook, bacalhau_client=client,
