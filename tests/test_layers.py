@@ -1,4 +1,5 @@
-"""The data plane sits between the hooks and the operators: each layer imports only downward."""
+"""Each layer imports only downward: the data plane between the hooks and the operators, and the
+waiting package below the operators, the sensor and the trigger."""
 
 from __future__ import annotations
 
@@ -36,3 +37,10 @@ def test_the_package_loads_its_modules_on_first_use():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             timeout=120)
     assert result.stdout.strip() == "ok", result.stderr
+
+
+def test_waiting_sensor_and_trigger_import_no_operator_module():
+    for module in ("waiting.completion", "waiting.loop", "sensors.job", "triggers.job"):
+        loaded = loaded_after(f"{PACKAGE}.{module}")
+        assert f"{PACKAGE}.{module}" in loaded
+        assert not {m for m in loaded if m.startswith(f"{PACKAGE}.operators")}, module
