@@ -12,13 +12,13 @@ import pytest
 from airflow.providers.common.compat.sdk import AirflowException, AirflowSensorTimeout, TaskDeferred
 from airflow_helpers import FakeTaskInstance, fake_context
 from devstack_helpers import busybox_job
+from test_operator_job import op_for, wait_state
 
 from airflow_provider_bacalhau.client import BacalhauClient, ClientConfig
 from airflow_provider_bacalhau.client.aio import close_shared_http_clients
 from airflow_provider_bacalhau.hooks.bacalhau import BacalhauHook
 from airflow_provider_bacalhau.operators import BacalhauJobOperator
 from airflow_provider_bacalhau.sensors import BacalhauJobSensor
-from airflow_provider_bacalhau.spec import JobStatus
 from airflow_provider_bacalhau.triggers.job import BacalhauJobTrigger
 
 GET_JOB = "GET /api/v1/orchestrator/jobs/{id}"
@@ -42,21 +42,6 @@ def team_client(devstack):
 @pytest.fixture
 def ti():
     return FakeTaskInstance(dag_id="waittest", task_id="run", run_id=f"run-{next(_RUNS)}-{time.time_ns()}")
-
-
-def wait_state(client, job_id: str, states: set[str], timeout: float = 30) -> JobStatus:
-    end = time.time() + timeout
-    while True:
-        status = JobStatus.from_api(client.get_job(job_id))
-        if status.state.value in states or time.time() > end:
-            return status
-        time.sleep(0.2)
-
-
-def op_for(script: str, **kwargs) -> BacalhauJobOperator:
-    kwargs.setdefault("poll_interval", 0.2)
-    kwargs.setdefault("deferrable", False)
-    return BacalhauJobOperator(task_id="run", job=busybox_job(script), **kwargs)
 
 
 # -- one transient policy --------------------------------------------------------------------------
