@@ -9,9 +9,9 @@ import base64
 import hashlib
 import time
 import uuid
-from pathlib import Path
 
 import pytest
+from test_dataplane_devstack import run_job as run_devstack_job
 
 from airflow_provider_bacalhau.client import BacalhauClient, ClientConfig
 from airflow_provider_bacalhau.devstack.publishers import PART_SIZE, upload
@@ -20,7 +20,7 @@ from airflow_provider_bacalhau.errors import ResultIntegrityError
 from airflow_provider_bacalhau.dataplane.plane import S3DataPlane
 from airflow_provider_bacalhau.hooks.s3 import BacalhauS3Hook
 from airflow_provider_bacalhau.dataplane.inputs import resolve_inputs
-from airflow_provider_bacalhau.spec import Job, JobStatus
+from airflow_provider_bacalhau.spec import JobStatus
 
 BUCKET = "dataplane-multipart"
 MiB = 1024 * 1024
@@ -95,23 +95,10 @@ def api(env):
         yield client
 
 
-def run_job(api, script: str, *, inputs=(), publisher=None, timeout: float = 120) -> JobStatus:
-    task = {"Name": "main",
-            "Engine": {"Type": "docker", "Params": {"Image": "busybox", "Entrypoint": ["sh", "-c"],
-                                                    "Parameters": [script]}},
-            "InputSources": [i.to_dict() for i in inputs],
-            "ResultPaths": [{"Name": "outputs", "Path": "/outputs"}],
-            "Publisher": publisher or {"Type": "s3", "Params": {"Bucket": BUCKET, "Key": "mp/{jobID}/{executionID}"}}}
-    job = Job.from_dict({"Name": f"mp-{uuid.uuid4().hex[:8]}", "Type": "batch", "Count": 1, "Tasks": [task]})
-    job_id = api.submit_job(job)["JobID"]
-    deadline = time.monotonic() + timeout
-    while True:
-        status = JobStatus.from_api(api.get_job(job_id))
-        if status.is_terminal:
-            assert status.succeeded, status.failure_summary()
-            return status
-        assert time.monotonic() < deadline, f"job {job_id} still {status.state}"
-        time.sleep(0.2)
+def run_job(api, script: str, *, inputs=(), publisher=None) -> JobStatus:
+    """The data-plane tests' job runner, publishing gzip archives here by default."""
+    default = {"Type": "s3", "Params": {"Bucket": BUCKET, "Key": "mp/{jobID}/{executionID}"}}
+    return run_devstack_job(api, script, inputs=inputs, publisher=publisher or default, timeout=120)
 
 
 @pytest.fixture
