@@ -108,3 +108,21 @@ def _answers_match_bacalhau_swagger():
         patch.setattr(httpx.HTTPTransport, "handle_request", checked)
         patch.setattr(httpx.AsyncHTTPTransport, "handle_async_request", checked_async)
         yield
+
+
+@pytest.fixture
+def api(devstack):
+    """Raw HTTP to the session devstack, for tests of the stand-in itself (modules may override)."""
+    import httpx
+
+    with httpx.Client(base_url=devstack.api_url, timeout=30) as http:
+        yield http
+
+
+@pytest.fixture
+def client(devstack):
+    """The provider's blocking client on the session devstack (modules may override)."""
+    from airflow_provider_bacalhau.client import BacalhauClient, ClientConfig
+
+    with BacalhauClient(ClientConfig(base_url=devstack.api_url)) as bacalhau:
+        yield bacalhau

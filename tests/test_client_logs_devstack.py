@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import time
 
-import httpx
 import pytest
 from devstack_helpers import busybox_job, submit, unique, wait_execution_state, wait_for
 
@@ -16,12 +15,6 @@ from airflow_provider_bacalhau.errors import BacalhauLogsError
 
 pytestmark = pytest.mark.docker
 API_KEY = "logs-reader-key-0123456789"
-
-
-@pytest.fixture
-def api(devstack):
-    with httpx.Client(base_url=devstack.api_url, timeout=30) as client:
-        yield client
 
 
 @pytest.fixture

@@ -5,17 +5,10 @@ from __future__ import annotations
 import base64
 import json
 
-import httpx
 import pytest
 from airflow_provider_bacalhau.errors import BacalhauApiError
 from devstack_helpers import JOBS, busybox_job, get_job, noop_job, submit, unique, wait_for
 
-
-
-@pytest.fixture
-def api(devstack):
-    with httpx.Client(base_url=devstack.api_url, timeout=30) as client:
-        yield client
 
 
 def test_submit_answers_ids_and_null_warnings_and_sets_server_fields(api):

@@ -15,12 +15,6 @@ JOB_ROUTE = "GET /api/v1/orchestrator/jobs/{id}"
 
 
 @pytest.fixture
-def api(devstack):
-    with httpx.Client(base_url=devstack.api_url, timeout=30) as client:
-        yield client
-
-
-@pytest.fixture
 def faults(devstack):
     yield devstack
     devstack.clear_faults()

@@ -10,16 +10,9 @@ import tarfile
 import time
 
 import httpx
-import pytest
 import websockets
 from devstack_helpers import JOBS, busybox_job, get_job, noop_job, submit, unique, wait_execution_state, wait_for
 
-
-
-@pytest.fixture
-def api(devstack):
-    with httpx.Client(base_url=devstack.api_url, timeout=30) as client:
-        yield client
 
 
 def test_execution_states_and_run_output(api):

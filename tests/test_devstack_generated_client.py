@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 
-import httpx
 import pytest
 from bacalhau_apiclient.api_client import ApiClient
 from devstack_helpers import JOBS, busybox_job, submit, unique, wait_for
@@ -21,12 +20,6 @@ class _Answer:
 
 def decode(body: bytes, model: str):
     return ApiClient().deserialize(_Answer(body), model)
-
-
-@pytest.fixture
-def api(devstack):
-    with httpx.Client(base_url=devstack.api_url, timeout=30) as client:
-        yield client
 
 
 @pytest.fixture

@@ -7,18 +7,11 @@ from __future__ import annotations
 import json
 import time
 
-import httpx
 import pytest
 from devstack_helpers import JOBS, busybox_job, noop_job, submit, wait_execution_state, wait_for
 from websockets.sync.client import connect
 
 pytestmark = pytest.mark.docker
-
-
-@pytest.fixture
-def api(devstack):
-    with httpx.Client(base_url=devstack.api_url, timeout=30) as client:
-        yield client
 
 
 @pytest.fixture

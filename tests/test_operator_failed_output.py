@@ -12,7 +12,6 @@ from airflow.providers.common.compat.sdk import AirflowException
 from airflow_helpers import FakeTaskInstance, fake_context, record_logs
 from devstack_helpers import busybox_job
 
-from airflow_provider_bacalhau.client import BacalhauClient, ClientConfig
 from airflow_provider_bacalhau.operators import BacalhauJobOperator
 from airflow_provider_bacalhau.waiting import event_from_response
 from airflow_provider_bacalhau.waiting.failed_output import failed_output
@@ -29,12 +28,6 @@ SCRIPT = "echo 'out: step 1 done'; echo 'err: disk quota exceeded' >&2; exit 3"
 @pytest.fixture
 def ti():
     return FakeTaskInstance(dag_id="failed_output", task_id="run", run_id=f"run-{next(_RUNS)}-{time.time_ns()}")
-
-
-@pytest.fixture
-def client(devstack):
-    with BacalhauClient(ClientConfig(base_url=devstack.api_url)) as c:
-        yield c
 
 
 def unpublishable(script: str = SCRIPT) -> dict:

@@ -12,7 +12,6 @@ from airflow.providers.common.compat.sdk import AirflowException, AirflowFailExc
 from airflow_helpers import FakeStateStore, FakeTaskInstance, fake_context, record_logs
 from devstack_helpers import busybox_job
 
-from airflow_provider_bacalhau.client import BacalhauClient, ClientConfig
 from airflow_provider_bacalhau.operators import BacalhauDockerJobOperator, BacalhauJobOperator
 from airflow_provider_bacalhau.waiting import make_event
 from airflow_provider_bacalhau.operators._naming import job_name_for_context
@@ -21,12 +20,6 @@ from airflow_provider_bacalhau.triggers.job import BacalhauJobTrigger
 
 
 _RUNS = iter(range(1, 10_000))
-
-
-@pytest.fixture
-def client(devstack):
-    with BacalhauClient(ClientConfig(base_url=devstack.api_url)) as c:
-        yield c
 
 
 @pytest.fixture

@@ -15,18 +15,11 @@ from airflow.providers.common.compat.sdk import (
 from airflow_helpers import FakeTaskInstance, fake_context
 from devstack_helpers import busybox_job
 
-from airflow_provider_bacalhau.client import BacalhauClient, ClientConfig
 from airflow_provider_bacalhau.waiting import make_event
 from airflow_provider_bacalhau.sensors import BacalhauJobSensor
 from airflow_provider_bacalhau.spec import JobStatus
 from airflow_provider_bacalhau.triggers.job import BacalhauJobTrigger
 
-
-
-@pytest.fixture
-def client(devstack):
-    with BacalhauClient(ClientConfig(base_url=devstack.api_url)) as c:
-        yield c
 
 
 def submit(client, devstack, script: str, name: str = "") -> str:

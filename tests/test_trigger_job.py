@@ -10,7 +10,7 @@ import pytest
 from airflow_helpers import record_logs
 from devstack_helpers import busybox_job
 
-from airflow_provider_bacalhau.client import BacalhauClient, ClientConfig
+from airflow_provider_bacalhau.client import BacalhauClient
 from airflow_provider_bacalhau.client.aio import _POOLS, close_shared_http_clients
 from airflow_provider_bacalhau.spec import JobStatus
 from airflow_provider_bacalhau.triggers.job import BacalhauJobTrigger
@@ -22,12 +22,6 @@ GET_JOB = "GET /api/v1/orchestrator/jobs/{id}"
 @pytest.fixture
 def anyio_backend():
     return "asyncio"
-
-
-@pytest.fixture
-def client(devstack):
-    with BacalhauClient(ClientConfig(base_url=devstack.api_url)) as c:
-        yield c
 
 
 def submit(client: BacalhauClient, script: str) -> str:

@@ -27,12 +27,6 @@ _RUNS = iter(range(1, 10_000))
 
 
 @pytest.fixture
-def client(devstack):
-    with BacalhauClient(ClientConfig(base_url=devstack.api_url)) as c:
-        yield c
-
-
-@pytest.fixture
 def team_client(devstack):
     """A client of the namespace the connection does not name."""
     with BacalhauClient(ClientConfig(base_url=devstack.api_url, namespace=OTHER_NAMESPACE)) as c:
