@@ -220,7 +220,7 @@ def test_stage_operator_says_when_the_spec_names_no_store(s3_server, monkeypatch
         spec = plain.execute(fake_context())
     assert "Endpoint" not in spec["Params"]
     assert any("set s3_endpoint in the Bacalhau connection" in m and s3_server.endpoint in m
-               for m in logs.messages("info")), logs.text
+               for m in logs.messages("warning")), logs.text
     placed = BacalhauS3StageOperator(task_id="s", local_paths=str(tmp_path / "a.txt"), bucket="stage-hint",
                                      bacalhau_conn_id=None, s3_endpoint="http://s3.nodes.internal:8333")
     with record_logs() as logs:

@@ -41,7 +41,10 @@ from typing import Any
 
 from airflow_provider_bacalhau.dataplane.staging import StagedInput
 from airflow_provider_bacalhau.errors import SpecError
-from airflow_provider_bacalhau.hooks._compute_s3 import ComputeS3View
+from airflow_provider_bacalhau.hooks._compute_s3 import (
+    ComputeS3View,
+    warn_if_nodes_miss_airflows_store,
+)
 from airflow_provider_bacalhau.spec import (
     InputSource,
     IPFSSource,
@@ -103,18 +106,12 @@ class _Resolver:
         return self._s3_hook
 
     def node_view(self) -> ComputeS3View:
-        """The compute-side view for a location the provider writes. Once per resolver, warn when
-        it is empty while the AWS connection names an endpoint: before the two views were split,
-        that endpoint went into job specs, and a node would now use AWS or its own default."""
+        """The compute-side view for a location the provider writes (warned about once per
+        resolver when it may miss the store Airflow uses)."""
         if not self._view_checked and not self.compute_s3.endpoint and self.aws_conn_id:
             self._view_checked = True
-            airflow_side = self.s3_hook.endpoint_url
-            if airflow_side:
-                log.warning("S3 inputs go to the compute nodes without an Endpoint (AWS, or each "
-                            "node's default), while the AWS connection %r reaches S3 at %s. If the "
-                            "nodes use that store too, set s3_endpoint (Bacalhau connection extra "
-                            "or operator argument) to the address they reach it at.",
-                            self.aws_conn_id, airflow_side)
+            warn_if_nodes_miss_airflows_store(self.compute_s3, self.s3_hook.endpoint_url,
+                                              self.aws_conn_id, log)
         return self.compute_s3
 
     # -- shapes --------------------------------------------------------------------------

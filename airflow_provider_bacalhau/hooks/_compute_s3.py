@@ -73,3 +73,15 @@ def compute_s3_view_for(bacalhau_hook: Any, endpoint: str | None = None,
     else:
         base = ComputeS3View()
     return base.overridden(endpoint, region)
+
+
+def warn_if_nodes_miss_airflows_store(view: ComputeS3View, airflow_endpoint: str, aws_conn_id: str | None,
+                                      logger: Any, what: str = "S3 inputs") -> None:
+    """Warn when specs go without an Endpoint while Airflow's AWS connection names one. Before the
+    two views were split that endpoint went into job specs; now a node uses AWS or its default."""
+    if view.endpoint or not airflow_endpoint:
+        return
+    logger.warning("%s go to the compute nodes without an S3 Endpoint (AWS, or each node's default), "
+                   "while the AWS connection %r reaches S3 at %s. If the nodes reach that same store, "
+                   "set s3_endpoint in the Bacalhau connection's extra (or on the operator) to the "
+                   "address they reach it at.", what, aws_conn_id, airflow_endpoint)

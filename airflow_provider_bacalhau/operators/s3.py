@@ -72,19 +72,18 @@ class BacalhauS3StageOperator(BaseOperator):
 
     def execute(self, context: Context) -> dict[str, Any]:
         from airflow_provider_bacalhau.dataplane.plane import S3DataPlane
-        from airflow_provider_bacalhau.hooks._compute_s3 import compute_s3_view_for
+        from airflow_provider_bacalhau.hooks._compute_s3 import (
+            compute_s3_view_for,
+            warn_if_nodes_miss_airflows_store,
+        )
         from airflow_provider_bacalhau.hooks.s3 import BacalhauS3Hook
 
         view = compute_s3_view_for(self.hook, self.s3_endpoint, self.s3_region)
         hook = BacalhauS3Hook(aws_conn_id=self.aws_conn_id, compute_s3=view)
         staged = S3DataPlane(hook).stage(self.local_paths, self.bucket, self.prefix,
                                          force=self.force, delete_extra=self.delete_extra)
-        if not view.endpoint and hook.endpoint_url:
-            # The one set-up where the old habit (copying Airflow's endpoint) would have hidden this.
-            self.log.info("The staged spec names no S3 Endpoint: compute nodes read it from AWS or "
-                          "their own default. Airflow's AWS connection %r uses %s; if the nodes reach "
-                          "that same server, set s3_endpoint in the Bacalhau connection's extra (or "
-                          "on this operator).", self.aws_conn_id, hook.endpoint_url)
+        warn_if_nodes_miss_airflows_store(view, hook.endpoint_url, self.aws_conn_id, self.log,
+                                          "The staged spec and the jobs reading it")
         return staged.to_spec()
 
 
