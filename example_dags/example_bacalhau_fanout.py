@@ -109,6 +109,7 @@ with DAG(
         "download_dir": Param("/tmp/bacalhau-examples", type="string"),
     },
 ) as dag:
+    # [START howto_operator_bacalhau_mapped]
     stage_day = BacalhauS3StageOperator.partial(
         task_id="stage_day",
         bucket="{{ params.bucket }}",
@@ -129,6 +130,7 @@ with DAG(
         timeouts={"ExecutionTimeout": 300},
         poll_interval=POLL_INTERVAL,
     ).expand(inputs=stage_day.output)
+    # [END howto_operator_bacalhau_mapped]
 
     @task
     def flatten(results_per_job: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:

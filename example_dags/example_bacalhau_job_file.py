@@ -52,12 +52,14 @@ with DAG(
         "download_dir": Param("/tmp/bacalhau-examples", type="string"),
     },
 ) as dag:
+    # [START howto_operator_bacalhau_job_file]
     hello = BacalhauJobOperator(
         task_id="hello",
         # A path relative to this DAG's folder; rendered as a Jinja template, then parsed.
         job="jobs/hello.yaml",
         poll_interval=POLL_INTERVAL,
     )
+    # [END howto_operator_bacalhau_job_file]
 
     fetch_message = BacalhauFetchResultsOperator(
         task_id="fetch_message",

@@ -121,6 +121,7 @@ with DAG(
         "download_dir": Param("/tmp/bacalhau-examples", type="string", description="Where results are fetched"),
     },
 ) as dag:
+    # [START howto_operator_bacalhau_s3_stage]
     stage_sales = BacalhauS3StageOperator(
         task_id="stage_sales",
         local_paths=[str(DATA_DIR / "sales.csv")],
@@ -130,7 +131,9 @@ with DAG(
         s3_endpoint="{{ params.s3_endpoint }}",
         s3_region="{{ params.s3_region }}",
     )
+    # [END howto_operator_bacalhau_s3_stage]
 
+    # [START howto_operator_bacalhau_docker_job]
     clean_sales = BacalhauDockerJobOperator(
         task_id="clean_sales",
         image="{{ params.image }}",
@@ -143,7 +146,9 @@ with DAG(
         timeouts={"ExecutionTimeout": 300},
         poll_interval=POLL_INTERVAL,
     )
+    # [END howto_operator_bacalhau_docker_job]
 
+    # [START howto_operator_bacalhau_chain_results]
     sum_by_region = BacalhauDockerJobOperator(
         task_id="sum_by_region",
         image="{{ params.image }}",
@@ -156,12 +161,15 @@ with DAG(
         timeouts={"ExecutionTimeout": 300},
         poll_interval=POLL_INTERVAL,
     )
+    # [END howto_operator_bacalhau_chain_results]
 
+    # [START howto_operator_bacalhau_fetch_results]
     fetch_totals = BacalhauFetchResultsOperator(
         task_id="fetch_totals",
         results=sum_by_region.output,
         destination="{{ params.download_dir }}/{{ dag.dag_id }}/{{ run_id }}",
     )
+    # [END howto_operator_bacalhau_fetch_results]
 
     @task
     def report(paths: list[str]) -> dict[str, dict[str, int]]:

@@ -96,6 +96,7 @@ with DAG(
         poll_interval=POLL_INTERVAL,
     )
 
+    # [START howto_operator_bacalhau_s3managed_chain]
     check_and_sum = BacalhauDockerJobOperator(
         task_id="check_and_sum",
         image="{{ params.image }}",
@@ -109,6 +110,7 @@ with DAG(
         timeouts={"ExecutionTimeout": 300},
         poll_interval=POLL_INTERVAL,
     )
+    # [END howto_operator_bacalhau_s3managed_chain]
 
     fetch_sum = BacalhauFetchResultsOperator(
         task_id="fetch_sum",
