@@ -14,7 +14,7 @@ _PYPROJECT = tomllib.loads((Path(__file__).resolve().parent.parent / "pyproject.
 
 project = "airflow-provider-bacalhau"
 author = "airflow-provider-bacalhau contributors"
-copyright = "the airflow-provider-bacalhau contributors, Apache-2.0"  # noqa: A001 (Sphinx's name)
+copyright = "the airflow-provider-bacalhau contributors, Apache-2.0"
 release = _PYPROJECT["project"]["version"]
 version = release
 
