@@ -2,10 +2,9 @@
 
 ``example_bacalhau_job_file`` shows the path for teams that already have job files for
 ``bacalhau job run``: ``jobs/hello.yaml`` (next to this file) is a plain Bacalhau job spec with
-Jinja placeholders (``{{ params.message }}``, ``{{ params.bucket }}``...). Because
-``BacalhauJobOperator`` lists ``.yaml``/``.yml``/``.json`` in its ``template_ext``, passing
-``job="jobs/hello.yaml"`` makes Airflow load the file from the DAG folder (or any
-``template_searchpath``) and render it before the operator parses and validates it.
+Jinja placeholders (``{{ params.message }}``, ``{{ params.bucket }}``...). Passing
+``job="jobs/hello.yaml"`` makes ``BacalhauJobOperator`` load the file from the DAG folder (or any
+``template_searchpath``) and render it before it parses and validates it.
 
 The job writes the message and its SHA-256 to ``/outputs`` and publishes them with the S3
 publisher (plain encoding). ``fetch_message`` downloads them and ``report`` returns
