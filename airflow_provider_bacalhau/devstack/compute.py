@@ -3,7 +3,7 @@
 Order of one run (``pkg/compute/executor.go``): check params, fetch inputs, start the container
 with inputs and result paths mounted, wait (timeout/cancel kill it), write ``stdout``/``stderr``/
 ``exitCode`` to the results directory, publish. A non-zero exit code is not a failure; an
-``error`` in the outcome is. Only ``docker`` and ``noop`` engines run; see the devstack README.
+``error`` in the outcome is. Only ``docker`` and ``noop`` engines run; see docs/devstack/compute.rst.
 """
 
 from __future__ import annotations
