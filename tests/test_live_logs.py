@@ -50,8 +50,9 @@ def test_short_ids_and_the_one_line_format():
 
 def test_follows_executions_once_they_run_and_only_once():
     live = LiveLogs(10)
-    assert live.observe(answer((E1, 5))) == []  # bid accepted: no container yet
-    assert live.observe(answer((E1, 6))) == [E1]
+    assert live.observe(answer((E1, 3))) == []  # asked to bid: not on a node yet
+    assert live.observe(answer((E1, 5))) == [E1]  # bid accepted: the node's reader waits for the file
+    assert live.observe(answer((E1, 6))) == []
     assert live.observe(answer((E1, 7))) == []  # already followed
     assert live.observe(RuntimeError("poll failed")) == []
     assert live.observe(answer((E1, 9), state="Completed")) == []

@@ -29,8 +29,11 @@ MAX_LINE_CHARS = 4096
 #: Reconnects allowed to an execution already known to be over (a live one is retried until the
 #: wait ends, with the waiting loop's backoff).
 MAX_RECONNECTS_AFTER_END = 3
-#: Executions worth following: their container runs, so their log file exists (v1.9.3 numbering).
-_FOLLOWED_STATES = frozenset({"RUNNING", "PUBLISHING"})
+#: Executions worth following: accepted by a node (Bacalhau counts BidAccepted as running), running
+#: or publishing. The node's reader waits for a log file that does not exist yet (60 s,
+#: pkg/compute/logstream ``logFileWait``), so connecting at BidAccepted costs nothing and catches
+#: the first lines as they are written.
+_FOLLOWED_STATES = frozenset({"BID_ACCEPTED", "RUNNING", "PUBLISHING"})
 
 
 def short_id(execution_id: str) -> str:
