@@ -40,7 +40,8 @@ def timed_logs() -> Iterator[list[tuple[float, str]]]:
     entries: list[tuple[float, str]] = []
 
     def capture(_logger, _method, event_dict):
-        entries.append((uptime(), str(event_dict.get("event", ""))))
+        event, args = str(event_dict.get("event", "")), event_dict.get("positional_args")
+        entries.append((uptime(), event % args if args else event))
         raise structlog.DropEvent
 
     class Handler(logging.Handler):
