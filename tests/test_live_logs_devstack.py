@@ -157,8 +157,33 @@ async def test_broken_streams_are_reconnected_without_a_duplicate_line(devstack_
     assert [m for m in messages if m.startswith("stderr | warn")] == [f"stderr | warn {i}" for i in range(1, 7)]
     assert rule["routes"][LOGS]["injected"] >= 2, rule  # the faults did happen
     assert any("live log of execution" in m and "reconnecting" in m for m in messages)
+    # Every character of stdout was taken once (the last connection may itself have broken, so
+    # "complete" is not asserted here).
+    (execution,) = event["job"]["Executions"]["Items"]
     (streamed,) = event["streamed"].values()
-    assert streamed["complete"] is True and streamed["stdout"] > 0
+    assert streamed["stdout"] == len(execution["RunOutput"]["Stdout"])
+
+
+def test_a_failed_execution_streamed_live_is_not_read_again(devstack_env, client):
+    from airflow.providers.common.compat.sdk import AirflowException
+    from airflow_helpers import FakeTaskInstance, fake_context
+
+    from airflow_provider_bacalhau.operators import BacalhauJobOperator
+
+    # Fails when publishing (nothing listens on port 9), so Bacalhau keeps no RunOutput.
+    job = busybox_job("echo 'out: step 1'; sleep 1; echo 'err: quota' >&2; exit 3", publisher={
+        "Type": "s3", "Params": {"Bucket": "results", "Key": "x/", "Endpoint": "http://127.0.0.1:9"}})
+    ti = FakeTaskInstance(dag_id="live_logs", task_id="fails", run_id=f"run-{time.time_ns()}")
+    op = BacalhauJobOperator(task_id="fails", job=job, poll_interval=0.3, deferrable=False)
+    with timed_logs() as entries, pytest.raises(AirflowException) as failed:
+        op.execute(fake_context(ti))
+    messages = [m for _, m in entries]
+    # The node runs a failing job twice: two executions, so each line names its execution.
+    assert any(re.fullmatch(r"\[e-\w{8}\] stdout \| out: step 1", m) for m in messages), messages
+    assert any(re.fullmatch(r"\[e-\w{8}\] stderr \| err: quota", m) for m in messages)
+    message = str(failed.value)
+    assert "failed to publish result" in message  # the cause stays in the failure
+    assert ": shown in the live log above" in message
 
 
 @pytest.mark.anyio
