@@ -176,8 +176,8 @@ def test_the_final_output_leaves_out_what_was_streamed(streamed, expected, caplo
 
 
 def test_a_failed_execution_streamed_to_its_end_is_not_read_again():
-    from airflow_provider_bacalhau.waiting.failed_output import failed_output
     from airflow_provider_bacalhau.spec import JobStatus
+    from airflow_provider_bacalhau.waiting.failed_output import failed_output
 
     status = JobStatus.from_api({"Job": {"ID": "j-1", "State": {"StateType": "Failed"}, "Version": 1},
                                  "Executions": {"Items": [{"ID": E1, "JobVersion": 1, "ComputeState": {"StateType": 10}}]}})

@@ -15,8 +15,9 @@ from the beginning and the characters of each stream already taken are skipped.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from airflow_provider_bacalhau.client.logs import STDERR, STDOUT, LogChunk
 

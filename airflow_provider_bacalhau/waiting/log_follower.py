@@ -14,8 +14,8 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import AsyncIterable
-from typing import Any, Callable
+from collections.abc import AsyncIterable, Callable
+from typing import Any
 
 from airflow_provider_bacalhau.client import logs
 from airflow_provider_bacalhau.waiting.live_logs import LiveLogs
@@ -82,7 +82,7 @@ class LogFollower:
                 how = getattr(stream, "ended", None) or "closed"
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:  # BacalhauLogsError, or anything else: never the task's failure
+            except Exception as exc:  # noqa: BLE001  (whatever breaks a stream never fails the task)
                 how = "error"
                 if failures == 0:  # once per run of failures: a flaky stream must not flood the log
                     self.emit(f"live log of execution {execution_id} broke ({exc}); reconnecting")
