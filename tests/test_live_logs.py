@@ -135,6 +135,13 @@ def test_reconnects_go_on_while_the_execution_runs_and_stop_after_its_end():
     live.observe(answer((E1, 9), state="Completed"))
     assert not live.stream_ended(E1, "closed")
     assert live.summary() == {E1: {"stdout": 0, "stderr": 0, "complete": True}}
+    # A normal close seen before the poll saw the end still means the log was read to its end.
+    early = LiveLogs(10)
+    early.observe(answer((E1, 6)))
+    assert early.stream_ended(E1, "closed")
+    assert early.summary() == {}
+    early.observe(answer((E1, 9), state="Completed"))
+    assert early.summary() == {E1: {"stdout": 0, "stderr": 0, "complete": True}}
     other = LiveLogs(10)
     other.observe(answer((E1, 6)))
     other.observe(answer((E1, 10), state="Failed"))

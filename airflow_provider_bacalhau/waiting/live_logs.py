@@ -61,10 +61,16 @@ class _Followed:
     taken: dict[str, int] = field(default_factory=lambda: {STDOUT: 0, STDERR: 0})  # over all connections
     received: dict[str, int] = field(default_factory=lambda: {STDOUT: 0, STDERR: 0})  # on this one
     partial: dict[str, str] = field(default_factory=lambda: {STDOUT: "", STDERR: ""})
-    complete: bool = False  # the stream ended normally after the execution ended: all was read
+    closed_normally: bool = False  # a connection reached the log's end (v1.9.3 closes only there)
     connections: int = 0
     reconnects_after_end: int = 0
     lines: int = 0
+
+    @property
+    def complete(self) -> bool:
+        """Everything was read: the execution ended and a connection reached the end of its log
+        (a normal close comes after the end frame, pkg/compute/logstream ``TimestampedStdCopy``)."""
+        return self.terminal and self.closed_normally
 
 
 class LiveLogs:
@@ -141,8 +147,8 @@ class LiveLogs:
         """Note how a connection ended (``closed``, ``timeout``, ``max_bytes``, ``error``); returns
         whether to connect again."""
         followed = self.executions[execution_id]
+        followed.closed_normally = followed.closed_normally or how == "closed"
         if followed.terminal and how == "closed":
-            followed.complete = True
             return False
         if followed.terminal:
             followed.reconnects_after_end += 1
