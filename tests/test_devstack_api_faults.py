@@ -100,6 +100,28 @@ def test_drop_after_handling_creates_the_job_once(api, faults):
     assert again.status_code == 500 and "no changes detected" in again.json()["Message"]
 
 
+@pytest.mark.docker
+def test_a_log_stream_dropped_after_its_first_frame(api, faults):
+    """``drop_after`` on the logs route: the upgrade and one frame go through, then the connection
+    is cut without a close frame, as a log stream that breaks while the container runs."""
+    import json
+
+    from websockets.exceptions import ConnectionClosedError
+    from websockets.sync.client import connect
+
+    job_id = submit(api, busybox_job("echo one; echo two; sleep 1; echo three"))["JobID"]
+    wait_for(api, job_id)
+    faults.set_faults(routes={"GET /api/v1/orchestrator/jobs/{id}/logs": {"every": 1, "action": "drop",
+                                                                           "drop_after": True}})
+    url = faults.api_url.replace("http://", "ws://") + f"{JOBS}/{job_id}/logs?follow=true"
+    frames = []
+    with pytest.raises(ConnectionClosedError), connect(url, open_timeout=10) as ws:
+        for message in ws:
+            frames.append(json.loads(message))
+    assert len(frames) == 1 and frames[0]["value"]["Line"]
+    assert ws.close_code is None or ws.close_code == 1006  # no close frame was sent
+
+
 def test_bad_fault_config_is_rejected(api, devstack):
     resp = api.put("/devstack/v1/faults", json={"routes": {"GET /nowhere": {"error_rate": 1}}})
     assert resp.status_code == 400 and "unknown route" in resp.json()["Message"]
