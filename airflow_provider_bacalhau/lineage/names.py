@@ -1,8 +1,8 @@
 """Dataset names for what Bacalhau jobs read and write: plain Python, no Airflow, no OpenLineage.
 
-S3 follows the amazon provider (``airflow.providers.amazon.aws.assets.s3``): namespace
-``s3://<bucket>``, name the key or prefix as written (``/`` for a whole bucket), Asset URI
-``s3://<bucket>/<key>``. The compute nodes' Endpoint is not part of the name, as in the amazon
+S3 follows the amazon provider (``airflow.providers.amazon.aws.assets.s3``, which hook lineage
+goes through): namespace ``s3://<bucket>``, name the key or prefix without a trailing ``/`` (as
+Airflow normalises an Asset URI; ``/`` for a whole bucket), Asset URI ``s3://<bucket>/<key>``. The compute nodes' Endpoint is not part of the name, as in the amazon
 provider. Other kinds:
 
 - an ``s3managed`` result: namespace ``bacalhau-s3managed://<orchestrator host:port>`` (the
@@ -40,7 +40,7 @@ class DatasetName:
 
 
 def s3_dataset(bucket: str, key: str) -> DatasetName:
-    key = (key or "").lstrip("/")
+    key = (key or "").strip("/")
     return DatasetName(f"s3://{bucket}", key or "/", f"s3://{bucket}/{key}")
 
 
