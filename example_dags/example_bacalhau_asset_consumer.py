@@ -24,7 +24,10 @@ import pendulum
 from airflow.providers.common.compat.assets import AssetAlias
 from airflow.sdk import DAG, Param, task
 
-from airflow_provider_bacalhau.operators import BacalhauDockerJobOperator, BacalhauFetchResultsOperator
+from airflow_provider_bacalhau.operators import (
+    BacalhauDockerJobOperator,
+    BacalhauFetchResultsOperator,
+)
 
 log = logging.getLogger(__name__)
 
@@ -54,15 +57,31 @@ with DAG(
     default_args=CONNECTIONS,
     params={
         "result_uri": Param(
-            "", type="string", description="Manual runs only: an s3://bucket/prefix/ to read instead of the asset event"
+            "",
+            type="string",
+            description="Manual runs only: an s3://bucket/prefix/ to read instead of the asset event",
         ),
-        "bucket": Param("bacalhau-results", type="string", description="Bucket this DAG's own result goes to"),
+        "bucket": Param(
+            "bacalhau-results",
+            type="string",
+            description="Bucket this DAG's own result goes to",
+        ),
         "s3_region": Param("us-east-1", type="string"),
         "s3_endpoint": Param(
-            "", type="string", description="S3 endpoint of the compute nodes; empty: AWS (or the devstack's S3)"
+            "",
+            type="string",
+            description="S3 endpoint of the compute nodes; empty: AWS (or the devstack's S3)",
         ),
-        "image": Param("busybox:1.37.0", type="string", description="Any image with busybox sh and awk"),
-        "download_dir": Param("/tmp/bacalhau-examples", type="string", description="Where results are fetched"),
+        "image": Param(
+            "busybox:1.37.0",
+            type="string",
+            description="Any image with busybox sh and awk",
+        ),
+        "download_dir": Param(
+            "/tmp/bacalhau-examples",
+            type="string",
+            description="Where results are fetched",
+        ),
     },
 ) as dag:
 
@@ -74,12 +93,19 @@ with DAG(
             result = (event.extra or {}).get("bacalhau_result")
             # The result as published keeps the key's trailing "/" (a prefix); the asset URI lost it.
             inputs.append(result or event.asset.uri + "/")
-            log.info("Asset event %s from %s: %s", event.asset.uri, event.source_dag_id, result)
+            log.info(
+                "Asset event %s from %s: %s",
+                event.asset.uri,
+                event.source_dag_id,
+                result,
+            )
         if not inputs and params["result_uri"]:
             inputs.append(params["result_uri"])
         if not inputs:
-            raise ValueError(f"result_uri: no asset event of {REPORT_ALIAS!r} started this run; trigger "
-                             "example_bacalhau_asset_producer, or give result_uri for a manual run")
+            raise ValueError(
+                f"result_uri: no asset event of {REPORT_ALIAS!r} started this run; trigger "
+                "example_bacalhau_asset_producer, or give result_uri for a manual run"
+            )
         return inputs
 
     results = published_results()
@@ -118,8 +144,14 @@ with DAG(
         if not found:
             raise FileNotFoundError(f"sum.txt not found in the fetched results {paths}")
         fields = dict(part.split("=") for part in found[0].read_text().split())
-        summary = {"count": int(fields["count"]), "sum": int(fields["sum"]), "sources": sources}
-        log.info("%d numbers, sum %d, from %s", summary["count"], summary["sum"], sources)
+        summary = {
+            "count": int(fields["count"]),
+            "sum": int(fields["sum"]),
+            "sources": sources,
+        }
+        log.info(
+            "%d numbers, sum %d, from %s", summary["count"], summary["sum"], sources
+        )
         return summary
 
     report(fetch_sum.output, results)

@@ -49,13 +49,28 @@ with DAG(
     tags=["bacalhau", "example", "assets"],
     default_args=CONNECTIONS,
     params={
-        "bucket": Param("bacalhau-results", type="string", description="Bucket the result is published to"),
-        "count": Param(100, type="integer", minimum=1, description="How many numbers the job writes"),
+        "bucket": Param(
+            "bacalhau-results",
+            type="string",
+            description="Bucket the result is published to",
+        ),
+        "count": Param(
+            100,
+            type="integer",
+            minimum=1,
+            description="How many numbers the job writes",
+        ),
         "s3_region": Param("us-east-1", type="string"),
         "s3_endpoint": Param(
-            "", type="string", description="S3 endpoint of the compute nodes; empty: AWS (or the devstack's S3)"
+            "",
+            type="string",
+            description="S3 endpoint of the compute nodes; empty: AWS (or the devstack's S3)",
         ),
-        "image": Param("busybox:1.37.0", type="string", description="Any image with busybox sh and seq"),
+        "image": Param(
+            "busybox:1.37.0",
+            type="string",
+            description="Any image with busybox sh and seq",
+        ),
     },
 ) as dag:
     BacalhauDockerJobOperator(

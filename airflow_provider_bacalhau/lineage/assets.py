@@ -40,15 +40,21 @@ def collector_is_active() -> bool:
 
 def _add(collector: Any, method: str, context: Any, name: DatasetName) -> None:
     add = getattr(collector, method)
-    if name.namespace.startswith("s3://"):  # as S3Hook does: the amazon provider's s3 factory
-        bucket = name.namespace[len("s3://"):]
+    if name.namespace.startswith(
+        "s3://"
+    ):  # as S3Hook does: the amazon provider's s3 factory
+        bucket = name.namespace[len("s3://") :]
         key = "" if name.name == "/" else name.name
         add(context=context, scheme="s3", asset_kwargs={"bucket": bucket, "key": key})
     elif name.uri:
         add(context=context, uri=name.uri)
 
 
-def record(context: Any, inputs: Iterable[DatasetName] = (), outputs: Iterable[DatasetName] = ()) -> None:
+def record(
+    context: Any,
+    inputs: Iterable[DatasetName] = (),
+    outputs: Iterable[DatasetName] = (),
+) -> None:
     """Report ``inputs`` and ``outputs`` to the hook-lineage collector.
 
     :param context: the hook that did the I/O (the collector's ``LineageContext``).
@@ -63,8 +69,13 @@ def record(context: Any, inputs: Iterable[DatasetName] = (), outputs: Iterable[D
         log.warning("Could not record hook lineage", exc_info=True)
 
 
-def emit_outlet_events(context: Mapping[str, Any], outlets: Iterable[Any], results: list[dict],
-                       job_id: str, orchestrator: str = "") -> list[str]:
+def emit_outlet_events(
+    context: Mapping[str, Any],
+    outlets: Iterable[Any],
+    results: list[dict],
+    job_id: str,
+    orchestrator: str = "",
+) -> list[str]:
     """Asset events for the task's declared outlets; returns the URIs added through aliases.
 
     :param context: the task's Airflow context (``outlet_events``).
@@ -89,10 +100,17 @@ def emit_outlet_events(context: Mapping[str, Any], outlets: Iterable[Any], resul
                     name = result_dataset(result, orchestrator)
                     if name is None or not name.uri:
                         continue
-                    events[outlet].add(Asset(name.uri), extra={EXTRA_JOB_ID: job_id, EXTRA_RESULT: result})
+                    events[outlet].add(
+                        Asset(name.uri),
+                        extra={EXTRA_JOB_ID: job_id, EXTRA_RESULT: result},
+                    )
                     added.append(name.uri)
             elif isinstance(outlet, Asset):
-                events[outlet].extra.update({EXTRA_JOB_ID: job_id, EXTRA_RESULTS: results})
+                events[outlet].extra.update(
+                    {EXTRA_JOB_ID: job_id, EXTRA_RESULTS: results}
+                )
     except Exception:
-        log.warning("Could not add asset events for Bacalhau job %s", job_id, exc_info=True)
+        log.warning(
+            "Could not add asset events for Bacalhau job %s", job_id, exc_info=True
+        )
     return added

@@ -43,8 +43,11 @@ def _datasets(names: Iterable[DatasetName]) -> list[Dataset]:
     return [Dataset(namespace=n.namespace, name=n.name) for n in names]
 
 
-def operator_lineage(inputs: Iterable[DatasetName] = (), outputs: Iterable[DatasetName] = (),
-                     job: dict[str, Any] | None = None) -> Any:
+def operator_lineage(
+    inputs: Iterable[DatasetName] = (),
+    outputs: Iterable[DatasetName] = (),
+    job: dict[str, Any] | None = None,
+) -> Any:
     """An ``OperatorLineage`` with these datasets and, given ``job`` (the fields of
     :func:`~airflow_provider_bacalhau.lineage.names.run_facet_fields`), the ``bacalhau`` and
     ``externalQuery`` run facets."""
@@ -54,5 +57,9 @@ def operator_lineage(inputs: Iterable[DatasetName] = (), outputs: Iterable[Datas
     if job and job.get("jobId"):
         run_facets["bacalhau"] = BacalhauJobRunFacet(**job)
         run_facets["externalQuery"] = external_query_run.ExternalQueryRunFacet(
-            externalQueryId=job["jobId"], source=f"bacalhau://{job.get('orchestrator') or 'unknown'}")
-    return OperatorLineage(inputs=_datasets(inputs), outputs=_datasets(outputs), run_facets=run_facets)
+            externalQueryId=job["jobId"],
+            source=f"bacalhau://{job.get('orchestrator') or 'unknown'}",
+        )
+    return OperatorLineage(
+        inputs=_datasets(inputs), outputs=_datasets(outputs), run_facets=run_facets
+    )

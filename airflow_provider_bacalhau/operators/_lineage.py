@@ -9,6 +9,7 @@ nothing from before the deferral is relied on. The names and facets are built in
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from airflow_provider_bacalhau.waiting import JOB_ID_KEY
@@ -20,7 +21,9 @@ class JobLineageMixin:
 
     _lineage_job: dict | None = None
 
-    def execute_complete(self, context: Any, event: dict[str, Any] | None = None) -> list[dict]:
+    def execute_complete(
+        self, context: Any, event: dict[str, Any] | None = None
+    ) -> list[dict]:
         results = super().execute_complete(context, event)  # type: ignore[misc]
         self._report_assets(context, results)
         return results
@@ -30,15 +33,24 @@ class JobLineageMixin:
         from airflow_provider_bacalhau.lineage import assets, names
 
         job_id = self.bacalhau_job_id or ""
-        uris = assets.emit_outlet_events(context, self.outlets, results, job_id, self._orchestrator())
+        uris = assets.emit_outlet_events(
+            context, self.outlets, results, job_id, self._orchestrator()
+        )
         for uri in uris:
             self.log.info("Asset event for Bacalhau job %s: %s", job_id, uri)
-        if not assets.collector_is_active():  # nobody reads hook lineage: skip the API call
+        if (
+            not assets.collector_is_active()
+        ):  # nobody reads hook lineage: skip the API call
             return
         job = self._finished_job(job_id)
-        outputs = [n for n in (names.result_dataset(r) for r in results)
-                   if n is not None and n.namespace.startswith("s3://")]
-        assets.record(self.hook, inputs=names.job_inputs(job) if job else [], outputs=outputs)
+        outputs = [
+            n
+            for n in (names.result_dataset(r) for r in results)
+            if n is not None and n.namespace.startswith("s3://")
+        ]
+        assets.record(
+            self.hook, inputs=names.job_inputs(job) if job else [], outputs=outputs
+        )
 
     # -- OpenLineage -------------------------------------------------------------------------
     def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
@@ -61,10 +73,14 @@ class JobLineageMixin:
         status = JobStatus.from_api(job)
         try:
             url = self.hook.job_url(status.job_id)
-        except Exception:
+        except Exception:  # a link is a convenience
+            self.log.debug("no Web UI link for %s", status.job_id, exc_info=True)
             url = None
-        return operator_lineage(names.job_inputs(job), names.job_outputs(status, orchestrator),
-                                names.run_facet_fields(job, url, orchestrator))
+        return operator_lineage(
+            names.job_inputs(job),
+            names.job_outputs(status, orchestrator),
+            names.run_facet_fields(job, url, orchestrator),
+        )
 
     # -- what both read ----------------------------------------------------------------------
     def _finished_job(self, job_id: str | None) -> dict | None:
@@ -73,8 +89,10 @@ class JobLineageMixin:
             try:
                 with self.get_bacalhau_client() as client:
                     self._lineage_job = client.get_job(job_id, include=("executions",))
-            except Exception as exc:
-                self.log.warning("Lineage: could not read Bacalhau job %s: %s", job_id, exc)
+            except Exception as exc:  # noqa: BLE001 (lineage never fails a task; the reason is logged)
+                self.log.warning(
+                    "Lineage: could not read Bacalhau job %s: %s", job_id, exc
+                )
         return self._lineage_job
 
     def _orchestrator(self) -> str:
@@ -82,7 +100,8 @@ class JobLineageMixin:
 
         try:
             return orchestrator_host(self.hook.client_config().base_url)
-        except Exception:
+        except Exception:  # e.g. no connection: the s3managed names say "unknown"
+            self.log.debug("no orchestrator address for lineage", exc_info=True)
             return ""
 
 
@@ -92,5 +111,6 @@ def _pushed_job_id(task_instance: Any) -> str | None:
     try:
         value = task_instance.xcom_pull(task_ids=task_instance.task_id, key=JOB_ID_KEY)
     except Exception:
+        logging.getLogger(__name__).debug("no job ID in XCom", exc_info=True)
         return None
     return value if isinstance(value, str) and value else None
