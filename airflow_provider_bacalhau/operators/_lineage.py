@@ -10,6 +10,7 @@ nothing from before the deferral is relied on. The names and facets are built in
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from airflow_provider_bacalhau.waiting import JOB_ID_KEY
@@ -18,6 +19,13 @@ from airflow_provider_bacalhau.waiting import JOB_ID_KEY
 class JobLineageMixin:
     """For :class:`~airflow_provider_bacalhau.operators._base.BaseBacalhauJobOperator`: the host
     provides ``hook``, ``get_bacalhau_client``, ``bacalhau_job_id``, ``outlets`` and ``log``."""
+
+    # Provided by the host class (annotations only: nothing here shadows them).
+    hook: Any
+    log: logging.Logger
+    outlets: Any
+    bacalhau_job_id: str | None
+    get_bacalhau_client: Callable[..., Any]
 
     _lineage_job: dict | None = None
 
