@@ -44,3 +44,16 @@ def test_waiting_sensor_and_trigger_import_no_operator_module():
         loaded = loaded_after(f"{PACKAGE}.{module}")
         assert f"{PACKAGE}.{module}" in loaded
         assert not {m for m in loaded if m.startswith(f"{PACKAGE}.operators")}, module
+
+
+def test_lineage_sits_below_the_data_plane_and_loads_no_openlineage():
+    upward = (".hooks", ".dataplane", ".waiting", ".operators", ".sensors", ".triggers", ".links", ".client")
+    for module in ("lineage.names", "lineage.assets"):
+        code = (f"import sys, {PACKAGE}.{module}\n"
+                "print('\\n'.join(m for m in sys.modules))")
+        result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                                timeout=120, check=True)
+        loaded = set(result.stdout.split())
+        assert f"{PACKAGE}.{module}" in loaded
+        assert not {m for m in loaded if m.startswith(tuple(PACKAGE + u for u in upward))}, module
+        assert not {m for m in loaded if m.split(".")[0] == "openlineage"}, module
