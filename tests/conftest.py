@@ -17,8 +17,9 @@ os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
 os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(REPO / "example_dags")
 os.environ.setdefault("AIRFLOW__CORE__UNIT_TEST_MODE", "False")
 
-# The devstack's fixtures (`s3_server`, `devstack`, `devstack_env`) for every test module.
-pytest_plugins = ["airflow_provider_bacalhau.devstack.testing"]
+# The devstack's fixtures (`s3_server`, `devstack`, `devstack_env`) and the real Airflow deployment
+# (`airflow_deployment`, `airflow_api`: tests/airflow_deployment.py) for every test module.
+pytest_plugins = ["airflow_provider_bacalhau.devstack.testing", "airflow_deployment"]
 
 
 import pytest  # noqa: E402
