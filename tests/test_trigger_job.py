@@ -46,17 +46,24 @@ async def events_of(trigger: BacalhauJobTrigger) -> list[dict]:
 
 def test_serialize_is_pinned_and_round_trips():
     trigger = BacalhauJobTrigger("j-1", bacalhau_conn_id="c", namespace="team-a", poll_interval=2,
-                                 deadline=1700000000.5, stop_on_kill=False, stop_reason="why")
+                                 deadline=1700000000.5, stop_on_kill=False, stop_reason="why", stream_logs=True)
     classpath, kwargs = trigger.serialize()
     assert classpath == "airflow_provider_bacalhau.triggers.job.BacalhauJobTrigger"
     assert kwargs == {"job_id": "j-1", "bacalhau_conn_id": "c", "namespace": "team-a", "poll_interval": 2.0,
-                      "deadline": 1700000000.5, "stop_on_kill": False, "stop_reason": "why"}
+                      "deadline": 1700000000.5, "stop_on_kill": False, "stop_reason": "why", "stream_logs": True}
     import importlib
     import json
 
     module, _, name = classpath.rpartition(".")
     again = getattr(importlib.import_module(module), name)(**json.loads(json.dumps(kwargs)))
     assert again.serialize() == (classpath, kwargs)
+
+
+def test_a_trigger_serialized_before_live_logs_still_loads_and_does_not_stream():
+    older = {"job_id": "j-1", "bacalhau_conn_id": "c", "namespace": None, "poll_interval": 2.0,
+             "deadline": 1700000000.5, "stop_on_kill": True, "stop_reason": ""}
+    trigger = BacalhauJobTrigger(**older)
+    assert trigger.stream_logs is False and trigger.serialize()[1] == {**older, "stream_logs": False}
 
 
 def test_default_deadline_is_fixed_at_construction():

@@ -140,11 +140,13 @@ class LogRead:
     :param request: see :func:`build_log_request`.
     :param max_bytes: output to let through; the chunk that crosses it is cut.
     :param timeout: seconds for the whole read.
+    :param open_timeout: seconds for the handshake alone (default: the whole read's), so a long
+        follow still gives up soon on a server that never answers the upgrade.
     :param clock: monotonic clock (for tests).
     """
 
     def __init__(self, request: LogRequest, *, max_bytes: int = DEFAULT_MAX_BYTES, timeout: float = 30.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 open_timeout: float | None = None, clock: Callable[[], float] = time.monotonic) -> None:
         if max_bytes <= 0:
             raise ValueError(f"max_bytes: must be > 0, got {max_bytes!r}")
         if not timeout or timeout <= 0:
@@ -153,12 +155,18 @@ class LogRead:
         self.max_bytes = max_bytes
         self.clock = clock
         self.deadline = clock() + timeout
+        self.open_timeout = open_timeout
         self.received = 0
         self.ended: str | None = None
 
     def remaining(self) -> float:
         """Seconds left; at least a sliver, so a driver's own timeouts stay valid."""
         return max(0.001, self.deadline - self.clock())
+
+    def handshake_timeout(self) -> float:
+        """Seconds the handshake may take: the read's remaining time, or less when asked."""
+        remaining = self.remaining()
+        return remaining if self.open_timeout is None else min(remaining, self.open_timeout)
 
     @property
     def expired(self) -> bool:
@@ -197,7 +205,7 @@ def iter_logs(read: LogRead) -> Iterator[LogChunk]:
 
     request = read.request
     try:
-        with connect(request.url, additional_headers=request.headers, ssl=request.ssl, open_timeout=read.remaining(),
+        with connect(request.url, additional_headers=request.headers, ssl=request.ssl, open_timeout=read.handshake_timeout(),
                      close_timeout=1, max_size=MAX_FRAME) as ws:
             while read.ended is None:
                 if read.expired:
@@ -226,7 +234,7 @@ async def aiter_logs(read: LogRead) -> AsyncIterator[LogChunk]:
     request = read.request
     try:
         async with connect(request.url, additional_headers=request.headers, ssl=request.ssl,
-                           open_timeout=read.remaining(), close_timeout=1, max_size=MAX_FRAME) as ws:
+                           open_timeout=read.handshake_timeout(), close_timeout=1, max_size=MAX_FRAME) as ws:
             while read.ended is None:
                 if read.expired:
                     read.ended = "timeout"
@@ -338,12 +346,12 @@ class AsyncLogStream(_Stream):
 def open_read(config: ClientConfig, job_id_or_name: str, execution_id: str | None = None, *,
               follow: bool = False, tail: bool = False, job_version: int | None = None,
               namespace: str | None = None, max_bytes: int = DEFAULT_MAX_BYTES,
-              timeout: float | None = None) -> LogRead:
+              timeout: float | None = None, open_timeout: float | None = None) -> LogRead:
     """The :class:`LogRead` behind both clients' ``job_logs`` (``timeout`` defaults to the
-    client's request timeout)."""
+    client's request timeout; ``open_timeout`` bounds the handshake alone)."""
     request = build_log_request(config, job_id_or_name, execution_id=execution_id, follow=follow, tail=tail,
                                 job_version=job_version, namespace=namespace)
-    return LogRead(request, max_bytes=max_bytes, timeout=timeout or config.timeout)
+    return LogRead(request, max_bytes=max_bytes, timeout=timeout or config.timeout, open_timeout=open_timeout)
 
 
 def keep_partial(kept: LogTail, read: LogRead, error: BacalhauLogsError | None) -> LogTail:

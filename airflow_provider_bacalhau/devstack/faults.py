@@ -8,6 +8,7 @@ Configuration (JSON; PUT /devstack/v1/faults, CLI ``--faults``, env ``BACALHAU_D
          "error_rate": 0.5, "status": 503,        # answer this share of requests with an APIError
          "drop_rate": 0.0,                        # close the connection without any response
          "drop_after": false,                     # with drop: handle the request first, then drop
+                                                  # (a WebSocket: after its first frame, mid-stream)
          "every": 0, "action": "error",           # deterministic: every Nth matching request
          "times": 0,                              # stop injecting after this many faults (0 = no limit)
          "latency": 0.2}}}                        # seconds added on this route
@@ -176,6 +177,9 @@ class FaultMiddleware:
         decision = self.holder.faults.decide(method, scope["path"])
         if decision.latency > 0:
             await asyncio.sleep(decision.latency)
+        if decision.action == "drop" and decision.drop_after and scope["type"] == "websocket":
+            await self._drop_mid_stream(scope, receive, send)
+            return
         if decision.action and scope["type"] == "websocket":
             await self._refuse_websocket(decision, scope, receive, send)
             return
@@ -196,6 +200,27 @@ class FaultMiddleware:
             await send({"type": "http.response.body", "body": payload})
             return
         await self.app(scope, receive, send)
+
+    async def _drop_mid_stream(self, scope: dict, receive: Any, send: Any) -> None:
+        """Let the WebSocket upgrade and send its first frame, then cut the connection without a
+        close frame: a log stream that breaks while the container runs."""
+        transport = _transport(receive)
+        frames = 0
+
+        async def cut_after_first_frame(message: dict) -> None:
+            nonlocal frames
+            if message["type"] == "websocket.send":
+                frames += 1
+                if frames > 1:
+                    if transport is not None:
+                        transport.abort()
+                    raise ConnectionAbortedError("devstack fault injection: log stream dropped")
+            await send(message)
+
+        try:
+            await self.app(scope, receive, cut_after_first_frame)
+        except ConnectionAbortedError:
+            return
 
     async def _refuse_websocket(self, decision: Decision, scope: dict, receive: Any, send: Any) -> None:
         """A WebSocket fault happens at the handshake: the error answers it with an HTTP APIError

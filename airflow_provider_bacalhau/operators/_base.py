@@ -84,6 +84,9 @@ class BaseBacalhauJobOperator(JobCompletionMixin, BaseOperator):
         :class:`~airflow_provider_bacalhau.errors.NodeSupportError` before submitting (retries
         apply), ``"off"`` skips the look. Best
         effort: when the nodes cannot be listed (e.g. no ``read:node`` capability) it is skipped.
+    :param stream_logs: while waiting, log the running executions' container output as it comes
+        (``stdout | ...`` lines; the logs WebSocket, best effort, capped per poll interval), in
+        the worker and in the triggerer alike. False logs only the final output.
     """
 
     template_fields: ClassVar[tuple[str, ...]] = ("inputs", "inputs_target", "staging_bucket", "job_name",
@@ -110,6 +113,7 @@ class BaseBacalhauJobOperator(JobCompletionMixin, BaseOperator):
         s3_endpoint: str | None = None,
         s3_region: str | None = None,
         node_support_check: str = "warn",
+        stream_logs: bool = True,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -128,6 +132,7 @@ class BaseBacalhauJobOperator(JobCompletionMixin, BaseOperator):
         self.s3_endpoint = s3_endpoint
         self.s3_region = s3_region
         self.node_support_check = check_mode(node_support_check)
+        self.stream_logs = bool(stream_logs)
         self._compute_s3: Any = None
         self.bacalhau_job_id: str | None = None
         #: The job's namespace once built (operator, else spec); None: the connection's.
@@ -183,7 +188,7 @@ class BaseBacalhauJobOperator(JobCompletionMixin, BaseOperator):
             # The waiting loop retries transient errors between polls: none inside a poll. API
             # errors that last end the wait as an "error" event, which execute_complete reports.
             event = wait_in_worker(client.with_max_retries(0), job_id, self.poll_interval, deadline,
-                                   self.log, self.bacalhau_namespace)
+                                   self.log, self.bacalhau_namespace, stream_logs=self.stream_logs)
         return self.execute_complete(context, event)
 
     def _look_once(self, client: Any, job_id: str) -> dict | None:
@@ -207,6 +212,7 @@ class BaseBacalhauJobOperator(JobCompletionMixin, BaseOperator):
             deadline=deadline,
             stop_on_kill=True,
             stop_reason=self.stop_reason(context, "the task was killed while deferred"),
+            stream_logs=self.stream_logs,
         )
         padded = deadline - time.time() + DEFER_TIMEOUT_PADDING_SECONDS
         self.log.info("Deferring: the triggerer watches Bacalhau job %s", job_id)

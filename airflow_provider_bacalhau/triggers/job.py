@@ -39,6 +39,9 @@ class BacalhauJobTrigger(BaseTrigger):
     :param stop_on_kill: stop the job when the user kills the deferred task (Airflow >= 3.3 calls
         :meth:`on_kill`).
     :param stop_reason: the reason recorded on the job when it is stopped that way.
+    :param stream_logs: log the running executions' container output while waiting (the logs
+        WebSocket, best effort); the event then says what was streamed. Off by default, so
+        triggers serialized before this argument existed behave as they did.
     """
 
     def __init__(
@@ -50,6 +53,7 @@ class BacalhauJobTrigger(BaseTrigger):
         deadline: float | None = None,
         stop_on_kill: bool = True,
         stop_reason: str = "",
+        stream_logs: bool = False,
     ) -> None:
         super().__init__()
         if not job_id or not isinstance(job_id, str):
@@ -65,6 +69,7 @@ class BacalhauJobTrigger(BaseTrigger):
         self.deadline = float(deadline) if deadline is not None else time.time() + DEFAULT_WAIT_SECONDS
         self.stop_on_kill = bool(stop_on_kill)
         self.stop_reason = stop_reason or ""
+        self.stream_logs = bool(stream_logs)
         self._fired = False
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
@@ -78,6 +83,7 @@ class BacalhauJobTrigger(BaseTrigger):
                 "deadline": self.deadline,
                 "stop_on_kill": self.stop_on_kill,
                 "stop_reason": self.stop_reason,
+                "stream_logs": self.stream_logs,
             },
         )
 
@@ -106,6 +112,7 @@ class BacalhauJobTrigger(BaseTrigger):
         """Drive the shared waiting loop (:func:`watch_job`) with the async client."""
         # The loop retries transient errors itself, between polls: no retries inside a poll.
         client = await self._client(max_retries=0)
+        follower = self._log_follower(client) if self.stream_logs else None
         watch = watch_job(self.job_id, self.poll_interval, self.deadline, self.log, self.namespace)
         step = next(watch)
         try:
@@ -118,9 +125,27 @@ class BacalhauJobTrigger(BaseTrigger):
                     answer: Any = await client.get_job(self.job_id)
                 except Exception as exc:  # judged by the loop: transient or not
                     answer = exc
+                if follower is not None:
+                    follower.observe(answer)
                 step = watch.send(answer)
         except StopIteration as done:
-            return done.value
+            event = done.value
+            if follower is not None:
+                event["streamed"] = await follower.close()
+            return event
+        finally:
+            if follower is not None:
+                follower.cancel()  # a no-op after close(); stops the streams if the wait was cancelled
+
+    def _log_follower(self, client: Any) -> Any:
+        """Live container output on this event loop, beside the waiting loop (never blocking it)."""
+        from airflow_provider_bacalhau.waiting import retry_delay
+        from airflow_provider_bacalhau.waiting.live_logs import LiveLogs
+        from airflow_provider_bacalhau.waiting.log_follower import LogFollower, stream_opener
+
+        return LogFollower(LiveLogs(self.poll_interval), stream_opener(client.config, self.job_id, self.namespace),
+                           lambda line: self.log.info("%s", line),
+                           lambda failures: retry_delay(failures, self.poll_interval))
 
     async def on_kill(self) -> None:
         """Stop the job when a user kills the deferred task (called by Airflow >= 3.3 only)."""

@@ -38,8 +38,13 @@ def _clip(text: str | None, truncated: bool) -> tuple[str, bool]:
     return text, bool(truncated)
 
 
-def log_run_outputs(status: Any, log: logging.Logger) -> None:
-    """Show each execution's state, exit code, stdout and stderr (first 2 KiB) in the task log."""
+def log_run_outputs(status: Any, log: logging.Logger, streamed: dict[str, dict[str, Any]] | None = None) -> None:
+    """Show each execution's state, exit code, stdout and stderr (first 2 KiB) in the task log.
+
+    ``streamed`` (see :meth:`~airflow_provider_bacalhau.waiting.live_logs.LiveLogs.summary`) says
+    how much of each stream the live log already showed: that part is not shown again.
+    """
+    streamed = streamed or {}
     for execution in status.executions:
         run = execution.run_output
         state = getattr(execution.compute_state, "label", execution.compute_state)
@@ -49,12 +54,21 @@ def log_run_outputs(status: Any, log: logging.Logger) -> None:
                  f" ({execution.compute_message})" if execution.compute_message else "")
         if run is None:
             continue
+        shown = streamed.get(execution.id, {})
         for stream in ("stdout", "stderr"):
             text, cut = _clip(getattr(run, stream, ""), getattr(run, f"{stream}_truncated", False))
+            skip = shown.get(stream, 0)
+            if skip and text:
+                if skip >= len(text):
+                    log.info("%s of %s: shown in the live log above", stream, execution.id)
+                    continue
+                text = text[skip:]
             if not text:
                 continue
             note = ("first 2 KiB; truncated, the full stream is in the published results" if cut
                     else "complete")
+            if skip:
+                note += "; the part already shown in the live log is left out"
             log.info("%s of %s (%s):\n%s", stream, execution.id, note, text.rstrip("\n"))
 
 
@@ -111,22 +125,25 @@ class JobCompletionMixin:
         self.bacalhau_job_id = job_id  # lets on_kill find the job after a resume
         if event.get("namespace"):  # the namespace the job was watched in, after a resume too
             self.bacalhau_namespace = event["namespace"]
+        from airflow_provider_bacalhau.waiting.live_logs import streamed_from_event
+
+        streamed = streamed_from_event(event)
         status_name = event["status"]
         if status_name == "error":
             raise BacalhauJobError(f"Waiting for Bacalhau job {job_id} failed: {event.get('message')}",
                                    job_id=job_id)
         if status_name == "timeout":
             if isinstance(event.get("job"), dict):
-                log_run_outputs(JobStatus.from_api(event["job"]), self.log)
+                log_run_outputs(JobStatus.from_api(event["job"]), self.log, streamed)
             self._stop_after_timeout(context, job_id)
             raise self.timeout_error(event.get("message") or f"Timed out waiting for Bacalhau job {job_id}",
                                      job_id=job_id)
 
         status = JobStatus.from_api(event["job"])
-        log_run_outputs(status, self.log)
+        log_run_outputs(status, self.log, streamed)
         if not job_accepted(status, self.fail_on_nonzero_exit):
             summary = status.failure_summary()
-            output = self._failed_output(status)
+            output = self._failed_output(status, streamed)
             if output:
                 summary += "\n" + output
             self.log.error("Bacalhau job %s did not succeed:\n%s", job_id, summary)
@@ -141,16 +158,17 @@ class JobCompletionMixin:
         self.log.info("Bacalhau job %s completed: %d published result(s)", job_id, len(results))
         return results
 
-    def _failed_output(self, status: Any) -> str:
+    def _failed_output(self, status: Any, streamed: dict[str, dict[str, Any]] | None = None) -> str:
         """Failed executions' output from the logs endpoint (v1.9.3 keeps no RunOutput for them);
-        best effort, bounded in time, never an error."""
+        best effort, bounded in time, never an error. Output the live log showed in full is not
+        read again."""
         from airflow_provider_bacalhau.waiting.failed_output import failed_output, needs_logs
 
         if not any(needs_logs(e) for e in status.executions):
             return ""
         try:
             with self.get_bacalhau_client(status.namespace or None) as client:
-                return failed_output(client, status, self.log)
+                return failed_output(client, status, self.log, streamed=streamed)
         except Exception as exc:  # e.g. the connection cannot be read: the job's own messages stand
             self.log.warning("Could not read the failed executions' logs of Bacalhau job %s: %s",
                              status.job_id, exc)

@@ -75,24 +75,47 @@ def watch_job(job_id: str, poll_interval: float, deadline: float, log: logging.L
 
 
 def wait_in_worker(client: Any, job_id: str, poll_interval: float, deadline: float,
-                   log: logging.Logger, namespace: str | None = None) -> dict[str, Any]:
+                   log: logging.Logger, namespace: str | None = None,
+                   stream_logs: bool = False) -> dict[str, Any]:
     """Drive :func:`watch_job` from the worker (blocking) and return its event.
 
     :param client: a :class:`~airflow_provider_bacalhau.client.BacalhauClient` asking in
         ``namespace``.
+    :param stream_logs: log the running executions' output as it comes (a follower thread beside
+        this loop, see :mod:`.log_follower`); the event then says what was streamed.
     """
+    follower = _worker_follower(client, job_id, poll_interval, log, namespace) if stream_logs else None
+    sleep = follower.sleep if follower is not None else time.sleep
     watch = watch_job(job_id, poll_interval, deadline, log, namespace)
     step = next(watch)
     try:
         while True:
             if isinstance(step, Sleep):
-                time.sleep(step.seconds)
+                sleep(step.seconds)
                 step = watch.send(None)
                 continue
             try:
                 answer: Any = client.get_job(job_id)
             except BacalhauApiError as exc:
                 answer = exc
+            if follower is not None:
+                follower.observe(answer)
             step = watch.send(answer)
     except StopIteration as done:
-        return done.value
+        event = done.value
+        if follower is not None:
+            event["streamed"] = follower.close()
+            follower = None
+        return event
+    finally:
+        if follower is not None:  # the wait itself broke (or the task was killed): no drain
+            follower.close(drain=0)
+
+
+def _worker_follower(client: Any, job_id: str, poll_interval: float, log: logging.Logger,
+                     namespace: str | None) -> Any:
+    from airflow_provider_bacalhau.waiting.live_logs import LiveLogs
+    from airflow_provider_bacalhau.waiting.log_follower import ThreadedLogFollower, stream_opener
+
+    return ThreadedLogFollower(LiveLogs(poll_interval), stream_opener(client.config, job_id, namespace),
+                               lambda failures: retry_delay(failures, poll_interval), log)
