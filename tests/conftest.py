@@ -16,6 +16,9 @@ os.environ["AIRFLOW_HOME"] = _AIRFLOW_HOME
 os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
 os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(REPO / "example_dags")
 os.environ.setdefault("AIRFLOW__CORE__UNIT_TEST_MODE", "False")
+# The OpenLineage provider is installed for the lineage tests, which enable it in their own
+# processes (tests/test_lineage_openlineage.py); everywhere else it stays off, whatever the shell has.
+os.environ["AIRFLOW__OPENLINEAGE__DISABLED"] = "True"
 
 # The devstack's fixtures (`s3_server`, `devstack`, `devstack_env`) and the real Airflow deployment
 # (`airflow_deployment`, `airflow_api`: tests/airflow_deployment.py) for every test module.

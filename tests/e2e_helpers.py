@@ -143,3 +143,46 @@ def wait_for(predicate: Any, timeout: float, what: str, interval: float = 0.3) -
 
 def tail(text: str, lines: int = 80) -> str:
     return "\n".join(text.splitlines()[-lines:])
+
+
+def asset_events(source_dag_id: str, source_run_id: str) -> list[Any]:
+    """The asset events a run of ``source_dag_id`` recorded, oldest first."""
+    from sqlalchemy import select
+    from sqlalchemy.orm import joinedload
+
+    from airflow.models.asset import AssetEvent
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        query = (select(AssetEvent).options(joinedload(AssetEvent.asset), joinedload(AssetEvent.source_aliases))
+                 .where(AssetEvent.source_dag_id == source_dag_id, AssetEvent.source_run_id == source_run_id)
+                 .order_by(AssetEvent.id))
+        events = list(session.scalars(query).unique())
+        session.expunge_all()
+        return events
+
+
+def run_dag_on_asset_events(dag: Any, events: list[Any], conf: dict | None = None):
+    """``dag.test()`` for a run that consumed ``events`` (real rows of the metadata DB), as a run the
+    scheduler creates on asset events does: its tasks see them as ``triggering_asset_events``.
+
+    ``dag.test()`` creates manual runs only; the run it creates is given the events before any
+    task starts (the one step the scheduler would have taken)."""
+    from unittest import mock
+
+    from sqlalchemy import select
+
+    from airflow.models import dagrun
+    from airflow.models.asset import AssetEvent
+
+    create = dagrun.get_or_create_dagrun
+
+    def with_events(*args: Any, session: Any, **kwargs: Any):
+        run = create(*args, session=session, **kwargs)
+        ids = [event.id for event in events]
+        run.consumed_asset_events.extend(session.scalars(select(AssetEvent).where(AssetEvent.id.in_(ids))))
+        session.commit()
+        return run
+
+    with mock.patch.object(dagrun, "get_or_create_dagrun", with_events):
+        return dag.test(run_conf=conf)

@@ -169,3 +169,39 @@ def test_airflow_dags_test_cli_runs_an_example(devstack, airflow_db, tmp_path):
     run = e2e.latest_run("example_bacalhau_job_file")
     assert run.state == "success", e2e.tail(out)
     assert e2e.xcom(run, "report")["message"] == "hello from the airflow CLI"
+
+
+def test_asset_consumer_runs_on_the_producers_published_result(example_env, deferrable, devstack, capfd):
+    """The producer's alias outlet gets the real URI of its result; the consumer, run on that event,
+    reads exactly that result and sums it."""
+    producer = e2e.load_example("example_bacalhau_asset_producer")
+    made = e2e.run_dag(producer, conf={"count": 37})
+    out = capfd.readouterr().out
+    assert made.state == "success", e2e.tail(out)
+    (published,) = e2e.xcom(made, "make_numbers")
+    bucket, key = published["Params"]["Bucket"], published["Params"]["Key"]
+    assert key == f"asset-producer/{published['JobID']}/"
+
+    (event,) = e2e.asset_events("example_bacalhau_asset_producer", made.run_id)
+    assert event.asset.uri == f"s3://{bucket}/{key.rstrip('/')}"  # Airflow drops the trailing "/"
+    assert [alias.name for alias in event.source_aliases] == ["bacalhau_example_report"]
+    assert event.extra["bacalhau_job_id"] == published["JobID"]
+    assert event.extra["bacalhau_result"] == published
+
+    consumer = e2e.load_example("example_bacalhau_asset_consumer")
+    run = e2e.run_dag_on_asset_events(consumer, [event], conf=example_env)
+    out = capfd.readouterr().out
+    assert run.state == "success", e2e.tail(out)
+    assert e2e.xcom(run, "report") == {"count": 37, "sum": 37 * 38 // 2, "sources": [published]}
+    (summed,) = e2e.xcom(run, "sum_numbers")
+    sources = [i["Source"] for i in e2e.devstack_job(devstack, summed["JobID"])["Tasks"][0]["InputSources"]]
+    assert [(s["Params"]["Bucket"], s["Params"]["Key"]) for s in sources] == [(bucket, key)]
+    e2e.assert_deferral(out, deferrable)
+
+
+def test_asset_consumer_refuses_a_run_without_event_or_result_uri(example_env, capfd):
+    run = e2e.run_dag(e2e.load_example("example_bacalhau_asset_consumer"), conf=example_env)
+    out = capfd.readouterr().out
+    assert run.state == "failed"
+    assert e2e.task_states(run)["published_results"] == "failed"
+    assert "no asset event of 'bacalhau_example_report' started this run" in out, e2e.tail(out)

@@ -15,6 +15,8 @@ from typing import Any
 from airflow_provider_bacalhau.dataplane import fetch, restage
 from airflow_provider_bacalhau.dataplane.archive import MiB
 from airflow_provider_bacalhau.dataplane.staging import StagedInput, Uploader
+from airflow_provider_bacalhau.lineage import assets as lineage
+from airflow_provider_bacalhau.lineage import names
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +48,16 @@ class S3DataPlane:
         :class:`StagedInput` has counts and ``to_spec()``: a prefix for a tree, the object
         (with VersionID and ChecksumSHA256) when ``local_paths`` is one plain file.
         """
+        staged = self.stage_quietly(local_paths, bucket, prefix, force=force, delete_extra=delete_extra)
+        paths = local_paths if isinstance(local_paths, (list, tuple)) else [local_paths]
+        lineage.record(self.hook, inputs=[names.local_dataset(p) for p in paths],
+                       outputs=[names.s3_dataset(bucket, staged.key)])
+        return staged
+
+    def stage_quietly(self, local_paths: str | os.PathLike | list, bucket: str, prefix: str = "", *,
+                      force: bool = False, delete_extra: bool = False) -> StagedInput:
+        """:meth:`stage` without the hook-lineage report (for staging scratch files, which are
+        nobody's lineage)."""
         if not bucket:
             raise ValueError("bucket: must not be empty")
         hook = self.hook
@@ -72,11 +84,21 @@ class S3DataPlane:
     def fetch_result(self, result: Any, destination: str | os.PathLike, *,
                      bacalhau_client: Any = None) -> Path:
         """Download a published result into ``destination`` (see :func:`.fetch.fetch_result`)."""
-        return fetch.fetch_result(self.hook, result, destination, bacalhau_client=bacalhau_client)
+        path = fetch.fetch_result(self.hook, result, destination, bacalhau_client=bacalhau_client)
+        lineage.record(self.hook, inputs=_s3_only([names.result_dataset(result)]),
+                       outputs=[names.local_dataset(path)])
+        return path
 
     def restage_result(self, result: Any, bucket: str, prefix: str = "bacalhau-staging/", *,
                        bacalhau_client: Any = None) -> dict[str, Any]:
         """Make an archive result a plain-object prefix input (see :mod:`.restage`); returns
         the prefix source spec."""
-        return restage.restage_result(self, result, bucket, prefix,
-                                      bacalhau_client=bacalhau_client)
+        spec = restage.restage_result(self, result, bucket, prefix, bacalhau_client=bacalhau_client)
+        lineage.record(self.hook, inputs=_s3_only([names.result_dataset(result)]),
+                       outputs=_s3_only([names.source_dataset(spec)]))
+        return spec
+
+
+def _s3_only(found: list[names.DatasetName | None]) -> list[names.DatasetName]:
+    """S3 datasets only: other kinds (an s3managed result) have no Asset factory to report to."""
+    return [n for n in found if n is not None and n.namespace.startswith("s3://")]

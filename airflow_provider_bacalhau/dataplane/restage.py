@@ -99,7 +99,7 @@ def _restage(plane: Any, result: PublishedResult, bucket: str, prefix: str,
             return done
         target = f"{prefix}{digest}/"
         safe_extract(archive, scratch / "files")
-        staged = plane.stage(str(scratch / "files"), bucket, target, delete_extra=True)
+        staged = plane.stage_quietly(str(scratch / "files"), bucket, target, delete_extra=True)
         manifest = {"Result": {"Type": result.type, "JobID": result.job_id,
                                "ExecutionID": result.execution_id},
                     "SHA256": digest, "Files": len(staged.keys)}

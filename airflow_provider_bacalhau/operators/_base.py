@@ -20,6 +20,7 @@ from airflow.providers.common.compat.sdk import AirflowException, AirflowFailExc
 from airflow_provider_bacalhau.errors import BacalhauApiError, SpecError
 from airflow_provider_bacalhau.failures import BacalhauInputError, BacalhauInvalidInputError, BacalhauJobError
 from airflow_provider_bacalhau.links.job import BacalhauJobLink
+from airflow_provider_bacalhau.operators._lineage import JobLineageMixin
 from airflow_provider_bacalhau.operators._naming import (
     TASK_INSTANCE_META,
     job_name_for_context,
@@ -49,8 +50,12 @@ def _seconds(value: float | timedelta | None, field: str) -> float | None:
     return seconds
 
 
-class BaseBacalhauJobOperator(JobCompletionMixin, BaseOperator):
+class BaseBacalhauJobOperator(JobLineageMixin, JobCompletionMixin, BaseOperator):
     """Shared parameters and flow; subclasses implement :meth:`build_job`.
+
+    Lineage (:class:`~airflow_provider_bacalhau.operators._lineage.JobLineageMixin`): OpenLineage
+    facets, hook lineage, and asset events for declared ``outlets`` (an ``AssetAlias`` gets each
+    published result's real URI).
 
     :param bacalhau_conn_id: Airflow connection to the Bacalhau API.
     :param aws_conn_id: AWS connection used to resolve and stage ``inputs``.

@@ -84,7 +84,24 @@ class BacalhauS3StageOperator(BaseOperator):
                                          force=self.force, delete_extra=self.delete_extra)
         warn_if_nodes_miss_airflows_store(view, hook.endpoint_url, self.aws_conn_id, self.log,
                                           "The staged spec and the jobs reading it")
+        self._staged_key = staged.key
         return staged.to_spec()
+
+    _staged_key: str | None = None
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        """The local paths as inputs, the staged prefix (or object) as the output."""
+        from airflow_provider_bacalhau.dataplane.staging import normalize_prefix
+        from airflow_provider_bacalhau.lineage import names
+        from airflow_provider_bacalhau.lineage.openlineage import operator_lineage
+
+        paths = self.local_paths if isinstance(self.local_paths, (list, tuple)) else [self.local_paths]
+        key = self._staged_key if self._staged_key is not None else normalize_prefix(self.prefix)
+        return operator_lineage(inputs=[names.local_dataset(p) for p in paths],
+                                outputs=[names.s3_dataset(self.bucket, key)])
+
+    def get_openlineage_facets_on_failure(self, task_instance: Any) -> Any:
+        return self.get_openlineage_facets_on_complete(task_instance)
 
 
 class BacalhauFetchResultsOperator(BaseOperator):
@@ -163,7 +180,32 @@ class BacalhauFetchResultsOperator(BaseOperator):
         return [PublishedResult.from_dict(r.to_dict() if hasattr(r, "to_dict") else r).to_dict()
                 for r in results]
 
+    _lineage_results: list[dict[str, Any]] | None = None
+    _lineage_outputs: list[Any] | None = None
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        """The results as inputs; the local directories or re-staged prefixes as outputs."""
+        from airflow_provider_bacalhau.lineage import names
+        from airflow_provider_bacalhau.lineage.openlineage import operator_lineage
+
+        try:
+            orchestrator = names.orchestrator_host(self.hook.client_config().base_url)
+        except Exception:
+            orchestrator = ""
+        inputs = [names.result_dataset(r, orchestrator) for r in self._lineage_results or []]
+        outputs = [names.source_dataset(o) if isinstance(o, dict) else names.local_dataset(o)
+                   for o in self._lineage_outputs or []]
+        return operator_lineage(inputs=names.unique(inputs), outputs=names.unique(outputs))
+
+    def get_openlineage_facets_on_failure(self, task_instance: Any) -> Any:
+        return self.get_openlineage_facets_on_complete(task_instance)
+
     def execute(self, context: Context) -> list[Any]:
+        outputs = self._fetch()
+        self._lineage_outputs = outputs
+        return outputs
+
+    def _fetch(self) -> list[Any]:
         from airflow_provider_bacalhau.dataplane.plane import S3DataPlane
         from airflow_provider_bacalhau.hooks.s3 import BacalhauS3Hook
 
@@ -173,6 +215,7 @@ class BacalhauFetchResultsOperator(BaseOperator):
         with ExitStack() as stack:
             client = self._bacalhau_client(stack) if self.results is None else None
             results = self._results(client)
+            self._lineage_results = results
             if client is None and any(str(r["Type"]).lower() == "s3managed" for r in results):
                 client = self._bacalhau_client(stack)
             hook = BacalhauS3Hook(aws_conn_id=self.aws_conn_id)
