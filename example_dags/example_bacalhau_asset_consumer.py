@@ -24,7 +24,10 @@ import pendulum
 from airflow.providers.common.compat.assets import AssetAlias
 from airflow.sdk import DAG, Param, task
 
-from airflow_provider_bacalhau.operators import BacalhauDockerJobOperator, BacalhauFetchResultsOperator
+from airflow_provider_bacalhau.operators import (
+    BacalhauDockerJobOperator,
+    BacalhauFetchResultsOperator,
+)
 
 log = logging.getLogger(__name__)
 
@@ -54,12 +57,12 @@ with DAG(
     default_args=CONNECTIONS,
     params={
         "result_uri": Param(
-            "", type="string", description="Manual runs only: an s3://bucket/prefix/ to read instead of the asset event"
+            "", type=["string", "null"], description="Manual runs only: an s3://bucket/prefix/ to read instead of the asset event"
         ),
         "bucket": Param("bacalhau-results", type="string", description="Bucket this DAG's own result goes to"),
         "s3_region": Param("us-east-1", type="string"),
         "s3_endpoint": Param(
-            "", type="string", description="S3 endpoint of the compute nodes; empty: AWS (or the devstack's S3)"
+            "", type=["string", "null"], description="S3 endpoint of the compute nodes; empty: AWS (or the devstack's S3)"
         ),
         "image": Param("busybox:1.37.0", type="string", description="Any image with busybox sh and awk"),
         "download_dir": Param("/tmp/bacalhau-examples", type="string", description="Where results are fetched"),
@@ -97,7 +100,7 @@ with DAG(
                 "Bucket": "{{ params.bucket }}",
                 "Key": "asset-consumer/{jobID}/sum",
                 "Region": "{{ params.s3_region }}",
-                "Endpoint": "{{ params.s3_endpoint }}",
+                "Endpoint": "{{ params.s3_endpoint or '' }}",
                 "Encoding": "gzip",
             },
         },

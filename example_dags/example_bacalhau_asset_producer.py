@@ -53,7 +53,7 @@ with DAG(
         "count": Param(100, type="integer", minimum=1, description="How many numbers the job writes"),
         "s3_region": Param("us-east-1", type="string"),
         "s3_endpoint": Param(
-            "", type="string", description="S3 endpoint of the compute nodes; empty: AWS (or the devstack's S3)"
+            "", type=["string", "null"], description="S3 endpoint of the compute nodes; empty: AWS (or the devstack's S3)"
         ),
         "image": Param("busybox:1.37.0", type="string", description="Any image with busybox sh and seq"),
     },
@@ -70,7 +70,7 @@ with DAG(
                 "Bucket": "{{ params.bucket }}",
                 "Key": "asset-producer/{jobID}/",
                 "Region": "{{ params.s3_region }}",
-                "Endpoint": "{{ params.s3_endpoint }}",
+                "Endpoint": "{{ params.s3_endpoint or '' }}",
                 "Encoding": "plain",
             },
         },

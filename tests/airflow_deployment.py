@@ -25,10 +25,12 @@ import tempfile
 import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 from urllib.parse import quote
 
 import httpx
+
+from airflow_provider_bacalhau.devstack.procs import set_parent_death_signal
 
 REPO = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
@@ -61,8 +63,10 @@ class Component:
 
     def start(self) -> None:
         with self.log_path.open("ab") as log:
+            # Its own session (a group to signal); SIGTERM if the test process dies without cleaning up.
             self.proc = subprocess.Popen(self.argv, env=self.env, stdout=log, stderr=subprocess.STDOUT,
-                                         stdin=subprocess.DEVNULL, start_new_session=True)
+                                         stdin=subprocess.DEVNULL, start_new_session=True,
+                                         preexec_fn=set_parent_death_signal)
 
     @property
     def running(self) -> bool:
@@ -186,7 +190,7 @@ class AirflowDeployment:
 
     # -- life cycle ---------------------------------------------------------------------------
 
-    def start(self, timeout: float = 300.0) -> AirflowDeployment:
+    def start(self, timeout: float = 300.0) -> Self:
         self.home.mkdir(parents=True, exist_ok=True)
         self.dags_folder.mkdir(exist_ok=True)
         for source in self._dag_sources:
@@ -198,7 +202,7 @@ class AirflowDeployment:
                 shutil.copy2(source, target)
         (self.home / "passwords.json").write_text(json.dumps({ADMIN: self.password}))
         (self.home / "logs").mkdir(exist_ok=True)
-        migrate = subprocess.run([str(VENV_BIN / "airflow"), "db", "migrate"], env=self.env,
+        migrate = subprocess.run([str(VENV_BIN / "airflow"), "db", "migrate"], check=False, env=self.env,
                                  capture_output=True, text=True, timeout=180)
         if migrate.returncode != 0:
             raise RuntimeError(f"airflow db migrate failed:\n{migrate.stdout[-3000:]}{migrate.stderr[-3000:]}")
@@ -238,7 +242,7 @@ class AirflowDeployment:
         for component in components:
             component.stop(timeout=max(0.0, deadline - time.monotonic()))
 
-    def __enter__(self) -> AirflowDeployment:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

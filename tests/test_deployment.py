@@ -9,9 +9,8 @@ from __future__ import annotations
 import hashlib
 import time
 
-import pytest
-
 import e2e_helpers as e2e
+import pytest
 from test_e2e_examples import expected_sales_totals, expected_station_summary
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
@@ -22,7 +21,8 @@ EXAMPLES = ("example_bacalhau_job_file", "example_bacalhau_s3_pipeline", "exampl
 
 @pytest.fixture(scope="module")
 def api(airflow_api, airflow_deployment):
-    airflow_api.wait_for_dags([*EXAMPLES, "example_bacalhau_daily", "deploy_long_job"])
+    airflow_api.wait_for_dags([*EXAMPLES, "example_bacalhau_daily", "deploy_long_job",
+                               "example_bacalhau_asset_producer", "example_bacalhau_asset_consumer"])
     return airflow_api
 
 
@@ -142,3 +142,45 @@ def test_daily_catchup_makes_three_runs_three_jobs_three_results(api, devstack):
     # The runs overlapped: the scheduler ran them concurrently (max_active_runs=3).
     spans = sorted((r["start_date"], r["end_date"]) for r in finished)
     assert spans[1][0] < spans[0][1] or spans[2][0] < spans[1][1], spans
+
+
+def test_a_running_jobs_lines_reach_the_task_log_while_it_runs(api, devstack):
+    """Deferred: the triggerer streams the container's lines into the task log as they come."""
+    dag_id = "deploy_long_job"
+    api.unpause(dag_id)
+    run_id = api.trigger(dag_id, {"lines": 30, "interval": 1})["dag_run_id"]
+    api.wait_for_task_state(dag_id, run_id, "ticker", "deferred", timeout=120)
+    job_id = _job_id(api, dag_id, run_id, "ticker")
+
+    def streamed_while_running() -> str | None:
+        log = api.log(dag_id, run_id, "ticker")
+        running = e2e.devstack_job(devstack, job_id)["State"]["StateType"] == "Running"
+        return log if running and "stdout | tick 3 of 30" in log else None
+
+    log = e2e.wait_for(streamed_while_running, 60, "a streamed line while the job runs", interval=1)
+    assert api.task_instance(dag_id, run_id, "ticker")["state"] == "deferred"
+    assert "stdout | tick 1 of 30" in log
+    finished = api.wait_for_run(dag_id, run_id, timeout=120)
+    assert finished["state"] == "success", api.failure_report(dag_id, run_id)
+    final = api.log(dag_id, run_id, "ticker")
+    # Every line once: streamed ones are not repeated by the final tail.
+    counts = [sum(line.endswith(f"stdout | tick {i} of 30") for line in final.splitlines()) for i in (1, 15, 30)]
+    assert counts == [1, 1, 1], final
+
+
+def test_the_asset_consumer_runs_on_the_producers_event(api, devstack):
+    producer, consumer = "example_bacalhau_asset_producer", "example_bacalhau_asset_consumer"
+    api.wait_for_dags([producer, consumer])
+    api.unpause(consumer)
+    api.unpause(producer)
+    made = api.trigger(producer, {"count": 37})["dag_run_id"]
+    assert api.wait_for_run(producer, made)["state"] == "success", api.failure_report(producer, made)
+    (published,) = api.xcom(producer, made, "make_numbers")
+
+    runs = e2e.wait_for(lambda: api.runs(consumer), 90, "the consumer's run on the asset event", interval=1)
+    (run,) = runs
+    assert run["run_type"] == "asset_triggered"
+    done = api.wait_for_run(consumer, run["dag_run_id"], timeout=180)
+    assert done["state"] == "success", api.failure_report(consumer, run["dag_run_id"])
+    assert api.xcom(consumer, run["dag_run_id"], "report") == {"count": 37, "sum": 37 * 38 // 2,
+                                                              "sources": [published]}
