@@ -142,11 +142,12 @@ def test_the_task_instance_shows_the_job_link_and_it_opens_the_job(page, api, de
 def test_the_task_log_page_shows_the_jobs_lines(page, api):
     dag_id = "deploy_long_job"
     api.unpause(dag_id)
-    run_id = api.trigger(dag_id, {"lines": 12, "interval": 1})["dag_run_id"]
+    # 45 s of output: long enough for a slow page load on a loaded machine.
+    run_id = api.trigger(dag_id, {"lines": 45, "interval": 1})["dag_run_id"]
     api.wait_for_task_state(dag_id, run_id, "ticker", "deferred", timeout=120)
     page.goto(f"/dags/{dag_id}/runs/{_q(run_id)}/tasks/ticker")
     # The log view refreshes itself while the task is deferred: a streamed line shows up there.
-    page.get_by_text("stdout | tick 3 of 12").first.wait_for(timeout=90_000)
+    page.get_by_text("stdout | tick 3 of 45").first.wait_for(timeout=90_000)
     assert api.task_instance(dag_id, run_id, "ticker")["state"] == "deferred"
     shot(page, "task-log-streamed")
     assert api.wait_for_run(dag_id, run_id)["state"] == "success", api.failure_report(dag_id, run_id)
