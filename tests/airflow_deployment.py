@@ -496,12 +496,13 @@ if pytest is not None:
         with deployment:
             deployment.started_in = time.monotonic() - started
             yield deployment
+        mismatches = deployment.state_mismatches()
         if request.session.testsfailed == failed_before:
             shutil.rmtree(home, ignore_errors=True)
         else:
             print(f"\nAirflow deployment kept for inspection: {home}")
         print(f"\nAirflow deployment: healthy {deployment.started_in:.0f} s after start, "
-              f"peak RSS {deployment.peak_rss_mb:.0f} MB, {deployment.state_mismatches()} scheduler "
+              f"peak RSS {deployment.peak_rss_mb:.0f} MB, {mismatches} scheduler "
               "state mismatches (retried)")
 
     @pytest.fixture(scope="session")

@@ -184,3 +184,19 @@ def test_the_asset_consumer_runs_on_the_producers_event(api, devstack):
     assert done["state"] == "success", api.failure_report(consumer, run["dag_run_id"])
     assert api.xcom(consumer, run["dag_run_id"], "report") == {"count": 37, "sum": 37 * 38 // 2,
                                                               "sources": [published]}
+
+
+def test_a_crashed_triggerer_restarted_picks_the_deferred_task_up(api, airflow_deployment, devstack):
+    """The harness's handle on one component: SIGKILL the triggerer's group while a task is
+    deferred, start it again; the task finishes on the same job (none submitted twice)."""
+    dag_id = "deploy_long_job"
+    api.unpause(dag_id)
+    run_id = api.trigger(dag_id, {"lines": 15, "interval": 1})["dag_run_id"]
+    api.wait_for_task_state(dag_id, run_id, "ticker", "deferred", timeout=120)
+    job_id = _job_id(api, dag_id, run_id, "ticker")
+
+    airflow_deployment.restart_component("triggerer", crash=True)
+    assert api.wait_for_run(dag_id, run_id, timeout=240)["state"] == "success", api.failure_report(dag_id, run_id)
+    assert api.xcom(dag_id, run_id, "ticker", key="bacalhau_job_id") == job_id
+    name = e2e.devstack_job(devstack, job_id)["Name"]
+    assert [j["ID"] for j in devstack.jobs() if j.get("Name") == name] == [job_id]
