@@ -58,7 +58,7 @@ with DAG(
     params={
         "result_uri": Param(
             "",
-            type="string",
+            type=["string", "null"],
             description="Manual runs only: an s3://bucket/prefix/ to read instead of the asset event",
         ),
         "bucket": Param(
@@ -69,7 +69,7 @@ with DAG(
         "s3_region": Param("us-east-1", type="string"),
         "s3_endpoint": Param(
             "",
-            type="string",
+            type=["string", "null"],
             description="S3 endpoint of the compute nodes; empty: AWS (or the devstack's S3)",
         ),
         "image": Param(
@@ -123,7 +123,7 @@ with DAG(
                 "Bucket": "{{ params.bucket }}",
                 "Key": "asset-consumer/{jobID}/sum",
                 "Region": "{{ params.s3_region }}",
-                "Endpoint": "{{ params.s3_endpoint }}",
+                "Endpoint": "{{ params.s3_endpoint or '' }}",
                 "Encoding": "gzip",
             },
         },

@@ -63,7 +63,7 @@ with DAG(
         "s3_region": Param("us-east-1", type="string"),
         "s3_endpoint": Param(
             "",
-            type="string",
+            type=["string", "null"],
             description="S3 endpoint of the compute nodes; empty: AWS (or the devstack's S3)",
         ),
         "image": Param(
@@ -85,7 +85,7 @@ with DAG(
                 "Bucket": "{{ params.bucket }}",
                 "Key": "asset-producer/{jobID}/",
                 "Region": "{{ params.s3_region }}",
-                "Endpoint": "{{ params.s3_endpoint }}",
+                "Endpoint": "{{ params.s3_endpoint or '' }}",
                 "Encoding": "plain",
             },
         },

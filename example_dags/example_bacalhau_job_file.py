@@ -24,7 +24,10 @@ from pathlib import Path
 import pendulum
 from airflow.sdk import DAG, Param, task
 
-from airflow_provider_bacalhau.operators import BacalhauFetchResultsOperator, BacalhauJobOperator
+from airflow_provider_bacalhau.operators import (
+    BacalhauFetchResultsOperator,
+    BacalhauJobOperator,
+)
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +50,7 @@ with DAG(
         "image": Param("busybox:1.37.0", type="string"),
         "bucket": Param("bacalhau-results", type="string"),
         "s3_region": Param("us-east-1", type="string"),
-        "s3_endpoint": Param("", type="string", description="Empty means AWS (or the devstack's S3)"),
+        "s3_endpoint": Param("", type=["string", "null"], description="Empty means AWS (or the devstack's S3)"),
         "download_dir": Param("/tmp/bacalhau-examples", type="string"),
     },
 ) as dag:

@@ -95,7 +95,7 @@ def _s3_publisher(key: str, encoding: str) -> dict:
             "Bucket": "{{ params.bucket }}",
             "Key": key,
             "Region": "{{ params.s3_region }}",
-            "Endpoint": "{{ params.s3_endpoint }}",
+            "Endpoint": "{{ params.s3_endpoint or '' }}",
             "Encoding": encoding,
         },
     }
@@ -115,7 +115,7 @@ with DAG(
         "stage_prefix": Param("staging/sales/", type="string", description="Where the dataset is staged"),
         "s3_region": Param("us-east-1", type="string"),
         "s3_endpoint": Param(
-            "", type="string", description="S3 endpoint of the compute nodes; empty: AWS (or the devstack's S3)"
+            "", type=["string", "null"], description="S3 endpoint of the compute nodes; empty: AWS (or the devstack's S3)"
         ),
         "image": Param("busybox:1.37.0", type="string", description="Any image with busybox sh and awk"),
         "download_dir": Param("/tmp/bacalhau-examples", type="string", description="Where results are fetched"),
@@ -128,7 +128,7 @@ with DAG(
         bucket="{{ params.bucket }}",
         prefix="{{ params.stage_prefix }}",
         # The staged spec is job A's input: S3 as the compute nodes see it, like the publishers.
-        s3_endpoint="{{ params.s3_endpoint }}",
+        s3_endpoint="{{ params.s3_endpoint or '' }}",
         s3_region="{{ params.s3_region }}",
     )
     # [END howto_operator_bacalhau_s3_stage]

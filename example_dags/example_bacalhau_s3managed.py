@@ -33,7 +33,10 @@ from pathlib import Path
 import pendulum
 from airflow.sdk import DAG, Param, task
 
-from airflow_provider_bacalhau.operators import BacalhauDockerJobOperator, BacalhauFetchResultsOperator
+from airflow_provider_bacalhau.operators import (
+    BacalhauDockerJobOperator,
+    BacalhauFetchResultsOperator,
+)
 
 log = logging.getLogger(__name__)
 

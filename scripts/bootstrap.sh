@@ -13,3 +13,8 @@ uv=$(command -v uv || echo "python3 -m uv")
 # sync, not install: a package dropped from the lock (moto once) leaves the venv too.
 $uv pip sync --quiet --python "$venv/bin/python" --compile-bytecode requirements.lock
 $uv pip install --quiet --python "$venv/bin/python" --compile-bytecode --no-deps -e .
+# The browser test drives Debian's Chromium through Playwright (no browser download works here).
+if [ ! -x /usr/bin/chromium ] && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null
+fi

@@ -20,8 +20,9 @@ os.environ.setdefault("AIRFLOW__CORE__UNIT_TEST_MODE", "False")
 # processes (tests/test_lineage_openlineage.py); everywhere else it stays off, whatever the shell has.
 os.environ["AIRFLOW__OPENLINEAGE__DISABLED"] = "True"
 
-# The devstack's fixtures (`s3_server`, `devstack`, `devstack_env`) for every test module.
-pytest_plugins = ["airflow_provider_bacalhau.devstack.testing"]
+# The devstack's fixtures (`s3_server`, `devstack`, `devstack_env`) and the real Airflow deployment
+# (`airflow_deployment`, `airflow_api`: tests/airflow_deployment.py) for every test module.
+pytest_plugins = ["airflow_provider_bacalhau.devstack.testing", "airflow_deployment"]
 
 
 import pytest  # noqa: E402

@@ -1,0 +1,514 @@
+"""A real Airflow 3 deployment for tests: API server, scheduler, triggerer and dag-processor.
+
+No tests of its own. :class:`AirflowDeployment` starts each component as its own ``airflow``
+process (LocalExecutor, SQLite, a private ``AIRFLOW_HOME``), each in its own process group, so a
+test can kill or restart one component (the triggerer, the scheduler) and everything it spawned
+(task workers are children of the scheduler) without touching the others. ``airflow standalone``
+starts the same four, but as children of one supervisor that neither restarts one of them nor
+stops them all on SIGTERM (shared/airflow-notes.md). :meth:`AirflowDeployment.stop` signals every
+group, always; a deployment started as a context manager is stopped on any exit.
+
+:class:`AirflowAPI` holds the REST calls the tests use, the ones the UI makes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any, Self
+from urllib.parse import quote
+
+import httpx
+
+from airflow_provider_bacalhau.devstack.procs import set_parent_death_signal
+
+REPO = Path(__file__).resolve().parent.parent
+VENV_BIN = Path(sys.executable).parent
+#: Start order: the API server first (everything else talks to it), the dag-processor next.
+COMPONENTS = ("api-server", "dag-processor", "scheduler", "triggerer")
+ADMIN = "admin"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class Component:
+    """One ``airflow <name>`` process, the leader of its own process group.
+
+    :param name: the ``airflow`` sub-command (``scheduler``, ``triggerer``...).
+    :param argv: the full command.
+    :param env: its environment.
+    :param log_path: where its stdout and stderr go (appended across restarts).
+    """
+
+    def __init__(self, name: str, argv: list[str], env: Mapping[str, str], log_path: Path) -> None:
+        self.name = name
+        self.argv = argv
+        self.env = dict(env)
+        self.log_path = log_path
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        with self.log_path.open("ab") as log:
+            # Its own session (a group to signal); SIGTERM if the test process dies without cleaning up.
+            self.proc = subprocess.Popen(self.argv, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+                                         stdin=subprocess.DEVNULL, start_new_session=True,
+                                         preexec_fn=set_parent_death_signal)  # noqa: PLW1509 (prctl only)
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def signal(self, sig: int) -> None:
+        """Send ``sig`` to the whole group (the component and every process it spawned)."""
+        if self.proc is None:
+            return
+        try:
+            os.killpg(self.proc.pid, sig)
+        except ProcessLookupError:
+            pass
+
+    def stop(self, timeout: float = 20.0) -> None:
+        """SIGTERM to the group, SIGKILL to what is left after ``timeout``; reaps the leader."""
+        if self.proc is None:
+            return
+        self.signal(signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and _group_alive(self.proc.pid):
+            self.proc.poll()
+            time.sleep(0.2)
+        self.signal(signal.SIGKILL)
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            pass
+
+    def kill(self) -> None:
+        """A crash: SIGKILL to the group, no chance to clean up."""
+        self.signal(signal.SIGKILL)
+        if self.proc is not None:
+            self.proc.wait(timeout=10)
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie leader keeps the group "alive" until reaped: look for any live member.
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            return True
+    return False
+
+
+class AirflowDeployment:
+    """Airflow's four components under ``home``, on a free API port bound to 127.0.0.1.
+
+    :param home: a fresh directory for ``AIRFLOW_HOME`` (DB, logs, the DAGs folder copy).
+    :param dag_sources: DAG files and folders copied into the DAGs folder.
+    :param env: extra environment (connections, ``AIRFLOW__...`` settings) for every component.
+    :param parallelism: ``[core] parallelism``: task workers at once (each is ~150 MB).
+    """
+
+    def __init__(self, home: Path, dag_sources: Iterable[Path], env: Mapping[str, str] | None = None,
+                 parallelism: int = 4) -> None:
+        self.home = home
+        self.dags_folder = home / "dags"
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.password = secrets.token_urlsafe(12)
+        self._dag_sources = list(dag_sources)
+        self.env = self._environment(dict(env or {}), parallelism)
+        self.components: dict[str, Component] = {}
+        self.started_in: float | None = None
+        self.peak_rss_mb = 0.0
+        self._sampling = False
+
+    def _environment(self, extra: dict[str, str], parallelism: int) -> dict[str, str]:
+        passwords = self.home / "passwords.json"
+        env = {key: value for key, value in os.environ.items()
+               if not key.startswith(("AIRFLOW__", "AIRFLOW_CONN_", "AIRFLOW_VAR_", "PYTEST_"))}
+        env.update({
+            "AIRFLOW_HOME": str(self.home),
+            # Components spawn `airflow` (task workers, the log server) through PATH.
+            "PATH": f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}",
+            "PYTHONPATH": os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH", "")) if p),
+            "AIRFLOW__CORE__DAGS_FOLDER": str(self.dags_folder),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+            "AIRFLOW__CORE__PARALLELISM": str(parallelism),
+            "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{self.home / 'airflow.db'}",
+            "AIRFLOW__API__HOST": "127.0.0.1",
+            "AIRFLOW__API__PORT": str(self.port),
+            "AIRFLOW__API__BASE_URL": self.url,
+            "AIRFLOW__API__WORKERS": "1",
+            # Task workers reach the execution API here; the default is port 8080.
+            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{self.url}/execution/",
+            # The default 5 s is too short for one API worker on SQLite on a loaded 2-core machine.
+            "AIRFLOW__WORKERS__EXECUTION_API_TIMEOUT": "60",
+            # One secret for all: the scheduler signs workers' tokens that the API server checks.
+            "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_urlsafe(32),
+            "AIRFLOW__API__SECRET_KEY": secrets.token_urlsafe(32),
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{ADMIN}:admin",
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords),
+            # Log servers of workers and triggerer: free ports (8793/8794 may be taken).
+            "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
+            "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port()),
+            # New DAG files and runs are picked up in seconds, not minutes.
+            "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
+            "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "30",
+            "AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME": "0.5",
+            "AIRFLOW__TRIGGERER__CAPACITY": "50",
+            "PYTHONWARNINGS": "ignore::DeprecationWarning",
+        })
+        env.update(extra)
+        return env
+
+    # -- life cycle ---------------------------------------------------------------------------
+
+    def start(self, timeout: float = 300.0) -> Self:
+        self.home.mkdir(parents=True, exist_ok=True)
+        self.dags_folder.mkdir(exist_ok=True)
+        for source in self._dag_sources:
+            target = self.dags_folder / source.name
+            if source.is_dir():
+                shutil.copytree(source, target, dirs_exist_ok=True,
+                                ignore=shutil.ignore_patterns("__pycache__"))
+            else:
+                shutil.copy2(source, target)
+        (self.home / "passwords.json").write_text(json.dumps({ADMIN: self.password}))
+        (self.home / "logs").mkdir(exist_ok=True)
+        migrate = subprocess.run([str(VENV_BIN / "airflow"), "db", "migrate"], check=False, env=self.env,
+                                 capture_output=True, text=True, timeout=180)
+        if migrate.returncode != 0:
+            raise RuntimeError(f"airflow db migrate failed:\n{migrate.stdout[-3000:]}{migrate.stderr[-3000:]}")
+        try:
+            for name in COMPONENTS:
+                self.start_component(name)
+            self._start_sampling()
+            self.wait_healthy(timeout)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def start_component(self, name: str) -> Component:
+        argv = [str(VENV_BIN / "airflow"), name]
+        if name == "api-server":
+            argv += ["--host", "127.0.0.1", "--port", str(self.port)]
+        component = self.components.get(name) or Component(
+            name, argv, self.env, self.home / "logs" / f"{name}.out")
+        component.start()
+        self.components[name] = component
+        return component
+
+    def restart_component(self, name: str, *, crash: bool = False) -> Component:
+        """Stop (SIGTERM, or SIGKILL with ``crash``) one component and start it again."""
+        component = self.components[name]
+        component.kill() if crash else component.stop()
+        return self.start_component(name)
+
+    def stop(self, timeout: float = 20.0) -> None:
+        """SIGTERM to every group at once, SIGKILL to whatever is left after ``timeout``."""
+        self._sampling = False
+        components = list(self.components.values())
+        for component in components:
+            component.signal(signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        for component in components:
+            component.stop(timeout=max(0.0, deadline - time.monotonic()))
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def wait_healthy(self, timeout: float = 300.0) -> dict:
+        """Until ``/api/v2/monitor/health`` reports the scheduler, triggerer and dag-processor."""
+        deadline = time.monotonic() + timeout
+        last: Any = None
+        while time.monotonic() < deadline:
+            for component in self.components.values():
+                if not component.running:
+                    raise RuntimeError(f"airflow {component.name} exited:\n{component.log_text()[-4000:]}")
+            try:
+                last = httpx.get(f"{self.url}/api/v2/monitor/health", timeout=5).json()
+                statuses = [last.get(part, {}).get("status") for part in
+                            ("metadatabase", "scheduler", "triggerer", "dag_processor")]
+                if all(status == "healthy" for status in statuses):
+                    return last
+            except (httpx.HTTPError, ValueError):
+                pass
+            time.sleep(1)
+        raise TimeoutError(f"Airflow not healthy after {timeout}s: {last}")
+
+    def _start_sampling(self, interval: float = 2.0) -> None:
+        """Track :attr:`peak_rss_mb` in a daemon thread until :meth:`stop`."""
+        import threading
+
+        self._sampling = True
+
+        def sample() -> None:
+            while self._sampling:
+                self.peak_rss_mb = max(self.peak_rss_mb, self.rss_mb())
+                time.sleep(interval)
+
+        threading.Thread(target=sample, name="airflow-deployment-rss", daemon=True).start()
+
+    def rss_mb(self) -> float:
+        """Resident memory of every process of the deployment, in MB (from /proc)."""
+        groups = {c.proc.pid for c in self.components.values() if c.proc is not None}
+        total = 0
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+                if int(fields[2]) in groups:
+                    total += int(fields[21]) * os.sysconf("SC_PAGE_SIZE")
+            except (OSError, IndexError, ValueError):
+                continue
+        return total / 1e6
+
+    def state_mismatches(self) -> int:
+        """How often the scheduler failed a task over an executor event it did not expect."""
+        return self.components["scheduler"].log_text().count("but the task instance's state attribute is")
+
+    def logs(self) -> str:
+        """Every component's output, for failure messages."""
+        return "\n".join(f"===== {c.name} =====\n{c.log_text()[-3000:]}" for c in self.components.values())
+
+
+class AirflowAPI:
+    """The REST API (``/api/v2``) of a deployment, as the admin user.
+
+    :param deployment: the running deployment.
+    """
+
+    def __init__(self, deployment: AirflowDeployment) -> None:
+        self.deployment = deployment
+        self.http = httpx.Client(base_url=f"{deployment.url}/api/v2", timeout=60)
+        self.http.headers["Authorization"] = f"Bearer {self.token()}"
+
+    def token(self) -> str:
+        resp = httpx.post(f"{self.deployment.url}/auth/token", timeout=30,
+                          json={"username": ADMIN, "password": self.deployment.password})
+        resp.raise_for_status()
+        return resp.json()["access_token"]
+
+    def close(self) -> None:
+        self.http.close()
+
+    def request(self, method: str, path: str, **kwargs: Any) -> Any:
+        for attempt in range(3):
+            try:
+                resp = self.http.request(method, path, **kwargs)
+                break
+            except httpx.TimeoutException:
+                # SQLite allows one writer: on a busy 2-core machine a read can wait its turn.
+                if method != "GET" or attempt == 2:
+                    raise
+        if resp.status_code >= 400:
+            raise AssertionError(f"{method} {path}: {resp.status_code} {resp.text[:2000]}")
+        return resp.json() if resp.content else None
+
+    # -- DAGs ---------------------------------------------------------------------------------
+
+    def wait_for_dags(self, dag_ids: Iterable[str], timeout: float = 120.0) -> None:
+        """Until the dag-processor has parsed every one of ``dag_ids`` (import errors fail)."""
+        wanted = set(dag_ids)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            errors = self.request("GET", "/importErrors")["import_errors"]
+            if errors:
+                raise AssertionError(f"DAG import errors: {errors}")
+            known = {d["dag_id"] for d in self.request("GET", "/dags", params={"limit": 100})["dags"]}
+            if wanted <= known:
+                return
+            time.sleep(1)
+        raise TimeoutError(f"DAGs not parsed after {timeout}s: {sorted(wanted - known)}")
+
+    def unpause(self, dag_id: str) -> dict:
+        return self.request("PATCH", f"/dags/{dag_id}", json={"is_paused": False})
+
+    def pause(self, dag_id: str) -> dict:
+        return self.request("PATCH", f"/dags/{dag_id}", json={"is_paused": True})
+
+    def task(self, dag_id: str, task_id: str) -> dict:
+        return self.request("GET", f"/dags/{dag_id}/tasks/{task_id}")
+
+    # -- runs ---------------------------------------------------------------------------------
+
+    def trigger(self, dag_id: str, conf: Mapping[str, Any] | None = None) -> dict:
+        """Start a run now with ``conf`` as its params, as the UI's Trigger form does."""
+        return self.request("POST", f"/dags/{dag_id}/dagRuns", json={"logical_date": None, "conf": dict(conf or {})})
+
+    def runs(self, dag_id: str) -> list[dict]:
+        return self.request("GET", f"/dags/{dag_id}/dagRuns", params={"limit": 100, "order_by": "run_after"})["dag_runs"]
+
+    def run(self, dag_id: str, run_id: str) -> dict:
+        return self.request("GET", f"/dags/{dag_id}/dagRuns/{_q(run_id)}")
+
+    def wait_for_run(self, dag_id: str, run_id: str, states: Iterable[str] = ("success", "failed"),
+                     timeout: float = 180.0) -> dict:
+        wanted = set(states)
+        deadline = time.monotonic() + timeout
+        run: dict = {}
+        while time.monotonic() < deadline:
+            run = self.run(dag_id, run_id)
+            if run["state"] in wanted:
+                return run
+            time.sleep(1)
+        raise TimeoutError(f"{dag_id} {run_id} still {run.get('state')} after {timeout}s: "
+                           f"{self.task_states(dag_id, run_id)}")
+
+    def task_instances(self, dag_id: str, run_id: str) -> list[dict]:
+        return self.request("GET", f"/dags/{dag_id}/dagRuns/{_q(run_id)}/taskInstances",
+                            params={"limit": 100})["task_instances"]
+
+    def task_states(self, dag_id: str, run_id: str) -> dict[str, str | None]:
+        return {(ti["task_id"] if ti["map_index"] < 0 else f"{ti['task_id']}[{ti['map_index']}]"): ti["state"]
+                for ti in self.task_instances(dag_id, run_id)}
+
+    def failure_report(self, dag_id: str, run_id: str) -> str:
+        """The task states of a run and the log of every task that did not succeed."""
+        parts = [f"{dag_id} {run_id}: {self.task_states(dag_id, run_id)}"]
+        for ti in self.task_instances(dag_id, run_id):
+            if ti["state"] not in ("success", "skipped"):
+                parts.append(f"--- {ti['task_id']} ({ti['state']}, try {ti['try_number']}):\n"
+                             + "\n".join(self.log(dag_id, run_id, ti["task_id"], max(1, ti["try_number"]))
+                                          .splitlines()[-40:]))
+        return "\n".join(parts)
+
+    def task_instance(self, dag_id: str, run_id: str, task_id: str) -> dict:
+        return self.request("GET", f"/dags/{dag_id}/dagRuns/{_q(run_id)}/taskInstances/{task_id}")
+
+    def wait_for_task_state(self, dag_id: str, run_id: str, task_id: str, state: str,
+                            timeout: float = 120.0) -> dict:
+        deadline = time.monotonic() + timeout
+        ti: dict = {}
+        while time.monotonic() < deadline:
+            ti = self.task_instance(dag_id, run_id, task_id)
+            if ti["state"] == state:
+                return ti
+            if ti["state"] in ("success", "failed", "upstream_failed") and state not in ("success", "failed"):
+                break
+            time.sleep(0.5)
+        raise AssertionError(f"{task_id} is {ti.get('state')}, not {state}:\n{self.failure_report(dag_id, run_id)}")
+
+    def set_task_state(self, dag_id: str, run_id: str, task_id: str, state: str) -> Any:
+        """Mark a task instance, as the UI's "Mark as failed/success" does."""
+        return self.request("PATCH", f"/dags/{dag_id}/dagRuns/{_q(run_id)}/taskInstances/{task_id}",
+                            json={"new_state": state})
+
+    def links(self, dag_id: str, run_id: str, task_id: str) -> dict[str, str | None]:
+        return self.request("GET", f"/dags/{dag_id}/dagRuns/{_q(run_id)}/taskInstances/{task_id}/links")[
+            "extra_links"]
+
+    def xcom(self, dag_id: str, run_id: str, task_id: str, key: str = "return_value") -> Any:
+        entry = self.request("GET", f"/dags/{dag_id}/dagRuns/{_q(run_id)}/taskInstances/{task_id}/xcomEntries/{key}",
+                             params={"deserialize": True, "stringify": False})
+        return entry["value"]
+
+    def log_events(self, dag_id: str, run_id: str, task_id: str, try_number: int = 1) -> list[Any]:
+        """The task log as the UI reads it: JSON events, the trigger's lines included."""
+        resp = self.http.get(f"/dags/{dag_id}/dagRuns/{_q(run_id)}/taskInstances/{task_id}/logs/{try_number}",
+                             params={"full_content": True}, headers={"Accept": "application/json"})
+        if resp.status_code == 404:
+            return []
+        resp.raise_for_status()
+        content = resp.json().get("content") or []
+        return content if isinstance(content, list) else [content]
+
+    def log(self, dag_id: str, run_id: str, task_id: str, try_number: int = 1) -> str:
+        """The task log as text: one event a line (its message, or the raw event)."""
+        lines = []
+        for event in self.log_events(dag_id, run_id, task_id, try_number):
+            if isinstance(event, dict):
+                lines.append(str(event.get("event", event)))
+            else:
+                lines.append(str(event))
+        return "\n".join(lines)
+
+
+def _q(run_id: str) -> str:
+    return quote(run_id, safe="")
+
+
+# -- pytest: one deployment per session, on the session devstack ---------------------------------
+
+try:
+    import pytest
+except ImportError:  # imported outside pytest (a script using the harness)
+    pytest = None  # type: ignore[assignment]
+
+if pytest is not None:
+
+    @pytest.fixture(scope="session")
+    def airflow_deployment(devstack, request):
+        """Airflow's four components with the examples and tests/deployment_dags as DAGs, the
+        devstack's connections and a 1 s poll; deferrable by default, like a tuned deployment."""
+        import e2e_helpers as e2e
+
+        e2e.ensure_bucket(devstack, e2e.EXAMPLE_BUCKET)
+        env = {
+            **devstack.env(),
+            "BACALHAU_EXAMPLES_POLL_INTERVAL": "1",
+            "AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE": "True",
+            # Airflow 3.3.2's scheduler fails a deferred task whose trigger fires before it has
+            # processed the worker's exit from deferral ("state mismatch": apache/airflow#67287,
+            # fixed after 3.3.2; the RUNNING variant #72716 is open), and under load it can start
+            # one try twice (TaskAlreadyRunningError). Jobs here end in seconds, so both happen;
+            # a retry re-attaches to the job by name (no second job) and completes the task.
+            # AirflowDeployment.state_mismatches() counts them.
+            "AIRFLOW__CORE__DEFAULT_TASK_RETRIES": "3",
+            "AIRFLOW__CORE__DEFAULT_TASK_RETRY_DELAY": "1",
+        }
+        # Not under pytest's basetemp: parallel pytest sessions prune it. Kept when a test failed.
+        home = Path(tempfile.mkdtemp(prefix="airflow-deployment-"))
+        deployment = AirflowDeployment(home, [REPO / "example_dags", Path(__file__).parent / "deployment_dags"],
+                                       env=env)
+        started = time.monotonic()
+        failed_before = request.session.testsfailed
+        with deployment:
+            deployment.started_in = time.monotonic() - started
+            yield deployment
+        mismatches = deployment.state_mismatches()
+        if request.session.testsfailed == failed_before:
+            shutil.rmtree(home, ignore_errors=True)
+        else:
+            print(f"\nAirflow deployment kept for inspection: {home}")
+        print(f"\nAirflow deployment: healthy {deployment.started_in:.0f} s after start, "
+              f"peak RSS {deployment.peak_rss_mb:.0f} MB, {mismatches} scheduler "
+              "state mismatches (retried)")
+
+    @pytest.fixture(scope="session")
+    def airflow_api(airflow_deployment):
+        api = AirflowAPI(airflow_deployment)
+        try:
+            yield api
+        finally:
+            api.close()
