@@ -221,3 +221,19 @@ def test_the_worker_wait_ends_on_time_with_a_stalled_stream(devstack_env, devsta
         devstack.clear_faults()
     assert event["status"] == "success" and event["streamed"] == {}
     assert took < 2.5 + 0.5 + 2.0 + 2.5, took
+
+
+@pytest.mark.anyio
+async def test_a_flood_of_output_is_capped_with_a_note(devstack_env, client):
+    from airflow_provider_bacalhau.waiting.live_logs import MAX_LINES_PER_INTERVAL
+
+    job_id = client.submit_job(busybox_job("seq 1 5000; sleep 1"))["JobID"]
+    with timed_logs() as entries:
+        event = await watch(job_id, poll_interval=8)  # one cap window holds all the output
+    assert event["status"] == "success", event["message"]
+    streamed = [m for _, m in entries if re.match(r"std(out|err) \| ", m)]
+    assert len(streamed) == MAX_LINES_PER_INTERVAL  # stdout lines, and the devstack's image note on stderr
+    numbers = [int(m.split(" | ")[1]) for m in streamed if m.startswith("stdout")]
+    assert numbers == list(range(1, len(numbers) + 1)) and len(numbers) >= MAX_LINES_PER_INTERVAL - 2
+    [note] = [m for _, m in entries if m.startswith("... ")]
+    assert f"... {5000 - len(numbers)} line(s)" in note and "not shown" in note
