@@ -19,6 +19,7 @@ import asyncio
 import logging
 import os
 import re
+import shutil
 import statistics
 import sys
 import tempfile
@@ -122,6 +123,7 @@ def main() -> int:
         wall = time.monotonic() - started
     finally:
         stack.down(home / "stack", stop_engine=False)
+        shutil.rmtree(home, ignore_errors=True)
 
     statuses = [e["status"] for e in events]
     seen: dict[tuple[str, int], tuple[float, float]] = {}  # (job, line) -> (printed, logged)

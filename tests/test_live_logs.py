@@ -180,19 +180,3 @@ def test_the_final_output_leaves_out_what_was_streamed(streamed, expected, caplo
         assert part in text
     if streamed:
         assert "one\n" not in text and "two" not in text
-
-
-def test_a_failed_execution_streamed_to_its_end_is_not_read_again():
-    from airflow_provider_bacalhau.spec import JobStatus
-    from airflow_provider_bacalhau.waiting.failed_output import failed_output
-
-    status = JobStatus.from_api({"Job": {"ID": "j-1", "State": {"StateType": "Failed"}, "Version": 1},
-                                 "Executions": {"Items": [{"ID": E1, "JobVersion": 1, "ComputeState": {"StateType": 10}}]}})
-
-    class NoReads:
-        def job_logs_tail(self, *args, **kwargs):
-            raise AssertionError("read again")
-
-    text = failed_output(NoReads(), status, logging.getLogger("t"), streamed={E1: {"stdout": 3, "stderr": 0,
-                                                                                   "complete": True}})
-    assert text == f"Output of execution {E1}: shown in the live log above"

@@ -164,7 +164,7 @@ async def test_broken_streams_are_reconnected_without_a_duplicate_line(devstack_
     assert streamed["stdout"] == len(execution["RunOutput"]["Stdout"])
 
 
-def test_a_failed_execution_streamed_live_is_not_read_again(devstack_env, client):
+def test_a_failed_execution_streams_and_its_failure_still_explains_itself(devstack_env, client):
     from airflow.providers.common.compat.sdk import AirflowException
     from airflow_helpers import FakeTaskInstance, fake_context
 
@@ -181,9 +181,10 @@ def test_a_failed_execution_streamed_live_is_not_read_again(devstack_env, client
     # The node runs a failing job twice: two executions, so each line names its execution.
     assert any(re.fullmatch(r"\[e-\w{8}\] stdout \| out: step 1", m) for m in messages), messages
     assert any(re.fullmatch(r"\[e-\w{8}\] stderr \| err: quota", m) for m in messages)
+    # The failure message keeps the cause and the output's tail (read from the logs endpoint, as
+    # without the live log): it is what callbacks and the UI show.
     message = str(failed.value)
-    assert "failed to publish result" in message  # the cause stays in the failure
-    assert ": shown in the live log above" in message
+    assert "failed to publish result" in message and "err: quota" in message and "(logs endpoint" in message
 
 
 @pytest.mark.anyio
@@ -221,3 +222,19 @@ def test_the_worker_wait_ends_on_time_with_a_stalled_stream(devstack_env, devsta
         devstack.clear_faults()
     assert event["status"] == "success" and event["streamed"] == {}
     assert took < 2.5 + 0.5 + 2.0 + 2.5, took
+
+
+@pytest.mark.anyio
+async def test_a_flood_of_output_is_capped_with_a_note(devstack_env, client):
+    from airflow_provider_bacalhau.waiting.live_logs import MAX_LINES_PER_INTERVAL
+
+    job_id = client.submit_job(busybox_job("seq 1 5000; sleep 1"))["JobID"]
+    with timed_logs() as entries:
+        event = await watch(job_id, poll_interval=8)  # one cap window holds all the output
+    assert event["status"] == "success", event["message"]
+    streamed = [m for _, m in entries if re.match(r"std(out|err) \| ", m)]
+    assert len(streamed) == MAX_LINES_PER_INTERVAL  # stdout lines, and the devstack's image note on stderr
+    numbers = [int(m.split(" | ")[1]) for m in streamed if m.startswith("stdout")]
+    assert numbers == list(range(1, len(numbers) + 1)) and len(numbers) >= MAX_LINES_PER_INTERVAL - 2
+    [note] = [m for _, m in entries if m.startswith("... ")]
+    assert f"... {5000 - len(numbers)} line(s)" in note and "not shown" in note

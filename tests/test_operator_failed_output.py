@@ -37,9 +37,7 @@ def unpublishable(script: str = SCRIPT) -> dict:
 
 
 def op_for(job: dict) -> BacalhauJobOperator:
-    # No live log: what was streamed is not read again (tests/test_live_logs_devstack.py), and
-    # these tests are about the read at the end.
-    return BacalhauJobOperator(task_id="run", job=job, poll_interval=0.2, deferrable=False, stream_logs=False)
+    return BacalhauJobOperator(task_id="run", job=job, poll_interval=0.2, deferrable=False)
 
 
 @pytest.fixture

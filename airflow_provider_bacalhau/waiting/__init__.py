@@ -5,7 +5,10 @@
   drives it in the worker (the trigger drives it in the triggerer);
 - :mod:`.completion`: :class:`JobCompletionMixin`, the completion step (task log, verdict,
   typed failures, stop after a timeout), with :mod:`.failed_output` (a failed execution's log
-  tail).
+  tail);
+- :mod:`.live_logs`: the container output streamed into the task log while the job runs
+  (sans-IO: executions, replay offsets, caps, the line format), driven by :mod:`.log_follower`
+  (a task on the triggerer's loop, a thread in the worker) beside the waiting loop.
 
 This package sits above ``hooks`` and below operators, sensors and triggers: it imports none of
 them. The transient-error policy and the sleep type are the client's

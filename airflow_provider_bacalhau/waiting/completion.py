@@ -143,7 +143,7 @@ class JobCompletionMixin:
         log_run_outputs(status, self.log, streamed)
         if not job_accepted(status, self.fail_on_nonzero_exit):
             summary = status.failure_summary()
-            output = self._failed_output(status, streamed)
+            output = self._failed_output(status)
             if output:
                 summary += "\n" + output
             self.log.error("Bacalhau job %s did not succeed:\n%s", job_id, summary)
@@ -158,17 +158,17 @@ class JobCompletionMixin:
         self.log.info("Bacalhau job %s completed: %d published result(s)", job_id, len(results))
         return results
 
-    def _failed_output(self, status: Any, streamed: dict[str, dict[str, Any]] | None = None) -> str:
+    def _failed_output(self, status: Any) -> str:
         """Failed executions' output from the logs endpoint (v1.9.3 keeps no RunOutput for them);
-        best effort, bounded in time, never an error. Output the live log showed in full is not
-        read again."""
+        best effort, bounded in time, never an error. The failure message keeps this tail even
+        when the live log showed it: it is the failure's explanation (callbacks, the UI)."""
         from airflow_provider_bacalhau.waiting.failed_output import failed_output, needs_logs
 
         if not any(needs_logs(e) for e in status.executions):
             return ""
         try:
             with self.get_bacalhau_client(status.namespace or None) as client:
-                return failed_output(client, status, self.log, streamed=streamed)
+                return failed_output(client, status, self.log)
         except Exception as exc:  # e.g. the connection cannot be read: the job's own messages stand
             self.log.warning("Could not read the failed executions' logs of Bacalhau job %s: %s",
                              status.job_id, exc)

@@ -34,14 +34,12 @@ def needs_logs(execution: Any) -> bool:
 
 
 def failed_output(client: Any, status: Any, log: logging.Logger, budget: float = TOTAL_SECONDS,
-                  clock: Any = time.monotonic, streamed: dict[str, dict[str, Any]] | None = None) -> str:
+                  clock: Any = time.monotonic) -> str:
     """The tails of the failed executions' output, as text for the failure message ("" if none).
 
     :param client: a :class:`~airflow_provider_bacalhau.client.BacalhauClient`.
     :param status: the job's :class:`~airflow_provider_bacalhau.spec.JobStatus`.
     :param budget: seconds for every read together.
-    :param streamed: what the live log showed (``LiveLogs.summary``): an execution whose output
-        it showed to the end is not read again.
     """
     from airflow_provider_bacalhau.errors import BacalhauLogsError
 
@@ -49,9 +47,6 @@ def failed_output(client: Any, status: Any, log: logging.Logger, budget: float =
     deadline = clock() + budget
     sections = []
     for execution in wanted:
-        if (streamed or {}).get(execution.id, {}).get("complete"):
-            sections.append(f"Output of execution {execution.id}: shown in the live log above")
-            continue
         remaining = deadline - clock()
         if remaining < 0.2:
             sections.append(f"Output of execution {execution.id}: not read (the {budget:g} s for logs were used up)")
