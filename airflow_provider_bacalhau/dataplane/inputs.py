@@ -45,7 +45,6 @@ from airflow_provider_bacalhau.hooks._compute_s3 import (
     ComputeS3View,
     warn_if_nodes_miss_airflows_store,
 )
-from airflow_provider_bacalhau.spec.s3rules import check_bucket
 from airflow_provider_bacalhau.spec import (
     InputSource,
     IPFSSource,
@@ -54,6 +53,7 @@ from airflow_provider_bacalhau.spec import (
     URLSource,
     source_from_spec,
 )
+from airflow_provider_bacalhau.spec.s3rules import check_bucket
 
 log = logging.getLogger(__name__)
 
