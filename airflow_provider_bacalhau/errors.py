@@ -4,7 +4,7 @@ Plain Python on purpose: ``spec`` and ``client`` import this module and must sta
 The task failures that must be ``AirflowException`` subclasses (:class:`BacalhauJobError`,
 :class:`BacalhauJobFailedError`, :class:`BacalhauJobTimeoutError`,
 :class:`BacalhauSensorTimeoutError`, :class:`BacalhauInputError`,
-:class:`BacalhauInvalidInputError`) are defined in
+:class:`BacalhauInvalidInputError`, :class:`BacalhauInvalidArgumentError`) are defined in
 :mod:`airflow_provider_bacalhau.failures`, the Airflow layer, and importable from here too: they
 are looked up on first use (PEP 562), so importing this module never imports Airflow.
 """
@@ -17,6 +17,7 @@ from typing import Any
 _AIRFLOW_FAILURES = frozenset({
     "BacalhauJobError", "BacalhauJobFailedError", "BacalhauJobTimeoutError",
     "BacalhauSensorTimeoutError", "BacalhauInputError", "BacalhauInvalidInputError",
+    "BacalhauInvalidArgumentError",
 })
 
 

@@ -10,15 +10,22 @@ Airflow; ``errors.py`` still names them and hands them out lazily
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
 from airflow.providers.common.compat.sdk import AirflowException, AirflowFailException, AirflowSensorTimeout
 
 __all__ = [
     "BacalhauInputError",
+    "BacalhauInvalidArgumentError",
     "BacalhauInvalidInputError",
     "BacalhauJobError",
     "BacalhauJobFailedError",
     "BacalhauJobTimeoutError",
     "BacalhauSensorTimeoutError",
+    "TemplateErrorsFailMixin",
+    "invalid_arguments_fail",
 ]
 
 
@@ -71,3 +78,44 @@ class BacalhauInputError(AirflowException):
 
 class BacalhauInvalidInputError(BacalhauInputError, AirflowFailException):
     """The ``inputs`` are misconfigured (e.g. no ``staging_bucket``): failed without retries."""
+
+
+class BacalhauInvalidArgumentError(AirflowFailException, ValueError):
+    """An operator argument, a job spec or a connection field is invalid: the task fails at once,
+    without retries (a retry would meet the same value), and nothing has been submitted.
+
+    Also a ``ValueError``, the project's type for bad arguments; the message names the field.
+    """
+
+
+@contextmanager
+def invalid_arguments_fail(what: str) -> Iterator[None]:
+    """Turn a ``ValueError`` (a ``SpecError`` included) raised inside into a
+    :class:`BacalhauInvalidArgumentError` (no retries), its message prefixed with ``what``.
+    Use it around checks of arguments and settings only, not around I/O."""
+    try:
+        yield
+    except BacalhauInvalidArgumentError:
+        raise
+    except ValueError as exc:
+        raise BacalhauInvalidArgumentError(f"{what}: {exc}") from exc
+
+
+class TemplateErrorsFailMixin:
+    """For operators and sensors: a Jinja error while Airflow renders the templated fields (an
+    undefined param, a broken ``{{ }}``) fails the task without retries; it would fail again."""
+
+    def template_error_location(self) -> str:
+        """Where the templates are, for the message."""
+        return f"the templated fields of task {getattr(self, 'task_id', '?')!r}"
+
+    def render_template_fields(self, context: Any, jinja_env: Any = None) -> None:
+        import jinja2
+
+        try:
+            super().render_template_fields(context, jinja_env)  # type: ignore[misc]
+        except jinja2.TemplateError as exc:
+            line = f" at line {exc.lineno}" if getattr(exc, "lineno", None) else ""
+            raise BacalhauInvalidArgumentError(
+                f"Jinja template error in {self.template_error_location()}{line}: "
+                f"{exc.__class__.__name__}: {exc}") from exc

@@ -2,7 +2,8 @@
 
 ``ClientConfig.from_env`` reads the same environment variables as the Bacalhau CLI (v1.7+), with
 the same rules: ``BACALHAU_API_HOST`` may be a full ``http(s)://host[:port]`` URL whose scheme
-decides TLS; anything with a path, query or fragment is taken as a bare host name instead.
+decides TLS. Where the CLI would glue anything else (a path, another scheme) into a URL no request
+can reach, :func:`build_base_url` refuses it, naming ``host``.
 """
 
 from __future__ import annotations
@@ -55,11 +56,17 @@ def build_base_url(host: str | None, port: int = DEFAULT_PORT, use_tls: bool = F
     A host that is a plain ``http``/``https`` URL (path ``/`` at most, no query, no fragment) keeps
     its scheme and port (``port`` fills in a missing one); any other value is glued into
     ``<scheme>://<host>:<port>`` with the scheme chosen by ``use_tls``. ``0.0.0.0`` means this machine.
+    A host with whitespace, credentials, another scheme, or a path is refused (``ValueError``
+    naming ``host``): no request could reach it.
     """
     host = (host or DEFAULT_HOST).strip()
     if host == "0.0.0.0":
         host = DEFAULT_HOST
+    if any(ch.isspace() for ch in host):
+        raise ValueError("host: must not contain whitespace")
     parts = urlsplit(host)
+    if "@" in parts.netloc:  # never echoed: the text holds a password
+        raise ValueError("host: must not carry credentials; put them in the login and password")
     is_url = (
         parts.scheme in ("http", "https")
         and bool(parts.netloc)
@@ -76,6 +83,10 @@ def build_base_url(host: str | None, port: int = DEFAULT_PORT, use_tls: bool = F
         except ValueError:
             raise ValueError(f"host: invalid port in {host!r}") from None
         return f"{parts.scheme}://{hostname}:{url_port or port}"
+    if "://" in host:
+        raise ValueError(f"host: only http:// and https:// URLs without a path are supported, got {host!r}")
+    if "/" in host or "?" in host or "#" in host:
+        raise ValueError(f"host: a host name (or an http(s):// URL without a path), got {host!r}")
     scheme = "https" if use_tls else "http"
     return f"{scheme}://{host}:{port}"
 

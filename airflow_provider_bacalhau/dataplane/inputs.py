@@ -53,6 +53,7 @@ from airflow_provider_bacalhau.spec import (
     URLSource,
     source_from_spec,
 )
+from airflow_provider_bacalhau.spec.s3rules import check_bucket
 
 log = logging.getLogger(__name__)
 
@@ -67,12 +68,14 @@ def parse_s3_uri(uri: Any, field: str = "inputs") -> tuple[str, str]:
     its errors and refuses what it would silently change: it also reads ``https://`` URLs (not
     an S3 input here), and drops a ``?...`` part of the key (urlsplit takes it as a query).
 
-    :raises SpecError: (a ValueError) naming ``field`` when ``uri`` is no such URI.
+    :raises SpecError: (a ValueError) naming ``field`` when ``uri`` is no such URI, or its bucket
+        breaks the rules every S3 shares.
     """
     if not isinstance(uri, str) or not uri.startswith("s3://"):
         raise SpecError(field, "expected an s3://bucket/key URI", uri)
-    if "?" in uri:
-        raise SpecError(field, "an s3:// URI here cannot hold '?' (it would be cut off)", uri)
+    if "?" in uri or "#" in uri:
+        raise SpecError(field, "an s3:// URI here cannot hold '?' or '#' (what follows would be cut "
+                               "off)", uri)
     from airflow.providers.amazon.aws.exceptions import S3HookUriParseFailure
     from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 
@@ -80,6 +83,12 @@ def parse_s3_uri(uri: Any, field: str = "inputs") -> tuple[str, str]:
         bucket, key = S3Hook.parse_s3_url(uri)
     except S3HookUriParseFailure as exc:
         raise SpecError(field, "the s3:// URI has no bucket", uri) from exc
+    if not bucket:
+        raise SpecError(field, "the s3:// URI has no bucket", uri)
+    try:
+        check_bucket(bucket, field)
+    except SpecError as exc:
+        raise SpecError(field, f"in {uri!r}: {exc.message}", bucket) from None
     return bucket, key
 
 
@@ -174,7 +183,7 @@ class _Resolver:
     def clean_s3(self, source: S3Source) -> S3Source:
         if not source.is_single_object:  # these two apply to a single object only
             source.version_id = source.checksum_sha256 = ""
-        elif "-" in source.checksum_sha256:
+        elif source.checksum_sha256.rpartition("-")[2].isdigit():
             log.info("s3://%s/%s: its ChecksumSHA256 is a multipart composite, which an input "
                      "cannot carry; the input goes without it", source.bucket, source.key)
             source.checksum_sha256 = ""
@@ -238,6 +247,8 @@ def _join(target: str, name: str) -> str:
 def _params(item: Mapping[str, Any]) -> Mapping[str, Any]:
     for key, value in item.items():
         if str(key).lower() == "params":
+            if value is not None and not isinstance(value, Mapping):
+                raise SpecError("inputs.Params", "must be a mapping", value)
             return value or {}
     return {}
 

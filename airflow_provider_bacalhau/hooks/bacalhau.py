@@ -16,6 +16,7 @@ Any other missing connection id is an error.
 from __future__ import annotations
 
 import dataclasses
+import os
 from typing import Any
 from urllib.parse import quote
 
@@ -47,6 +48,11 @@ def config_from_connection(conn: Any, extras: dict) -> ClientConfig:
     use_tls = parse_bool("extra.use_tls", _extra(extras, "use_tls"))
     insecure = parse_bool("extra.insecure", _extra(extras, "insecure"))
     ca_file = _extra(extras, "ca_file") or None
+    if ca_file and not insecure:
+        _check_ca_file(ca_file)
+    namespace = _extra(extras, "namespace") or None
+    if namespace is not None and not isinstance(namespace, str):
+        raise ValueError(f"extra.namespace: must be a string, got {type(namespace).__name__}")
     port = parse_port("port", conn.port) if conn.port else DEFAULT_PORT
     login, password = (conn.login or None), (conn.password or None)
     settings: dict[str, Any] = {
@@ -55,13 +61,37 @@ def config_from_connection(conn: Any, extras: dict) -> ClientConfig:
         "username": login,
         "password": password if login else None,
         "verify": False if insecure else (ca_file or True),
-        "namespace": _extra(extras, "namespace") or None,
+        "namespace": namespace,
     }
-    if _extra(extras, "timeout") not in (None, ""):
-        settings["timeout"] = float(_extra(extras, "timeout"))
-    if _extra(extras, "max_retries") not in (None, ""):
-        settings["max_retries"] = int(_extra(extras, "max_retries"))
-    return ClientConfig(**settings)
+    for name, kind in (("timeout", float), ("max_retries", int)):
+        raw = _extra(extras, name)
+        if raw in (None, ""):
+            continue
+        try:
+            settings[name] = kind(str(raw).strip())
+        except ValueError:
+            raise ValueError(f"extra.{name}: expected {'a number of seconds' if kind is float else 'a whole number'}, "
+                             f"got {raw!r}") from None
+    try:
+        return ClientConfig(**settings)
+    except ValueError as exc:  # name the connection's fields, not the config's
+        text = str(exc)
+        for mine, theirs in (("timeout:", "extra.timeout:"), ("max_retries:", "extra.max_retries:")):
+            if text.startswith(mine):
+                text = theirs + text[len(mine):]
+        raise ValueError(text) from None
+
+
+def _check_ca_file(path: Any) -> None:
+    """The ``ca_file`` extra names a readable PEM bundle (httpx would fail on it at every try)."""
+    import ssl
+
+    if not isinstance(path, str) or not os.path.isfile(path):
+        raise ValueError(f"extra.ca_file: CA file not found: {path!r}")
+    try:
+        ssl.create_default_context(cafile=path)
+    except (ssl.SSLError, OSError) as exc:
+        raise ValueError(f"extra.ca_file: not a PEM CA bundle ({exc.__class__.__name__}): {path!r}") from None
 
 
 class BacalhauHook(BaseHook):

@@ -64,9 +64,29 @@ class BacalhauS3Hook(BaseHook):
         from botocore.config import Config
 
         hook = self.s3_hook
-        config = hook.config.merge(Config(max_pool_connections=self.max_workers + 4,
-                                          **config_kwargs))
-        return hook.get_client_type(region_name=hook.region_name, config=config)
+        with self.explained_settings_errors():
+            config = hook.config.merge(Config(max_pool_connections=self.max_workers + 4,
+                                              **config_kwargs))
+            return hook.get_client_type(region_name=hook.region_name, config=config)
+
+    @contextmanager
+    def explained_settings_errors(self) -> Iterator[None]:
+        """Settings of the AWS connection that botocore or the amazon provider refuse become a
+        ``ValueError`` naming the connection and the field (none of them holds a secret)."""
+        from botocore.exceptions import InvalidRegionError
+
+        where = f"AWS connection {self.aws_conn_id!r}"
+        try:
+            yield
+        except InvalidRegionError as exc:
+            raise ValueError(f"{where}: extra.region_name: {exc}") from None
+        except ValueError as exc:
+            if str(exc).startswith("Invalid endpoint"):  # botocore's words for a bad endpoint_url
+                raise ValueError(f"{where}: extra.endpoint_url: {exc}") from None
+            raise
+        except (AttributeError, TypeError) as exc:  # e.g. config_kwargs given as a string
+            raise ValueError(f"{where}: a setting in its extra has the wrong type (config_kwargs and "
+                             f"service_config are mappings): {exc.__class__.__name__}: {exc}") from None
 
     @cached_property
     def client(self) -> Any:
@@ -102,7 +122,8 @@ class BacalhauS3Hook(BaseHook):
     @property
     def endpoint_url(self) -> str:
         """The connection's S3 endpoint, or "" for AWS itself."""
-        return self.s3_hook.conn_config.get_service_endpoint_url("s3") or ""
+        with self.explained_settings_errors():
+            return self.s3_hook.conn_config.get_service_endpoint_url("s3") or ""
 
     @property
     def region_name(self) -> str:

@@ -18,8 +18,15 @@ from typing import Any, ClassVar
 from airflow.providers.common.compat.sdk import AirflowException, AirflowFailException, BaseOperator
 
 from airflow_provider_bacalhau.errors import BacalhauApiError, SpecError
-from airflow_provider_bacalhau.failures import BacalhauInputError, BacalhauInvalidInputError, BacalhauJobError
+from airflow_provider_bacalhau.failures import (
+    BacalhauInputError,
+    BacalhauInvalidArgumentError,
+    BacalhauInvalidInputError,
+    BacalhauJobError,
+    TemplateErrorsFailMixin,
+)
 from airflow_provider_bacalhau.links.job import BacalhauJobLink
+from airflow_provider_bacalhau.operators._arguments import bucket_name, positive_seconds
 from airflow_provider_bacalhau.operators._lineage import JobLineageMixin
 from airflow_provider_bacalhau.operators._naming import (
     TASK_INSTANCE_META,
@@ -41,16 +48,7 @@ from airflow_provider_bacalhau.waiting import (
 from airflow_provider_bacalhau.waiting.completion import JobCompletionMixin, job_accepted
 
 
-def _seconds(value: float | timedelta | None, field: str) -> float | None:
-    if value is None:
-        return None
-    seconds = value.total_seconds() if isinstance(value, timedelta) else float(value)
-    if seconds <= 0:
-        raise ValueError(f"{field}: must be > 0 seconds, got {value!r}")
-    return seconds
-
-
-class BaseBacalhauJobOperator(JobLineageMixin, JobCompletionMixin, BaseOperator):
+class BaseBacalhauJobOperator(TemplateErrorsFailMixin, JobLineageMixin, JobCompletionMixin, BaseOperator):
     """Shared parameters and flow; subclasses implement :meth:`build_job`.
 
     Lineage (:class:`~airflow_provider_bacalhau.operators._lineage.JobLineageMixin`): OpenLineage
@@ -131,8 +129,8 @@ class BaseBacalhauJobOperator(JobLineageMixin, JobCompletionMixin, BaseOperator)
         self.namespace = namespace
         self.wait_for_termination = wait_for_termination
         self.deferrable = default_deferrable() if deferrable is None else bool(deferrable)
-        self.poll_interval = _seconds(poll_interval, "poll_interval")
-        self.timeout = _seconds(timeout, "timeout")
+        self.poll_interval = positive_seconds(poll_interval, "poll_interval")
+        self.timeout = positive_seconds(timeout, "timeout")
         self.fail_on_nonzero_exit = fail_on_nonzero_exit
         self.s3_endpoint = s3_endpoint
         self.s3_region = s3_region
@@ -156,8 +154,8 @@ class BaseBacalhauJobOperator(JobLineageMixin, JobCompletionMixin, BaseOperator)
         if self._compute_s3 is None:
             try:
                 view = self.hook.compute_s3_view().overridden(self.s3_endpoint, self.s3_region)
-            except ValueError as exc:  # a malformed s3_endpoint does not get better by retrying
-                raise AirflowFailException(f"Invalid S3 settings: {exc}") from exc
+            except ValueError as exc:  # a malformed connection or s3_endpoint: retrying won't help
+                raise BacalhauInvalidArgumentError(str(exc)) from exc
             self._compute_s3 = view
         return self._compute_s3
 
@@ -358,6 +356,10 @@ class BaseBacalhauJobOperator(JobLineageMixin, JobCompletionMixin, BaseOperator)
     def _resolve_inputs(self, client: Any) -> list:
         if self.inputs is None or self.inputs == [] or self.inputs == "":
             return []
+        if not isinstance(self.inputs_target, str) or not self.inputs_target.startswith("/"):
+            raise SpecError("inputs_target", "must be an absolute path in the container", self.inputs_target)
+        if self.staging_bucket is not None:
+            bucket_name(self.staging_bucket, "staging_bucket")
         from airflow_provider_bacalhau.dataplane.inputs import resolve_inputs
 
         return list(resolve_inputs(self.inputs, target=self.inputs_target, aws_conn_id=self.aws_conn_id,

@@ -147,6 +147,13 @@ def build_docker_job(*, image: Any, entrypoint: Any, parameters: Any, env: Any, 
 
     if not isinstance(image, str) or not image.strip():
         raise SpecError("image", "a Docker image is required", image)
+    if env is not None and not isinstance(env, (Mapping, list, tuple)):
+        raise SpecError("env", "must be a mapping {NAME: value} or a list of 'NAME=value'", env)
+    for name, value in (env.items() if isinstance(env, Mapping) else ()):
+        if not isinstance(name, str) or not name.strip() or "=" in name:
+            raise SpecError("env", "variable names must be non-empty strings without '='", name)
+        if isinstance(value, (bool, Mapping, list, tuple)) or value is None:
+            raise SpecError(f"env.{name}", "must be a string or a number", value)
     engine = DockerEngine(image.strip(), as_str_list(entrypoint, "entrypoint"),
                           as_str_list(parameters, "parameters"),
                           environment_variables=env or [], working_directory=working_dir or "")
@@ -158,6 +165,8 @@ def build_docker_job(*, image: Any, entrypoint: Any, parameters: Any, env: Any, 
                 resources=coerce_part(resources, Resources, "resources"),
                 network=coerce_part(network, Network, "network", word_key="Type"),
                 timeouts=coerce_part(timeouts, Timeouts, "timeouts"))
+    if labels is not None and not isinstance(labels, Mapping):
+        raise SpecError("labels", "must be a mapping of label names to values", labels)
     job = Job(task, namespace=namespace or "", type=job_type, count=1 if count is None else count,
               constraints=coerce_constraints(constraints), labels=dict(labels or {}))
     job.validate()

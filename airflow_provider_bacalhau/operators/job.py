@@ -56,14 +56,25 @@ class BacalhauJobOperator(BaseBacalhauJobOperator):
     def __init__(self, *, job: Any, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.job = job
+        #: The job file's name, kept for messages once its text has replaced ``job``.
+        self.job_file: str | None = job.strip() if _is_job_file_name(job) else None
 
     def build_job(self, context: Any) -> Any:
+        from airflow_provider_bacalhau.errors import SpecError
         from airflow_provider_bacalhau.spec import coerce_job
 
         job = self.job
-        if _is_job_file_name(job):  # not read at parse time (say a job built outside a DagBag)
-            job = self._read_job_file(job.strip(), context)
-        return coerce_job(job)
+        try:
+            if _is_job_file_name(job):  # not read at parse time (say a job built outside a DagBag)
+                job = self._read_job_file(job.strip(), context)
+            return coerce_job(job)
+        except SpecError as exc:
+            if not self.job_file or "[in " in exc.message:
+                raise
+            raise SpecError(exc.field, f"{exc.message} [in job file {self.job_file}]", exc.value) from exc
+
+    def template_error_location(self) -> str:
+        return f"job file {self.job_file}" if self.job_file else super().template_error_location()
 
     def _read_job_file(self, path: str, context: Any) -> Any:
         """The job file's text, rendered with ``context``; a ``Job`` for an absolute path that the
@@ -71,10 +82,17 @@ class BacalhauJobOperator(BaseBacalhauJobOperator):
         from airflow_provider_bacalhau.errors import SpecError
         from airflow_provider_bacalhau.spec import Job
 
+        import jinja2
+
         text = self._job_file_source(path)
         if text is not None:
             self.log.info("Rendering job file %s", path)
-            return self.render_template(text, context)
+            try:
+                return self.render_template(text, context)
+            except jinja2.TemplateError as exc:
+                line = f" at line {exc.lineno}" if getattr(exc, "lineno", None) else ""
+                raise SpecError("job", f"Jinja template error{line}: {exc.__class__.__name__}: {exc}",
+                                path) from exc
         if os.path.isfile(path):  # an absolute path Jinja's loader could not find: not templated
             self.log.info("Reading job file %s (outside the template search path: not rendered)", path)
             return Job.from_file(path)

@@ -12,11 +12,14 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.providers.common.compat.sdk import BaseOperator
 
+from airflow_provider_bacalhau.failures import TemplateErrorsFailMixin, invalid_arguments_fail
+from airflow_provider_bacalhau.operators._arguments import bucket_name, local_paths, optional_text
+
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
 
 
-class BacalhauS3StageOperator(BaseOperator):
+class BacalhauS3StageOperator(TemplateErrorsFailMixin, BaseOperator):
     """Upload local files, directories or globs to S3 and return the job input for them.
 
     Unchanged files (same size and stored SHA-256) are skipped, so a retry or a re-run uploads
@@ -78,10 +81,15 @@ class BacalhauS3StageOperator(BaseOperator):
         )
         from airflow_provider_bacalhau.hooks.s3 import BacalhauS3Hook
 
-        view = compute_s3_view_for(self.hook, self.s3_endpoint, self.s3_region)
-        hook = BacalhauS3Hook(aws_conn_id=self.aws_conn_id, compute_s3=view)
-        staged = S3DataPlane(hook).stage(self.local_paths, self.bucket, self.prefix,
-                                         force=self.force, delete_extra=self.delete_extra)
+        with invalid_arguments_fail("BacalhauS3StageOperator"):
+            bucket = bucket_name(self.bucket, "bucket")
+            local_paths(self.local_paths)
+            prefix = optional_text(self.prefix, "prefix") or ""
+            view = compute_s3_view_for(self.hook, self.s3_endpoint, self.s3_region)
+            hook = BacalhauS3Hook(aws_conn_id=self.aws_conn_id, compute_s3=view)
+            # Files that are missing and AWS settings botocore refuses are ValueErrors too.
+            staged = S3DataPlane(hook).stage(self.local_paths, bucket, prefix,
+                                             force=self.force, delete_extra=self.delete_extra)
         warn_if_nodes_miss_airflows_store(view, hook.endpoint_url, self.aws_conn_id, self.log,
                                           "The staged spec and the jobs reading it")
         self._staged_key = staged.key
@@ -104,7 +112,7 @@ class BacalhauS3StageOperator(BaseOperator):
         return self.get_openlineage_facets_on_complete(task_instance)
 
 
-class BacalhauFetchResultsOperator(BaseOperator):
+class BacalhauFetchResultsOperator(TemplateErrorsFailMixin, BaseOperator):
     """Download a job's published results to a local directory, or re-stage them in S3.
 
     Each result lands in ``<destination>/<execution_id>/`` (the list index when the execution is
@@ -164,10 +172,10 @@ class BacalhauFetchResultsOperator(BaseOperator):
         if isinstance(results, str):  # a template rendered to text
             try:
                 results = json.loads(results)
-            except ValueError as exc:
+            except ValueError:
                 raise ValueError("results: got text that is not JSON; pass the job operator's "
                                  ".output (an XComArg) or render templates as native objects"
-                                 ) from exc
+                                 ) from None
         if results is None:
             if not self.job_id:
                 raise ValueError("results: give results (an XCom list) or job_id")
@@ -177,8 +185,18 @@ class BacalhauFetchResultsOperator(BaseOperator):
                           self.job_id, len(results))
         if not isinstance(results, list):
             results = [results]
-        return [PublishedResult.from_dict(r.to_dict() if hasattr(r, "to_dict") else r).to_dict()
-                for r in results]
+        out = []
+        for i, result in enumerate(results):
+            if hasattr(result, "to_dict"):
+                result = result.to_dict()
+            if not isinstance(result, dict):
+                raise ValueError(f"results[{i}]: a published result is a mapping {{Type, Params, "
+                                 f"JobID, ExecutionID}}, got {type(result).__name__}")
+            try:
+                out.append(PublishedResult.from_dict(result).to_dict())
+            except ValueError as exc:
+                raise ValueError(f"results[{i}]: {exc}") from None
+        return out
 
     _lineage_results: list[dict[str, Any]] | None = None
     _lineage_outputs: list[Any] | None = None
@@ -206,18 +224,22 @@ class BacalhauFetchResultsOperator(BaseOperator):
         return outputs
 
     def _fetch(self) -> list[Any]:
+        from airflow_provider_bacalhau.dataplane.inputs import parse_s3_uri
         from airflow_provider_bacalhau.dataplane.plane import S3DataPlane
         from airflow_provider_bacalhau.hooks.s3 import BacalhauS3Hook
 
-        if not self.restage_to and not self.destination:
-            raise ValueError("destination: give a local directory (or restage_to)")
         started = time.monotonic()
         with ExitStack() as stack:
-            client = self._bacalhau_client(stack) if self.results is None else None
-            results = self._results(client)
-            self._lineage_results = results
-            if client is None and any(str(r["Type"]).lower() == "s3managed" for r in results):
-                client = self._bacalhau_client(stack)
+            with invalid_arguments_fail("BacalhauFetchResultsOperator"):  # before any download
+                if self.restage_to:
+                    parse_s3_uri(self.restage_to, "restage_to")
+                elif not isinstance(self.destination, str) or not self.destination.strip():
+                    raise ValueError("destination: give a local directory (or restage_to)")
+                client = self._bacalhau_client(stack) if self.results is None else None
+                results = self._results(client)
+                self._lineage_results = results
+                if client is None and any(str(r["Type"]).lower() == "s3managed" for r in results):
+                    client = self._bacalhau_client(stack)
             hook = BacalhauS3Hook(aws_conn_id=self.aws_conn_id)
             if self.restage_to:
                 return self._restage(results, hook, client, started)

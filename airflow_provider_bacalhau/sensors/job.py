@@ -9,7 +9,13 @@ from typing import Any, ClassVar
 from airflow.providers.common.compat.sdk import BaseSensorOperator, PokeReturnValue
 
 from airflow_provider_bacalhau.errors import BacalhauApiError
-from airflow_provider_bacalhau.failures import BacalhauJobError, BacalhauSensorTimeoutError
+from airflow_provider_bacalhau.spec._common import check_text
+from airflow_provider_bacalhau.failures import (
+    BacalhauJobError,
+    BacalhauSensorTimeoutError,
+    TemplateErrorsFailMixin,
+    invalid_arguments_fail,
+)
 from airflow_provider_bacalhau.links.job import BacalhauJobLink
 from airflow_provider_bacalhau.waiting import (
     DEFER_TIMEOUT_PADDING_SECONDS,
@@ -21,7 +27,7 @@ from airflow_provider_bacalhau.waiting import (
 from airflow_provider_bacalhau.waiting.completion import JobCompletionMixin
 
 
-class BacalhauJobSensor(JobCompletionMixin, BaseSensorOperator):
+class BacalhauJobSensor(TemplateErrorsFailMixin, JobCompletionMixin, BaseSensorOperator):
     """Wait until a Bacalhau job is terminal; fail like the operators; return its published results.
 
     Works in poke/reschedule mode and deferrable mode (the same trigger and the same completion
@@ -108,6 +114,10 @@ class BacalhauJobSensor(JobCompletionMixin, BaseSensorOperator):
         return PokeReturnValue(is_done=True, xcom_value=results)
 
     def execute(self, context: Any) -> Any:
+        with invalid_arguments_fail("BacalhauJobSensor"):  # rendered values; the connection's fields
+            self.job_id = check_text(self.job_id, "job_id", required=True).strip()
+            check_text(self.namespace, "namespace")
+            self.hook.client_config()
         if not self.deferrable:
             return super().execute(context)
         from airflow_provider_bacalhau.spec import JobStatus

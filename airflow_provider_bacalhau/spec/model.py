@@ -377,5 +377,7 @@ def coerce_job(value: Any) -> Job:
     if isinstance(value, Job):
         return value
     if isinstance(value, str):
-        return Job.from_yaml(value)
-    return Job.from_dict(as_mapping(value, "Job"))
+        from airflow_provider_bacalhau.spec.loading import parse_text
+
+        return Job.from_dict(as_mapping(parse_text(value, "job"), "job"))
+    return Job.from_dict(as_mapping(value, "job"))

@@ -14,11 +14,14 @@ from airflow_provider_bacalhau.spec._common import check_int, check_text, get
 from airflow_provider_bacalhau.spec.goregex import go_regex_error
 
 PARTITION_TYPES = ("none", "object", "regex", "substring", "date")
+# AWS's legacy (us-east-1) rules, the loosest any S3 accepts: capitals and '_' included.
+_BUCKET_CHARS = re.compile(r"^[A-Za-z0-9._-]+$")
 _HEX64 = re.compile(r"^(0x)?[0-9a-fA-F]{64}$")
 
 
 def check_bucket(value: Any, path: str) -> None:
-    """Bucket: not empty, no ``s3://``, no ``/``, no whitespace (capitals allowed: legacy).
+    """Bucket: not empty, no ``s3://``, no ``/``, no whitespace, only letters, digits, ``.``,
+    ``_`` and ``-`` (capitals and ``_`` allowed: legacy names).
 
     The node checks only "not empty" (SourceSpec.Validate); the other rules stay because no S3
     implementation (AWS, MinIO, SeaweedFS) has a bucket named so: the node's HeadObject or
@@ -34,6 +37,8 @@ def check_bucket(value: Any, path: str) -> None:
         raise SpecError(path, "bucket must not contain '/' (put the path part in Key)", value)
     if any(ch.isspace() for ch in text):
         raise SpecError(path, "bucket must not contain whitespace", value)
+    if not _BUCKET_CHARS.match(text):
+        raise SpecError(path, "bucket names hold only letters, digits, '.', '_' and '-'", value)
 
 
 def check_checksum(value: str, path: str) -> None:
