@@ -172,21 +172,23 @@ def register(app: FastAPI, state: Any) -> None:
 
     @app.get(JOBS)
     def list_jobs(request: Request) -> dict:
+        """listJobs (orchestrator/job.go) over BoltJobStore.getJobs (jobstore/boltdb/store.go)."""
         namespace = request.query_params.get("namespace", "")
         matcher = label_matcher(request.query_params.getlist("labels"))
-        order, reverse, limit, offset = request.query_params.get("order_by") or "created_at", q_bool(request, "reverse"), q_int(request, "limit"), 0
+        order, reverse, limit, offset = request.query_params.get("order_by", ""), q_bool(request, "reverse"), q_int(request, "limit"), 0
         token = request.query_params.get("next_token")
-        if token:
+        if token:  # the token's order and limit replace the query's, for a stable order across pages
             data = decode_token(token)
             order, reverse, limit, offset = data.get("order_by", order), bool(data.get("reverse")), int(data.get("limit", 0)), int(data["offset"])
-        if order not in ("created_at", "create_time", "modified_at", "modify_time", "id", ""):
-            raise ApiError(500, f"invalid order_by field: {order}", "InternalError", "JobStore")
-        key = {"modified_at": "ModifyTime", "modify_time": "ModifyTime", "id": "ID"}.get(order, "CreateTime")
-        with store.lock:
-            jobs = [copy.deepcopy(j) for j in store.jobs.values()
-                    if namespace in ("", "*", j["Namespace"]) and matcher(j.get("Labels", {}))]
-        jobs.sort(key=lambda j: j[key], reverse=reverse)
-        page = jobs[offset: offset + limit] if limit > 0 else jobs[offset:]
+        if order not in ("created_at", "modified_at", ""):
+            # getJobs knows only these two (not modify_time, not id); its plain fmt.Errorf reaches
+            # CustomHTTPErrorHandler's default case (middleware/error_handler.go): a bare 500.
+            raise ApiError(500, "Internal server error", "InternalError", "Unknown")
+        key = "ModifyTime" if order == "modified_at" else "CreateTime"
+        with store.lock:  # sort and filter references; copy only the page (10,000 jobs stay cheap)
+            jobs = [j for j in store.jobs.values() if namespace in ("", "*", j["Namespace"]) and matcher(j.get("Labels") or {})]
+            jobs.sort(key=lambda j: j[key], reverse=reverse)
+            page = copy.deepcopy(jobs[offset: offset + limit] if limit > 0 else jobs[offset:])
         more = limit > 0 and offset + limit < len(jobs)
         next_token = encode_token({"offset": offset + limit, "limit": limit, "order_by": order, "reverse": reverse}) if more else ""
         return {"Items": page, "NextToken": next_token}

@@ -103,24 +103,31 @@ class BacalhauJobTrigger(BaseTrigger):
         yield TriggerEvent(event)
 
     async def _watch(self) -> dict[str, Any]:
-        """Drive the shared waiting loop (:func:`watch_job`) with the async client."""
+        """Drive the shared waiting loop (:func:`watch_job`) with the async client; between reads,
+        wait on the event loop's shared job list (:mod:`~airflow_provider_bacalhau.waiting.poller`)."""
+        from airflow_provider_bacalhau.waiting import poller
+
         # The loop retries transient errors itself, between polls: no retries inside a poll.
         client = await self._client(max_retries=0)
         watch = watch_job(self.job_id, self.poll_interval, self.deadline, self.log, self.namespace)
+        changes = poller.watch(client, self.poll_interval)
         step = next(watch)
         try:
             while True:
                 if isinstance(step, Sleep):
-                    await asyncio.sleep(step.seconds)
+                    await changes.wait(step.seconds, self.deadline)
                     step = watch.send(None)
                     continue
                 try:
                     answer: Any = await client.get_job(self.job_id)
                 except Exception as exc:  # judged by the loop: transient or not
                     answer = exc
+                changes.saw(answer)
                 step = watch.send(answer)
         except StopIteration as done:
             return done.value
+        finally:
+            changes.close()
 
     async def on_kill(self) -> None:
         """Stop the job when a user kills the deferred task (called by Airflow >= 3.3 only)."""
