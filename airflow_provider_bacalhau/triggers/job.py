@@ -110,7 +110,7 @@ class BacalhauJobTrigger(BaseTrigger):
         # The loop retries transient errors itself, between polls: no retries inside a poll.
         client = await self._client(max_retries=0)
         watch = watch_job(self.job_id, self.poll_interval, self.deadline, self.log, self.namespace)
-        changes = poller.watch(client, self.poll_interval)
+        changes = await poller.watch(client, self.poll_interval)
         step = next(watch)
         try:
             while True:

@@ -11,11 +11,11 @@ which stays the one state decision. The others sleep.
 v1.9.3 bumps a job's ``ModifyTime`` on every job state change (``updateJobState`` in
 ``pkg/jobstore/boltdb/store.go``) and sorts the whole labelled list by it before paging
 (``getJobs``), so a change made after a scan has a newer ``ModifyTime`` than anything that scan
-saw. A job is watched through the list only once the list is known to cover it: its trigger read
-it after the current watermark was set, or a complete scan reached back to the ``ModifyTime`` its
-trigger read. Until then, and wherever the list cannot answer (a server without the order or the
+saw. A job is watched through the list once its trigger has read it after the poller's current
+watermark was set (:func:`watch` waits for the first one); every later change is then newer than
+the watermark. Until then, and wherever the list cannot answer (a server without the order or the
 label selector, an error, a job without the provider's label, a read error being retried), the
-trigger polls on its own, as before: :meth:`JobWatch.wait` then is a plain sleep.
+trigger polls on its own, as before: :meth:`JobWatch.wait` is then a plain sleep.
 
 The scan itself is sans-IO (:func:`scan_changes`); :class:`SharedPoller` drives it with the
 async client.
@@ -24,6 +24,7 @@ async client.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 import weakref
@@ -38,7 +39,7 @@ log = logging.getLogger(__name__)
 WATCH_LABEL = "airflow-provider-bacalhau"
 WATCH_LABEL_VALUE = "true"
 WATCH_SELECTOR = f"{WATCH_LABEL}={WATCH_LABEL_VALUE}"
-#: Page sizes of one scan: small while few jobs change, large when reading back to a floor.
+#: Page sizes of one scan: small while few jobs change, larger when many do.
 MIN_PAGE, MAX_PAGE = 20, 1000
 #: Pages one scan may read; past them the scan is incomplete and every trigger reads once.
 MAX_PAGES = 50
@@ -46,6 +47,8 @@ MAX_PAGES = 50
 FULL_READ_SECONDS = 900.0
 #: Longest pause between two list attempts while the server cannot answer them.
 MAX_RETRY_SECONDS = 300.0
+#: Retries of one list request (connection trouble, 429, 502-504), as the client judges them.
+LIST_RETRIES = 2
 #: Transient list errors in a row that are only retried; one more and every trigger polls itself.
 TRANSIENT_FAILURES_KEPT = 2
 #: False: every trigger polls on its own (what ``benchmarks/triggers.py`` compares against).
@@ -66,9 +69,9 @@ class Scan:
     requests: int = 0
 
 
-def page_limit(floor_scan: bool, last_listed: int) -> int:
-    """Large when reading back to a floor; else about twice what changed last time."""
-    return MAX_PAGE if floor_scan else max(MIN_PAGE, min(MAX_PAGE, 2 * last_listed + 10))
+def page_limit(last_listed: int) -> int:
+    """About twice what changed at the last scan: one request per scan, as a rule."""
+    return max(MIN_PAGE, min(MAX_PAGE, 2 * last_listed + 10))
 
 
 def scan_changes(stop_at: int | None, limit: int, max_pages: int = MAX_PAGES) -> Generator[dict, dict, Scan]:
@@ -81,13 +84,17 @@ def scan_changes(stop_at: int | None, limit: int, max_pages: int = MAX_PAGES) ->
     """
     query: dict[str, Any] = {"labels": WATCH_SELECTOR, "order_by": "modified_at", "reverse": "true",
                              "limit": limit}
-    scan, previous = Scan(), None
+    scan = Scan()
     while True:
         answer = yield query
         scan.requests += 1
         items = answer.get("Items") if isinstance(answer, dict) else None
         if not isinstance(items, list):
             raise ListUnusable(f"the job list answer has no Items list: {str(answer)[:200]}")
+        # Ordered within a page. Across pages, jobs changed meanwhile moved to the front and
+        # pushed the ones already read into the next page: those come again, newer than the
+        # last one read, and are harmless.
+        previous = None
         for item in items:
             stamp, job_id = (item.get("ModifyTime"), item.get("ID")) if isinstance(item, dict) else (None, None)
             if not isinstance(stamp, int) or not isinstance(job_id, str):
@@ -135,6 +142,15 @@ class JobWatch:
     def listable(self) -> bool:
         return ENABLED and self.labelled and not self.errored and self.seen is not None
 
+    async def ready(self, timeout: float) -> None:
+        """Wait (at most ``timeout`` s) for the poller's watermark, so the first read is covered."""
+        if ENABLED and self.poller.watermark is None and self.poller.healthy:
+            try:
+                await asyncio.wait_for(self.poller.established.wait(), timeout)
+            except asyncio.TimeoutError:
+                pass
+        self.read_epoch = self.poller.epoch
+
     def saw(self, answer: Any) -> None:
         """Record what the trigger's read returned: the job's answer, or the exception raised."""
         if isinstance(answer, BaseException) or not isinstance(answer, dict):
@@ -146,27 +162,22 @@ class JobWatch:
         stamp = job.get("ModifyTime")
         self.seen = stamp if isinstance(stamp, int) else None
         self.labelled = (job.get("Labels") or {}).get(WATCH_LABEL) == WATCH_LABEL_VALUE
-        if self.read_epoch == self.poller.epoch and self.poller.watermark is not None:
-            self.covered = True  # read after the watermark was set: later changes are newer than it
+        # Read after the watermark was set: every later change is newer than the watermark.
+        self.covered = self.read_epoch == self.poller.epoch and self.poller.watermark is not None
         self._changed = self.listed is not None and self.seen is not None and self.listed > self.seen
 
-    def notify(self, changed: bool = False) -> None:
-        """Called by the poller: the job changed (read it), or look at the state again."""
+    def notify(self, changed: bool) -> None:
+        """Called by the poller: the job changed (read it), or the poller's state did."""
         self._changed = self._changed or changed
         self._wake.set()
 
     async def wait(self, seconds: float, deadline: float) -> None:
         """Sleep until the next read: ``seconds``, or while batched until the job changes."""
-        if not self.listable:
+        if not self.batched:
             await asyncio.sleep(seconds)
         else:
-            start = time.monotonic()
-            until_deadline = max(seconds, deadline - time.time())
-            while not self._changed:
-                if self.batched:
-                    end = start + min(until_deadline, max(seconds, FULL_READ_SECONDS))
-                else:  # not covered yet: the next scan covers it (and reports a change), so wait longer
-                    end = start + min(until_deadline, 2 * seconds if self.poller.healthy else seconds)
+            end = time.monotonic() + min(max(seconds, deadline - time.time()), max(seconds, FULL_READ_SECONDS))
+            while not self._changed and self.batched:
                 remaining = end - time.monotonic()
                 if remaining <= 0:
                     break
@@ -183,14 +194,20 @@ class JobWatch:
 
 
 class SharedPoller:
-    """The one list request per poll interval of every :class:`JobWatch` of one client config."""
+    """The one list request per poll interval of every :class:`JobWatch` of one client config.
 
-    def __init__(self, client: Any) -> None:
-        self.client = client
+    It lists through a client of its own (same configuration, its own connection), so a scan never
+    queues behind the triggers' reads.
+    """
+
+    def __init__(self, config: Any) -> None:
+        self.config = config
+        self.client: Any = None
         self.watches: set[JobWatch] = set()
         self.by_id: dict[str, set[JobWatch]] = {}
-        self.watermark: int | None = None
-        self.epoch = 0
+        self.watermark: int | None = None  # newest ModifyTime listed so far (unix ns)
+        self.established = asyncio.Event()  # set while there is a watermark
+        self.epoch = 0  # +1 each time a watermark is set afresh
         self.healthy = True
         self.failures = 0
         self.last_listed = 0
@@ -200,7 +217,7 @@ class SharedPoller:
     def register(self, poll_interval: float) -> JobWatch:
         watch = JobWatch(self, poll_interval)
         self.watches.add(watch)
-        if self._task is None or self._task.done():
+        if ENABLED and (self._task is None or self._task.done()):
             self._task = asyncio.get_running_loop().create_task(self._run(), name="bacalhau-shared-poller")
         return watch
 
@@ -231,18 +248,26 @@ class SharedPoller:
         return min(MAX_RETRY_SECONDS, interval * 2 ** min(self.failures, 10))
 
     async def _run(self) -> None:
-        while self.watches:
-            await asyncio.sleep(self._interval())
-            if any(w.listable for w in self.watches):
+        from airflow_provider_bacalhau.client.aio import AsyncBacalhauClient
+
+        loop = asyncio.get_running_loop()
+        # A read retried on connection trouble (e.g. an idle keep-alive connection the server closed).
+        self.client = AsyncBacalhauClient(dataclasses.replace(self.config, max_retries=LIST_RETRIES))
+        try:
+            next_scan = loop.time()  # the first scan at once: it sets the watermark
+            while self.watches:
+                await asyncio.sleep(max(0.0, next_scan - loop.time()))
+                next_scan = loop.time() + self._interval()  # one scan per interval, however long it takes
                 await self.poll_once()
+        finally:
+            self._reset(wake=False)
+            await self.client.close()
 
     async def poll_once(self) -> None:
-        """One scan; wakes the watches whose jobs changed. Never raises (but on cancel)."""
-        pending = [w for w in self.watches if w.listable and not w.covered]
-        floors = [w.seen for w in pending if w.seen is not None]
-        stops = floors + ([self.watermark] if self.watermark is not None else [])
-        stop_at = min(stops) if stops else None
-        scan = scan_changes(stop_at, page_limit(bool(floors), self.last_listed))
+        """One scan back to the watermark; wakes the watches whose jobs changed. Never raises
+        (but when cancelled)."""
+        scan = scan_changes(self.watermark, page_limit(self.last_listed))
+        started = time.monotonic()
         try:
             query = next(scan)
             while True:
@@ -255,30 +280,31 @@ class SharedPoller:
         except Exception as exc:
             self._failed(exc)
             return
-        self._take(found, pending)
+        log.debug("Shared job list: %d request(s) in %.3fs, %d job(s) changed, %d watched", found.requests,
+                  time.monotonic() - started, len(found.listed), len(self.watches))
+        self._take(found)
 
-    def _take(self, found: Scan, pending: list[JobWatch]) -> None:
+    def _take(self, found: Scan) -> None:
         if not self.healthy:
             log.info("The shared Bacalhau job list answers again: triggers wait on it")
-        self.healthy, self.failures, self.last_listed = True, 0, len(found.listed)
+        fresh = self.watermark is None
+        self.healthy, self.failures = True, 0
+        if not fresh:  # a first page says nothing about how many jobs change per poll
+            self.last_listed = len(found.listed)
         for job_id, stamp in found.listed.items():
             for watch in self.by_id.get(job_id, ()):
-                if watch.seen is None or stamp > watch.seen:
+                if watch.seen is not None and stamp > watch.seen:
                     watch.listed = max(stamp, watch.listed or 0)
                     watch.notify(changed=True)
         if not found.complete:  # changes may hide past the pages read: every trigger reads once
             log.warning("The shared Bacalhau job list had more than %d pages of changes; every "
                         "watched job is read once", MAX_PAGES)
             self._reset(wake=True)
-            self.watermark, self.epoch = found.newest, self.epoch + 1
-            return
-        if self.watermark is None:
-            self.epoch += 1  # a new watermark: reads from now on are covered by it
+            fresh = True
+        if fresh:  # reads from now on are covered by this watermark
+            self.epoch += 1
+            self.established.set()
         self.watermark = max(self.watermark or 0, found.newest or 0)
-        for watch in pending:
-            if not watch.covered:
-                watch.covered = True
-                watch.notify()  # it may now sleep until its job changes
 
     def _failed(self, exc: Exception) -> None:
         """A transient error keeps the watermark (the next scan reads back to it); a lasting one,
@@ -294,14 +320,16 @@ class SharedPoller:
                         "job until it can", exc)
         self.healthy = False
         self._reset(wake=True)
+        self.established.set()  # nobody waits for a watermark that is not coming
 
     def _reset(self, wake: bool) -> None:
         self.watermark = None
+        self.established.clear()
         for watch in self.watches:
             was_batched = watch.covered
             watch.covered = False
-            if wake:  # a covered one reads now; the others look at their plain schedule again
-                watch.notify(changed=was_batched)
+            if wake and was_batched:  # it reads now, then polls on its own
+                watch.notify(changed=True)
 
 
 _POLLERS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[Any, SharedPoller]] = (
@@ -309,20 +337,25 @@ _POLLERS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[Any, SharedP
 )
 
 
-def shared_poller(client: Any) -> SharedPoller:
-    """The poller of ``client``'s configuration (server, credentials, namespace) on this loop."""
+def shared_poller(config: Any) -> SharedPoller:
+    """The poller of one client configuration (server, credentials, namespace) on this loop."""
     pollers = _POLLERS.setdefault(asyncio.get_running_loop(), {})
-    poller = pollers.get(client.config)
+    poller = pollers.get(config)
     if poller is None:
-        poller = pollers[client.config] = SharedPoller(client)
+        poller = pollers[config] = SharedPoller(config)
     return poller
 
 
-def watch(client: Any, poll_interval: float) -> JobWatch:
+async def watch(client: Any, poll_interval: float) -> JobWatch:
     """Register one trigger's job with the shared poller; ``close()`` the result when done.
 
+    Returns once the poller has a watermark (at most one poll interval), so that the trigger's
+    first read is already covered by the list.
+
     :param client: the trigger's :class:`~airflow_provider_bacalhau.client.aio.AsyncBacalhauClient`
-        (its configuration picks the poller; the poller lists through the first one).
+        (its configuration picks the poller).
     :param poll_interval: the trigger's; the poller lists at the shortest of its triggers'.
     """
-    return shared_poller(client).register(poll_interval)
+    registered = shared_poller(client.config).register(poll_interval)
+    await registered.ready(poll_interval)
+    return registered
