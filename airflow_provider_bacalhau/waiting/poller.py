@@ -200,9 +200,9 @@ class SharedPoller:
     queues behind the triggers' reads.
     """
 
-    def __init__(self, config: Any) -> None:
+    def __init__(self, config: Any, client: Any = None) -> None:
         self.config = config
-        self.client: Any = None
+        self.client: Any = client  # None: made (and closed) by the scanning task
         self.watches: set[JobWatch] = set()
         self.by_id: dict[str, set[JobWatch]] = {}
         self.watermark: int | None = None  # newest ModifyTime listed so far (unix ns)
@@ -217,9 +217,12 @@ class SharedPoller:
     def register(self, poll_interval: float) -> JobWatch:
         watch = JobWatch(self, poll_interval)
         self.watches.add(watch)
-        if ENABLED and (self._task is None or self._task.done()):
-            self._task = asyncio.get_running_loop().create_task(self._run(), name="bacalhau-shared-poller")
         return watch
+
+    def start(self) -> None:
+        """Run the scans (one per interval) while any watch is registered."""
+        if ENABLED and self.watches and (self._task is None or self._task.done()):
+            self._task = asyncio.get_running_loop().create_task(self._run(), name="bacalhau-shared-poller")
 
     def identify(self, watch: JobWatch, job_id: Any) -> None:
         if not isinstance(job_id, str) or not job_id or watch.job_id == job_id:
@@ -251,8 +254,9 @@ class SharedPoller:
         from airflow_provider_bacalhau.client.aio import AsyncBacalhauClient
 
         loop = asyncio.get_running_loop()
-        # A read retried on connection trouble (e.g. an idle keep-alive connection the server closed).
-        self.client = AsyncBacalhauClient(dataclasses.replace(self.config, max_retries=LIST_RETRIES))
+        own = self.client is None
+        if own:  # a read retried on connection trouble (e.g. a keep-alive connection the server closed)
+            self.client = AsyncBacalhauClient(dataclasses.replace(self.config, max_retries=LIST_RETRIES))
         try:
             next_scan = loop.time()  # the first scan at once: it sets the watermark
             while self.watches:
@@ -261,7 +265,9 @@ class SharedPoller:
                 await self.poll_once()
         finally:
             self._reset(wake=False)
-            await self.client.close()
+            if own:
+                await self.client.close()
+                self.client = None
 
     async def poll_once(self) -> None:
         """One scan back to the watermark; wakes the watches whose jobs changed. Never raises
@@ -356,6 +362,8 @@ async def watch(client: Any, poll_interval: float) -> JobWatch:
         (its configuration picks the poller).
     :param poll_interval: the trigger's; the poller lists at the shortest of its triggers'.
     """
-    registered = shared_poller(client.config).register(poll_interval)
+    shared = shared_poller(client.config)
+    registered = shared.register(poll_interval)
+    shared.start()
     await registered.ready(poll_interval)
     return registered
