@@ -16,7 +16,10 @@ from airflow_helpers import FakeTaskInstance, fake_context, record_logs
 from bacalhau_apiclient.api_client import ApiClient
 from devstack_helpers import JOBS, busybox_job, noop_job, submit, unique, wait_for
 
-from airflow_provider_bacalhau.client.aio import close_shared_http_clients, shared_http_client
+from airflow_provider_bacalhau.client.aio import (
+    close_shared_http_clients,
+    shared_http_client,
+)
 from airflow_provider_bacalhau.hooks.bacalhau import BacalhauHook
 from airflow_provider_bacalhau.triggers.job import BacalhauJobTrigger
 from airflow_provider_bacalhau.waiting import poller

@@ -147,7 +147,7 @@ class JobWatch:
         if ENABLED and self.poller.watermark is None and self.poller.healthy:
             try:
                 await asyncio.wait_for(self.poller.established.wait(), timeout)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
         self.read_epoch = self.poller.epoch
 
@@ -184,7 +184,7 @@ class JobWatch:
                 self._wake.clear()
                 try:
                     await asyncio.wait_for(self._wake.wait(), remaining)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     break
         self._changed = False
         self.read_epoch = self.poller.epoch
@@ -283,7 +283,7 @@ class SharedPoller:
             found: Scan = done.value
         except asyncio.CancelledError:
             raise
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - whatever went wrong, the triggers fall back to reads
             self._failed(exc)
             return
         log.debug("Shared job list: %d request(s) in %.3fs, %d job(s) changed, %d watched", found.requests,
