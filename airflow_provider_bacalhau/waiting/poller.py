@@ -156,12 +156,13 @@ class JobWatch:
         if isinstance(answer, BaseException) or not isinstance(answer, dict):
             self.errored = True  # the waiting loop retries on its own schedule
             return
-        job = answer.get("Job") if isinstance(answer.get("Job"), dict) else {}
+        job: dict = answer["Job"] if isinstance(answer.get("Job"), dict) else {}
         self.errored = False
         self.poller.identify(self, job.get("ID"))
         stamp = job.get("ModifyTime")
         self.seen = stamp if isinstance(stamp, int) else None
-        self.labelled = (job.get("Labels") or {}).get(WATCH_LABEL) == WATCH_LABEL_VALUE
+        labels = job.get("Labels")
+        self.labelled = isinstance(labels, dict) and labels.get(WATCH_LABEL) == WATCH_LABEL_VALUE
         # Read after the watermark was set: every later change is newer than the watermark.
         self.covered = self.read_epoch == self.poller.epoch and self.poller.watermark is not None
         self._changed = self.listed is not None and self.seen is not None and self.listed > self.seen
