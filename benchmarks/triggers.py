@@ -228,7 +228,7 @@ async def watch_all(job_ids: list[str], args: argparse.Namespace, api_port: int,
     await asyncio.sleep(args.steady_seconds)
     mark("release")
     await asyncio.to_thread(httpx.post, f"http://127.0.0.1:{api_port}{RELEASE_PATH}",
-                            json={"at": time.time() + 1, "spread": args.spread})
+                            json={"at": time.time() + 1, "spread": args.spread}, timeout=120)  # a busy server
     _done, pending = await asyncio.wait(tasks, timeout=args.max_wall)  # a bound on a slow run
     mark("end")
     for task in pending:
