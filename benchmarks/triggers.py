@@ -1,13 +1,21 @@
 """How many Bacalhau jobs one triggerer event loop can watch: N ``BacalhauJobTrigger`` on one loop.
 
-An API-only devstack (no Docker) runs N ``noop`` jobs that stay Running for ``--job-seconds``
-(the compute node's ``noop_delay``) with enough concurrency that all run at once. The script
-submits them with ``BacalhauClient``, then runs N triggers gathered on ONE asyncio loop (they share
-the hook's connection pool) and reports wall time, events by status, this process's CPU time,
-HTTP requests, TCP connections, peak RSS, event-loop lag and the devstack server's CPU. Run::
+For each N and each mode, a child process starts an API-only devstack (no Docker) whose ``noop``
+jobs stay Running until the benchmark releases them, submits N jobs labelled as the operators
+label theirs, and runs N triggers gathered on ONE asyncio loop (they share the hook's connection
+pool). The modes, side by side in one run:
 
-    .venv/bin/python benchmarks/triggers.py [--jobs 1000] [--poll-interval 5] [--job-seconds 30]
-        [--max-wall 240]
+- ``old``: every trigger reads its own job every poll (``waiting.poller.ENABLED = False``);
+- ``new``: the triggers wait on one shared list request per poll (``waiting/poller.py``) and read
+  only the jobs that changed.
+
+Phases: *startup* (every trigger's first read), *steady* (``--steady-seconds`` with all N jobs
+Running, after one more poll interval), *completion* (the jobs are released to complete at known
+times spread over ``--spread`` seconds; job end -> event latency). Per phase: trigger-process CPU
+(% of one core, the sampling's own CPU excluded), HTTP requests, devstack server CPU. Also peak
+RSS and event-loop lag. Run::
+
+    .venv/bin/python benchmarks/triggers.py [--jobs 1000 10000] [--modes old new] [--poll-interval 5]
 
 The devstack is a Python server on the same machine: its CPU is reported separately, and when it
 is saturated the wall time measures the server, not the trigger.
@@ -18,40 +26,69 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
-import dataclasses
+import itertools
 import json
 import logging
 import os
 import resource
 import shutil
+import subprocess
 import sys
 import tempfile
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 SAMPLE_SECONDS = 0.25  # how often the event-loop lag is sampled
 CONNECTION_SAMPLE_EVERY = 4  # lag samples per look at open TCP connections and the pool (costly)
+JOBS_PATH = "/api/v1/orchestrator/jobs"
+RELEASE_PATH = "/benchmark/release"
 
 
 def serve_devstack(args: argparse.Namespace) -> int:
-    """The devstack API server with a ``noop_delay`` (not a CLI option of ``serve``), in this process."""
+    """The devstack API server, in this process, with noop executions held Running until
+    ``POST /benchmark/release {"at", "spread"}``: the k-th execution to start then ends at
+    ``at + spread * k / count``."""
     import uvicorn
 
-    from airflow_provider_bacalhau.devstack import server
+    from airflow_provider_bacalhau.devstack import compute, server
 
-    real_compute = server.Devstack._real_compute
+    released = threading.Event()
+    schedule: dict[str, float] = {}
+    started = itertools.count()
 
-    def compute_with_delay(self: Any) -> Any:
-        node = real_compute(self)
-        node.settings = dataclasses.replace(node.settings, noop_delay=args.noop_delay)
-        return node
+    def held_noop(self: Any, request: Any) -> tuple[int, str | None]:
+        index = next(started)
+        request.on_event(compute.EVENT_RUN, "Running execution")
+        request.on_running()
+        released.wait()  # no timeout: 10,000 threads waking up to look would starve the server of the GIL
+        end = schedule["at"] + schedule["spread"] * (index % args.concurrency) / args.concurrency
+        if request.cancel.wait(max(0.0, end - time.time())):
+            return -1, compute.CANCELLED
+        return 0, None
 
-    server.Devstack._real_compute = compute_with_delay  # type: ignore[method-assign]
+    compute.ComputeNode._run_noop = held_noop  # type: ignore[method-assign]
+    # The store in memory: writing store.json of 10,000 jobs after every burst of changes would
+    # measure the disk, and the submissions, not the watching.
+    memory_store = server.Store
+    server.Store = lambda _data_dir: memory_store(None)  # type: ignore[assignment,misc]
     settings = server.ServerSettings(
         data_dir=Path(args.data_dir), public_url=f"http://127.0.0.1:{args.port}",
         s3_endpoint="http://127.0.0.1:9", concurrency=args.concurrency)  # noop jobs never touch S3
-    uvicorn.run(server.create_app(settings), host="127.0.0.1", port=args.port, log_level="warning")
+    app = server.create_app(settings)
+
+    async def release(body: dict) -> dict:
+        schedule.update(at=float(body["at"]), spread=float(body["spread"]))
+        released.set()
+        return {}
+
+    fastapi_app = app
+    while not hasattr(fastapi_app, "add_api_route"):  # the FastAPI app inside the devstack's ASGI wrappers
+        fastapi_app = fastapi_app.app
+    fastapi_app.add_api_route(RELEASE_PATH, release, methods=["POST"])
+    uvicorn.run(app, host="127.0.0.1", port=args.port, log_level="warning")
     return 0
 
 
@@ -63,7 +100,8 @@ class Probe:
 
         self.http, self.api_port = http, api_port
         self.process = psutil.Process()
-        self.requests = 0
+        self.gets = 0  # GET /jobs/{id}
+        self.lists = 0  # GET /jobs (the shared list)
         self.responses: collections.Counter[int] = collections.Counter()
         self.local_ports: set[int] = set()
         self.max_open = 0
@@ -85,8 +123,11 @@ class Probe:
         except AttributeError:
             self.opened = -1
 
-    async def _on_request(self, _request: Any) -> None:
-        self.requests += 1
+    async def _on_request(self, request: Any) -> None:
+        if request.url.path == JOBS_PATH:
+            self.lists += 1
+        else:
+            self.gets += 1
 
     async def _on_response(self, response: Any) -> None:
         self.responses[response.status_code] += 1
@@ -137,8 +178,18 @@ def finished_at(event: dict) -> float | None:
     return max(stamps) / 1e9 if stamps else None
 
 
+def percentile(values: list[float], fraction: float) -> float | None:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * fraction))] if ordered else None
+
+
 async def watch_all(job_ids: list[str], args: argparse.Namespace, api_port: int, server_pid: int) -> dict[str, Any]:
-    from airflow_provider_bacalhau.client.aio import close_shared_http_clients, shared_http_client
+    import httpx
+
+    from airflow_provider_bacalhau.client.aio import (
+        close_shared_http_clients,
+        shared_http_client,
+    )
     from airflow_provider_bacalhau.hooks.bacalhau import BacalhauHook
     from airflow_provider_bacalhau.triggers.job import BacalhauJobTrigger
 
@@ -146,6 +197,16 @@ async def watch_all(job_ids: list[str], args: argparse.Namespace, api_port: int,
     probe = Probe(shared_http_client(await BacalhauHook().async_client_config()), api_port)
     sampler = asyncio.create_task(probe.sample())
     lags: list[float] = []
+    marks: dict[str, dict[str, float]] = {}
+
+    def lists() -> int:  # the shared poller lists through a client of its own
+        from airflow_provider_bacalhau.waiting import poller
+
+        return probe.lists + sum(p.requests for p in poller._POLLERS.get(asyncio.get_running_loop(), {}).values())
+
+    def mark(name: str) -> None:
+        marks[name] = {"t": time.perf_counter(), "cpu": cpu_seconds() - probe.own_cpu,
+                       "server": server_cpu(server_pid), "gets": probe.gets, "lists": lists()}
 
     async def one(job_id: str) -> list[Any]:
         trigger = BacalhauJobTrigger(job_id, poll_interval=args.poll_interval, deadline=time.time() + 3600)
@@ -157,30 +218,46 @@ async def watch_all(job_ids: list[str], args: argparse.Namespace, api_port: int,
                 lags.append(done - end)
         return events
 
-    cpu0, srv0, wall0 = cpu_seconds(), server_cpu(server_pid), time.perf_counter()
+    mark("start")
     tasks = [asyncio.create_task(one(job_id)) for job_id in job_ids]
+    while probe.gets < len(job_ids):  # every trigger has asked once
+        await asyncio.sleep(0.05)
+    mark("started")
+    await asyncio.sleep(args.poll_interval)  # the second round (old) or the list's cover (new)
+    mark("steady")
+    await asyncio.sleep(args.steady_seconds)
+    mark("release")
+    await asyncio.to_thread(httpx.post, f"http://127.0.0.1:{api_port}{RELEASE_PATH}",
+                            json={"at": time.time() + 1, "spread": args.spread}, timeout=120)  # a busy server
     _done, pending = await asyncio.wait(tasks, timeout=args.max_wall)  # a bound on a slow run
-    wall, cpu, srv = time.perf_counter() - wall0, cpu_seconds() - cpu0, server_cpu(server_pid) - srv0
+    mark("end")
     for task in pending:
         task.cancel()
     await asyncio.gather(*pending, return_exceptions=True)
     results = [task.result() for task in tasks if task not in pending]
     sampler.cancel()
-    cpu -= probe.own_cpu
     await close_shared_http_clients()
     events = [e.payload for batch in results for e in batch]
-    lags.sort()
+
+    def phase(first: str, last: str) -> dict[str, float]:
+        a, b = marks[first], marks[last]
+        wall = b["t"] - a["t"]
+        return {"wall_s": wall, "cpu_pct": 100 * (b["cpu"] - a["cpu"]) / wall, "cpu_s": b["cpu"] - a["cpu"],
+                "server_cpu_pct": 100 * (b["server"] - a["server"]) / wall,
+                "gets": b["gets"] - a["gets"], "lists": b["lists"] - a["lists"]}
+
     return {
-        "wall_s": wall, "unfinished_at_max_wall": len(pending), "cpu_s": cpu, "server_cpu_s": srv, "events": len(events),
+        "phases": {"startup": phase("start", "started"), "steady": phase("steady", "release"),
+                   "completion": phase("release", "end"), "all": phase("start", "end")},
+        "unfinished_at_max_wall": len(pending), "events": len(events),
         "events_per_trigger_max": max((len(batch) for batch in results), default=0),
         "status": dict(collections.Counter(e["status"] for e in events)),
         "first_non_success": next((e["message"] for e in events if e["status"] != "success"), None),
-        "probe_cpu_s": probe.own_cpu, "requests": probe.requests, "responses": {str(k): v for k, v in sorted(probe.responses.items())},
-        "tcp_opened": probe.opened, "tcp_distinct_local_ports_sampled": len(probe.local_ports), "tcp_max_open": probe.max_open,
-        "pool_max_connections": probe.max_pool, "loop_lag_max_s": probe.max_lag,
-        "loop_lag_p95_s": sorted(probe.lags)[int(len(probe.lags) * 0.95)] if probe.lags else None,
-        "detect_lag_p50_s": lags[len(lags) // 2] if lags else None,
-        "detect_lag_max_s": lags[-1] if lags else None,
+        "probe_cpu_s": probe.own_cpu, "responses": {str(k): v for k, v in sorted(probe.responses.items())},
+        "tcp_opened": probe.opened, "tcp_max_open": probe.max_open, "pool_max_connections": probe.max_pool,
+        "loop_lag_max_s": probe.max_lag, "loop_lag_p95_s": percentile(probe.lags, 0.95),
+        "detect_lag_p50_s": percentile(lags, 0.5), "detect_lag_p95_s": percentile(lags, 0.95),
+        "detect_lag_max_s": max(lags) if lags else None,
     }
 
 
@@ -194,32 +271,46 @@ class CountWarnings(logging.Handler):
         self.first = self.first or record.getMessage()[:200]
 
 
-def run(args: argparse.Namespace) -> int:
+def run_mode(args: argparse.Namespace) -> int:
+    """One mode and one N, in this process; prints one JSON line of figures."""
     work = Path(tempfile.mkdtemp(prefix="bacalhau-trigger-bench-"))
     os.environ["AIRFLOW_HOME"] = str(work / "airflow")
     os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
     from airflow_provider_bacalhau.devstack import procs
+    from airflow_provider_bacalhau.waiting import poller
 
+    poller.ENABLED = args.one_mode == "new"
     port = procs.free_port()
     concurrency = max(args.jobs, 2)
     argv = [sys.executable, os.path.abspath(__file__), "--serve-devstack", "--port", str(port), "--data-dir",
-            str(work / "data"), "--concurrency", str(concurrency), "--noop-delay", str(args.job_seconds)]
+            str(work / "data"), "--concurrency", str(concurrency)]
     server = procs.spawn(argv, work / "server.log", die_with_parent=True)
     try:
         procs.wait_http_ok(f"http://127.0.0.1:{port}/api/v1/agent/alive", timeout=60, proc=server)
         os.environ["AIRFLOW_CONN_BACALHAU_DEFAULT"] = json.dumps({"conn_type": "bacalhau", "host": "127.0.0.1", "port": port})
+        from structlog.testing import capture_logs
+
         from airflow_provider_bacalhau.client import BacalhauClient, ClientConfig
         from airflow_provider_bacalhau.spec import Job, NoopEngine, Task
-        from structlog.testing import capture_logs
 
         warnings = CountWarnings()  # stdlib loggers (httpx...); the trigger logs through structlog
         logging.basicConfig(level=logging.WARNING)
         logging.getLogger().addHandler(warnings)
 
+        load_average = os.getloadavg()[0]  # the machine is shared: other load slows every wall time
         submit0 = time.perf_counter()
+        labels = {poller.WATCH_LABEL: poller.WATCH_LABEL_VALUE}  # as the operators label their jobs
         with BacalhauClient(ClientConfig(base_url=f"http://127.0.0.1:{port}")) as client:
-            job_ids = [client.submit_job(Job(Task(NoopEngine()), name=f"trigger-bench-{i}"))["JobID"]
-                       for i in range(args.jobs)]
+            def submit(i: int) -> str:
+                return client.submit_job(Job(Task(NoopEngine()), name=f"trigger-bench-{i}", labels=labels))["JobID"]
+
+            with ThreadPoolExecutor(8) as pool:
+                job_ids = list(pool.map(submit, range(args.jobs)))
+            while True:  # all of them Running (held) before any trigger starts
+                listed = client.list_jobs(labels=poller.WATCH_SELECTOR)["Items"]
+                if sum(j["State"]["StateType"] == "Running" for j in listed) == args.jobs:
+                    break
+                time.sleep(1)
         submit_s = time.perf_counter() - submit0
 
         # Import (and let Airflow set up logging) before measuring: a triggerer has done so already.
@@ -238,62 +329,99 @@ def run(args: argparse.Namespace) -> int:
         shutil.rmtree(work, ignore_errors=True)
 
     problems = [entry for entry in trigger_logs if entry.get("log_level") not in ("debug", "info")]
-    figures = {"jobs": args.jobs, "poll_interval_s": args.poll_interval, "job_seconds": args.job_seconds,
-               "cores": os.cpu_count(), "submit_s": submit_s, **figures,
-               "cpu_pct_of_wall": 100 * figures["cpu_s"] / figures["wall_s"],
-               "server_cpu_pct_of_wall": 100 * figures["server_cpu_s"] / figures["wall_s"],
-               "cpu_ms_per_request": 1000 * figures["cpu_s"] / max(1, figures["requests"]),
-               "peak_rss_delta_mib": (rss1 - rss0) / 1024, "peak_rss_mib": rss1 / 1024,
+    if os.environ.get("BENCH_DEBUG"):
+        for entry in trigger_logs:
+            if "list" in str(entry.get("event")):
+                print(entry, file=sys.stderr)
+    figures = {"mode": args.one_mode, "jobs": args.jobs, "load_average": load_average, "poll_interval_s": args.poll_interval, "cores": os.cpu_count(),
+               "submit_s": submit_s, **figures, "peak_rss_delta_mib": (rss1 - rss0) / 1024, "peak_rss_mib": rss1 / 1024,
                "trigger_log_lines": len(trigger_logs), "warnings": warnings.count + len(problems),
                "first_warning": (problems[0]["event"][:200] if problems else warnings.first) or None}
-    print_table(figures)
-    print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in figures.items()}))
-    ok = figures["status"] == {"success": args.jobs} and figures["events_per_trigger_max"] == 1
-    return 0 if ok else 1
+    print(json.dumps(figures, default=str))
+    return 0
 
 
-def print_table(f: dict[str, Any]) -> None:
+ROWS = [  # (label, how to read it from one mode's figures)
+    ("load average (1 min) at the start", lambda f: f["load_average"]),
+    ("submit + all Running s", lambda f: f["submit_s"]),
+    ("startup: wall s (every trigger's first read)", lambda f: f["phases"]["startup"]["wall_s"]),
+    ("startup: trigger CPU % of one core", lambda f: f["phases"]["startup"]["cpu_pct"]),
+    ("steady: trigger CPU % of one core", lambda f: f["phases"]["steady"]["cpu_pct"]),
+    ("steady: trigger CPU ms per poll interval", lambda f: 1000 * f["phases"]["steady"]["cpu_s"]
+     / (f["phases"]["steady"]["wall_s"] / f["poll_interval_s"])),
+    ("steady: trigger CPU ms per job read", lambda f: 1000 * f["phases"]["steady"]["cpu_s"] / f["phases"]["steady"]["gets"]
+     if f["phases"]["steady"]["gets"] else "-"),
+    ("steady: job reads (GET /jobs/{id}) per s", lambda f: f["phases"]["steady"]["gets"] / f["phases"]["steady"]["wall_s"]),
+    ("steady: list requests per s", lambda f: f["phases"]["steady"]["lists"] / f["phases"]["steady"]["wall_s"]),
+    ("steady: devstack server CPU %", lambda f: f["phases"]["steady"]["server_cpu_pct"]),
+    ("completion: wall s / trigger CPU %", lambda f: f"{f['phases']['completion']['wall_s']:.1f} / {f['phases']['completion']['cpu_pct']:.1f}"),
+    ("completion: devstack server CPU %", lambda f: f["phases"]["completion"]["server_cpu_pct"]),
+    ("job end -> event p50 / p95 / max s", lambda f: " / ".join(
+        "-" if f[k] is None else f"{f[k]:.2f}" for k in ("detect_lag_p50_s", "detect_lag_p95_s", "detect_lag_max_s"))),
+    ("events by status", lambda f: f["status"]),
+    ("triggers unfinished at --max-wall", lambda f: f["unfinished_at_max_wall"]),
+    ("peak RSS MiB (delta while watching)", lambda f: f"{f['peak_rss_mib']:.0f} ({f['peak_rss_delta_mib']:.0f})"),
+    ("event-loop lag p95 / max s", lambda f: f"{f['loop_lag_p95_s'] or 0:.3f} / {f['loop_lag_max_s']:.3f}"),
+    ("TCP conns opened / max open", lambda f: f"{f['tcp_opened']} / {f['tcp_max_open']}"),
+    ("warnings/errors logged", lambda f: f"{f['warnings']} ({f['first_warning']})" if f["warnings"] else 0),
+]
+
+
+def print_table(results: list[dict[str, Any]]) -> None:
     def fmt(value: Any) -> str:
-        return f"{value:.3f}" if isinstance(value, float) else str(value)
+        return f"{value:.1f}" if isinstance(value, float) else str(value)
 
-    rows = [
-        ("jobs watched (triggers on one loop)", f["jobs"]),
-        ("poll interval s / job runs s", f"{f['poll_interval_s']} / {f['job_seconds']}"),
-        ("submit all jobs s (sync client)", f["submit_s"]), ("wall until all events s", f["wall_s"]),
-        ("events by status", f["status"]),
-        ("triggers unfinished at --max-wall (cancelled)", f["unfinished_at_max_wall"]),
-        ("trigger CPU s (user+sys, minus sampling)", f["cpu_s"]),
-        ("sampling CPU s (psutil, excluded)", f["probe_cpu_s"]),
-        ("trigger CPU % of wall (of 1 core)", f["cpu_pct_of_wall"]), ("HTTP requests / responses", f"{f['requests']} / {f['responses']}"),
-        ("trigger CPU ms per request", f["cpu_ms_per_request"]),
-        ("TCP conns opened by the shared pool", f["tcp_opened"]),
-        ("TCP conns sampled: distinct / max open / pool max",
-         f"{f['tcp_distinct_local_ports_sampled']} / {f['tcp_max_open']} / {f['pool_max_connections']}"),
-        ("peak RSS delta MiB (peak MiB)", f"{f['peak_rss_delta_mib']:.1f} ({f['peak_rss_mib']:.1f})"),
-        ("event-loop lag max / p95 s", f"{fmt(f['loop_lag_max_s'])} / {fmt(f['loop_lag_p95_s'])}"),
-        ("job end -> event p50 / max s", f"{fmt(f['detect_lag_p50_s'])} / {fmt(f['detect_lag_max_s'])}"),
-        ("devstack server CPU s (% of wall)", f"{f['server_cpu_s']:.2f} ({f['server_cpu_pct_of_wall']:.1f}%)"),
-        ("trigger log lines (kept in memory)", f["trigger_log_lines"]),
-        ("warnings/errors logged (first)", f"{f['warnings']} ({f['first_warning']})"),
-    ]
-    width = max(len(name) for name, _ in rows)
-    for name, value in rows:
-        print(f"{name.ljust(width)}  {fmt(value)}")
+    heads = [f"N={f['jobs']} {f['mode']}" for f in results]
+    cells = [[fmt(read(f)) for f in results] for _, read in ROWS]
+    width = max(len(label) for label, _ in ROWS)
+    widths = [max(len(h), *(len(row[i]) for row in cells)) for i, h in enumerate(heads)]
+    print(" | ".join([" " * width, *(h.rjust(w) for h, w in zip(heads, widths))]))
+    for (label, _), row in zip(ROWS, cells):
+        print(" | ".join([label.ljust(width), *(c.rjust(w) for c, w in zip(row, widths))]))
+
+
+def run(args: argparse.Namespace) -> int:
+    """Each N and mode in its own child process (own RSS, own poller setting), one table."""
+    results, ok = [], True
+    for jobs in args.jobs:
+        for mode in args.modes:
+            argv = [sys.executable, os.path.abspath(__file__), "--one-mode", mode, "--jobs", str(jobs),
+                    "--poll-interval", str(args.poll_interval), "--steady-seconds", str(args.steady_seconds),
+                    "--spread", str(args.spread), "--max-wall", str(args.max_wall)]
+            print(f"==> N={jobs} {mode}", file=sys.stderr, flush=True)
+            done = subprocess.run(argv, stdout=subprocess.PIPE, text=True, check=False)
+            if done.returncode != 0 or not done.stdout.strip():
+                print(f"N={jobs} {mode}: child failed with {done.returncode}", file=sys.stderr)
+                ok = False
+                continue
+            figures = json.loads(done.stdout.strip().splitlines()[-1])
+            print(json.dumps(figures), file=sys.stderr, flush=True)
+            ok = ok and figures["status"] == {"success": jobs} and figures["events_per_trigger_max"] == 1
+            results.append(figures)
+    print_table(results)
+    return 0 if ok else 1
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--jobs", type=int, default=1000)
+    parser.add_argument("--jobs", type=int, nargs="+", default=[1000])
+    parser.add_argument("--modes", nargs="+", choices=("old", "new"), default=["old", "new"])
     parser.add_argument("--poll-interval", type=float, default=5.0)
-    parser.add_argument("--job-seconds", type=float, default=30.0)
+    parser.add_argument("--steady-seconds", type=float, default=20.0, help="length of the steady window")
+    parser.add_argument("--spread", type=float, default=10.0, help="the released jobs end over this many seconds")
     parser.add_argument("--max-wall", type=float, default=240.0, help="stop waiting for events after this many seconds")
+    parser.add_argument("--one-mode", choices=("old", "new"), help=argparse.SUPPRESS)
     parser.add_argument("--serve-devstack", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--data-dir", help=argparse.SUPPRESS)
     parser.add_argument("--concurrency", type=int, help=argparse.SUPPRESS)
-    parser.add_argument("--noop-delay", type=float, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    return serve_devstack(args) if args.serve_devstack else run(args)
+    if args.serve_devstack:
+        return serve_devstack(args)
+    if args.one_mode:
+        args.jobs = args.jobs[0]
+        return run_mode(args)
+    return run(args)
 
 
 if __name__ == "__main__":

@@ -94,6 +94,9 @@ class Store:
         self.executions: dict[str, dict] = {}
         self.history: dict[str, list[dict]] = {}
         self.seq = 0
+        # Indexes, as Bolt keeps them (names, executions by job): lookups stay O(1) at 10,000 jobs.
+        self._by_name: dict[tuple[str, str], str] = {}
+        self._executions_of: dict[str, list[str]] = {}
         self._dirty = threading.Event()
         self._write_lock = threading.Lock()  # one writer of store.tmp at a time (flusher vs. restart)
         self._closed = threading.Event()
@@ -107,7 +110,14 @@ class Store:
         data = json.loads(self.path.read_text())
         self.jobs, self.versions = data["jobs"], data["versions"]
         self.executions, self.history, self.seq = data["executions"], data["history"], data["seq"]
+        self._reindex()
         log.info("loaded %d jobs from %s", len(self.jobs), self.path)
+
+    def _reindex(self) -> None:
+        self._by_name = {(job["Namespace"], job["Name"]): job_id for job_id, job in self.jobs.items()}
+        self._executions_of = {}
+        for execution_id, execution in self.executions.items():
+            self._executions_of.setdefault(execution["JobID"], []).append(execution_id)
 
     def mark_dirty(self) -> None:
         self._dirty.set()
@@ -142,10 +152,9 @@ class Store:
     def resolve(self, id_or_name: str, namespace: str = "default") -> str:
         """Name (in namespace) first, then full ID, then a unique ID prefix (GetJobByIDOrName)."""
         with self.lock:
-            ns = namespace or "default"
-            for job in self.jobs.values():
-                if job["Name"] == id_or_name and job["Namespace"] == ns:
-                    return job["ID"]
+            by_name = self._by_name.get((namespace or "default", id_or_name))
+            if by_name is not None:
+                return by_name
             if id_or_name in self.jobs:
                 return id_or_name
             matches = [jid for jid in self.jobs if jid.startswith(id_or_name)] if len(id_or_name) >= 3 else []
@@ -157,10 +166,8 @@ class Store:
 
     def find_by_name(self, name: str, namespace: str) -> dict | None:
         with self.lock:
-            for job in self.jobs.values():
-                if job["Name"] == name and job["Namespace"] == namespace:
-                    return job
-            return None
+            job_id = self._by_name.get((namespace, name))
+            return self.jobs[job_id] if job_id is not None else None
 
     def job(self, job_id: str) -> dict:
         return self.jobs[job_id]
@@ -178,7 +185,8 @@ class Store:
 
     def executions_of(self, job_id: str, version: int | None = None) -> list[dict]:
         with self.lock:
-            return [e for e in self.executions.values() if e["JobID"] == job_id and (version is None or e["JobVersion"] == version)]
+            found = (self.executions[e] for e in self._executions_of.get(job_id, ()))
+            return [e for e in found if version is None or e["JobVersion"] == version]
 
     # mutations ---------------------------------------------------------------------------
     def create_job(self, job: dict) -> dict:
@@ -186,6 +194,7 @@ class Store:
             ts = now_ns()
             job.update(State={"StateType": "Pending", "Message": ""}, Version=1, Revision=1, CreateTime=ts, ModifyTime=ts)
             self.jobs[job["ID"]] = job
+            self._by_name[(job["Namespace"], job["Name"])] = job["ID"]
             self.versions[job["ID"]] = [copy.deepcopy(job)]
             self.history[job["ID"]] = []
             self.add_event(job["ID"], "Submission", "Job submitted")
@@ -270,6 +279,7 @@ class Store:
             if partition:
                 execution["PartitionIndex"] = partition
             self.executions[execution["ID"]] = execution
+            self._executions_of.setdefault(job_id, []).append(execution["ID"])
             if previous and previous in self.executions:
                 self.executions[previous]["NextExecution"] = execution["ID"]
             self.add_event(job_id, "Scheduling", f"Requested execution on {node_id}", execution_id=execution["ID"])
@@ -293,4 +303,5 @@ class Store:
     def delete_all(self) -> None:
         with self.lock:
             self.jobs.clear(), self.versions.clear(), self.executions.clear(), self.history.clear()
+            self._reindex()
             self.mark_dirty()

@@ -109,22 +109,27 @@ class BacalhauJobTrigger(BaseTrigger):
         yield TriggerEvent(event)
 
     async def _watch(self) -> dict[str, Any]:
-        """Drive the shared waiting loop (:func:`watch_job`) with the async client."""
+        """Drive the shared waiting loop (:func:`watch_job`) with the async client; between reads,
+        wait on the event loop's shared job list (:mod:`~airflow_provider_bacalhau.waiting.poller`)."""
+        from airflow_provider_bacalhau.waiting import poller
+
         # The loop retries transient errors itself, between polls: no retries inside a poll.
         client = await self._client(max_retries=0)
         follower = self._log_follower(client) if self.stream_logs else None
         watch = watch_job(self.job_id, self.poll_interval, self.deadline, self.log, self.namespace)
+        changes = await poller.watch(client, self.poll_interval)
         step = next(watch)
         try:
             while True:
                 if isinstance(step, Sleep):
-                    await asyncio.sleep(step.seconds)
+                    await changes.wait(step.seconds, self.deadline)
                     step = watch.send(None)
                     continue
                 try:
                     answer: Any = await client.get_job(self.job_id)
                 except Exception as exc:  # judged by the loop: transient or not
                     answer = exc
+                changes.saw(answer)
                 if follower is not None:
                     follower.observe(answer)
                 step = watch.send(answer)
@@ -134,6 +139,7 @@ class BacalhauJobTrigger(BaseTrigger):
                 event["streamed"] = await follower.close()
             return event
         finally:
+            changes.close()
             if follower is not None:
                 follower.cancel()  # a no-op after close(); stops the streams if the wait was cancelled
 

@@ -1,0 +1,370 @@
+"""One list request per poll for every job a triggerer watches, instead of one GET per job.
+
+Every trigger on an event loop registers its job here (:func:`watch`). One :class:`SharedPoller`
+per event loop and client configuration (server, credentials, namespace) asks
+``GET /api/v1/orchestrator/jobs?labels=airflow-provider-bacalhau=true&order_by=modified_at&reverse=true``
+once per poll interval and reads it newest first, only back to the newest ``ModifyTime`` of its
+previous scan. The triggers whose jobs changed are woken and make their usual
+``GET /jobs/{id}?include=executions`` through :func:`~airflow_provider_bacalhau.waiting.loop.watch_job`,
+which stays the one state decision. The others sleep.
+
+v1.9.3 bumps a job's ``ModifyTime`` on every job state change (``updateJobState`` in
+``pkg/jobstore/boltdb/store.go``) and sorts the whole labelled list by it before paging
+(``getJobs``), so a change made after a scan has a newer ``ModifyTime`` than anything that scan
+saw. A job is watched through the list once its trigger has read it after the poller's current
+watermark was set (:func:`watch` waits for the first one); every later change is then newer than
+the watermark. Until then, and wherever the list cannot answer (a server without the order or the
+label selector, an error, a job without the provider's label, a read error being retried), the
+trigger polls on its own, as before: :meth:`JobWatch.wait` is then a plain sleep.
+
+The scan itself is sans-IO (:func:`scan_changes`); :class:`SharedPoller` drives it with the
+async client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import time
+import weakref
+from collections.abc import Generator
+from dataclasses import dataclass, field
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+#: The label the operators put on every job they submit (a valid Kubernetes label key and value,
+#: as the server's ``labels.ParseToRequirements`` needs), and the selector that lists those jobs.
+WATCH_LABEL = "airflow-provider-bacalhau"
+WATCH_LABEL_VALUE = "true"
+WATCH_SELECTOR = f"{WATCH_LABEL}={WATCH_LABEL_VALUE}"
+#: Page sizes of one scan: small while few jobs change, larger when many do.
+MIN_PAGE, MAX_PAGE = 20, 1000
+#: Pages one scan may read; past them the scan is incomplete and every trigger reads once.
+MAX_PAGES = 50
+#: A trigger watched through the list still reads its job this often, in case the list misses it.
+FULL_READ_SECONDS = 900.0
+#: Longest pause between two list attempts while the server cannot answer them.
+MAX_RETRY_SECONDS = 300.0
+#: Retries of one list request (connection trouble, 429, 502-504), as the client judges them.
+LIST_RETRIES = 2
+#: Transient list errors in a row that are only retried; one more and every trigger polls itself.
+TRANSIENT_FAILURES_KEPT = 2
+#: False: every trigger polls on its own (what ``benchmarks/triggers.py`` compares against).
+ENABLED = True
+
+
+class ListUnusable(Exception):
+    """The list answer cannot be trusted to show every change (e.g. it is not ordered)."""
+
+
+@dataclass
+class Scan:
+    """What one scan found: the newest ``ModifyTime`` listed per job ID, and how far it read."""
+
+    listed: dict[str, int] = field(default_factory=dict)
+    newest: int | None = None
+    complete: bool = True
+    requests: int = 0
+
+
+def page_limit(last_listed: int) -> int:
+    """About twice what changed at the last scan: one request per scan, as a rule."""
+    return max(MIN_PAGE, min(MAX_PAGE, 2 * last_listed + 10))
+
+
+def scan_changes(stop_at: int | None, limit: int, max_pages: int = MAX_PAGES) -> Generator[dict, dict, Scan]:
+    """Read the labelled jobs newest first, back to ``stop_at`` (unix ns, inclusive).
+
+    Yields the query of each list request and takes its answer (``{"Items", "NextToken"}``).
+    ``stop_at=None`` reads one page (it only sets a watermark). Raises :class:`ListUnusable` when
+    the server does not order the list by ``ModifyTime``, newest first: stopping at a time is then
+    unsafe.
+    """
+    query: dict[str, Any] = {"labels": WATCH_SELECTOR, "order_by": "modified_at", "reverse": "true",
+                             "limit": limit}
+    scan = Scan()
+    while True:
+        answer = yield query
+        scan.requests += 1
+        items = answer.get("Items") if isinstance(answer, dict) else None
+        if not isinstance(items, list):
+            raise ListUnusable(f"the job list answer has no Items list: {str(answer)[:200]}")
+        # Ordered within a page. Across pages, jobs changed meanwhile moved to the front and
+        # pushed the ones already read into the next page: those come again, newer than the
+        # last one read, and are harmless.
+        previous = None
+        for item in items:
+            stamp, job_id = (item.get("ModifyTime"), item.get("ID")) if isinstance(item, dict) else (None, None)
+            if not isinstance(stamp, int) or not isinstance(job_id, str):
+                raise ListUnusable("a listed job has no ID or no integer ModifyTime")
+            if previous is not None and stamp > previous:
+                raise ListUnusable("the job list is not ordered by ModifyTime, newest first")
+            previous = stamp
+            if scan.newest is None:
+                scan.newest = stamp
+            if stop_at is not None and stamp < stop_at:
+                return scan
+            scan.listed[job_id] = max(scan.listed.get(job_id, 0), stamp)
+        token = answer.get("NextToken")
+        if stop_at is None or not token:
+            return scan
+        if scan.requests >= max_pages:
+            scan.complete = False
+            return scan
+        # The token carries the order and the limit; the label selector is read from the query.
+        query = {"labels": WATCH_SELECTOR, "next_token": token}
+
+
+class JobWatch:
+    """One trigger's registration: :meth:`saw` after each read, :meth:`wait` instead of a sleep."""
+
+    def __init__(self, poller: SharedPoller, poll_interval: float) -> None:
+        self.poller = poller
+        self.poll_interval = poll_interval
+        self.job_id: str | None = None  # the real ID (a trigger may watch a job by name)
+        self.seen: int | None = None  # ModifyTime of the last read
+        self.listed: int | None = None  # newest ModifyTime the list showed
+        self.labelled = False
+        self.errored = False
+        self.covered = False
+        self.read_epoch = poller.epoch
+        self._changed = False
+        self._wake = asyncio.Event()
+
+    @property
+    def batched(self) -> bool:
+        """Watched through the shared list (else the trigger polls on its own)."""
+        return self.covered and self.listable and self.poller.healthy
+
+    @property
+    def listable(self) -> bool:
+        return ENABLED and self.labelled and not self.errored and self.seen is not None
+
+    async def ready(self, timeout: float) -> None:
+        """Wait (at most ``timeout`` s) for the poller's watermark, so the first read is covered."""
+        if ENABLED and self.poller.watermark is None and self.poller.healthy:
+            try:
+                await asyncio.wait_for(self.poller.established.wait(), timeout)
+            except TimeoutError:
+                pass
+        self.read_epoch = self.poller.epoch
+
+    def saw(self, answer: Any) -> None:
+        """Record what the trigger's read returned: the job's answer, or the exception raised."""
+        if isinstance(answer, BaseException) or not isinstance(answer, dict):
+            self.errored = True  # the waiting loop retries on its own schedule
+            return
+        job: dict = answer["Job"] if isinstance(answer.get("Job"), dict) else {}
+        self.errored = False
+        self.poller.identify(self, job.get("ID"))
+        stamp = job.get("ModifyTime")
+        self.seen = stamp if isinstance(stamp, int) else None
+        labels = job.get("Labels")
+        self.labelled = isinstance(labels, dict) and labels.get(WATCH_LABEL) == WATCH_LABEL_VALUE
+        # Read after the watermark was set: every later change is newer than the watermark.
+        self.covered = self.read_epoch == self.poller.epoch and self.poller.watermark is not None
+        self._changed = self.listed is not None and self.seen is not None and self.listed > self.seen
+
+    def notify(self, changed: bool) -> None:
+        """Called by the poller: the job changed (read it), or the poller's state did."""
+        self._changed = self._changed or changed
+        self._wake.set()
+
+    async def wait(self, seconds: float, deadline: float) -> None:
+        """Sleep until the next read: ``seconds``, or while batched until the job changes."""
+        if not self.batched:
+            await asyncio.sleep(seconds)
+        else:
+            end = time.monotonic() + min(max(seconds, deadline - time.time()), max(seconds, FULL_READ_SECONDS))
+            while not self._changed and self.batched:
+                remaining = end - time.monotonic()
+                if remaining <= 0:
+                    break
+                self._wake.clear()
+                try:
+                    await asyncio.wait_for(self._wake.wait(), remaining)
+                except TimeoutError:
+                    break
+        self._changed = False
+        self.read_epoch = self.poller.epoch
+
+    def close(self) -> None:
+        self.poller.unregister(self)
+
+
+class SharedPoller:
+    """The one list request per poll interval of every :class:`JobWatch` of one client config.
+
+    It lists through a client of its own (same configuration, its own connection), so a scan never
+    queues behind the triggers' reads.
+    """
+
+    def __init__(self, config: Any, client: Any = None) -> None:
+        self.config = config
+        self.client: Any = client  # None: made (and closed) by the scanning task
+        self.watches: set[JobWatch] = set()
+        self.by_id: dict[str, set[JobWatch]] = {}
+        self.watermark: int | None = None  # newest ModifyTime listed so far (unix ns)
+        self.established = asyncio.Event()  # set while there is a watermark
+        self.epoch = 0  # +1 each time a watermark is set afresh
+        self.healthy = True
+        self.failures = 0
+        self.last_listed = 0
+        self.requests = 0  # list requests made, for tests and the benchmark
+        self._task: asyncio.Task | None = None
+
+    def register(self, poll_interval: float) -> JobWatch:
+        watch = JobWatch(self, poll_interval)
+        self.watches.add(watch)
+        return watch
+
+    def start(self) -> None:
+        """Run the scans (one per interval) while any watch is registered."""
+        if ENABLED and self.watches and (self._task is None or self._task.done()):
+            self._task = asyncio.get_running_loop().create_task(self._run(), name="bacalhau-shared-poller")
+
+    def identify(self, watch: JobWatch, job_id: Any) -> None:
+        if not isinstance(job_id, str) or not job_id or watch.job_id == job_id:
+            return
+        if watch.job_id is not None:
+            self.by_id.get(watch.job_id, set()).discard(watch)
+        watch.job_id = job_id
+        self.by_id.setdefault(job_id, set()).add(watch)
+
+    def unregister(self, watch: JobWatch) -> None:
+        self.watches.discard(watch)
+        if watch.job_id is not None:
+            same = self.by_id.get(watch.job_id)
+            if same is not None:
+                same.discard(watch)
+                if not same:
+                    del self.by_id[watch.job_id]
+        if not self.watches and self._task is not None:
+            self._task.cancel()
+            self._task = None
+
+    def _interval(self) -> float:
+        interval = min((w.poll_interval for w in self.watches), default=5.0)
+        if self.healthy:
+            return interval
+        return min(MAX_RETRY_SECONDS, interval * 2 ** min(self.failures, 10))
+
+    async def _run(self) -> None:
+        from airflow_provider_bacalhau.client.aio import AsyncBacalhauClient
+
+        loop = asyncio.get_running_loop()
+        own = self.client is None
+        if own:  # a read retried on connection trouble (e.g. a keep-alive connection the server closed)
+            self.client = AsyncBacalhauClient(dataclasses.replace(self.config, max_retries=LIST_RETRIES))
+        try:
+            next_scan = loop.time()  # the first scan at once: it sets the watermark
+            while self.watches:
+                await asyncio.sleep(max(0.0, next_scan - loop.time()))
+                next_scan = loop.time() + self._interval()  # one scan per interval, however long it takes
+                await self.poll_once()
+        finally:
+            self._reset(wake=False)
+            if own:
+                await self.client.close()
+                self.client = None
+
+    async def poll_once(self) -> None:
+        """One scan back to the watermark; wakes the watches whose jobs changed. Never raises
+        (but when cancelled)."""
+        scan = scan_changes(self.watermark, page_limit(self.last_listed))
+        started = time.monotonic()
+        try:
+            query = next(scan)
+            while True:
+                self.requests += 1
+                query = scan.send(await self.client.list_jobs(**query))
+        except StopIteration as done:
+            found: Scan = done.value
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - whatever went wrong, the triggers fall back to reads
+            self._failed(exc)
+            return
+        log.debug("Shared job list: %d request(s) in %.3fs, %d job(s) changed, %d watched", found.requests,
+                  time.monotonic() - started, len(found.listed), len(self.watches))
+        self._take(found)
+
+    def _take(self, found: Scan) -> None:
+        if not self.healthy:
+            log.info("The shared Bacalhau job list answers again: triggers wait on it")
+        fresh = self.watermark is None
+        self.healthy, self.failures = True, 0
+        if not fresh:  # a first page says nothing about how many jobs change per poll
+            self.last_listed = len(found.listed)
+        for job_id, stamp in found.listed.items():
+            for watch in self.by_id.get(job_id, ()):
+                if watch.seen is not None and stamp > watch.seen:
+                    watch.listed = max(stamp, watch.listed or 0)
+                    watch.notify(changed=True)
+        if not found.complete:  # changes may hide past the pages read: every trigger reads once
+            log.warning("The shared Bacalhau job list had more than %d pages of changes; every "
+                        "watched job is read once", MAX_PAGES)
+            self._reset(wake=True)
+            fresh = True
+        if fresh:  # reads from now on are covered by this watermark
+            self.epoch += 1
+            self.established.set()
+        self.watermark = max(self.watermark or 0, found.newest or 0)
+
+    def _failed(self, exc: Exception) -> None:
+        """A transient error keeps the watermark (the next scan reads back to it); a lasting one,
+        or an answer that cannot be trusted, sends every trigger back to its own polling."""
+        from airflow_provider_bacalhau.client.core import is_transient
+
+        self.failures += 1
+        if self.healthy and self.failures <= TRANSIENT_FAILURES_KEPT and is_transient(exc):
+            log.info("The shared Bacalhau job list failed (%s); retrying at the next poll", exc)
+            return
+        if self.healthy:
+            log.warning("The shared Bacalhau job list cannot be used (%s); each trigger polls its own "
+                        "job until it can", exc)
+        self.healthy = False
+        self._reset(wake=True)
+        self.established.set()  # nobody waits for a watermark that is not coming
+
+    def _reset(self, wake: bool) -> None:
+        self.watermark = None
+        self.established.clear()
+        for watch in self.watches:
+            was_batched = watch.covered
+            watch.covered = False
+            if wake and was_batched:  # it reads now, then polls on its own
+                watch.notify(changed=True)
+
+
+_POLLERS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[Any, SharedPoller]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def shared_poller(config: Any) -> SharedPoller:
+    """The poller of one client configuration (server, credentials, namespace) on this loop."""
+    pollers = _POLLERS.setdefault(asyncio.get_running_loop(), {})
+    poller = pollers.get(config)
+    if poller is None:
+        poller = pollers[config] = SharedPoller(config)
+    return poller
+
+
+async def watch(client: Any, poll_interval: float) -> JobWatch:
+    """Register one trigger's job with the shared poller; ``close()`` the result when done.
+
+    Returns once the poller has a watermark (at most one poll interval), so that the trigger's
+    first read is already covered by the list.
+
+    :param client: the trigger's :class:`~airflow_provider_bacalhau.client.aio.AsyncBacalhauClient`
+        (its configuration picks the poller).
+    :param poll_interval: the trigger's; the poller lists at the shortest of its triggers'.
+    """
+    shared = shared_poller(client.config)
+    registered = shared.register(poll_interval)
+    shared.start()
+    await registered.ready(poll_interval)
+    return registered
