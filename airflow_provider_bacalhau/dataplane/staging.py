@@ -1,8 +1,9 @@
 """Upload local files to an S3 prefix: parallel, SHA-256 checksummed, unchanged files skipped.
 
-Works on a boto3 S3 client handed in by the data plane (:class:`.plane.S3DataPlane`, from
-:class:`~airflow_provider_bacalhau.hooks.s3.BacalhauS3Hook`); one client is shared by all threads
-(boto3 clients are thread-safe).
+Works on a boto3 S3 client and an obstore store handed in by the data plane
+(:class:`.plane.S3DataPlane`, from :class:`~airflow_provider_bacalhau.hooks.s3.BacalhauS3Hook`);
+both are shared by all threads. Unchanged files are told by the manifest beside the prefix
+(:mod:`.manifest`) when it agrees with the listing, else by the stored SHA-256 (HEAD).
 """
 
 from __future__ import annotations
@@ -13,12 +14,25 @@ import logging
 import os
 import time
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import ExitStack
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from airflow_provider_bacalhau.dataplane.archive import MiB, b64_digest, matches_stored_checksum
+from airflow_provider_bacalhau.dataplane.archive import (
+    MiB,
+    b64_digest,
+    file_sha256,
+    matches_stored_checksum,
+)
+from airflow_provider_bacalhau.dataplane.manifest import (
+    Entry,
+    Stat,
+    file_stat,
+    manifest_key,
+    read_manifest,
+    settled,
+    write_manifest,
+)
 from airflow_provider_bacalhau.errors import S3DeleteError
 from airflow_provider_bacalhau.spec import S3Source
 
@@ -33,6 +47,12 @@ class LocalFile:
     path: Path
     relative: str  # posix path under the prefix
     size: int
+    stat: Stat = ()
+
+
+def _local(path: Path, relative: str) -> LocalFile:
+    stat = path.stat()
+    return LocalFile(path, relative, stat.st_size, file_stat(stat))
 
 
 @dataclass
@@ -84,8 +104,7 @@ def _walk(directory: Path, under: str) -> list[LocalFile]:
             path = Path(root, name)
             if not path.is_file():  # broken symlinks, sockets
                 continue
-            rel = path.relative_to(directory).as_posix()
-            found.append(LocalFile(path, f"{under}{rel}", path.stat().st_size))
+            found.append(_local(path, f"{under}{path.relative_to(directory).as_posix()}"))
     return found
 
 
@@ -112,13 +131,13 @@ def collect_files(local_paths: str | os.PathLike | list) -> tuple[list[LocalFile
                 if path.is_dir():
                     files.extend(_walk(path, f"{path.name}/"))
                 elif path.is_file():
-                    files.append(LocalFile(path, path.name, path.stat().st_size))
+                    files.append(_local(path, path.name))
             continue
         path = Path(text)
         if path.is_dir():
             files.extend(_walk(path, ""))
         elif path.is_file():
-            files.append(LocalFile(path, path.name, path.stat().st_size))
+            files.append(_local(path, path.name))
         else:
             raise ValueError(f"local_paths: {text!r} does not exist")
     seen: dict[str, Path] = {}
@@ -170,93 +189,111 @@ def delete_keys(client: Any, bucket: str, keys: list[str]) -> None:
             bucket=bucket, failed=failed)
 
 
-def _hash_file(path: Path) -> tuple[str, str]:
-    """(base64 SHA-256, hex MD5) in one pass; MD5 only to compare with single-PUT ETags."""
-    sha, md5 = hashlib.sha256(), hashlib.md5(usedforsecurity=False)
-    with open(path, "rb") as handle:
-        while chunk := handle.read(MiB):
-            sha.update(chunk)
-            md5.update(chunk)
-    return b64_digest(sha.digest()), md5.hexdigest()
+@dataclass
+class _Outcome:
+    uploaded: bool
+    entry: Entry  # what the manifest records for the file
+    version_id: str = ""
+    full: str = ""  # the file's full SHA-256 (base64), when it was computed
 
 
 class Uploader:
     """One staging run: compare each file with what is stored, upload what differs.
 
+    Requests about objects (list, HEAD, delete, the manifest) go through the boto3 ``client``;
+    the uploads through the obstore ``store`` (a fraction of boto3's CPU per request).
+
     :param client: boto3 S3 client.
+    :param store: obstore ``S3Store`` of the bucket staged to (``BacalhauS3Hook.object_store``).
+    :param store_error: turns an obstore error into botocore's ``ClientError``.
     :param max_workers: files handled in parallel.
     :param multipart_threshold: files at least this big go through multipart upload.
     :param multipart_chunksize: part size of multipart uploads.
     """
 
-    def __init__(self, client: Any, *, max_workers: int = 16, multipart_threshold: int = 64 * MiB,
-                 multipart_chunksize: int = 16 * MiB) -> None:
+    def __init__(self, client: Any, store: Any, *, store_error: Any = None, max_workers: int = 16,
+                 multipart_threshold: int = 64 * MiB, multipart_chunksize: int = 16 * MiB) -> None:
         self.client = client
+        self.store = store
+        self.store_error = store_error or (lambda exc, operation: exc)
         self.max_workers = max_workers
         self.multipart_threshold = multipart_threshold
         self.multipart_chunksize = multipart_chunksize
 
-    def _transfer_config(self) -> Any:
-        from boto3.s3.transfer import TransferConfig
-
-        return TransferConfig(multipart_threshold=self.multipart_threshold,
-                              multipart_chunksize=self.multipart_chunksize,
-                              max_concurrency=min(8, self.max_workers), use_threads=True)
-
     def _is_multipart(self, size: int) -> bool:
         return size >= self.multipart_threshold
 
-    def _stored_matches(self, bucket: str, key: str, item: LocalFile, full_b64: str,
-                        stored: dict[str, Any]) -> tuple[bool, dict[str, Any]]:
-        """HEAD with checksums on: skip only when the stored SHA-256 equals ours."""
+    def _part_size(self, size: int) -> int:
+        return self.multipart_chunksize if self._is_multipart(size) else 0
+
+    def _checked_by_head(self, bucket: str, key: str, item: LocalFile, full_b64: str,
+                         listed: dict[str, Any], single: bool) -> tuple[Entry, str] | None:
+        """Without a manifest entry: the stored SHA-256 (listing or HEAD) against ours."""
+        part_size = self._part_size(item.size)
+        if not single and not part_size and "SHA256" in listed["ChecksumAlgorithm"]:
+            # The listing says a SHA-256 is stored; a single-PUT ETag is the MD5 of the bytes.
+            md5 = hashlib.md5(usedforsecurity=False)
+            with open(item.path, "rb") as handle:
+                while chunk := handle.read(MiB):
+                    md5.update(chunk)
+            if listed["ETag"] == md5.hexdigest():
+                return Entry(item.size, listed["ETag"], full_b64), ""
         head = self.client.head_object(Bucket=bucket, Key=key, ChecksumMode="ENABLED")
         checksum = head.get("ChecksumSHA256") or ""
         if not checksum:  # stored without a SHA-256: re-upload so it gets one
-            return False, head
-        part_size = self.multipart_chunksize if self._is_multipart(item.size) else None
-        same = matches_stored_checksum(item.path, checksum, full_b64=full_b64 or None,
-                                       etag=head.get("ETag", stored.get("ETag", "")),
-                                       part_size=part_size)
-        return bool(same), head
+            return None
+        etag = head.get("ETag", listed["ETag"]).strip('"')
+        same = matches_stored_checksum(item.path, checksum, full_b64=full_b64 or None, etag=etag,
+                                       part_size=part_size or None)
+        if not same:
+            return None
+        part = part_size if "-" in etag else 0
+        return Entry(item.size, etag, checksum, part), head.get("VersionId", "")
 
-    def _one(self, bucket: str, key: str, item: LocalFile, existing: dict[str, dict[str, Any]],
-             force: bool, single: bool) -> dict[str, Any]:
-        multipart = self._is_multipart(item.size)
-        stored = existing.get(key)
-        compare = stored is not None and not force and stored["Size"] == item.size
+    def _upload(self, bucket: str, key: str, item: LocalFile, data: bytes | None,
+                full_b64: str) -> tuple[Entry, str]:
+        import obstore
+
+        part_size = self._part_size(item.size)
+        try:
+            answer = obstore.put(self.store, key, data if data is not None else item.path,
+                                 use_multipart=bool(part_size), chunk_size=self.multipart_chunksize,
+                                 max_concurrency=min(8, self.max_workers))
+        except Exception as exc:  # obstore's errors carry S3's answer: made botocore's
+            raise self.store_error(exc, "PutObject") from exc
+        etag, version = str(answer.get("e_tag") or "").strip('"'), answer.get("version") or ""
+        if not part_size:  # the store sent our bytes' SHA-256, and S3 checked it
+            return Entry(item.size, etag, full_b64), version
+        head = self.client.head_object(Bucket=bucket, Key=key, ChecksumMode="ENABLED")
+        return (Entry(item.size, head.get("ETag", etag).strip('"'), head.get("ChecksumSHA256", ""),
+                      part_size), head.get("VersionId", version))
+
+    def _one(self, bucket: str, key: str, item: LocalFile, listed: dict[str, Any] | None,
+             entry: Entry | None, force: bool, single: bool) -> _Outcome:
+        if entry is not None and (force or listed is None or entry.size != item.size
+                                  or (listed["Size"], listed["ETag"]) != (entry.size, entry.etag)):
+            entry = None  # the manifest no longer describes what is stored
+        if entry is not None and entry.stat and entry.stat == item.stat:
+            return _Outcome(False, entry, full="" if entry.part_size else entry.sha256)
+        hashed_at = time.time_ns()
         data = None
-        full_b64 = md5_hex = ""
+        full_b64 = ""
         if item.size <= SMALL_FILE:  # read once: hash and send the same bytes
             data = item.path.read_bytes()
             full_b64 = b64_digest(hashlib.sha256(data).digest())
-            md5_hex = hashlib.md5(data, usedforsecurity=False).hexdigest()
-        elif not multipart:  # multipart files are compared by their composite checksum
-            full_b64, md5_hex = _hash_file(item.path)
-        if compare:
-            if (not single and not multipart and stored["ETag"] == md5_hex
-                    and "SHA256" in stored["ChecksumAlgorithm"]):
-                # Fast path: the listing proves the content (single-PUT ETag = MD5) and that a
-                # SHA-256 is stored; no request per object. Anything else is checked by HEAD.
-                return {"uploaded": False, "VersionId": "", "ChecksumSHA256": full_b64,
-                        "full": full_b64}
-            same, head = self._stored_matches(bucket, key, item, full_b64, stored)
-            if same:
-                return {"uploaded": False, "VersionId": head.get("VersionId", ""),
-                        "ChecksumSHA256": head.get("ChecksumSHA256", ""), "full": full_b64}
-        if multipart:
-            self.client.upload_file(str(item.path), bucket, key,
-                                    ExtraArgs={"ChecksumAlgorithm": "SHA256"},
-                                    Config=self._transfer_config())
-            answer = self.client.head_object(Bucket=bucket, Key=key, ChecksumMode="ENABLED")
-        else:
-            # Sending our own digest spares botocore a second pass and lets S3 verify it.
-            with ExitStack() as stack:
-                body = data if data is not None else stack.enter_context(open(item.path, "rb"))
-                answer = self.client.put_object(Bucket=bucket, Key=key, Body=body,
-                                                ChecksumAlgorithm="SHA256",
-                                                ChecksumSHA256=full_b64)
-        return {"uploaded": True, "VersionId": answer.get("VersionId", ""),
-                "ChecksumSHA256": answer.get("ChecksumSHA256", ""), "full": full_b64}
+        elif not self._is_multipart(item.size):  # multipart: compared by the composite
+            full_b64 = b64_digest(file_sha256(item.path))
+        stat = settled(item.stat, hashed_at)
+        if entry is not None:
+            if matches_stored_checksum(item.path, entry.sha256, full_b64=full_b64 or None,
+                                       etag=entry.etag, part_size=entry.part_size or None):
+                return _Outcome(False, replace(entry, stat=stat), full=full_b64)
+        elif listed is not None and not force and listed["Size"] == item.size:
+            checked = self._checked_by_head(bucket, key, item, full_b64, listed, single)
+            if checked is not None:
+                return _Outcome(False, replace(checked[0], stat=stat), checked[1], full_b64)
+        stored, version = self._upload(bucket, key, item, data, full_b64)
+        return _Outcome(True, replace(stored, stat=stat), version, full_b64)
 
     def stage(self, local_paths: Any, bucket: str, prefix: str, *, force: bool = False,
               delete_extra: bool = False) -> StagedInput:
@@ -264,14 +301,19 @@ class Uploader:
         prefix = normalize_prefix(prefix)
         files, single = collect_files(local_paths)
         existing = list_prefix(self.client, bucket, prefix)
+        # One file staged as an object is checked by one HEAD: it needs no manifest.
+        manifest = "" if single else manifest_key(prefix)
+        known = read_manifest(self.client, bucket, manifest) if manifest and not force else {}
         keys = [f"{prefix}{item.relative}" for item in files]
         with ThreadPoolExecutor(max_workers=self.max_workers,
                                 thread_name_prefix="bacalhau-stage") as pool:
-            outcomes = list(pool.map(lambda pair: self._one(bucket, pair[0], pair[1], existing,
-                                                            force, single), zip(keys, files)))
+            outcomes = list(pool.map(
+                lambda pair: self._one(bucket, pair[0], pair[1], existing.get(pair[0]),
+                                       known.get(pair[1].relative), force, single),
+                zip(keys, files)))
         result = StagedInput(bucket=bucket, key=keys[0] if single else prefix, keys=keys)
         for item, outcome in zip(files, outcomes):
-            if outcome["uploaded"]:
+            if outcome.uploaded:
                 result.uploaded += 1
                 result.bytes_uploaded += item.size
             else:
@@ -284,12 +326,14 @@ class Uploader:
             log.warning("s3://%s/%s holds %d object(s) that were not part of this staging; the "
                         "job will see them too (pass delete_extra=True to remove them)",
                         bucket, prefix, len(extra))
+        entries = {item.relative: outcome.entry for item, outcome in zip(files, outcomes)}
+        if manifest and entries != known:  # written last: it describes what is stored now
+            write_manifest(self.client, bucket, manifest, entries)
         if single:
             outcome = outcomes[0]
-            result.version_id = outcome["VersionId"] or ""
-            stored = outcome["ChecksumSHA256"] or ""
-            if stored == outcome["full"]:
-                result.checksum_sha256 = stored
+            result.version_id = outcome.version_id
+            if outcome.entry.sha256 == outcome.full:
+                result.checksum_sha256 = outcome.full
             else:
                 # A multipart object stores a composite checksum ("<b64>-N" on AWS). Job specs
                 # accept only a full 32-byte digest there, and whether a compute node's
