@@ -1,0 +1,128 @@
+"""The staging manifest against a real SeaweedFS: it spares the per-object HEADs that SeaweedFS's
+listing (no ChecksumAlgorithm) would need, and is trusted only while it agrees with S3 and the
+local files."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import uuid
+
+import pytest
+
+from airflow_provider_bacalhau.dataplane import manifest
+from airflow_provider_bacalhau.dataplane.plane import S3DataPlane
+from airflow_provider_bacalhau.hooks.s3 import BacalhauS3Hook
+
+BUCKET = "manifest-tests"
+
+
+@pytest.fixture
+def admin(s3_server, monkeypatch):
+    monkeypatch.setenv("AIRFLOW_CONN_AWS_DEFAULT", s3_server.aws_conn_json())
+    client = s3_server.client()
+    if BUCKET not in {b["Name"] for b in client.list_buckets()["Buckets"]}:
+        client.create_bucket(Bucket=BUCKET)
+    return client
+
+
+@pytest.fixture
+def prefix():
+    return f"m/{uuid.uuid4().hex[:8]}"
+
+
+def tree(root, count: int = 6) -> dict[str, bytes]:
+    files = {f"d{i % 2}/f{i}.bin": os.urandom(100 + i) for i in range(count)}
+    for rel, data in files.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_bytes(data)
+    return files
+
+
+def requests_of(hook: BacalhauS3Hook, *ops: str) -> list[str]:
+    sent: list[str] = []
+    for op in ops:
+        hook.client.meta.events.register(f"provide-client-params.s3.{op}",
+                                         lambda params, op=op, **_: sent.append(f"{op} {params['Key']}"))
+    return sent
+
+
+def read_manifest_json(admin, prefix: str) -> dict:
+    return json.loads(admin.get_object(Bucket=BUCKET, Key=f"{prefix}.bacalhau-staged.json")["Body"].read())
+
+
+def test_no_change_needs_no_head_and_the_manifest_stays_outside_the_prefix(admin, prefix, tmp_path):
+    files = tree(tmp_path / "t")
+    hook = BacalhauS3Hook()
+    assert S3DataPlane(hook).stage(str(tmp_path / "t"), BUCKET, prefix).uploaded == len(files)
+    listed = [o["Key"] for o in admin.list_objects_v2(Bucket=BUCKET, Prefix=f"{prefix}/")["Contents"]]
+    assert sorted(listed) == sorted(f"{prefix}/{rel}" for rel in files)
+    entries = read_manifest_json(admin, prefix)["Objects"]
+    for rel, data in files.items():
+        head = admin.head_object(Bucket=BUCKET, Key=f"{prefix}/{rel}", ChecksumMode="ENABLED")
+        assert entries[rel]["sha256"] == head["ChecksumSHA256"]
+        assert entries[rel]["etag"] == head["ETag"].strip('"') and entries[rel]["size"] == len(data)
+
+    sent = requests_of(hook, "HeadObject", "PutObject")
+    again = S3DataPlane(hook).stage(str(tmp_path / "t"), BUCKET, prefix)
+    assert (again.uploaded, again.skipped) == (0, len(files))
+    # SeaweedFS lists no ChecksumAlgorithm: without the manifest this would be one HEAD each.
+    assert [r for r in sent if r.startswith("HeadObject")] == []
+    assert [r for r in sent if r.startswith(f"PutObject {prefix}/")] == []
+
+
+def test_an_object_overwritten_by_someone_else_is_uploaded_again(admin, prefix, tmp_path):
+    files = tree(tmp_path / "t")
+    hook = BacalhauS3Hook()
+    S3DataPlane(hook).stage(str(tmp_path / "t"), BUCKET, prefix)
+    rel = "d0/f0.bin"
+    admin.put_object(Bucket=BUCKET, Key=f"{prefix}/{rel}", Body=os.urandom(len(files[rel])))
+
+    again = S3DataPlane(hook).stage(str(tmp_path / "t"), BUCKET, prefix)
+    assert (again.uploaded, again.skipped) == (1, len(files) - 1)
+    stored = admin.get_object(Bucket=BUCKET, Key=f"{prefix}/{rel}", ChecksumMode="ENABLED")
+    assert stored["Body"].read() == files[rel] and stored["ChecksumSHA256"]
+
+
+def test_a_same_size_write_is_seen_even_with_its_mtime_put_back(admin, prefix, tmp_path, monkeypatch):
+    monkeypatch.setattr(manifest, "_SETTLED_NS", 0)  # trust the stats at once: no 2 s wait
+    files = tree(tmp_path / "t")
+    hook = BacalhauS3Hook()
+    S3DataPlane(hook).stage(str(tmp_path / "t"), BUCKET, prefix)
+    assert all(entry["stat"] for entry in read_manifest_json(admin, prefix)["Objects"].values())
+    assert S3DataPlane(hook).stage(str(tmp_path / "t"), BUCKET, prefix).uploaded == 0
+
+    path = tmp_path / "t" / "d1" / "f3.bin"
+    before = path.stat()
+    path.write_bytes(os.urandom(len(files["d1/f3.bin"])))
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))  # as tar -x or cp -p would
+    third = S3DataPlane(hook).stage(str(tmp_path / "t"), BUCKET, prefix)
+    assert (third.uploaded, third.skipped) == (1, len(files) - 1)
+    assert admin.get_object(Bucket=BUCKET, Key=f"{prefix}/d1/f3.bin")["Body"].read() == path.read_bytes()
+
+
+def test_an_unreadable_manifest_falls_back_to_comparing_with_s3(admin, prefix, tmp_path, caplog):
+    files = tree(tmp_path / "t")
+    hook = BacalhauS3Hook()
+    S3DataPlane(hook).stage(str(tmp_path / "t"), BUCKET, prefix)
+    admin.put_object(Bucket=BUCKET, Key=f"{prefix}.bacalhau-staged.json", Body=b"{not json")
+
+    sent = requests_of(hook, "HeadObject")
+    with caplog.at_level(logging.WARNING):
+        again = S3DataPlane(hook).stage(str(tmp_path / "t"), BUCKET, prefix)
+    assert (again.uploaded, again.skipped) == (0, len(files))
+    assert "no staging manifest this version reads" in caplog.text
+    assert len(sent) == len(files)  # compared by HEAD, each
+    assert set(read_manifest_json(admin, prefix)["Objects"]) == set(files)  # and rewritten
+
+
+def test_force_uploads_everything_and_the_bucket_root_gets_no_manifest(admin, tmp_path):
+    bucket = f"root-{uuid.uuid4().hex[:8]}"
+    admin.create_bucket(Bucket=bucket)
+    files = tree(tmp_path / "t", count=3)
+    plane = S3DataPlane(BacalhauS3Hook())
+    assert plane.stage(str(tmp_path / "t"), bucket).uploaded == 3
+    assert plane.stage(str(tmp_path / "t"), bucket, force=True).uploaded == 3
+    listed = [o["Key"] for o in admin.list_objects_v2(Bucket=bucket)["Contents"]]
+    assert sorted(listed) == sorted(files)  # jobs reading the whole bucket see only the files
