@@ -55,18 +55,19 @@ def settled(stat: Stat, hashed_at_ns: int) -> Stat:
     return stat if stat and max(stat[3], stat[4]) < hashed_at_ns - _SETTLED_NS else ()
 
 
-def read_manifest(client: Any, bucket: str, key: str) -> dict[str, Entry]:
-    """The entries of the manifest at ``key`` ({} when there is none or it cannot be read)."""
-    from botocore.exceptions import ClientError
+def read_manifest(store: Any, key: str, store_error: Any) -> dict[str, Entry]:
+    """The entries of the manifest at ``key`` through the obstore ``store`` ({} when there is
+    none or it cannot be read); ``store_error`` makes obstore's errors botocore's."""
+    import obstore
 
     if not key:
         return {}
     try:
-        body = client.get_object(Bucket=bucket, Key=key)["Body"].read()
-    except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404", "NotFound"):
-            return {}
-        raise
+        body = obstore.get(store, key).bytes().to_bytes()
+    except FileNotFoundError:
+        return {}
+    except Exception as exc:  # obstore's errors carry S3's answer: made botocore's
+        raise store_error(exc, "GetObject") from exc
     try:
         document = json.loads(body)
         if document.get("Version") != _VERSION:
@@ -76,14 +77,18 @@ def read_manifest(client: Any, bucket: str, key: str) -> dict[str, Entry]:
                             stat=tuple(int(v) for v in e.get("stat", ())))
                 for name, e in document["Objects"].items()}
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
-        log.warning("s3://%s/%s is no staging manifest this version reads (%s): every object is "
-                    "compared with S3 instead", bucket, key, exc)
+        log.warning("%s is no staging manifest this version reads (%s): every object is compared "
+                    "with S3 instead", key, exc)
         return {}
 
 
-def write_manifest(client: Any, bucket: str, key: str, entries: dict[str, Entry]) -> None:
+def write_manifest(store: Any, key: str, entries: dict[str, Entry], store_error: Any) -> None:
+    import obstore
+
     objects = {name: {k: v for k, v in asdict(entry).items() if v or k == "size"}
                for name, entry in sorted(entries.items())}
     body = json.dumps({"Version": _VERSION, "Objects": objects}, separators=(",", ":")).encode()
-    client.put_object(Bucket=bucket, Key=key, Body=body, ChecksumAlgorithm="SHA256",
-                      ContentType="application/json")
+    try:  # the store stores its SHA-256 too
+        obstore.put(store, key, body, attributes={"Content-Type": "application/json"})
+    except Exception as exc:
+        raise store_error(exc, "PutObject") from exc

@@ -15,6 +15,7 @@ import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -97,15 +98,22 @@ def normalize_prefix(prefix: str) -> str:
 
 
 def _walk(directory: Path, under: str) -> list[LocalFile]:
+    """Every file below ``directory`` with its stat (os.scandir: one stat call per file)."""
     found = []
-    for root, dirs, files in os.walk(directory):
-        dirs.sort()
-        for name in sorted(files):
-            path = Path(root, name)
-            if not path.is_file():  # broken symlinks, sockets
-                continue
-            found.append(_local(path, f"{under}{path.relative_to(directory).as_posix()}"))
-    return found
+    pending = [(os.fspath(directory), under)]
+    while pending:
+        folder, relative = pending.pop()
+        with os.scandir(folder) as entries:
+            listed = sorted(entries, key=lambda entry: entry.name)
+        for entry in reversed(listed):
+            if entry.is_dir(follow_symlinks=False):  # as os.walk: links to folders not followed
+                pending.append((entry.path, f"{relative}{entry.name}/"))
+        for entry in listed:
+            if entry.is_file():  # not broken symlinks, sockets
+                stat = entry.stat()
+                found.append(LocalFile(Path(entry.path), f"{relative}{entry.name}", stat.st_size,
+                                       file_stat(stat)))
+    return found  # os.walk's order: a folder's files, then its sub-folders, depth first
 
 
 def collect_files(local_paths: str | os.PathLike | list) -> tuple[list[LocalFile], bool]:
@@ -163,6 +171,23 @@ def list_prefix(client: Any, bucket: str, prefix: str) -> dict[str, dict[str, An
     return found
 
 
+def list_store(store: Any, prefix: str, store_error: Any) -> dict[str, dict[str, Any]]:
+    """:func:`list_prefix` through an obstore store: the listing parsed in Rust (botocore spends
+    most of a 2,000-object listing parsing its timestamps). No ChecksumAlgorithm: S3 lists it
+    only for some objects and some stores never do; the staging manifest answers instead."""
+    import obstore
+
+    found: dict[str, dict[str, Any]] = {}
+    try:
+        for batch in obstore.list(store, prefix or None, chunk_size=1000):
+            for meta in batch:
+                found[meta["path"]] = {"Size": meta["size"], "ETag": (meta["e_tag"] or "").strip('"'),
+                                       "ChecksumAlgorithm": []}
+    except Exception as exc:  # obstore's errors carry S3's answer: made botocore's
+        raise store_error(exc, "ListObjectsV2") from exc
+    return found
+
+
 def delete_keys(client: Any, bucket: str, keys: list[str]) -> None:
     """DeleteObjects in batches of 1000 (S3's limit), failing on any per-key error.
 
@@ -200,25 +225,31 @@ class _Outcome:
 class Uploader:
     """One staging run: compare each file with what is stored, upload what differs.
 
-    Requests about objects (list, HEAD, delete, the manifest) go through the boto3 ``client``;
-    the uploads through the obstore ``store`` (a fraction of boto3's CPU per request).
+    The listing, the manifest and the uploads go through the obstore ``store`` (a fraction of
+    boto3's CPU per request); HEAD and delete through the boto3 client, made only when needed
+    (a no-change run needs none).
 
-    :param client: boto3 S3 client.
     :param store: obstore ``S3Store`` of the bucket staged to (``BacalhauS3Hook.object_store``).
+    :param client_factory: returns the boto3 S3 client (``lambda: hook.client``).
     :param store_error: turns an obstore error into botocore's ``ClientError``.
     :param max_workers: files handled in parallel.
     :param multipart_threshold: files at least this big go through multipart upload.
     :param multipart_chunksize: part size of multipart uploads.
     """
 
-    def __init__(self, client: Any, store: Any, *, store_error: Any = None, max_workers: int = 16,
-                 multipart_threshold: int = 64 * MiB, multipart_chunksize: int = 16 * MiB) -> None:
-        self.client = client
+    def __init__(self, store: Any, client_factory: Any, *, store_error: Any = None,
+                 max_workers: int = 16, multipart_threshold: int = 64 * MiB,
+                 multipart_chunksize: int = 16 * MiB) -> None:
         self.store = store
+        self.client_factory = client_factory
         self.store_error = store_error or (lambda exc, operation: exc)
         self.max_workers = max_workers
         self.multipart_threshold = multipart_threshold
         self.multipart_chunksize = multipart_chunksize
+
+    @cached_property
+    def client(self) -> Any:
+        return self.client_factory()
 
     def _is_multipart(self, size: int) -> bool:
         return size >= self.multipart_threshold
@@ -268,13 +299,25 @@ class Uploader:
         return (Entry(item.size, head.get("ETag", etag).strip('"'), head.get("ChecksumSHA256", ""),
                       part_size), head.get("VersionId", version))
 
-    def _one(self, bucket: str, key: str, item: LocalFile, listed: dict[str, Any] | None,
-             entry: Entry | None, force: bool, single: bool) -> _Outcome:
-        if entry is not None and (force or listed is None or entry.size != item.size
-                                  or (listed["Size"], listed["ETag"]) != (entry.size, entry.etag)):
-            entry = None  # the manifest no longer describes what is stored
+    @staticmethod
+    def _trusted(item: LocalFile, listed: dict[str, Any] | None, entry: Entry | None,
+                 force: bool) -> Entry | None:
+        """The manifest's entry while it still describes what is stored, else None."""
+        if entry is None or force or listed is None or entry.size != item.size:
+            return None
+        return entry if (listed["Size"], listed["ETag"]) == (entry.size, entry.etag) else None
+
+    def _unchanged(self, item: LocalFile, listed: dict[str, Any] | None, entry: Entry | None,
+                   force: bool) -> _Outcome | None:
+        """Skipped without reading the file: the manifest agrees with S3 and the file's stat."""
+        entry = self._trusted(item, listed, entry, force)
         if entry is not None and entry.stat and entry.stat == item.stat:
             return _Outcome(False, entry, full="" if entry.part_size else entry.sha256)
+        return None
+
+    def _one(self, bucket: str, key: str, item: LocalFile, listed: dict[str, Any] | None,
+             entry: Entry | None, force: bool, single: bool) -> _Outcome:
+        entry = self._trusted(item, listed, entry, force)
         hashed_at = time.time_ns()
         data = None
         full_b64 = ""
@@ -300,19 +343,27 @@ class Uploader:
         started = time.monotonic()
         prefix = normalize_prefix(prefix)
         files, single = collect_files(local_paths)
-        existing = list_prefix(self.client, bucket, prefix)
+        existing = list_store(self.store, prefix, self.store_error)
         # One file staged as an object is checked by one HEAD: it needs no manifest.
         manifest = "" if single else manifest_key(prefix)
-        known = read_manifest(self.client, bucket, manifest) if manifest and not force else {}
+        known = read_manifest(self.store, manifest, self.store_error) if manifest and not force else {}
         keys = [f"{prefix}{item.relative}" for item in files]
-        with ThreadPoolExecutor(max_workers=self.max_workers,
-                                thread_name_prefix="bacalhau-stage") as pool:
-            outcomes = list(pool.map(
-                lambda pair: self._one(bucket, pair[0], pair[1], existing.get(pair[0]),
-                                       known.get(pair[1].relative), force, single),
-                zip(keys, files)))
+        outcomes: list[_Outcome | None] = [
+            self._unchanged(item, existing.get(key), known.get(item.relative), force)
+            for key, item in zip(keys, files)]
+        todo = [index for index, outcome in enumerate(outcomes) if outcome is None]
+        if todo:
+            with ThreadPoolExecutor(max_workers=self.max_workers,
+                                    thread_name_prefix="bacalhau-stage") as pool:
+                done = pool.map(lambda index: self._one(bucket, keys[index], files[index],
+                                                        existing.get(keys[index]),
+                                                        known.get(files[index].relative), force,
+                                                        single), todo)
+                for index, outcome in zip(todo, done):
+                    outcomes[index] = outcome
+        finished = [outcome for outcome in outcomes if outcome is not None]
         result = StagedInput(bucket=bucket, key=keys[0] if single else prefix, keys=keys)
-        for item, outcome in zip(files, outcomes):
+        for item, outcome in zip(files, finished):
             if outcome.uploaded:
                 result.uploaded += 1
                 result.bytes_uploaded += item.size
@@ -326,11 +377,11 @@ class Uploader:
             log.warning("s3://%s/%s holds %d object(s) that were not part of this staging; the "
                         "job will see them too (pass delete_extra=True to remove them)",
                         bucket, prefix, len(extra))
-        entries = {item.relative: outcome.entry for item, outcome in zip(files, outcomes)}
+        entries = {item.relative: outcome.entry for item, outcome in zip(files, finished)}
         if manifest and entries != known:  # written last: it describes what is stored now
-            write_manifest(self.client, bucket, manifest, entries)
+            write_manifest(self.store, manifest, entries, self.store_error)
         if single:
-            outcome = outcomes[0]
+            outcome = finished[0]
             result.version_id = outcome.version_id
             if outcome.entry.sha256 == outcome.full:
                 result.checksum_sha256 = outcome.full
