@@ -101,6 +101,10 @@ class BacalhauS3Hook(BaseHook):
             options["allow_invalid_certificates"] = True
         config: dict[str, Any] = {"region": self.region_name or "us-east-1",
                                   "checksum_algorithm": "sha256",
+                                  # One SHA-256 pass, not two: the signed x-amz-checksum-sha256
+                                  # header, which S3 checks against the bytes, guards the body
+                                  # as a signed payload hash would.
+                                  "unsigned_payload": True,
                                   "virtual_hosted_style_request": style == "virtual"
                                   or (not endpoint and style != "path")}
         if endpoint:
