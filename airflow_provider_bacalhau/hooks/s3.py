@@ -95,7 +95,7 @@ class BacalhauS3Hook(BaseHook):
         hook = self.s3_hook
         endpoint = self.endpoint_url
         style = (hook.config.s3 or {}).get("addressing_style")
-        options: dict[str, Any] = {"allow_http": endpoint.startswith("http://"),
+        options: Any = {"allow_http": endpoint.startswith("http://"),
                                    "pool_max_idle_per_host": str(self.max_workers + 4)}
         if hook.verify is False:
             options["allow_invalid_certificates"] = True
