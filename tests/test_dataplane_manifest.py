@@ -140,3 +140,25 @@ def test_force_uploads_everything_and_the_bucket_root_gets_no_manifest(admin, tm
     assert plane.stage(str(tmp_path / "t"), bucket, force=True).uploaded == 3
     listed = [o["Key"] for o in admin.list_objects_v2(Bucket=bucket)["Contents"]]
     assert sorted(listed) == sorted(files)  # jobs reading the whole bucket see only the files
+
+
+def test_an_identity_allowed_only_under_the_prefix_stages_without_the_manifest(tmp_path, monkeypatch, caplog):
+    from airflow_provider_bacalhau.devstack import procs, s3server
+
+    only = s3server.Identity("prefix-only-key", "prefix-only-secret", ("pfx-bucket/allowed/*",))
+    server = s3server.SeaweedServer(tmp_path / "s3", log_path=tmp_path / "weed.log", die_with_parent=True,
+                                    identities=(only,)).start()
+    try:
+        procs.s3_client(server.endpoint).create_bucket(Bucket="pfx-bucket")
+        monkeypatch.setenv("AIRFLOW_CONN_AWS_DEFAULT", procs.aws_conn_json(server.endpoint, access_key=only.access_key,
+                                                                           secret_key=only.secret_key))
+        files = tree(tmp_path / "t", count=3)
+        with caplog.at_level(logging.WARNING):
+            staged = S3DataPlane(BacalhauS3Hook()).stage(str(tmp_path / "t"), "pfx-bucket", "allowed")
+            again = S3DataPlane(BacalhauS3Hook()).stage(str(tmp_path / "t"), "pfx-bucket", "allowed")
+        assert (staged.uploaded, again.uploaded, again.skipped) == (3, 0, 3)
+        assert "may not write allowed.bacalhau-staged.json (AccessDenied)" in caplog.text
+        listed = procs.s3_client(server.endpoint).list_objects_v2(Bucket="pfx-bucket")["Contents"]
+        assert sorted(o["Key"] for o in listed) == sorted(f"allowed/{rel}" for rel in files)
+    finally:
+        server.stop()

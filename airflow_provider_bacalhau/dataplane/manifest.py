@@ -66,8 +66,9 @@ def read_manifest(store: Any, key: str, store_error: Any) -> dict[str, Entry]:
         body = obstore.get(store, key).bytes().to_bytes()
     except FileNotFoundError:
         return {}
-    except Exception as exc:  # obstore's errors carry S3's answer: made botocore's
-        raise store_error(exc, "GetObject") from exc
+    except Exception as exc:  # noqa: BLE001 - obstore's errors carry S3's answer: made botocore's
+        _unless_denied(store_error(exc, "GetObject"), exc, f"read {key}")
+        return {}
     try:
         document = json.loads(body)
         if document.get("Version") != _VERSION:
@@ -90,5 +91,15 @@ def write_manifest(store: Any, key: str, entries: dict[str, Entry], store_error:
     body = json.dumps({"Version": _VERSION, "Objects": objects}, separators=(",", ":")).encode()
     try:  # the store stores its SHA-256 too
         obstore.put(store, key, body, attributes={"Content-Type": "application/json"})
-    except Exception as exc:
-        raise store_error(exc, "PutObject") from exc
+    except Exception as exc:  # noqa: BLE001 - as above
+        _unless_denied(store_error(exc, "PutObject"), exc, f"write {key}")
+
+
+def _unless_denied(error: Exception, cause: Exception, action: str) -> None:
+    """An identity allowed only under the prefix may not touch the manifest beside it: staging
+    still works (each object compared with S3, as without a manifest); anything else is raised."""
+    code = getattr(error, "response", {}).get("Error", {}).get("Code")
+    if code != "AccessDenied":
+        raise error from cause
+    log.warning("The AWS connection may not %s (AccessDenied): staging goes on without its "
+                "manifest, comparing every object with S3", action)
