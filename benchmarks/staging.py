@@ -160,9 +160,8 @@ def main() -> int:
         make_big_file(big)
         times: dict[tuple[str, str], list[float]] = {}
         for run in range(args.runs):
-            s3server.delete_all_buckets(server.endpoint)  # every run starts empty
-            client = procs.s3_client(server.endpoint)
-            client.create_bucket(Bucket="bench")
+            bucket = f"bench-{run + 1}"  # every run starts empty (a bucket of its own)
+            procs.s3_client(server.endpoint).create_bucket(Bucket=bucket)
             order = list(tools)[run % len(tools):] + list(tools)[:run % len(tools)]
             for workload in "abcd":
                 if workload == "d":
@@ -173,13 +172,13 @@ def main() -> int:
                     if name.startswith("boto3") and workload in "cd":
                         continue  # plain boto3 has no sync
                     slug = name.split()[0].split(".")[0].lower()
-                    target = f"s3://bench/{slug}/" + ("" if workload == "b" else "small/")
+                    target = f"s3://{bucket}/{slug}/" + ("" if workload == "b" else "small/")
                     seconds, uploaded = tools[name](workload, source, target)
                     if uploaded != expected:
                         raise AssertionError(f"{name} ({workload}) uploaded {uploaded}, expected {expected}")
                     times.setdefault((workload, name), []).append(seconds)
                     print(f"run {run + 1} ({workload}) {name}: {seconds:.2f} s", file=sys.stderr, flush=True)
-        stored = check_checksums(procs.s3_client(server.endpoint), "bench", "bacalhaus3hook/")
+        stored = check_checksums(procs.s3_client(server.endpoint), bucket, "bacalhaus3hook/")
         print(f"\nSHA-256 stored for all {stored} objects the hook staged; (c) sent no PUT.\n")
         print("| workload | s5cmd | aws s3 sync | boto3 16 threads | best peer | BacalhauS3Hook.stage | ratio |")
         print("|---|---|---|---|---|---|---|")

@@ -172,17 +172,16 @@ def list_prefix(client: Any, bucket: str, prefix: str) -> dict[str, dict[str, An
 
 
 def list_store(store: Any, prefix: str, store_error: Any) -> dict[str, dict[str, Any]]:
-    """:func:`list_prefix` through an obstore store: the listing parsed in Rust (botocore spends
-    most of a 2,000-object listing parsing its timestamps). No ChecksumAlgorithm: S3 lists it
-    only for some objects and some stores never do; the staging manifest answers instead."""
+    """Key -> {Size, ETag} under ``prefix`` through an obstore store: the listing parsed in Rust
+    (botocore spends most of a 2,000-object listing parsing its timestamps). No
+    ChecksumAlgorithm, which some stores never list: the staging manifest answers instead."""
     import obstore
 
     found: dict[str, dict[str, Any]] = {}
     try:
         for batch in obstore.list(store, prefix or None, chunk_size=1000):
             for meta in batch:
-                found[meta["path"]] = {"Size": meta["size"], "ETag": (meta["e_tag"] or "").strip('"'),
-                                       "ChecksumAlgorithm": []}
+                found[meta["path"]] = {"Size": meta["size"], "ETag": (meta["e_tag"] or "").strip('"')}
     except Exception as exc:  # obstore's errors carry S3's answer: made botocore's
         raise store_error(exc, "ListObjectsV2") from exc
     return found
@@ -258,17 +257,9 @@ class Uploader:
         return self.multipart_chunksize if self._is_multipart(size) else 0
 
     def _checked_by_head(self, bucket: str, key: str, item: LocalFile, full_b64: str,
-                         listed: dict[str, Any], single: bool) -> tuple[Entry, str] | None:
-        """Without a manifest entry: the stored SHA-256 (listing or HEAD) against ours."""
+                         listed: dict[str, Any]) -> tuple[Entry, str] | None:
+        """Without a manifest entry: the stored SHA-256 (HEAD) against ours."""
         part_size = self._part_size(item.size)
-        if not single and not part_size and "SHA256" in listed["ChecksumAlgorithm"]:
-            # The listing says a SHA-256 is stored; a single-PUT ETag is the MD5 of the bytes.
-            md5 = hashlib.md5(usedforsecurity=False)
-            with open(item.path, "rb") as handle:
-                while chunk := handle.read(MiB):
-                    md5.update(chunk)
-            if listed["ETag"] == md5.hexdigest():
-                return Entry(item.size, listed["ETag"], full_b64), ""
         head = self.client.head_object(Bucket=bucket, Key=key, ChecksumMode="ENABLED")
         checksum = head.get("ChecksumSHA256") or ""
         if not checksum:  # stored without a SHA-256: re-upload so it gets one
@@ -316,7 +307,7 @@ class Uploader:
         return None
 
     def _one(self, bucket: str, key: str, item: LocalFile, listed: dict[str, Any] | None,
-             entry: Entry | None, force: bool, single: bool) -> _Outcome:
+             entry: Entry | None, force: bool) -> _Outcome:
         entry = self._trusted(item, listed, entry, force)
         hashed_at = time.time_ns()
         data = None
@@ -332,7 +323,7 @@ class Uploader:
                                        etag=entry.etag, part_size=entry.part_size or None):
                 return _Outcome(False, replace(entry, stat=stat), full=full_b64)
         elif listed is not None and not force and listed["Size"] == item.size:
-            checked = self._checked_by_head(bucket, key, item, full_b64, listed, single)
+            checked = self._checked_by_head(bucket, key, item, full_b64, listed)
             if checked is not None:
                 return _Outcome(False, replace(checked[0], stat=stat), checked[1], full_b64)
         stored, version = self._upload(bucket, key, item, data, full_b64)
@@ -357,8 +348,8 @@ class Uploader:
                                     thread_name_prefix="bacalhau-stage") as pool:
                 done = pool.map(lambda index: self._one(bucket, keys[index], files[index],
                                                         existing.get(keys[index]),
-                                                        known.get(files[index].relative), force,
-                                                        single), todo)
+                                                        known.get(files[index].relative), force),
+                                todo)
                 for index, outcome in zip(todo, done):
                     outcomes[index] = outcome
         finished = [outcome for outcome in outcomes if outcome is not None]
