@@ -1,12 +1,18 @@
-"""Staging throughput of the data plane (S3DataPlane over BacalhauS3Hook) against the
-devstack's S3 server (SeaweedFS).
+"""Staging: the provider's ``S3DataPlane.stage`` against s5cmd, ``aws s3 sync`` and plain boto3,
+side by side in one run on the devstack's S3 server (SeaweedFS), median of ``--runs``.
 
-Workloads (median of 3 runs each): (a) 2,000 x 64 KiB files in 20 directories, (b) one 512 MiB
-file, (c) re-staging (a) with nothing changed. Run::
+Workloads: (a) 2,000 x 64 KiB files in 20 directories; (b) one 512 MiB file; (c) re-staging (a)
+with nothing changed; (d) re-staging (a) with 1% of the files (20) rewritten. Every tool writes
+to its own prefix; the order of the tools rotates from run to run. The peers run from their own
+environment (``bash benchmarks/make_venv.sh`` makes benchmarks/.venv); the hook runs in this
+process, a fresh hook and data plane per figure (connection look-up and clients included). The
+ratio is the best peer's median over the hook's: above 1.0 the hook is faster. Run::
 
+    bash benchmarks/make_venv.sh
     .venv/bin/python benchmarks/staging.py [--runs 3] [--workers 16]
 
-Compare with the table in the shared airflow-notes (s5cmd, aws s3 sync, plain boto3).
+Checked on the way: every object the hook stored has a SHA-256, (c) sends no PUT, (d) uploads
+exactly the 20 changed files (for every tool).
 """
 
 from __future__ import annotations
@@ -14,18 +20,29 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 MiB = 1024 * 1024
+HERE = Path(__file__).resolve().parent
+PEERS = HERE / ".venv" / "bin"
+FILES, DIRS, CHANGED = 2000, 20, 20
+WORKLOADS = {
+    "a": "2,000 x 64 KiB files",
+    "b": "one 512 MiB file",
+    "c": "re-stage of (a), nothing changed",
+    "d": "re-stage of (a), 1% changed",
+}
 
 
-def make_small_tree(root: Path, files: int = 2000, dirs: int = 20, size: int = 64 * 1024) -> None:
-    for index in range(files):
-        folder = root / f"dir{index % dirs:02d}"
+def make_small_tree(root: Path, size: int = 64 * 1024) -> None:
+    for index in range(FILES):
+        folder = root / f"dir{index % DIRS:02d}"
         folder.mkdir(parents=True, exist_ok=True)
         (folder / f"file{index:04d}.bin").write_bytes(os.urandom(size))
 
@@ -36,63 +53,149 @@ def make_big_file(path: Path, size: int = 512 * MiB) -> None:
             out.write(os.urandom(8 * MiB))
 
 
+def change_some(root: Path, run: int) -> None:
+    """Rewrite 1% of the files with new bytes of the same size (another 1% each run)."""
+    for index in range(run, FILES, FILES // CHANGED):
+        path = root / f"dir{index % DIRS:02d}" / f"file{index:04d}.bin"
+        path.write_bytes(os.urandom(path.stat().st_size))
+
+
+class Peers:
+    """The command-line peers, timed as processes (that is how they are used)."""
+
+    def __init__(self, endpoint: str, env: dict[str, str]) -> None:
+        self.endpoint, self.env = endpoint, env
+
+    def _run(self, argv: list[str]) -> tuple[float, str]:
+        started = time.perf_counter()
+        done = subprocess.run(argv, env=self.env, capture_output=True, text=True, check=False)
+        seconds = time.perf_counter() - started
+        if done.returncode:
+            raise RuntimeError(f"{argv[0]} failed ({done.returncode}): {done.stderr[-2000:]}")
+        return seconds, done.stdout
+
+    def s5cmd(self, workload: str, source: Path, target: str) -> tuple[float, int]:
+        verb = "cp" if workload in "ab" else "sync"
+        what = str(source) if source.is_file() else f"{source}/*"
+        seconds, out = self._run([str(PEERS / "s5cmd"), "--endpoint-url", self.endpoint, verb, what, target])
+        return seconds, sum(1 for line in out.splitlines() if line.startswith(("cp ", "upload ")))
+
+    def aws(self, workload: str, source: Path, target: str) -> tuple[float, int]:
+        verb = ["cp", str(source), target + source.name] if source.is_file() else ["sync", str(source), target]
+        seconds, out = self._run([str(PEERS / "aws"), "--endpoint-url", self.endpoint, "s3", *verb,
+                                  "--no-progress", "--checksum-algorithm", "SHA256"])
+        return seconds, sum(1 for line in out.splitlines() if line.startswith("upload:"))
+
+    def boto3(self, workload: str, source: Path, target: str) -> tuple[float, int]:
+        bucket, _, prefix = target.removeprefix("s3://").partition("/")
+        _, out = self._run([str(PEERS / "python"), str(HERE / "boto3_peer.py"), self.endpoint, str(source),
+                            bucket, prefix])
+        answer = json.loads(out)
+        return answer["seconds"], answer["uploaded"]
+
+
+class Hook:
+    """The provider's staging, in this process, PUTs counted where they leave (obstore: the
+    uploads and the manifest)."""
+
+    def __init__(self, workers: int) -> None:
+        import obstore
+
+        self.workers, self.puts = workers, 0
+        real_put = obstore.put
+
+        def counted(*args, **kwargs):
+            self.puts += 1
+            return real_put(*args, **kwargs)
+
+        obstore.put = counted
+
+    def stage(self, workload: str, source: Path, target: str) -> tuple[float, int]:
+        from airflow_provider_bacalhau.dataplane.plane import S3DataPlane
+        from airflow_provider_bacalhau.hooks.s3 import BacalhauS3Hook
+
+        bucket, _, prefix = target.removeprefix("s3://").partition("/")
+        before = self.puts
+        started = time.perf_counter()
+        staged = S3DataPlane(BacalhauS3Hook(max_workers=self.workers)).stage(str(source), bucket, prefix)
+        seconds = time.perf_counter() - started
+        if workload == "c" and self.puts != before:
+            raise AssertionError(f"(c) sent {self.puts - before} PUT(s)")
+        return seconds, staged.uploaded
+
+
+def check_checksums(client, bucket: str, prefix: str) -> int:
+    keys = [o["Key"] for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+            for o in page.get("Contents", [])]
+    missing = [k for k in keys if not client.head_object(Bucket=bucket, Key=k, ChecksumMode="ENABLED").get("ChecksumSHA256")]
+    if missing:
+        raise AssertionError(f"{len(missing)} object(s) stored without a SHA-256, e.g. {missing[:3]}")
+    return len(keys)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--workers", type=int, default=16)
     args = parser.parse_args()
+    if not (PEERS / "s5cmd").exists():
+        sys.exit("the peers are missing: bash benchmarks/make_venv.sh")
 
     work = Path(tempfile.mkdtemp(prefix="bacalhau-staging-bench-"))
     os.environ.setdefault("AIRFLOW_HOME", str(work / "airflow"))
     os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
-
     from airflow_provider_bacalhau.devstack import procs, s3server
 
-    server = s3server.SeaweedServer(work / "s3", log_path=work / "weed.log").start()
+    server = s3server.SeaweedServer(work / "s3", log_path=work / "weed.log", die_with_parent=True).start()
     try:
         os.environ["AIRFLOW_CONN_AWS_DEFAULT"] = procs.aws_conn_json(server.endpoint)
-        from airflow_provider_bacalhau.dataplane.plane import S3DataPlane
-        from airflow_provider_bacalhau.hooks.s3 import BacalhauS3Hook
-
+        env = {**os.environ, "AWS_ACCESS_KEY_ID": procs.AWS_ACCESS_KEY_ID,
+               "AWS_SECRET_ACCESS_KEY": procs.AWS_SECRET_ACCESS_KEY, "AWS_REGION": procs.DEFAULT_REGION,
+               "AWS_DEFAULT_REGION": procs.DEFAULT_REGION}
+        peers, hook = Peers(server.endpoint, env), Hook(args.workers)
+        tools = {"s5cmd": peers.s5cmd, "aws s3 sync": peers.aws, "boto3 16 threads": peers.boto3,
+                 "BacalhauS3Hook.stage": hook.stage}
         small, big = work / "small", work / "big.bin"
         make_small_tree(small)
         make_big_file(big)
-        figures: dict[str, list[float]] = {"small": [], "big": [], "nochange": []}
+        times: dict[tuple[str, str], list[float]] = {}
         for run in range(args.runs):
-            s3server.delete_all_buckets(server.endpoint)  # every run starts empty
-            client = procs.s3_client(server.endpoint)
-            client.create_bucket(Bucket="bench")
-            hook = BacalhauS3Hook(max_workers=args.workers)
-            hook.client  # noqa: B018 - build the client outside the timings
-            plane = S3DataPlane(hook)
-            for name, paths, prefix in (("small", str(small), "small"), ("big", str(big), "big"),
-                                        ("nochange", str(small), "small")):
-                started = time.perf_counter()
-                staged = plane.stage(paths, "bench", prefix)
-                figures[name].append(time.perf_counter() - started)
-                expected_uploads = 0 if name == "nochange" else len(staged.keys)
-                assert staged.uploaded == expected_uploads, (name, staged)
-            print(f"run {run + 1}: " + ", ".join(f"{k} {v[-1]:.2f} s" for k, v in figures.items()),
-                  file=sys.stderr)
-        small_mb = 2000 * 64 * 1024 / 1e6
-        rows = {
-            "2000 x 64 KiB in 20 dirs": (figures["small"], 2000, small_mb),
-            "one 512 MiB file": (figures["big"], 1, 512 * MiB / 1e6),
-            "no-change re-stage of (a)": (figures["nochange"], 2000, 0.0),
-        }
-        print(f"{'workload':28} {'median s':>9} {'objects/s':>10} {'MB/s':>8}  runs")
+            bucket = f"bench-{run + 1}"  # every run starts empty (a bucket of its own)
+            procs.s3_client(server.endpoint).create_bucket(Bucket=bucket)
+            order = list(tools)[run % len(tools):] + list(tools)[:run % len(tools)]
+            for workload in "abcd":
+                if workload == "d":
+                    change_some(small, run)
+                source = big if workload == "b" else small
+                expected = {"a": FILES, "b": 1, "c": 0, "d": CHANGED}[workload]
+                for name in order:
+                    if name.startswith("boto3") and workload in "cd":
+                        continue  # plain boto3 has no sync
+                    slug = name.split()[0].split(".")[0].lower()
+                    target = f"s3://{bucket}/{slug}/" + ("" if workload == "b" else "small/")
+                    seconds, uploaded = tools[name](workload, source, target)
+                    if uploaded != expected:
+                        raise AssertionError(f"{name} ({workload}) uploaded {uploaded}, expected {expected}")
+                    times.setdefault((workload, name), []).append(seconds)
+                    print(f"run {run + 1} ({workload}) {name}: {seconds:.2f} s", file=sys.stderr, flush=True)
+        stored = check_checksums(procs.s3_client(server.endpoint), bucket, "bacalhaus3hook/")
+        print(f"\nSHA-256 stored for all {stored} objects the hook staged; (c) sent no PUT.\n")
+        print("| workload | s5cmd | aws s3 sync | boto3 16 threads | best peer | BacalhauS3Hook.stage | ratio |")
+        print("|---|---|---|---|---|---|---|")
         summary = {}
-        for label, (times, objects, megabytes) in rows.items():
-            median = statistics.median(times)
-            rate = f"{megabytes / median:8.1f}" if megabytes else f"{'-':>8}"
-            print(f"{label:28} {median:9.2f} {objects / median:10.0f} {rate}  "
-                  + " ".join(f"{t:.2f}" for t in times))
-            summary[label] = {"median_s": round(median, 3), "runs_s": [round(t, 3) for t in times]}
-        print(json.dumps({"workers": args.workers, "results": summary}))
+        for workload, label in WORKLOADS.items():
+            medians = {name: statistics.median(times[(workload, name)]) for name in tools if (workload, name) in times}
+            hook_s = medians.pop("BacalhauS3Hook.stage")
+            best = min(medians, key=medians.get)
+            cells = [f"{medians[n]:.2f} s" if n in medians else "-" for n in list(tools)[:3]]
+            ratio = medians[best] / hook_s
+            print(f"| ({workload}) {label} | {' | '.join(cells)} | {best} | {hook_s:.2f} s | {ratio:.2f}x |")
+            summary[workload] = {"best_peer": best, "ratio": round(ratio, 2),
+                                 "runs_s": {n: [round(t, 3) for t in times[(workload, n)]]
+                                            for n in tools if (workload, n) in times}}
+        print(json.dumps({"workers": args.workers, "runs": args.runs, "results": summary}))
     finally:
         server.stop()
-        import shutil
-
         shutil.rmtree(work, ignore_errors=True)
     return 0
 

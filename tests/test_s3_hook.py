@@ -44,13 +44,16 @@ def hook(aws_conn):
     return BacalhauS3Hook()
 
 
-def count_puts(hook: BacalhauS3Hook) -> list[str]:
-    """Record every PutObject/UploadPart/CreateMultipartUpload the hook's client sends."""
-    calls: list[str] = []
-    for op in ("PutObject", "UploadPart", "CreateMultipartUpload"):
-        hook.client.meta.events.register(f"before-call.s3.{op}",
-                                         lambda model, **_: calls.append(model.name))
-    return calls
+def versioned(client, bucket: str) -> str:
+    client.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+    return bucket
+
+
+def stored_versions(client, bucket: str, prefix: str) -> int:
+    """Object versions under ``prefix``: on a versioned bucket every upload makes one, whichever
+    client (boto3 or the staging's obstore) sent it, so this counts PUTs at the server."""
+    pages = client.get_paginator("list_object_versions").paginate(Bucket=bucket, Prefix=prefix)
+    return sum(len(page.get("Versions", [])) for page in pages)
 
 
 def sha_b64(data: bytes) -> str:
@@ -72,6 +75,7 @@ def make_tree(root: Path) -> dict[str, bytes]:
 
 
 def test_stage_tree_then_nothing_changed(hook, bucket, tmp_path, s3_server):
+    versioned(s3_server.client(), bucket)
     files = make_tree(tmp_path / "tree")
     staged = S3DataPlane(hook).stage(str(tmp_path / "tree"), bucket, "runs/r1")
     # The spec is for compute nodes: it names no store unless told where the nodes see S3.
@@ -83,13 +87,17 @@ def test_stage_tree_then_nothing_changed(hook, bucket, tmp_path, s3_server):
         assert got["Body"].read() == data
         assert got["ChecksumSHA256"] == sha_b64(data)
 
-    puts = count_puts(hook)
+    assert stored_versions(client, bucket, "runs/r1/") == 4
+    # The manifest is beside the prefix, not in what a job mounts.
+    assert client.head_object(Bucket=bucket, Key="runs/r1.bacalhau-staged.json")
     again = S3DataPlane(hook).stage(str(tmp_path / "tree"), bucket, "runs/r1/")
-    assert (again.uploaded, again.skipped, puts) == (0, 4, [])
+    assert (again.uploaded, again.skipped) == (0, 4)
+    assert stored_versions(client, bucket, "runs/r1/") == 4
 
     (tmp_path / "tree" / "a.txt").write_bytes(b"ALPHA\n")  # same size, new content
     third = S3DataPlane(hook).stage(str(tmp_path / "tree"), bucket, "runs/r1/")
-    assert (third.uploaded, third.skipped, puts) == (1, 3, ["PutObject"])
+    assert (third.uploaded, third.skipped) == (1, 3)
+    assert stored_versions(client, bucket, "runs/r1/") == 5
 
 
 def test_stage_single_file_carries_checksum_and_version(hook, bucket, tmp_path, s3_server):
@@ -116,12 +124,13 @@ def test_stage_globs_and_stale_objects(hook, bucket, tmp_path, s3_server, caplog
     cleaned = S3DataPlane(hook).stage([str(tmp_path / "x*.csv")], bucket, "g", delete_extra=True)
     assert cleaned.deleted == 1
     keys = [o["Key"] for o in s3_server.client().list_objects_v2(Bucket=bucket)["Contents"]]
-    assert sorted(keys) == ["g/x1.csv", "g/x2.csv"]
+    assert sorted(keys) == ["g.bacalhau-staged.json", "g/x1.csv", "g/x2.csv"]  # manifest beside
     with pytest.raises(ValueError, match="local_paths"):
         S3DataPlane(hook).stage(str(tmp_path / "nothing-*.csv"), bucket, "g")
 
 
 def test_multipart_file_skip_and_no_checksum_on_single_object(aws_conn, bucket, tmp_path, caplog):
+    versioned(aws_conn.client(), bucket)
     hook = BacalhauS3Hook()
     plane = S3DataPlane(hook, multipart_threshold=5 * MiB, multipart_chunksize=5 * MiB)
     (tmp_path / "big.bin").write_bytes(os.urandom(12 * MiB))
@@ -129,8 +138,9 @@ def test_multipart_file_skip_and_no_checksum_on_single_object(aws_conn, bucket, 
         staged = plane.stage(str(tmp_path / "big.bin"), bucket, "mp")
     assert staged.uploaded == 1 and "ChecksumSHA256" not in staged.to_spec()["Params"]
     assert "composite" in caplog.text
-    puts = count_puts(hook)
-    assert plane.stage(str(tmp_path / "big.bin"), bucket, "mp").skipped == 1 and puts == []
+    assert stored_versions(aws_conn.client(), bucket, "mp/") == 1
+    assert plane.stage(str(tmp_path / "big.bin"), bucket, "mp").skipped == 1
+    assert stored_versions(aws_conn.client(), bucket, "mp/") == 1
 
 
 def gzip_tar(members: dict[str, bytes]) -> bytes:

@@ -61,7 +61,8 @@ class S3DataPlane:
         if not bucket:
             raise ValueError("bucket: must not be empty")
         hook = self.hook
-        uploader = Uploader(hook.client, max_workers=hook.max_workers,
+        uploader = Uploader(hook.object_store(bucket), lambda: hook.client,
+                            store_error=hook.client_error_from_store, max_workers=hook.max_workers,
                             multipart_threshold=self.multipart_threshold,
                             multipart_chunksize=self.multipart_chunksize)
         with hook.explained_access_errors("staging to", bucket):

@@ -1,8 +1,9 @@
 """Upload local files to an S3 prefix: parallel, SHA-256 checksummed, unchanged files skipped.
 
-Works on a boto3 S3 client handed in by the data plane (:class:`.plane.S3DataPlane`, from
-:class:`~airflow_provider_bacalhau.hooks.s3.BacalhauS3Hook`); one client is shared by all threads
-(boto3 clients are thread-safe).
+Works on a boto3 S3 client and an obstore store handed in by the data plane
+(:class:`.plane.S3DataPlane`, from :class:`~airflow_provider_bacalhau.hooks.s3.BacalhauS3Hook`);
+both are shared by all threads. Unchanged files are told by the manifest beside the prefix
+(:mod:`.manifest`) when it agrees with the listing, else by the stored SHA-256 (HEAD).
 """
 
 from __future__ import annotations
@@ -13,12 +14,26 @@ import logging
 import os
 import time
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import ExitStack
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from airflow_provider_bacalhau.dataplane.archive import MiB, b64_digest, matches_stored_checksum
+from airflow_provider_bacalhau.dataplane.archive import (
+    MiB,
+    b64_digest,
+    file_sha256,
+    matches_stored_checksum,
+)
+from airflow_provider_bacalhau.dataplane.manifest import (
+    Entry,
+    Stat,
+    file_stat,
+    manifest_key,
+    read_manifest,
+    settled,
+    write_manifest,
+)
 from airflow_provider_bacalhau.errors import S3DeleteError
 from airflow_provider_bacalhau.spec import S3Source
 
@@ -33,6 +48,12 @@ class LocalFile:
     path: Path
     relative: str  # posix path under the prefix
     size: int
+    stat: Stat = ()
+
+
+def _local(path: Path, relative: str) -> LocalFile:
+    stat = path.stat()
+    return LocalFile(path, relative, stat.st_size, file_stat(stat))
 
 
 @dataclass
@@ -77,16 +98,22 @@ def normalize_prefix(prefix: str) -> str:
 
 
 def _walk(directory: Path, under: str) -> list[LocalFile]:
+    """Every file below ``directory`` with its stat (os.scandir: one stat call per file)."""
     found = []
-    for root, dirs, files in os.walk(directory):
-        dirs.sort()
-        for name in sorted(files):
-            path = Path(root, name)
-            if not path.is_file():  # broken symlinks, sockets
-                continue
-            rel = path.relative_to(directory).as_posix()
-            found.append(LocalFile(path, f"{under}{rel}", path.stat().st_size))
-    return found
+    pending = [(os.fspath(directory), under)]
+    while pending:
+        folder, relative = pending.pop()
+        with os.scandir(folder) as entries:
+            listed = sorted(entries, key=lambda entry: entry.name)
+        for entry in reversed(listed):
+            if entry.is_dir(follow_symlinks=False):  # as os.walk: links to folders not followed
+                pending.append((entry.path, f"{relative}{entry.name}/"))
+        for entry in listed:
+            if entry.is_file():  # not broken symlinks, sockets
+                stat = entry.stat()
+                found.append(LocalFile(Path(entry.path), f"{relative}{entry.name}", stat.st_size,
+                                       file_stat(stat)))
+    return found  # os.walk's order: a folder's files, then its sub-folders, depth first
 
 
 def collect_files(local_paths: str | os.PathLike | list) -> tuple[list[LocalFile], bool]:
@@ -112,13 +139,13 @@ def collect_files(local_paths: str | os.PathLike | list) -> tuple[list[LocalFile
                 if path.is_dir():
                     files.extend(_walk(path, f"{path.name}/"))
                 elif path.is_file():
-                    files.append(LocalFile(path, path.name, path.stat().st_size))
+                    files.append(_local(path, path.name))
             continue
         path = Path(text)
         if path.is_dir():
             files.extend(_walk(path, ""))
         elif path.is_file():
-            files.append(LocalFile(path, path.name, path.stat().st_size))
+            files.append(_local(path, path.name))
         else:
             raise ValueError(f"local_paths: {text!r} does not exist")
     seen: dict[str, Path] = {}
@@ -141,6 +168,22 @@ def list_prefix(client: Any, bucket: str, prefix: str) -> dict[str, dict[str, An
         for obj in page.get("Contents", []):
             found[obj["Key"]] = {"Size": obj["Size"], "ETag": obj.get("ETag", "").strip('"'),
                                  "ChecksumAlgorithm": obj.get("ChecksumAlgorithm") or []}
+    return found
+
+
+def list_store(store: Any, prefix: str, store_error: Any) -> dict[str, dict[str, Any]]:
+    """Key -> {Size, ETag} under ``prefix`` through an obstore store: the listing parsed in Rust
+    (botocore spends most of a 2,000-object listing parsing its timestamps). No
+    ChecksumAlgorithm, which some stores never list: the staging manifest answers instead."""
+    import obstore
+
+    found: dict[str, dict[str, Any]] = {}
+    try:
+        for batch in obstore.list(store, prefix or None, chunk_size=1000):
+            for meta in batch:
+                found[meta["path"]] = {"Size": meta["size"], "ETag": (meta["e_tag"] or "").strip('"')}
+    except Exception as exc:  # obstore's errors carry S3's answer: made botocore's
+        raise store_error(exc, "ListObjectsV2") from exc
     return found
 
 
@@ -170,108 +213,149 @@ def delete_keys(client: Any, bucket: str, keys: list[str]) -> None:
             bucket=bucket, failed=failed)
 
 
-def _hash_file(path: Path) -> tuple[str, str]:
-    """(base64 SHA-256, hex MD5) in one pass; MD5 only to compare with single-PUT ETags."""
-    sha, md5 = hashlib.sha256(), hashlib.md5(usedforsecurity=False)
-    with open(path, "rb") as handle:
-        while chunk := handle.read(MiB):
-            sha.update(chunk)
-            md5.update(chunk)
-    return b64_digest(sha.digest()), md5.hexdigest()
+@dataclass
+class _Outcome:
+    uploaded: bool
+    entry: Entry  # what the manifest records for the file
+    version_id: str = ""
+    full: str = ""  # the file's full SHA-256 (base64), when it was computed
 
 
 class Uploader:
     """One staging run: compare each file with what is stored, upload what differs.
 
-    :param client: boto3 S3 client.
+    The listing, the manifest and the uploads go through the obstore ``store`` (a fraction of
+    boto3's CPU per request); HEAD and delete through the boto3 client, made only when needed
+    (a no-change run needs none).
+
+    :param store: obstore ``S3Store`` of the bucket staged to (``BacalhauS3Hook.object_store``).
+    :param client_factory: returns the boto3 S3 client (``lambda: hook.client``).
+    :param store_error: turns an obstore error into botocore's ``ClientError``.
     :param max_workers: files handled in parallel.
     :param multipart_threshold: files at least this big go through multipart upload.
     :param multipart_chunksize: part size of multipart uploads.
     """
 
-    def __init__(self, client: Any, *, max_workers: int = 16, multipart_threshold: int = 64 * MiB,
+    def __init__(self, store: Any, client_factory: Any, *, store_error: Any = None,
+                 max_workers: int = 16, multipart_threshold: int = 64 * MiB,
                  multipart_chunksize: int = 16 * MiB) -> None:
-        self.client = client
+        self.store = store
+        self.client_factory = client_factory
+        self.store_error = store_error or (lambda exc, operation: exc)
         self.max_workers = max_workers
         self.multipart_threshold = multipart_threshold
         self.multipart_chunksize = multipart_chunksize
 
-    def _transfer_config(self) -> Any:
-        from boto3.s3.transfer import TransferConfig
-
-        return TransferConfig(multipart_threshold=self.multipart_threshold,
-                              multipart_chunksize=self.multipart_chunksize,
-                              max_concurrency=min(8, self.max_workers), use_threads=True)
+    @cached_property
+    def client(self) -> Any:
+        return self.client_factory()
 
     def _is_multipart(self, size: int) -> bool:
         return size >= self.multipart_threshold
 
-    def _stored_matches(self, bucket: str, key: str, item: LocalFile, full_b64: str,
-                        stored: dict[str, Any]) -> tuple[bool, dict[str, Any]]:
-        """HEAD with checksums on: skip only when the stored SHA-256 equals ours."""
+    def _part_size(self, size: int) -> int:
+        return self.multipart_chunksize if self._is_multipart(size) else 0
+
+    def _checked_by_head(self, bucket: str, key: str, item: LocalFile, full_b64: str,
+                         listed: dict[str, Any]) -> tuple[Entry, str] | None:
+        """Without a manifest entry: the stored SHA-256 (HEAD) against ours."""
+        part_size = self._part_size(item.size)
         head = self.client.head_object(Bucket=bucket, Key=key, ChecksumMode="ENABLED")
         checksum = head.get("ChecksumSHA256") or ""
         if not checksum:  # stored without a SHA-256: re-upload so it gets one
-            return False, head
-        part_size = self.multipart_chunksize if self._is_multipart(item.size) else None
-        same = matches_stored_checksum(item.path, checksum, full_b64=full_b64 or None,
-                                       etag=head.get("ETag", stored.get("ETag", "")),
-                                       part_size=part_size)
-        return bool(same), head
+            return None
+        etag = head.get("ETag", listed["ETag"]).strip('"')
+        same = matches_stored_checksum(item.path, checksum, full_b64=full_b64 or None, etag=etag,
+                                       part_size=part_size or None)
+        if not same:
+            return None
+        part = part_size if "-" in etag else 0
+        return Entry(item.size, etag, checksum, part), head.get("VersionId", "")
 
-    def _one(self, bucket: str, key: str, item: LocalFile, existing: dict[str, dict[str, Any]],
-             force: bool, single: bool) -> dict[str, Any]:
-        multipart = self._is_multipart(item.size)
-        stored = existing.get(key)
-        compare = stored is not None and not force and stored["Size"] == item.size
+    def _upload(self, bucket: str, key: str, item: LocalFile, data: bytes | None,
+                full_b64: str) -> tuple[Entry, str]:
+        import obstore
+
+        part_size = self._part_size(item.size)
+        try:
+            answer = obstore.put(self.store, key, data if data is not None else item.path,
+                                 use_multipart=bool(part_size), chunk_size=self.multipart_chunksize,
+                                 max_concurrency=min(8, self.max_workers))
+        except Exception as exc:  # obstore's errors carry S3's answer: made botocore's
+            raise self.store_error(exc, "PutObject") from exc
+        etag, version = str(answer.get("e_tag") or "").strip('"'), answer.get("version") or ""
+        if not part_size:  # the store sent our bytes' SHA-256, and S3 checked it
+            return Entry(item.size, etag, full_b64), version
+        head = self.client.head_object(Bucket=bucket, Key=key, ChecksumMode="ENABLED")
+        return (Entry(item.size, head.get("ETag", etag).strip('"'), head.get("ChecksumSHA256", ""),
+                      part_size), head.get("VersionId", version))
+
+    @staticmethod
+    def _trusted(item: LocalFile, listed: dict[str, Any] | None, entry: Entry | None,
+                 force: bool) -> Entry | None:
+        """The manifest's entry while it still describes what is stored, else None."""
+        if entry is None or force or listed is None or entry.size != item.size:
+            return None
+        return entry if (listed["Size"], listed["ETag"]) == (entry.size, entry.etag) else None
+
+    def _unchanged(self, item: LocalFile, listed: dict[str, Any] | None, entry: Entry | None,
+                   force: bool) -> _Outcome | None:
+        """Skipped without reading the file: the manifest agrees with S3 and the file's stat."""
+        entry = self._trusted(item, listed, entry, force)
+        if entry is not None and entry.stat and entry.stat == item.stat:
+            return _Outcome(False, entry, full="" if entry.part_size else entry.sha256)
+        return None
+
+    def _one(self, bucket: str, key: str, item: LocalFile, listed: dict[str, Any] | None,
+             entry: Entry | None, force: bool) -> _Outcome:
+        entry = self._trusted(item, listed, entry, force)
+        hashed_at = time.time_ns()
         data = None
-        full_b64 = md5_hex = ""
+        full_b64 = ""
         if item.size <= SMALL_FILE:  # read once: hash and send the same bytes
             data = item.path.read_bytes()
             full_b64 = b64_digest(hashlib.sha256(data).digest())
-            md5_hex = hashlib.md5(data, usedforsecurity=False).hexdigest()
-        elif not multipart:  # multipart files are compared by their composite checksum
-            full_b64, md5_hex = _hash_file(item.path)
-        if compare:
-            if (not single and not multipart and stored["ETag"] == md5_hex
-                    and "SHA256" in stored["ChecksumAlgorithm"]):
-                # Fast path: the listing proves the content (single-PUT ETag = MD5) and that a
-                # SHA-256 is stored; no request per object. Anything else is checked by HEAD.
-                return {"uploaded": False, "VersionId": "", "ChecksumSHA256": full_b64,
-                        "full": full_b64}
-            same, head = self._stored_matches(bucket, key, item, full_b64, stored)
-            if same:
-                return {"uploaded": False, "VersionId": head.get("VersionId", ""),
-                        "ChecksumSHA256": head.get("ChecksumSHA256", ""), "full": full_b64}
-        if multipart:
-            self.client.upload_file(str(item.path), bucket, key,
-                                    ExtraArgs={"ChecksumAlgorithm": "SHA256"},
-                                    Config=self._transfer_config())
-            answer = self.client.head_object(Bucket=bucket, Key=key, ChecksumMode="ENABLED")
-        else:
-            # Sending our own digest spares botocore a second pass and lets S3 verify it.
-            with ExitStack() as stack:
-                body = data if data is not None else stack.enter_context(open(item.path, "rb"))
-                answer = self.client.put_object(Bucket=bucket, Key=key, Body=body,
-                                                ChecksumAlgorithm="SHA256",
-                                                ChecksumSHA256=full_b64)
-        return {"uploaded": True, "VersionId": answer.get("VersionId", ""),
-                "ChecksumSHA256": answer.get("ChecksumSHA256", ""), "full": full_b64}
+        elif not self._is_multipart(item.size):  # multipart: compared by the composite
+            full_b64 = b64_digest(file_sha256(item.path))
+        stat = settled(item.stat, hashed_at)
+        if entry is not None:
+            if matches_stored_checksum(item.path, entry.sha256, full_b64=full_b64 or None,
+                                       etag=entry.etag, part_size=entry.part_size or None):
+                return _Outcome(False, replace(entry, stat=stat), full=full_b64)
+        elif listed is not None and not force and listed["Size"] == item.size:
+            checked = self._checked_by_head(bucket, key, item, full_b64, listed)
+            if checked is not None:
+                return _Outcome(False, replace(checked[0], stat=stat), checked[1], full_b64)
+        stored, version = self._upload(bucket, key, item, data, full_b64)
+        return _Outcome(True, replace(stored, stat=stat), version, full_b64)
 
     def stage(self, local_paths: Any, bucket: str, prefix: str, *, force: bool = False,
               delete_extra: bool = False) -> StagedInput:
         started = time.monotonic()
         prefix = normalize_prefix(prefix)
         files, single = collect_files(local_paths)
-        existing = list_prefix(self.client, bucket, prefix)
+        existing = list_store(self.store, prefix, self.store_error)
+        # One file staged as an object is checked by one HEAD: it needs no manifest.
+        manifest = "" if single else manifest_key(prefix)
+        known = read_manifest(self.store, manifest, self.store_error) if manifest and not force else {}
         keys = [f"{prefix}{item.relative}" for item in files]
-        with ThreadPoolExecutor(max_workers=self.max_workers,
-                                thread_name_prefix="bacalhau-stage") as pool:
-            outcomes = list(pool.map(lambda pair: self._one(bucket, pair[0], pair[1], existing,
-                                                            force, single), zip(keys, files)))
+        outcomes: list[_Outcome | None] = [
+            self._unchanged(item, existing.get(key), known.get(item.relative), force)
+            for key, item in zip(keys, files)]
+        todo = [index for index, outcome in enumerate(outcomes) if outcome is None]
+        if todo:
+            with ThreadPoolExecutor(max_workers=self.max_workers,
+                                    thread_name_prefix="bacalhau-stage") as pool:
+                done = pool.map(lambda index: self._one(bucket, keys[index], files[index],
+                                                        existing.get(keys[index]),
+                                                        known.get(files[index].relative), force),
+                                todo)
+                for index, outcome in zip(todo, done):
+                    outcomes[index] = outcome
+        finished = [outcome for outcome in outcomes if outcome is not None]
         result = StagedInput(bucket=bucket, key=keys[0] if single else prefix, keys=keys)
-        for item, outcome in zip(files, outcomes):
-            if outcome["uploaded"]:
+        for item, outcome in zip(files, finished):
+            if outcome.uploaded:
                 result.uploaded += 1
                 result.bytes_uploaded += item.size
             else:
@@ -284,12 +368,14 @@ class Uploader:
             log.warning("s3://%s/%s holds %d object(s) that were not part of this staging; the "
                         "job will see them too (pass delete_extra=True to remove them)",
                         bucket, prefix, len(extra))
+        entries = {item.relative: outcome.entry for item, outcome in zip(files, finished)}
+        if manifest and entries != known:  # written last: it describes what is stored now
+            write_manifest(self.store, manifest, entries, self.store_error)
         if single:
-            outcome = outcomes[0]
-            result.version_id = outcome["VersionId"] or ""
-            stored = outcome["ChecksumSHA256"] or ""
-            if stored == outcome["full"]:
-                result.checksum_sha256 = stored
+            outcome = finished[0]
+            result.version_id = outcome.version_id
+            if outcome.entry.sha256 == outcome.full:
+                result.checksum_sha256 = outcome.full
             else:
                 # A multipart object stores a composite checksum ("<b64>-N" on AWS). Job specs
                 # accept only a full 32-byte digest there, and whether a compute node's
