@@ -1,10 +1,10 @@
 """Run DAGs and failing connections in this (fresh) Airflow process, for ``tests/test_secrets.py``.
 
 Usage: ``python tests/secrets_run.py PLAN_JSON``. The plan is
-``{"runs": [{"dag_file", "dag_id", "conf"}...], "bad_conn_ids": {"bacalhau": ID, "aws": ID}}``.
+``{"runs": [{"dag_file", "dag_id", "conf"}...], "bad_conn_ids": {"bacalhau", "aws", "bacalhau_refused"}}``.
 The caller sets the environment (AIRFLOW_HOME, connections holding the secrets, OpenLineage
 transport) first: Airflow reads it at import time. Every DAG runs through ``dag.test()``; then the
-connections pointing at a closed port are used and their exceptions printed (str, repr, every
+connections pointing at a closed port, and one whose secret the API refuses, are used and their exceptions printed (str, repr, every
 chained cause) so the caller can search them. A stdout line ``SECRETS-SUMMARY <json>`` gives each
 run's state and its task states.
 """
@@ -41,7 +41,7 @@ def probe(label: str, call) -> None:
         print(f"EXC-PROBE {label} returned: {result!r}", flush=True)
 
 
-def failing_connections(bacalhau_conn_id: str, aws_conn_id: str) -> None:
+def failing_connections(bacalhau_conn_id: str, aws_conn_id: str, refused_conn_id: str) -> None:
     from airflow_provider_bacalhau.hooks.bacalhau import BacalhauHook
     from airflow_provider_bacalhau.hooks.s3 import BacalhauS3Hook
 
@@ -49,6 +49,9 @@ def failing_connections(bacalhau_conn_id: str, aws_conn_id: str) -> None:
     probe("bacalhau test_connection", hook.test_connection)
     probe("bacalhau list_jobs", lambda: hook.get_client().list_jobs(limit=1))
     probe("bacalhau hook repr", lambda: repr(hook.client_config()))
+    refused = BacalhauHook(refused_conn_id)
+    probe("bacalhau refused test_connection", refused.test_connection)
+    probe("bacalhau refused list_jobs", lambda: refused.get_client().list_jobs(limit=1))
     s3 = BacalhauS3Hook(aws_conn_id)
     probe("s3 object_exists", lambda: s3.object_exists("bacalhau-results", "missing"))
 
@@ -63,9 +66,15 @@ def main(plan_json: str) -> None:
     for run_plan in plan["runs"]:
         dag = e2e.load_dag(Path(run_plan["dag_file"]), run_plan["dag_id"], sync=True)
         run = e2e.run_dag(dag, conf=run_plan["conf"])
-        summary.append({"dag_id": run.dag_id, "state": str(getattr(run.state, "value", run.state)),
-                        "tasks": {k: str(getattr(v, "value", v)) for k, v in e2e.task_states(run).items()}})
-    failing_connections(plan["bad_conn_ids"]["bacalhau"], plan["bad_conn_ids"]["aws"])
+        summary.append(
+            {
+                "dag_id": run.dag_id,
+                "state": str(getattr(run.state, "value", run.state)),
+                "tasks": {k: str(getattr(v, "value", v)) for k, v in e2e.task_states(run).items()},
+            }
+        )
+    bad = plan["bad_conn_ids"]
+    failing_connections(bad["bacalhau"], bad["aws"], bad["bacalhau_refused"])
     print("\nSECRETS-SUMMARY " + json.dumps(summary), flush=True)
 
 
