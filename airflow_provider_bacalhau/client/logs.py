@@ -34,7 +34,6 @@ from airflow_provider_bacalhau.client.responses import redact
 from airflow_provider_bacalhau.errors import BacalhauLogsError
 
 
-
 class _HideAuthorization(logging.Filter):
     """websockets logs each handshake header at DEBUG (``"> %s: %s"``): keep the credential out."""
 
