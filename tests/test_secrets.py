@@ -2,13 +2,17 @@
 
 The secrets: a Bacalhau API key and a basic-auth password (the devstack checks both, as v1.9.3's
 authorizer does), an AWS secret access key (SeaweedFS checks it: an identity of its own) and an
-AWS session token (sent by boto3 on every S3 request; SeaweedFS does not check it). The example
-pipeline (stage, two chained jobs, fetch) and a failing job run deferrable with the API key and
-blocking with basic auth, each in a fresh Airflow process at INFO with OpenLineage on; then
-connections to a closed port fail. Searched, for each secret, its base64 forms and the basic-auth
-header: the captured output (task and trigger logs, exceptions), every file under AIRFLOW_HOME,
-a dump of every table of the metadata DB, the OpenLineage events, the devstack's files (job store,
-logs) and its GET /jobs answers.
+AWS session token (SeaweedFS refuses a token it did not issue, so the connection holding one is
+used by a staging that fails: boto3 still signs and sends it). The example pipeline (stage, two
+chained jobs, fetch) and a failing job run deferrable with the API key and blocking with basic
+auth, each in a fresh Airflow process at INFO with OpenLineage on; then connections to a closed
+port, and one with a refused secret, fail. Searched, for each secret, its base64 forms and the
+basic-auth header: the captured output (task and trigger logs, exceptions), every file under
+AIRFLOW_HOME, a dump of every table of the metadata DB, the OpenLineage events, the devstack's
+files (job store, logs) and its GET /jobs answers, the S3 server's data and log.
+
+``BACALHAU_SECRETS_LOG_LEVEL=DEBUG`` runs it at DEBUG: Airflow's and botocore's own DEBUG lines
+holding secrets are then printed apart (upstream), the provider's must still be 0.
 """
 
 from __future__ import annotations
