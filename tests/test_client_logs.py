@@ -179,6 +179,27 @@ def test_both_drivers_read_over_tls_with_the_ca_file_and_auth(wss_logs, tls_mate
     assert seen == [{"path": "/api/v1/orchestrator/jobs/j-1/logs?execution_id=e-1", "auth": f"Bearer {SECRET}"}] * 2
 
 
+def test_the_handshake_logged_at_debug_shows_no_credential(wss_logs, tls_material: TlsMaterial, caplog):
+    """websockets logs each request header at DEBUG; found by tests/test_secrets.py at DEBUG."""
+    url, seen = wss_logs
+    caplog.set_level("DEBUG")
+    for config in (ClientConfig(base_url=url, verify=str(tls_material.cert_file), api_key=SECRET),
+                   ClientConfig(base_url=url, verify=str(tls_material.cert_file), username="u", password=SECRET)):
+        with BacalhauClient(config) as client:
+            assert len(list(client.job_logs("j-1"))) == 2
+
+        async def read_async(config=config) -> int:
+            async with AsyncBacalhauClient(config) as client:
+                return len([chunk async for chunk in client.job_logs("j-1")])
+
+        assert asyncio.run(read_async()) == 2
+    client_records = [r for r in caplog.records if not r.name.startswith("websockets.server")]  # the test's server
+    handshake = [r.getMessage() for r in client_records if r.getMessage().lower().startswith("> authorization")]
+    assert handshake == ["> Authorization: ***"] * 4  # the header is logged, its value is not
+    assert [entry["auth"].split()[0] for entry in seen] == ["Bearer", "Bearer", "Basic", "Basic"]
+    assert not [r for r in client_records if SECRET in r.getMessage() or "dTpr" in r.getMessage()]
+
+
 def test_default_verification_refuses_the_self_signed_server(wss_logs):
     url, _ = wss_logs
     with BacalhauClient(ClientConfig(base_url=url)) as client:

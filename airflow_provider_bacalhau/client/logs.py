@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import ssl
 import time
 from collections import deque
@@ -31,6 +32,21 @@ from airflow_provider_bacalhau import __version__
 from airflow_provider_bacalhau.client.config import ClientConfig
 from airflow_provider_bacalhau.client.responses import redact
 from airflow_provider_bacalhau.errors import BacalhauLogsError
+
+
+class _HideAuthorization(logging.Filter):
+    """websockets logs each handshake header at DEBUG (``"> %s: %s"``): keep the credential out."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if isinstance(args, tuple) and len(args) == 2 and str(args[0]).lower() == "authorization":
+            record.args = (args[0], "***")
+        return True
+
+
+#: The logger given to websockets' clients, in place of its own ``websockets.client``.
+WEBSOCKET_LOG = logging.getLogger("airflow_provider_bacalhau.client.logs.websocket")
+WEBSOCKET_LOG.addFilter(_HideAuthorization())
 
 STDOUT, STDERR = "stdout", "stderr"
 _STREAMS = {1: STDOUT, 2: STDERR}  # models.ExecutionLogType
@@ -206,7 +222,7 @@ def iter_logs(read: LogRead) -> Iterator[LogChunk]:
     request = read.request
     try:
         with connect(request.url, additional_headers=request.headers, ssl=request.ssl, open_timeout=read.handshake_timeout(),
-                     close_timeout=1, max_size=MAX_FRAME) as ws:
+                     close_timeout=1, max_size=MAX_FRAME, logger=WEBSOCKET_LOG) as ws:
             while read.ended is None:
                 if read.expired:
                     read.ended = "timeout"
@@ -234,7 +250,8 @@ async def aiter_logs(read: LogRead) -> AsyncIterator[LogChunk]:
     request = read.request
     try:
         async with connect(request.url, additional_headers=request.headers, ssl=request.ssl,
-                           open_timeout=read.handshake_timeout(), close_timeout=1, max_size=MAX_FRAME) as ws:
+                           open_timeout=read.handshake_timeout(), close_timeout=1, max_size=MAX_FRAME,
+                           logger=WEBSOCKET_LOG) as ws:
             while read.ended is None:
                 if read.expired:
                     read.ended = "timeout"

@@ -39,6 +39,9 @@ class S3Server:
     def __init__(self, server: s3server.SeaweedServer) -> None:
         self._server = server
         self.endpoint = server.endpoint
+        #: Where the server keeps its data and its log: searched for leaked secrets.
+        self.data_dir = server.data_dir
+        self.log_path = server.log_path
         self.keep_buckets: set[str] = set()
 
     def aws_conn_json(self, identity: s3server.Identity | None = None) -> str:
