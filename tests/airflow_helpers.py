@@ -32,18 +32,32 @@ _DB_READY = False
 _COUNTER = itertools.count(1)
 
 
+def _airflow_version() -> tuple[int, int]:
+    import airflow
+
+    major, minor = airflow.__version__.split(".")[:2]
+    return int(major), int(minor)
+
+
+#: The Airflow these tests run on (the compatibility lanes run 2.11, 3.0 and 3.3: docs/compat.rst).
+AIRFLOW_VERSION = _airflow_version()
+AIRFLOW_V3 = AIRFLOW_VERSION >= (3, 0)
+
+
 def init_airflow_db() -> None:
-    """Create the SQLite metadata DB once per process and register the DAG bundles."""
+    """Create the SQLite metadata DB once per process and register the DAG bundles (Airflow 3)."""
     global _DB_READY
     if _DB_READY:
         return
-    from airflow.dag_processing.bundles.manager import DagBundlesManager
     from airflow.utils import db
     from airflow.utils.session import create_session
 
     db.initdb()
-    with create_session() as session:
-        DagBundlesManager().sync_bundles_to_db(session=session)
+    if AIRFLOW_V3:
+        from airflow.dag_processing.bundles.manager import DagBundlesManager
+
+        with create_session() as session:
+            DagBundlesManager().sync_bundles_to_db(session=session)
     _DB_READY = True
 
 
@@ -60,12 +74,21 @@ def unique_dag_id(prefix: str) -> str:
 
 def sync_dag(dag: Any) -> None:
     """Write ``dag`` to the metadata DB as the DAG processor would."""
+    init_airflow_db()
+    if not AIRFLOW_V3:  # Airflow 2's dag.test() runs a DAG object: the DagModel row is enough
+        dag.sync_to_db()
+        return
     from airflow.dag_processing.collection import update_dag_parsing_results_in_db
     from airflow.serialization.serialized_objects import LazyDeserializedDAG
     from airflow.utils.session import create_session
 
-    init_airflow_db()
     with create_session() as session:
+        if AIRFLOW_VERSION < (3, 1):  # 3.0: no from_dag and no parse-duration argument
+            from airflow.serialization.serialized_objects import SerializedDAG
+
+            lazy = LazyDeserializedDAG(data=SerializedDAG.to_dict(dag))
+            update_dag_parsing_results_in_db("dags-folder", None, [lazy], {}, set(), session=session)
+            return
         update_dag_parsing_results_in_db(
             "dags-folder", None, [LazyDeserializedDAG.from_dag(dag)], {}, None, set(), session=session
         )

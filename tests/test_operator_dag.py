@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 
 import pytest
-from airflow.sdk import DAG
+from airflow.providers.common.compat.sdk import DAG
 from airflow_helpers import airflow_db, run_dag, unique_dag_id  # noqa: F401  (airflow_db: fixture)
 
 from airflow_provider_bacalhau.client import BacalhauClient, ClientConfig
