@@ -83,15 +83,55 @@ def sync_dag(dag: Any) -> None:
     from airflow.utils.session import create_session
 
     with create_session() as session:
-        if AIRFLOW_VERSION < (3, 1):  # 3.0: no from_dag and no parse-duration argument
+        if AIRFLOW_VERSION < (3, 1):  # 3.0: the DAG object itself is written (no LazyDeserializedDAG.from_dag)
+            from airflow.models.dag import DAG as SchedulerDAG
+            from airflow.models.serialized_dag import SerializedDagModel
             from airflow.serialization.serialized_objects import SerializedDAG
 
-            lazy = LazyDeserializedDAG(data=SerializedDAG.to_dict(dag))
-            update_dag_parsing_results_in_db("dags-folder", None, [lazy], {}, set(), session=session)
+            scheduler_dag = SerializedDAG.deserialize_dag(SerializedDAG.serialize_dag(dag))
+            SchedulerDAG.bulk_write_to_db("dags-folder", None, [scheduler_dag], session=session)
+            SerializedDagModel.write_dag(dag, bundle_name="dags-folder", session=session)
             return
         update_dag_parsing_results_in_db(
             "dags-folder", None, [LazyDeserializedDAG.from_dag(dag)], {}, None, set(), session=session
         )
+
+
+def create_run(dag: Any) -> tuple[str, str]:
+    """A running DagRun of ``dag`` (synced first) with its task instances, as the scheduler makes
+    one; returns ``(dag_id, run_id)``."""
+    from airflow.utils.session import create_session
+    from airflow.utils.state import DagRunState
+    from airflow.utils.timezone import utcnow
+    from airflow.utils.types import DagRunType
+
+    sync_dag(dag)
+    now = utcnow()
+    run_id = f"manual__{now.isoformat()}"
+    with create_session() as session:
+        if not AIRFLOW_V3:
+            dag.create_dagrun(state=DagRunState.RUNNING, execution_date=now, run_id=run_id,
+                              run_type=DagRunType.MANUAL, data_interval=(now, now), session=session)
+            return dag.dag_id, run_id
+        from airflow.utils.types import DagRunTriggeredByType
+
+        try:
+            from airflow.serialization.serialized_objects import DagSerialization as Serializer
+        except ImportError:  # Airflow < 3.3
+            from airflow.serialization.serialized_objects import SerializedDAG as Serializer
+        scheduler_dag = Serializer.deserialize_dag(Serializer.serialize_dag(dag))
+        if AIRFLOW_VERSION < (3, 1):
+            scheduler_dag.create_dagrun(run_id=run_id, logical_date=now, data_interval=(now, now),
+                                        run_after=now, run_type=DagRunType.MANUAL,
+                                        triggered_by=DagRunTriggeredByType.TEST, state=DagRunState.RUNNING,
+                                        session=session)
+        else:
+            from airflow.models.dagrun import get_or_create_dagrun
+
+            get_or_create_dagrun(dag=scheduler_dag, run_id=run_id, logical_date=now, data_interval=(now, now),
+                                 run_after=now, conf=None, triggered_by=DagRunTriggeredByType.TEST,
+                                 triggering_user_name="tests", start_date=now, session=session)
+    return dag.dag_id, run_id
 
 
 @dataclass
