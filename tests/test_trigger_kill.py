@@ -91,18 +91,26 @@ class Triggerer:
     """``airflow triggerer`` in its own process group, on this test's AIRFLOW_HOME and devstack."""
 
     def __init__(self, log_path: Path) -> None:
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
-               # Fast hand-over after a restart: the new triggerer adopts triggers of a dead one.
-               "AIRFLOW__TRIGGERER__JOB_HEARTBEAT_SEC": "1",
-               "AIRFLOW__SCHEDULER__JOB_HEARTBEAT_SEC": "1",
-               "AIRFLOW__TRIGGERER__TRIGGERER_HEALTH_CHECK_THRESHOLD": "5",
-               "AIRFLOW__SCHEDULER__TRIGGERER_HEALTH_CHECK_THRESHOLD": "5",
-               # Its log server must not clash with another deployment's on this machine.
-               "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port())}
+        env = {
+            **os.environ,
+            "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
+            # Fast hand-over after a restart: the new triggerer adopts triggers of a dead one.
+            "AIRFLOW__TRIGGERER__JOB_HEARTBEAT_SEC": "1",
+            "AIRFLOW__SCHEDULER__JOB_HEARTBEAT_SEC": "1",
+            "AIRFLOW__TRIGGERER__TRIGGERER_HEALTH_CHECK_THRESHOLD": "5",
+            "AIRFLOW__SCHEDULER__TRIGGERER_HEALTH_CHECK_THRESHOLD": "5",
+            # Its log server must not clash with another deployment's on this machine.
+            "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port()),
+        }
         self.log_path = log_path
         airflow = Path(sys.executable).with_name("airflow")
-        self.proc = subprocess.Popen([str(airflow), "triggerer"], env=env, stdout=log_path.open("ab"),
-                                     stderr=subprocess.STDOUT, start_new_session=True)
+        self.proc = subprocess.Popen(
+            [str(airflow), "triggerer"],
+            env=env,
+            stdout=log_path.open("ab"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
 
     @property
     def log(self) -> str:
@@ -150,8 +158,12 @@ def deferred(airflow_db, devstack_env, client, tmp_path):
             BacalhauJobOperator(task_id="long_job", job=busybox_job("true"), deferrable=True)
         dag_id, run_id = create_run(dag)
         job_id = client.submit_job(busybox_job(script))["JobID"]
-        trigger = BacalhauJobTrigger(job_id, poll_interval=0.5, deadline=time.time() + 300,
-                                     stop_reason=f"Airflow task {dag_id}.long_job was killed while deferred")
+        trigger = BacalhauJobTrigger(
+            job_id,
+            poll_interval=0.5,
+            deadline=time.time() + 300,
+            stop_reason=f"Airflow task {dag_id}.long_job was killed while deferred",
+        )
         trigger_id = defer_on_trigger(dag_id, run_id, "long_job", trigger)
         return dag_id, run_id, job_id, trigger_id
 
@@ -178,14 +190,20 @@ def test_marking_a_deferred_task_failed_stops_its_job(deferred, client):
     mark_failed(dag_id, run_id, "long_job")
 
     try:
-        status = wait_for(lambda: (s := job_state(client, job_id)).state.value == "Stopped" and s, 60,
-                          "the job to be stopped")
+        status = wait_for(
+            lambda: (s := job_state(client, job_id)).state.value == "Stopped" and s,
+            60,
+            "the job to be stopped",
+        )
     except AssertionError:
         raise AssertionError(f"job not stopped; log:\n{trigger_log(triggerer, dag_id)[-4000:]}") from None
     assert "killed while deferred" in status.message
     # One of on_kill (3.3+) or cleanup (older) stopped it, never both.
-    log = wait_for(lambda: (text := trigger_log(triggerer, dag_id)).count(f"Stopped Bacalhau job {job_id}") and text,
-                   30, "the stop in the trigger's log")
+    log = wait_for(
+        lambda: (text := trigger_log(triggerer, dag_id)).count(f"Stopped Bacalhau job {job_id}") and text,
+        30,
+        "the stop in the trigger's log",
+    )
     assert log.count(f"Stopped Bacalhau job {job_id}") == 1, log[-4000:]
     assert "Could not stop Bacalhau job" not in log
 
@@ -206,10 +224,15 @@ def test_a_triggerer_restart_leaves_the_job_running_and_the_task_gets_its_event(
         assert f"Bacalhau job {job_id} keeps running" in log, log[-4000:]
     assert task_row(dag_id, run_id, "long_job")["state"] == "deferred"
     second = start_triggerer()
-    wait_for(lambda: trigger_owner(trigger_id) not in (None, owner), 90, "the new triggerer to adopt the trigger")
+    wait_for(
+        lambda: trigger_owner(trigger_id) not in (None, owner), 90, "the new triggerer to adopt the trigger"
+    )
     try:
-        row = wait_for(lambda: (r := task_row(dag_id, run_id, "long_job"))["state"] == "scheduled" and r, 90,
-                       "the trigger's event to reach the task instance")
+        row = wait_for(
+            lambda: (r := task_row(dag_id, run_id, "long_job"))["state"] == "scheduled" and r,
+            90,
+            "the trigger's event to reach the task instance",
+        )
     except AssertionError:
         raise AssertionError(f"no event; triggerer log:\n{second.log[-4000:]}") from None
     event = row["next_kwargs"]["event"]
@@ -221,7 +244,7 @@ def test_the_version_decides_which_hook_stops_the_job():
     """3.3+ triggerers call on_kill (so cleanup must not stop the job too); older ones never do."""
     from airflow.triggers.base import BaseTrigger
 
-    assert TRIGGERER_CALLS_ON_KILL == hasattr(BaseTrigger, "on_kill")
+    assert hasattr(BaseTrigger, "on_kill") == TRIGGERER_CALLS_ON_KILL
     import airflow
 
-    assert TRIGGERER_CALLS_ON_KILL == (tuple(int(p) for p in airflow.__version__.split(".")[:2]) >= (3, 3))
+    assert (tuple(int(p) for p in airflow.__version__.split(".")[:2]) >= (3, 3)) == TRIGGERER_CALLS_ON_KILL

@@ -48,7 +48,10 @@ def test_wheel_holds_the_package_code_only(dist):
     assert not any("/tests/" in n or n.startswith("tests/") for n in names)
     assert any(n.endswith(".dist-info/licenses/LICENSE") for n in names)
     entry_points = next(n for n in names if n.endswith(".dist-info/entry_points.txt"))
-    assert "airflow_provider_bacalhau:get_provider_info" in zipfile.ZipFile(dist["wheel"]).read(entry_points).decode()
+    assert (
+        "airflow_provider_bacalhau:get_provider_info"
+        in zipfile.ZipFile(dist["wheel"]).read(entry_points).decode()
+    )
 
 
 def test_sdist_has_the_license(dist):
@@ -66,8 +69,18 @@ def test_clean_venv_with_runtime_deps_only(dist, tmp_path):
     uv = str(dist["uv"])
     run(uv, "venv", "--quiet", "--python", "python3.11", str(venv))
     python = venv / "bin" / "python"
-    run(uv, "pip", "install", "--quiet", "--offline", "--python", str(python),
-        "-c", str(REPO / "requirements.lock"), str(dist["wheel"]))
+    run(
+        uv,
+        "pip",
+        "install",
+        "--quiet",
+        "--offline",
+        "--python",
+        str(python),
+        "-c",
+        str(REPO / "requirements.lock"),
+        str(dist["wheel"]),
+    )
 
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "PYTHONPATH"))}
     env.update(AIRFLOW_HOME=str(tmp_path / "airflow-home"), AIRFLOW__CORE__LOAD_EXAMPLES="False")
