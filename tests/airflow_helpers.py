@@ -151,12 +151,27 @@ class DagRunResult:
         return self._tis[(task_id, map_index)]
 
 
+def fresh_task_stream() -> None:
+    """Airflow 2's ``dag.test()`` adds a stdout handler to ``airflow.task`` once per process, bound
+    to whatever ``sys.stdout`` was then (an earlier test's capture): drop it so this test's output
+    gets the task log lines. Airflow 3 logs through structlog and needs nothing."""
+    if AIRFLOW_V3:
+        return
+    import sys
+
+    task_logger = logging.getLogger("airflow.task")
+    for handler in list(task_logger.handlers):
+        if type(handler) is logging.StreamHandler and handler.stream is not sys.stdout:
+            task_logger.removeHandler(handler)
+
+
 def run_dag(dag: Any, *, run_conf: dict | None = None, **test_kwargs: Any) -> DagRunResult:
     """Sync ``dag`` to the DB, run it with ``dag.test()`` and collect states and XComs.
 
     ``ti_states`` is keyed by task id (``task_id[i]`` for mapped instances).
     """
     sync_dag(dag)
+    fresh_task_stream()
     dag_run = dag.test(run_conf=run_conf, **test_kwargs)
     result = DagRunResult(dag_run=dag_run, state=str(getattr(dag_run.state, "value", dag_run.state)))
     for ti in dag_run.get_task_instances():
@@ -237,7 +252,10 @@ class LogRecorder(logging.Handler):
 @contextlib.contextmanager
 def record_logs(*names: str) -> Iterator[LogRecorder]:
     """Record the provider's log lines (structlog and stdlib) inside the block."""
-    from structlog.testing import capture_logs
+    try:
+        from structlog.testing import capture_logs
+    except ImportError:  # Airflow 2 does not use structlog
+        capture_logs = None
 
     recorder = LogRecorder()
     loggers = [logging.getLogger(n) for n in (names or LogRecorder.DEFAULT_LOGGERS)]
@@ -247,9 +265,12 @@ def record_logs(*names: str) -> Iterator[LogRecorder]:
         if lg.getEffectiveLevel() > logging.INFO:
             lg.setLevel(logging.INFO)
     try:
-        with capture_logs() as events:
-            recorder._structlog = events
+        if capture_logs is None:  # Airflow 2: stdlib logging only
             yield recorder
+        else:
+            with capture_logs() as events:
+                recorder._structlog = events
+                yield recorder
     finally:
         for lg, level in saved:
             lg.removeHandler(recorder)

@@ -53,6 +53,9 @@ def load_example(dag_id: str):
 
 def run_dag(dag: Any, conf: dict | None = None, **kwargs: Any):
     """``dag.test()`` and the finished DagRun."""
+    from airflow_helpers import fresh_task_stream
+
+    fresh_task_stream()
     return dag.test(run_conf=conf, **kwargs)
 
 
