@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import pendulum
-from airflow.sdk import DAG, Param, task
+from airflow.providers.common.compat.sdk import DAG, Param, task
 
 from airflow_provider_bacalhau.operators import (
     BacalhauDockerJobOperator,

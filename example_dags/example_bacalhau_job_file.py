@@ -22,7 +22,7 @@ import os
 from pathlib import Path
 
 import pendulum
-from airflow.sdk import DAG, Param, task
+from airflow.providers.common.compat.sdk import DAG, Param, task
 
 from airflow_provider_bacalhau.operators import (
     BacalhauFetchResultsOperator,

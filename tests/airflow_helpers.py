@@ -32,18 +32,32 @@ _DB_READY = False
 _COUNTER = itertools.count(1)
 
 
+def _airflow_version() -> tuple[int, int]:
+    import airflow
+
+    major, minor = airflow.__version__.split(".")[:2]
+    return int(major), int(minor)
+
+
+#: The Airflow these tests run on (the compatibility lanes run 2.11, 3.0 and 3.3: docs/compat.rst).
+AIRFLOW_VERSION = _airflow_version()
+AIRFLOW_V3 = AIRFLOW_VERSION >= (3, 0)
+
+
 def init_airflow_db() -> None:
-    """Create the SQLite metadata DB once per process and register the DAG bundles."""
+    """Create the SQLite metadata DB once per process and register the DAG bundles (Airflow 3)."""
     global _DB_READY
     if _DB_READY:
         return
-    from airflow.dag_processing.bundles.manager import DagBundlesManager
     from airflow.utils import db
     from airflow.utils.session import create_session
 
     db.initdb()
-    with create_session() as session:
-        DagBundlesManager().sync_bundles_to_db(session=session)
+    if AIRFLOW_V3:
+        from airflow.dag_processing.bundles.manager import DagBundlesManager
+
+        with create_session() as session:
+            DagBundlesManager().sync_bundles_to_db(session=session)
     _DB_READY = True
 
 
@@ -60,15 +74,64 @@ def unique_dag_id(prefix: str) -> str:
 
 def sync_dag(dag: Any) -> None:
     """Write ``dag`` to the metadata DB as the DAG processor would."""
+    init_airflow_db()
+    if not AIRFLOW_V3:  # Airflow 2's dag.test() runs a DAG object: the DagModel row is enough
+        dag.sync_to_db()
+        return
     from airflow.dag_processing.collection import update_dag_parsing_results_in_db
     from airflow.serialization.serialized_objects import LazyDeserializedDAG
     from airflow.utils.session import create_session
 
-    init_airflow_db()
     with create_session() as session:
+        if AIRFLOW_VERSION < (3, 1):  # 3.0: the DAG object itself is written (no LazyDeserializedDAG.from_dag)
+            from airflow.models.dag import DAG as SchedulerDAG
+            from airflow.models.serialized_dag import SerializedDagModel
+            from airflow.serialization.serialized_objects import SerializedDAG
+
+            scheduler_dag = SerializedDAG.deserialize_dag(SerializedDAG.serialize_dag(dag))
+            SchedulerDAG.bulk_write_to_db("dags-folder", None, [scheduler_dag], session=session)
+            SerializedDagModel.write_dag(dag, bundle_name="dags-folder", session=session)
+            return
         update_dag_parsing_results_in_db(
             "dags-folder", None, [LazyDeserializedDAG.from_dag(dag)], {}, None, set(), session=session
         )
+
+
+def create_run(dag: Any) -> tuple[str, str]:
+    """A running DagRun of ``dag`` (synced first) with its task instances, as the scheduler makes
+    one; returns ``(dag_id, run_id)``."""
+    from airflow.utils.session import create_session
+    from airflow.utils.state import DagRunState
+    from airflow.utils.timezone import utcnow
+    from airflow.utils.types import DagRunType
+
+    sync_dag(dag)
+    now = utcnow()
+    run_id = f"manual__{now.isoformat()}"
+    with create_session() as session:
+        if not AIRFLOW_V3:
+            dag.create_dagrun(state=DagRunState.RUNNING, execution_date=now, run_id=run_id,
+                              run_type=DagRunType.MANUAL, data_interval=(now, now), session=session)
+            return dag.dag_id, run_id
+        from airflow.utils.types import DagRunTriggeredByType
+
+        try:
+            from airflow.serialization.serialized_objects import DagSerialization as Serializer
+        except ImportError:  # Airflow < 3.3
+            from airflow.serialization.serialized_objects import SerializedDAG as Serializer
+        scheduler_dag = Serializer.deserialize_dag(Serializer.serialize_dag(dag))
+        if AIRFLOW_VERSION < (3, 1):
+            scheduler_dag.create_dagrun(run_id=run_id, logical_date=now, data_interval=(now, now),
+                                        run_after=now, run_type=DagRunType.MANUAL,
+                                        triggered_by=DagRunTriggeredByType.TEST, state=DagRunState.RUNNING,
+                                        session=session)
+        else:
+            from airflow.models.dagrun import get_or_create_dagrun
+
+            get_or_create_dagrun(dag=scheduler_dag, run_id=run_id, logical_date=now, data_interval=(now, now),
+                                 run_after=now, conf=None, triggered_by=DagRunTriggeredByType.TEST,
+                                 triggering_user_name="tests", start_date=now, session=session)
+    return dag.dag_id, run_id
 
 
 @dataclass
@@ -88,12 +151,27 @@ class DagRunResult:
         return self._tis[(task_id, map_index)]
 
 
+def fresh_task_stream() -> None:
+    """Airflow 2's ``dag.test()`` adds a stdout handler to ``airflow.task`` once per process, bound
+    to whatever ``sys.stdout`` was then (an earlier test's capture): drop it so this test's output
+    gets the task log lines. Airflow 3 logs through structlog and needs nothing."""
+    if AIRFLOW_V3:
+        return
+    import sys
+
+    task_logger = logging.getLogger("airflow.task")
+    for handler in list(task_logger.handlers):
+        if type(handler) is logging.StreamHandler and handler.stream is not sys.stdout:
+            task_logger.removeHandler(handler)
+
+
 def run_dag(dag: Any, *, run_conf: dict | None = None, **test_kwargs: Any) -> DagRunResult:
     """Sync ``dag`` to the DB, run it with ``dag.test()`` and collect states and XComs.
 
     ``ti_states`` is keyed by task id (``task_id[i]`` for mapped instances).
     """
     sync_dag(dag)
+    fresh_task_stream()
     dag_run = dag.test(run_conf=run_conf, **test_kwargs)
     result = DagRunResult(dag_run=dag_run, state=str(getattr(dag_run.state, "value", dag_run.state)))
     for ti in dag_run.get_task_instances():
@@ -174,7 +252,10 @@ class LogRecorder(logging.Handler):
 @contextlib.contextmanager
 def record_logs(*names: str) -> Iterator[LogRecorder]:
     """Record the provider's log lines (structlog and stdlib) inside the block."""
-    from structlog.testing import capture_logs
+    try:
+        from structlog.testing import capture_logs
+    except ImportError:  # Airflow 2 does not use structlog
+        capture_logs = None
 
     recorder = LogRecorder()
     loggers = [logging.getLogger(n) for n in (names or LogRecorder.DEFAULT_LOGGERS)]
@@ -184,9 +265,12 @@ def record_logs(*names: str) -> Iterator[LogRecorder]:
         if lg.getEffectiveLevel() > logging.INFO:
             lg.setLevel(logging.INFO)
     try:
-        with capture_logs() as events:
-            recorder._structlog = events
+        if capture_logs is None:  # Airflow 2: stdlib logging only
             yield recorder
+        else:
+            with capture_logs() as events:
+                recorder._structlog = events
+                yield recorder
     finally:
         for lg, level in saved:
             lg.removeHandler(recorder)

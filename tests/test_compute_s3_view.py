@@ -91,7 +91,7 @@ def test_job_specs_carry_the_compute_side_endpoint_not_airflows(split, s3_server
                                                                  monkeypatch, tmp_path):
     """Stage, run with an s3:// input and an s3 publisher, re-stage the archive into a second
     job: every S3 address in both specs is the node's, and both jobs succeed on it."""
-    from airflow.sdk import DAG
+    from airflow.providers.common.compat.sdk import DAG
 
     from airflow_provider_bacalhau.operators import BacalhauDockerJobOperator
     from airflow_provider_bacalhau.operators.s3 import BacalhauS3StageOperator

@@ -29,7 +29,7 @@ pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
 
 def test_stage_and_fetch_operators_in_a_dag(airflow_db, env, tmp_path):  # noqa: F811
-    from airflow.sdk import DAG
+    from airflow.providers.common.compat.sdk import DAG
 
     with BacalhauClient(ClientConfig(base_url=env.api_url)) as api:
         gzip_job = run_job(api, WRITE, publisher=PUBLISHERS["s3-gzip"])

@@ -28,7 +28,7 @@ FAILING_DAG = textwrap.dedent(
     '''
     """Two Bacalhau jobs that fail: one exits non-zero, one outlives its execution timeout."""
     import pendulum
-    from airflow.sdk import DAG
+    from airflow.providers.common.compat.sdk import DAG
 
     from airflow_provider_bacalhau.operators import BacalhauDockerJobOperator
 
@@ -101,7 +101,7 @@ CRASH_DAG = textwrap.dedent(
     '''
     """One Bacalhau job that runs long enough for its worker to be killed under it."""
     import pendulum
-    from airflow.sdk import DAG
+    from airflow.providers.common.compat.sdk import DAG
 
     from airflow_provider_bacalhau.operators import BacalhauDockerJobOperator
 

@@ -6,7 +6,7 @@ from datetime import datetime, timedelta
 
 import pytest
 from airflow.providers.common.compat.sdk import conf
-from airflow.sdk import DAG
+from airflow.providers.common.compat.sdk import DAG
 
 from airflow_provider_bacalhau.errors import SpecError
 from airflow_provider_bacalhau.operators import BacalhauDockerJobOperator, BacalhauJobOperator

@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import datetime
 
 import pytest
-from airflow.sdk import DAG
-from airflow_helpers import airflow_db, run_dag, unique_dag_id  # noqa: F401  (airflow_db: fixture)
+from airflow.providers.common.compat.sdk import DAG
+from airflow_helpers import AIRFLOW_V3, airflow_db, run_dag, unique_dag_id  # noqa: F401  (airflow_db: fixture)
 
 from airflow_provider_bacalhau.client import BacalhauClient, ClientConfig
 from airflow_provider_bacalhau.links.job import BacalhauJobLink
@@ -72,15 +72,23 @@ def test_chained_run_deferrable_templated_file_sensor_and_link(airflow_db, devst
     assert stdout["Body"].read().decode().splitlines() == ["hello-fromui", "run=fromui"]
     assert result.xcom("watch") == result.xcom("second")  # the sensor returns the same results
 
-    # The extra link, read the way Airflow 3's API server reads it (from the serialized DAG).
-    from airflow.serialization.definitions.operatorlink import XComOperatorLink
-
+    # The extra link, read the way the UI reads it: Airflow 3's API server from the serialized DAG
+    # (the stored xcom_key string), Airflow 2's webserver through the operator's link.
     link = BacalhauJobLink()
     for task_id in ("first", "second", "watch"):
         job_id = result.xcom(task_id, key="bacalhau_job_id")
-        ui_link = XComOperatorLink(name=link.name, xcom_key=link.xcom_key)
-        assert ui_link.get_link(dag.get_task(task_id), ti_key=result.ti(task_id).key) == \
-            f"{devstack.webui_url}/jobs/{job_id}"
+        ti_key = result.ti(task_id).key
+        if AIRFLOW_V3:
+            try:
+                from airflow.serialization.definitions.operatorlink import XComOperatorLink
+            except ImportError:  # Airflow < 3.1
+                from airflow.serialization.serialized_objects import XComOperatorLink
+
+            shown = XComOperatorLink(name=link.name, xcom_key=link.xcom_key).get_link(dag.get_task(task_id),
+                                                                                    ti_key=ti_key)
+        else:
+            shown = dag.get_task(task_id).get_extra_links(result.ti(task_id), link.name)
+        assert shown == f"{devstack.webui_url}/jobs/{job_id}"
 
 
 @pytest.mark.slow

@@ -10,6 +10,7 @@ import types
 from pathlib import Path
 
 import pytest
+from airflow_helpers import AIRFLOW_VERSION
 
 from airflow_provider_bacalhau import get_provider_info
 from airflow_provider_bacalhau.hooks.bacalhau import BacalhauHook
@@ -32,8 +33,9 @@ def test_airflow_providers_list_shows_the_package():
         env=os.environ.copy(),
     )
     assert result.returncode == 0, result.stderr
-    start = result.stdout.index("[")
-    packages = {p["package_name"]: p for p in json.loads(result.stdout[start:])}
+    # Some versions log to stdout before the JSON: the list is the line that starts it.
+    listing = next(line for line in result.stdout.splitlines() if line.startswith("[{"))
+    packages = {p["package_name"]: p for p in json.loads(listing)}
     assert "airflow-provider-bacalhau" in packages
     assert packages["airflow-provider-bacalhau"]["version"] == get_provider_info()["versions"][0]
 
@@ -49,6 +51,10 @@ def test_provider_info_fits_airflows_schema():
     assert entry["hook-name"] == BacalhauHook.hook_name
 
 
+@pytest.mark.skipif(
+    AIRFLOW_VERSION[:2] == (3, 0),
+    reason="Airflow 3.0 builds connection forms from hook classes with FAB's wtforms only (docs/compat.rst)",
+)
 def test_airflow_3_loads_the_connection_form_from_provider_info():
     from airflow.providers_manager import ProvidersManager
 

@@ -20,21 +20,13 @@ import os
 from typing import Any
 from urllib.parse import quote
 
+from airflow.providers.common.compat.sdk import AirflowNotFoundException, BaseHook
+
 from airflow_provider_bacalhau.client import AsyncBacalhauClient, BacalhauClient, ClientConfig, shared_http_client
 from airflow_provider_bacalhau.client.config import DEFAULT_PORT, build_base_url, parse_bool, parse_port
 from airflow_provider_bacalhau.errors import BacalhauApiError
 from airflow_provider_bacalhau.hooks._compute_s3 import ComputeS3View
 from airflow_provider_bacalhau.provider_info import BACALHAU_CONN_FIELDS, BACALHAU_UI_FIELD_BEHAVIOUR
-
-try:
-    from airflow.providers.common.compat.sdk import AirflowNotFoundException, BaseHook
-except ImportError:  # common-compat older than the sdk shim
-    try:
-        from airflow.sdk import BaseHook
-        from airflow.sdk.exceptions import AirflowNotFoundException
-    except ImportError:  # Airflow 2
-        from airflow.exceptions import AirflowNotFoundException
-        from airflow.hooks.base import BaseHook
 
 
 def _extra(extras: dict, name: str, conn_type: str = "bacalhau") -> Any:
@@ -159,7 +151,7 @@ class BacalhauHook(BaseHook):
             return self._config
         try:
             from airflow.providers.common.compat.connection import get_async_connection, get_async_extra_dejson
-        except ImportError:  # older common-compat: run the blocking lookup in a worker thread
+        except ImportError:  # older common-compat (the 1.12 floor too): the blocking lookup in a thread
             from asgiref.sync import sync_to_async
 
             return await sync_to_async(self.client_config)()

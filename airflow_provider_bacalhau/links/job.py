@@ -17,10 +17,11 @@ class BacalhauJobLink(BaseOperatorLink):
     """Link to the task's Bacalhau job in the Web UI.
 
     The URL is computed on the worker (where the connection, and its ``webui_url`` extra, are
-    available) and kept in XCom under :attr:`key` before the task waits. Airflow 3 shows the string
-    stored under :attr:`xcom_key` (written by the worker when the task ends, from :meth:`get_link`);
-    :meth:`persist` writes it at once too, so the link is there while the task is deferred.
-    No ``webui_url`` means no link, never an error.
+    available) and kept in XCom under :attr:`key` before the task waits. Airflow 2's webserver calls
+    :meth:`get_link`, which reads that value. Airflow 3 shows the string stored under ``xcom_key``
+    (written by the worker when the task ends, from :meth:`get_link`); :meth:`persist` writes it at
+    once too, so the link is there while the task is deferred. No ``webui_url`` means no link, never
+    an error.
     """
 
     name: ClassVar[str] = "Bacalhau Job"
@@ -45,6 +46,8 @@ class BacalhauJobLink(BaseOperatorLink):
         try:
             ti = context["ti"]
             ti.xcom_push(key=cls.key, value={"job_id": job_id, "url": url})
-            ti.xcom_push(key=cls().xcom_key, value=url)
+            ui_key = getattr(cls(), "xcom_key", None)  # Airflow 3 only: 2.x calls get_link instead
+            if ui_key:
+                ti.xcom_push(key=ui_key, value=url)
         except Exception:  # a link is a convenience: never fail the task over it
             log.warning("could not store the Bacalhau job link for %s", job_id, exc_info=True)

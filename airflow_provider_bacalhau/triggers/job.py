@@ -8,7 +8,9 @@ from collections.abc import AsyncIterator
 from functools import cached_property
 from typing import Any
 
+from airflow.providers.common.compat.version_compat import AIRFLOW_V_3_0_PLUS
 from airflow.triggers.base import BaseTrigger, TriggerEvent
+from airflow.utils.state import TaskInstanceState
 
 from airflow_provider_bacalhau.waiting import Sleep, make_event, watch_job
 
@@ -16,6 +18,9 @@ from airflow_provider_bacalhau.waiting import Sleep, make_event, watch_job
 DEFAULT_WAIT_SECONDS = 24 * 3600.0
 #: The triggerer gives ``on_kill`` 30 s by default; stopping the job must fit in it.
 ON_KILL_STOP_SECONDS = 20.0
+#: Airflow >= 3.3 calls a trigger's ``on_kill`` when a user kills its task. Older triggerers only
+#: cancel the trigger (then ``cleanup``), as they also do when they stop or hand it to another one.
+TRIGGERER_CALLS_ON_KILL = hasattr(BaseTrigger, "on_kill")
 
 
 class BacalhauJobTrigger(BaseTrigger):
@@ -37,7 +42,7 @@ class BacalhauJobTrigger(BaseTrigger):
     :param deadline: unix time (seconds) after which a ``timeout`` event is fired; default 24 hours
         from when the trigger was built.
     :param stop_on_kill: stop the job when the user kills the deferred task (Airflow >= 3.3 calls
-        :meth:`on_kill`).
+        :meth:`on_kill`; on older versions :meth:`cleanup` tells a kill from a triggerer restart).
     :param stop_reason: the reason recorded on the job when it is stopped that way.
     :param stream_logs: log the running executions' container output while waiting (the logs
         WebSocket, best effort); the event then says what was streamed. Off by default, so
@@ -165,4 +170,69 @@ class BacalhauJobTrigger(BaseTrigger):
         except Exception:
             self.log.warning("Could not stop Bacalhau job %s on kill", self.job_id, exc_info=True)
 
+    async def cleanup(self) -> None:
+        """On Airflow < 3.3, stop the job when the deferred task was killed (3.3+ calls on_kill).
 
+        The triggerer runs this whenever the trigger leaves it: after a user kill, but also when the
+        triggerer stops or the trigger moves to another triggerer. The job is stopped only when the
+        task instance is no longer deferred (:meth:`safe_to_cancel`), as KubernetesPodOperator does.
+        """
+        await super().cleanup()
+        if TRIGGERER_CALLS_ON_KILL or self._fired or not self.stop_on_kill:
+            return
+        try:
+            safe = await self.safe_to_cancel()
+        except Exception:  # unknown is not killed: a running job is never stopped on a guess
+            self.log.warning("Could not read the task state of Bacalhau job %s: leaving it running",
+                             self.job_id, exc_info=True)
+            return
+        if not safe:
+            self.log.info("Bacalhau job %s keeps running: its task is still deferred (triggerer restart "
+                          "or handover)", self.job_id)
+            return
+        await self.on_kill()
+
+    async def safe_to_cancel(self) -> bool:
+        """Whether the task instance left the deferred state (killed, cleared or marked by a user)."""
+        return await self._task_state() != TaskInstanceState.DEFERRED
+
+    async def _task_state(self) -> Any:
+        from asgiref.sync import sync_to_async
+
+        ti = self.task_instance  # attached by the triggerer
+        if ti is None:
+            raise RuntimeError("the triggerer attached no task instance to this trigger")
+        if not AIRFLOW_V_3_0_PLUS:
+            return await sync_to_async(_task_state_from_db)(ti.dag_id, ti.task_id, ti.run_id, ti.map_index)
+        # Airflow 3's triggerer has no DB access: it asks the API server, as tasks do.
+        from airflow.sdk.execution_time.task_runner import RuntimeTaskInstance
+
+        states = await sync_to_async(RuntimeTaskInstance.get_task_states)(
+            dag_id=ti.dag_id, task_ids=[ti.task_id], run_ids=[ti.run_id], map_index=ti.map_index
+        )
+        # The API keys mapped instances as "<task_id>_<map_index>".
+        key = f"{ti.task_id}_{ti.map_index}" if ti.map_index is not None and ti.map_index >= 0 else ti.task_id
+        try:
+            return states[ti.run_id][key]
+        except KeyError:
+            raise LookupError(f"no task instance {ti.dag_id}.{key} in run {ti.run_id}") from None
+
+
+def _task_state_from_db(dag_id: str, task_id: str, run_id: str, map_index: int) -> Any:
+    """Airflow 2: the triggerer reads the metadata DB."""
+    from airflow.models.taskinstance import TaskInstance
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    with create_session() as session:
+        ti = session.scalar(
+            select(TaskInstance).where(
+                TaskInstance.dag_id == dag_id,
+                TaskInstance.task_id == task_id,
+                TaskInstance.run_id == run_id,
+                TaskInstance.map_index == map_index,
+            )
+        )
+        if ti is None:
+            raise LookupError(f"no task instance {dag_id}.{task_id}[{map_index}] in run {run_id}")
+        return ti.state
