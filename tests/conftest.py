@@ -28,6 +28,15 @@ pytest_plugins = ["airflow_provider_bacalhau.devstack.testing", "airflow_deploym
 import pytest  # noqa: E402
 
 
+def pytest_configure(config):
+    # Newer starlette warns with its own class (ignored like the rest of its deprecations, see
+    # pyproject.toml); older ones (the 3.0 and lowest lanes) lack it, and naming it there would fail.
+    import starlette.exceptions
+
+    if hasattr(starlette.exceptions, "StarletteDeprecationWarning"):
+        config.addinivalue_line("filterwarnings", "ignore::starlette.exceptions.StarletteDeprecationWarning")
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _request_bodies_match_bacalhau_swagger():
     """Every request body the provider's client sends, in any test, is checked against Bacalhau's
