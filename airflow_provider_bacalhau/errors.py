@@ -14,11 +14,17 @@ from __future__ import annotations
 from typing import Any
 
 #: Defined in ``failures.py`` (they subclass AirflowException); handed out by ``__getattr__``.
-_AIRFLOW_FAILURES = frozenset({
-    "BacalhauJobError", "BacalhauJobFailedError", "BacalhauJobTimeoutError",
-    "BacalhauSensorTimeoutError", "BacalhauInputError", "BacalhauInvalidInputError",
-    "BacalhauInvalidArgumentError",
-})
+_AIRFLOW_FAILURES = frozenset(
+    {
+        "BacalhauJobError",
+        "BacalhauJobFailedError",
+        "BacalhauJobTimeoutError",
+        "BacalhauSensorTimeoutError",
+        "BacalhauInputError",
+        "BacalhauInvalidInputError",
+        "BacalhauInvalidArgumentError",
+    }
+)
 
 
 def __getattr__(name: str) -> Any:

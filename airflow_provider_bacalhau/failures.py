@@ -118,4 +118,5 @@ class TemplateErrorsFailMixin:
             line = f" at line {exc.lineno}" if getattr(exc, "lineno", None) else ""
             raise BacalhauInvalidArgumentError(
                 f"Jinja template error in {self.template_error_location()}{line}: "
-                f"{exc.__class__.__name__}: {exc}") from exc
+                f"{exc.__class__.__name__}: {exc}"
+            ) from exc

@@ -40,14 +40,14 @@ BACALHAU_CONN_FIELDS: dict[str, dict] = {
     "s3_endpoint": {
         "label": "S3 endpoint (as compute nodes see it)",
         "description": "S3 URL the compute nodes reach, written into the job specs the provider "
-                       "builds; empty for AWS or the nodes' default. Not the Airflow AWS "
-                       "connection's endpoint unless both sides reach S3 at that same address.",
+        "builds; empty for AWS or the nodes' default. Not the Airflow AWS "
+        "connection's endpoint unless both sides reach S3 at that same address.",
         "schema": {"type": ["string", "null"], "format": "url"},
     },
     "s3_region": {
         "label": "S3 region (as compute nodes see it)",
         "description": "Region written into the S3 inputs and publishers the provider builds; "
-                       "empty for the nodes' default.",
+        "empty for the nodes' default.",
         "schema": {"type": ["string", "null"]},
     },
 }

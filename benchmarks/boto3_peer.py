@@ -24,20 +24,34 @@ MiB = 1024 * 1024
 def main() -> int:
     endpoint, source, bucket, prefix = sys.argv[1:5]
     started = time.perf_counter()
-    client = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
-                          config=Config(max_pool_connections=20, s3={"addressing_style": "path"}))
+    client = boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        region_name="us-east-1",
+        config=Config(max_pool_connections=20, s3={"addressing_style": "path"}),
+    )
     root = Path(source)
     if root.is_file():
-        client.upload_file(str(root), bucket, f"{prefix}{root.name}", ExtraArgs={"ChecksumAlgorithm": "SHA256"},
-                           Config=TransferConfig(multipart_threshold=64 * MiB, multipart_chunksize=16 * MiB,
-                                                 max_concurrency=16))
+        client.upload_file(
+            str(root),
+            bucket,
+            f"{prefix}{root.name}",
+            ExtraArgs={"ChecksumAlgorithm": "SHA256"},
+            Config=TransferConfig(
+                multipart_threshold=64 * MiB, multipart_chunksize=16 * MiB, max_concurrency=16
+            ),
+        )
         count = 1
     else:
         files = [p for p in sorted(root.rglob("*")) if p.is_file()]
 
         def put(path: Path) -> None:
-            client.put_object(Bucket=bucket, Key=f"{prefix}{path.relative_to(root).as_posix()}",
-                              Body=path.read_bytes(), ChecksumAlgorithm="SHA256")
+            client.put_object(
+                Bucket=bucket,
+                Key=f"{prefix}{path.relative_to(root).as_posix()}",
+                Body=path.read_bytes(),
+                ChecksumAlgorithm="SHA256",
+            )
 
         with ThreadPoolExecutor(16) as pool:
             list(pool.map(put, files))

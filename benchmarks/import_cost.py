@@ -42,8 +42,13 @@ from airflow.triggers.base import BaseTrigger
 
 
 def sample(base: str) -> dict:
-    done = subprocess.run([sys.executable, "-c", PROBE.format(base=base)], capture_output=True, text=True,
-                          timeout=120, check=True)
+    done = subprocess.run(
+        [sys.executable, "-c", PROBE.format(base=base)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
@@ -60,11 +65,15 @@ def main() -> int:
     own_ms = statistics.median(s["own_ms"] for s in own)
     own_cpu = statistics.median(s["own_cpu_ms"] for s in own)
     loaded = over_airflow[-1]["loaded"]
-    print(f"operators + sensor + trigger over `import airflow`: median {total:.1f} ms wall, {total_cpu:.1f} ms CPU "
-          f"(wall min {min(s['total_ms'] for s in over_airflow):.1f}, max {max(s['total_ms'] for s in over_airflow):.1f}; "
-          f"{args.runs} fresh interpreters); budget {args.budget_ms:.0f} ms")
-    print(f"the provider's own share (Airflow's base classes already imported): median {own_ms:.1f} ms wall, "
-          f"{own_cpu:.1f} ms CPU")
+    print(
+        f"operators + sensor + trigger over `import airflow`: median {total:.1f} ms wall, {total_cpu:.1f} ms CPU "
+        f"(wall min {min(s['total_ms'] for s in over_airflow):.1f}, max {max(s['total_ms'] for s in over_airflow):.1f}; "
+        f"{args.runs} fresh interpreters); budget {args.budget_ms:.0f} ms"
+    )
+    print(
+        f"the provider's own share (Airflow's base classes already imported): median {own_ms:.1f} ms wall, "
+        f"{own_cpu:.1f} ms CPU"
+    )
     print(f"heavy modules loaded: {', '.join(loaded) or 'none'}")
     return 0 if total <= args.budget_ms and "boto3" not in loaded else 1
 

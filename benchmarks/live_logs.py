@@ -62,10 +62,23 @@ class Timed(logging.Handler):
 
 
 def job(tag: str, lines: int, pause: float) -> dict:
-    script = (f'for i in $(seq 1 {lines}); do echo "line $i of {tag} $(cut -d" " -f1 /proc/uptime)"; '
-              f"sleep {pause}; done")
-    return {"Type": "batch", "Count": 1, "Tasks": [{"Name": "main", "Engine": {"Type": "docker", "Params": {
-        "Image": "busybox:1.36", "Entrypoint": ["sh", "-c"], "Parameters": [script]}}}]}
+    script = (
+        f'for i in $(seq 1 {lines}); do echo "line $i of {tag} $(cut -d" " -f1 /proc/uptime)"; '
+        f"sleep {pause}; done"
+    )
+    return {
+        "Type": "batch",
+        "Count": 1,
+        "Tasks": [
+            {
+                "Name": "main",
+                "Engine": {
+                    "Type": "docker",
+                    "Params": {"Image": "busybox:1.36", "Entrypoint": ["sh", "-c"], "Parameters": [script]},
+                },
+            }
+        ],
+    }
 
 
 def percentile(values: list[float], share: float) -> float:
@@ -76,8 +89,10 @@ def percentile(values: list[float], share: float) -> float:
 def describe(name: str, values: list[float]) -> str:
     if not values:
         return f"{name}: no lines"
-    return (f"{name}: n={len(values)} median {statistics.median(values):.3f} s, p95 {percentile(values, 0.95):.3f} s, "
-            f"max {max(values):.3f} s")
+    return (
+        f"{name}: n={len(values)} median {statistics.median(values):.3f} s, p95 {percentile(values, 0.95):.3f} s, "
+        f"max {max(values):.3f} s"
+    )
 
 
 async def watch_all(job_ids: list[str], poll_interval: float) -> list[dict]:
@@ -85,8 +100,9 @@ async def watch_all(job_ids: list[str], poll_interval: float) -> list[dict]:
     from airflow_provider_bacalhau.triggers.job import BacalhauJobTrigger
 
     async def one(job_id: str) -> dict:
-        trigger = BacalhauJobTrigger(job_id, poll_interval=poll_interval, deadline=time.time() + 600,
-                                     stream_logs=True)
+        trigger = BacalhauJobTrigger(
+            job_id, poll_interval=poll_interval, deadline=time.time() + 600, stream_logs=True
+        )
         return [event.payload async for event in trigger.run()][0]
 
     try:
@@ -110,14 +126,18 @@ def main() -> int:
     from airflow_provider_bacalhau.devstack import stack
     from airflow_provider_bacalhau.triggers import job as _trigger  # noqa: F401  (Airflow sets up logging)
 
-    state = stack.up(home / "stack", api_port=0, s3_port=0, concurrency=max(2, args.jobs), die_with_parent=True)
+    state = stack.up(
+        home / "stack", api_port=0, s3_port=0, concurrency=max(2, args.jobs), die_with_parent=True
+    )
     try:
         os.environ.update(stack.env_vars(state))
         handler = Timed()
         handler.install()
         with BacalhauClient(ClientConfig(base_url=state.api_url)) as client:
-            tags = {client.submit_job(job(f"j{n}", args.lines, args.pause))["JobID"]: f"j{n}"
-                    for n in range(args.jobs)}
+            tags = {
+                client.submit_job(job(f"j{n}", args.lines, args.pause))["JobID"]: f"j{n}"
+                for n in range(args.jobs)
+            }
         started = time.monotonic()
         events = asyncio.run(watch_all(list(tags), args.poll_interval))
         wall = time.monotonic() - started
@@ -140,8 +160,10 @@ def main() -> int:
     opened = {tag: min(logged for (t, _), (_, logged) in seen.items() if t == tag) for tag, _ in seen}
     live = [logged - printed for (tag, _), (printed, logged) in seen.items() if printed > opened[tag]]
     expected = args.jobs * args.lines
-    print(f"{args.jobs} jobs x {args.lines} lines every {args.pause} s, poll_interval {args.poll_interval} s: "
-          f"events {statuses}, {len(seen)}/{expected} lines streamed, wall {wall:.1f} s")
+    print(
+        f"{args.jobs} jobs x {args.lines} lines every {args.pause} s, poll_interval {args.poll_interval} s: "
+        f"events {statuses}, {len(seen)}/{expected} lines streamed, wall {wall:.1f} s"
+    )
     print(describe("all lines", all_delays))
     print(describe("lines after the stream opened", live))
     return 0 if len(seen) == expected and set(statuses) == {"success"} else 1

@@ -37,16 +37,22 @@ def main() -> int:
                 client = procs.s3_client(server.endpoint)
                 client.create_bucket(Bucket="bench")
                 for index in range(args.objects):
-                    client.put_object(Bucket="bench", Key=f"k{index}", Body=b"x" * 65536, ChecksumAlgorithm="SHA256")
-                rss = subprocess.run(["ps", "-o", "rss=", "-p", str(server.proc.pid)], capture_output=True, text=True)
+                    client.put_object(
+                        Bucket="bench", Key=f"k{index}", Body=b"x" * 65536, ChecksumAlgorithm="SHA256"
+                    )
+                rss = subprocess.run(
+                    ["ps", "-o", "rss=", "-p", str(server.proc.pid)], capture_output=True, text=True
+                )
                 rss_mib.append(int(rss.stdout) / 1024)
             finally:
                 server.stop()
         finally:
             shutil.rmtree(home, ignore_errors=True)
     print(f"start: median {statistics.median(starts):.2f} s, runs " + " ".join(f"{t:.2f}" for t in starts))
-    print(f"RSS after {args.objects} x 64 KiB: median {statistics.median(rss_mib):.0f} MiB, runs "
-          + " ".join(f"{m:.0f}" for m in rss_mib))
+    print(
+        f"RSS after {args.objects} x 64 KiB: median {statistics.median(rss_mib):.0f} MiB, runs "
+        + " ".join(f"{m:.0f}" for m in rss_mib)
+    )
     return 0
 
 

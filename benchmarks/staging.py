@@ -81,15 +81,28 @@ class Peers:
         return seconds, sum(1 for line in out.splitlines() if line.startswith(("cp ", "upload ")))
 
     def aws(self, workload: str, source: Path, target: str) -> tuple[float, int]:
-        verb = ["cp", str(source), target + source.name] if source.is_file() else ["sync", str(source), target]
-        seconds, out = self._run([str(PEERS / "aws"), "--endpoint-url", self.endpoint, "s3", *verb,
-                                  "--no-progress", "--checksum-algorithm", "SHA256"])
+        verb = (
+            ["cp", str(source), target + source.name] if source.is_file() else ["sync", str(source), target]
+        )
+        seconds, out = self._run(
+            [
+                str(PEERS / "aws"),
+                "--endpoint-url",
+                self.endpoint,
+                "s3",
+                *verb,
+                "--no-progress",
+                "--checksum-algorithm",
+                "SHA256",
+            ]
+        )
         return seconds, sum(1 for line in out.splitlines() if line.startswith("upload:"))
 
     def boto3(self, workload: str, source: Path, target: str) -> tuple[float, int]:
         bucket, _, prefix = target.removeprefix("s3://").partition("/")
-        _, out = self._run([str(PEERS / "python"), str(HERE / "boto3_peer.py"), self.endpoint, str(source),
-                            bucket, prefix])
+        _, out = self._run(
+            [str(PEERS / "python"), str(HERE / "boto3_peer.py"), self.endpoint, str(source), bucket, prefix]
+        )
         answer = json.loads(out)
         return answer["seconds"], answer["uploaded"]
 
@@ -125,9 +138,16 @@ class Hook:
 
 
 def check_checksums(client, bucket: str, prefix: str) -> int:
-    keys = [o["Key"] for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
-            for o in page.get("Contents", [])]
-    missing = [k for k in keys if not client.head_object(Bucket=bucket, Key=k, ChecksumMode="ENABLED").get("ChecksumSHA256")]
+    keys = [
+        o["Key"]
+        for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+        for o in page.get("Contents", [])
+    ]
+    missing = [
+        k
+        for k in keys
+        if not client.head_object(Bucket=bucket, Key=k, ChecksumMode="ENABLED").get("ChecksumSHA256")
+    ]
     if missing:
         raise AssertionError(f"{len(missing)} object(s) stored without a SHA-256, e.g. {missing[:3]}")
     return len(keys)
@@ -149,12 +169,20 @@ def main() -> int:
     server = s3server.SeaweedServer(work / "s3", log_path=work / "weed.log", die_with_parent=True).start()
     try:
         os.environ["AIRFLOW_CONN_AWS_DEFAULT"] = procs.aws_conn_json(server.endpoint)
-        env = {**os.environ, "AWS_ACCESS_KEY_ID": procs.AWS_ACCESS_KEY_ID,
-               "AWS_SECRET_ACCESS_KEY": procs.AWS_SECRET_ACCESS_KEY, "AWS_REGION": procs.DEFAULT_REGION,
-               "AWS_DEFAULT_REGION": procs.DEFAULT_REGION}
+        env = {
+            **os.environ,
+            "AWS_ACCESS_KEY_ID": procs.AWS_ACCESS_KEY_ID,
+            "AWS_SECRET_ACCESS_KEY": procs.AWS_SECRET_ACCESS_KEY,
+            "AWS_REGION": procs.DEFAULT_REGION,
+            "AWS_DEFAULT_REGION": procs.DEFAULT_REGION,
+        }
         peers, hook = Peers(server.endpoint, env), Hook(args.workers)
-        tools = {"s5cmd": peers.s5cmd, "aws s3 sync": peers.aws, "boto3 16 threads": peers.boto3,
-                 "BacalhauS3Hook.stage": hook.stage}
+        tools = {
+            "s5cmd": peers.s5cmd,
+            "aws s3 sync": peers.aws,
+            "boto3 16 threads": peers.boto3,
+            "BacalhauS3Hook.stage": hook.stage,
+        }
         small, big = work / "small", work / "big.bin"
         make_small_tree(small)
         make_big_file(big)
@@ -162,7 +190,7 @@ def main() -> int:
         for run in range(args.runs):
             bucket = f"bench-{run + 1}"  # every run starts empty (a bucket of its own)
             procs.s3_client(server.endpoint).create_bucket(Bucket=bucket)
-            order = list(tools)[run % len(tools):] + list(tools)[:run % len(tools)]
+            order = list(tools)[run % len(tools) :] + list(tools)[: run % len(tools)]
             for workload in "abcd":
                 if workload == "d":
                     change_some(small, run)
@@ -180,19 +208,29 @@ def main() -> int:
                     print(f"run {run + 1} ({workload}) {name}: {seconds:.2f} s", file=sys.stderr, flush=True)
         stored = check_checksums(procs.s3_client(server.endpoint), bucket, "bacalhaus3hook/")
         print(f"\nSHA-256 stored for all {stored} objects the hook staged; (c) sent no PUT.\n")
-        print("| workload | s5cmd | aws s3 sync | boto3 16 threads | best peer | BacalhauS3Hook.stage | ratio |")
+        print(
+            "| workload | s5cmd | aws s3 sync | boto3 16 threads | best peer | BacalhauS3Hook.stage | ratio |"
+        )
         print("|---|---|---|---|---|---|---|")
         summary = {}
         for workload, label in WORKLOADS.items():
-            medians = {name: statistics.median(times[(workload, name)]) for name in tools if (workload, name) in times}
+            medians = {
+                name: statistics.median(times[(workload, name)])
+                for name in tools
+                if (workload, name) in times
+            }
             hook_s = medians.pop("BacalhauS3Hook.stage")
             best = min(medians, key=medians.get)
             cells = [f"{medians[n]:.2f} s" if n in medians else "-" for n in list(tools)[:3]]
             ratio = medians[best] / hook_s
             print(f"| ({workload}) {label} | {' | '.join(cells)} | {best} | {hook_s:.2f} s | {ratio:.2f}x |")
-            summary[workload] = {"best_peer": best, "ratio": round(ratio, 2),
-                                 "runs_s": {n: [round(t, 3) for t in times[(workload, n)]]
-                                            for n in tools if (workload, n) in times}}
+            summary[workload] = {
+                "best_peer": best,
+                "ratio": round(ratio, 2),
+                "runs_s": {
+                    n: [round(t, 3) for t in times[(workload, n)]] for n in tools if (workload, n) in times
+                },
+            }
         print(json.dumps({"workers": args.workers, "runs": args.runs, "results": summary}))
     finally:
         server.stop()

@@ -75,8 +75,11 @@ def serve_devstack(args: argparse.Namespace) -> int:
     memory_store = server.Store
     server.Store = lambda _data_dir: memory_store(None)  # type: ignore[assignment,misc]
     settings = server.ServerSettings(
-        data_dir=Path(args.data_dir), public_url=f"http://127.0.0.1:{args.port}",
-        s3_endpoint="http://127.0.0.1:9", concurrency=args.concurrency)  # noop jobs never touch S3
+        data_dir=Path(args.data_dir),
+        public_url=f"http://127.0.0.1:{args.port}",
+        s3_endpoint="http://127.0.0.1:9",
+        concurrency=args.concurrency,
+    )  # noop jobs never touch S3
     app = server.create_app(settings)
 
     async def release(body: dict) -> dict:
@@ -150,8 +153,11 @@ class Probe:
             if rounds % CONNECTION_SAMPLE_EVERY:
                 continue
             cpu0 = time.thread_time()
-            open_now = [c for c in self.process.net_connections(kind="tcp")
-                        if c.raddr and c.raddr.port == self.api_port and c.status == "ESTABLISHED"]
+            open_now = [
+                c
+                for c in self.process.net_connections(kind="tcp")
+                if c.raddr and c.raddr.port == self.api_port and c.status == "ESTABLISHED"
+            ]
             self.local_ports.update(c.laddr.port for c in open_now)
             self.max_open = max(self.max_open, len(open_now))
             self.max_pool = max(self.max_pool, self._pool_size())
@@ -183,7 +189,9 @@ def percentile(values: list[float], fraction: float) -> float | None:
     return ordered[min(len(ordered) - 1, int(len(ordered) * fraction))] if ordered else None
 
 
-async def watch_all(job_ids: list[str], args: argparse.Namespace, api_port: int, server_pid: int) -> dict[str, Any]:
+async def watch_all(
+    job_ids: list[str], args: argparse.Namespace, api_port: int, server_pid: int
+) -> dict[str, Any]:
     import httpx
 
     from airflow_provider_bacalhau.client.aio import (
@@ -202,11 +210,18 @@ async def watch_all(job_ids: list[str], args: argparse.Namespace, api_port: int,
     def lists() -> int:  # the shared poller lists through a client of its own
         from airflow_provider_bacalhau.waiting import poller
 
-        return probe.lists + sum(p.requests for p in poller._POLLERS.get(asyncio.get_running_loop(), {}).values())
+        return probe.lists + sum(
+            p.requests for p in poller._POLLERS.get(asyncio.get_running_loop(), {}).values()
+        )
 
     def mark(name: str) -> None:
-        marks[name] = {"t": time.perf_counter(), "cpu": cpu_seconds() - probe.own_cpu,
-                       "server": server_cpu(server_pid), "gets": probe.gets, "lists": lists()}
+        marks[name] = {
+            "t": time.perf_counter(),
+            "cpu": cpu_seconds() - probe.own_cpu,
+            "server": server_cpu(server_pid),
+            "gets": probe.gets,
+            "lists": lists(),
+        }
 
     async def one(job_id: str) -> list[Any]:
         trigger = BacalhauJobTrigger(job_id, poll_interval=args.poll_interval, deadline=time.time() + 3600)
@@ -227,8 +242,12 @@ async def watch_all(job_ids: list[str], args: argparse.Namespace, api_port: int,
     mark("steady")
     await asyncio.sleep(args.steady_seconds)
     mark("release")
-    await asyncio.to_thread(httpx.post, f"http://127.0.0.1:{api_port}{RELEASE_PATH}",
-                            json={"at": time.time() + 1, "spread": args.spread}, timeout=120)  # a busy server
+    await asyncio.to_thread(
+        httpx.post,
+        f"http://127.0.0.1:{api_port}{RELEASE_PATH}",
+        json={"at": time.time() + 1, "spread": args.spread},
+        timeout=120,
+    )  # a busy server
     _done, pending = await asyncio.wait(tasks, timeout=args.max_wall)  # a bound on a slow run
     mark("end")
     for task in pending:
@@ -242,21 +261,36 @@ async def watch_all(job_ids: list[str], args: argparse.Namespace, api_port: int,
     def phase(first: str, last: str) -> dict[str, float]:
         a, b = marks[first], marks[last]
         wall = b["t"] - a["t"]
-        return {"wall_s": wall, "cpu_pct": 100 * (b["cpu"] - a["cpu"]) / wall, "cpu_s": b["cpu"] - a["cpu"],
-                "server_cpu_pct": 100 * (b["server"] - a["server"]) / wall,
-                "gets": b["gets"] - a["gets"], "lists": b["lists"] - a["lists"]}
+        return {
+            "wall_s": wall,
+            "cpu_pct": 100 * (b["cpu"] - a["cpu"]) / wall,
+            "cpu_s": b["cpu"] - a["cpu"],
+            "server_cpu_pct": 100 * (b["server"] - a["server"]) / wall,
+            "gets": b["gets"] - a["gets"],
+            "lists": b["lists"] - a["lists"],
+        }
 
     return {
-        "phases": {"startup": phase("start", "started"), "steady": phase("steady", "release"),
-                   "completion": phase("release", "end"), "all": phase("start", "end")},
-        "unfinished_at_max_wall": len(pending), "events": len(events),
+        "phases": {
+            "startup": phase("start", "started"),
+            "steady": phase("steady", "release"),
+            "completion": phase("release", "end"),
+            "all": phase("start", "end"),
+        },
+        "unfinished_at_max_wall": len(pending),
+        "events": len(events),
         "events_per_trigger_max": max((len(batch) for batch in results), default=0),
         "status": dict(collections.Counter(e["status"] for e in events)),
         "first_non_success": next((e["message"] for e in events if e["status"] != "success"), None),
-        "probe_cpu_s": probe.own_cpu, "responses": {str(k): v for k, v in sorted(probe.responses.items())},
-        "tcp_opened": probe.opened, "tcp_max_open": probe.max_open, "pool_max_connections": probe.max_pool,
-        "loop_lag_max_s": probe.max_lag, "loop_lag_p95_s": percentile(probe.lags, 0.95),
-        "detect_lag_p50_s": percentile(lags, 0.5), "detect_lag_p95_s": percentile(lags, 0.95),
+        "probe_cpu_s": probe.own_cpu,
+        "responses": {str(k): v for k, v in sorted(probe.responses.items())},
+        "tcp_opened": probe.opened,
+        "tcp_max_open": probe.max_open,
+        "pool_max_connections": probe.max_pool,
+        "loop_lag_max_s": probe.max_lag,
+        "loop_lag_p95_s": percentile(probe.lags, 0.95),
+        "detect_lag_p50_s": percentile(lags, 0.5),
+        "detect_lag_p95_s": percentile(lags, 0.95),
         "detect_lag_max_s": max(lags) if lags else None,
     }
 
@@ -282,12 +316,23 @@ def run_mode(args: argparse.Namespace) -> int:
     poller.ENABLED = args.one_mode == "new"
     port = procs.free_port()
     concurrency = max(args.jobs, 2)
-    argv = [sys.executable, os.path.abspath(__file__), "--serve-devstack", "--port", str(port), "--data-dir",
-            str(work / "data"), "--concurrency", str(concurrency)]
+    argv = [
+        sys.executable,
+        os.path.abspath(__file__),
+        "--serve-devstack",
+        "--port",
+        str(port),
+        "--data-dir",
+        str(work / "data"),
+        "--concurrency",
+        str(concurrency),
+    ]
     server = procs.spawn(argv, work / "server.log", die_with_parent=True)
     try:
         procs.wait_http_ok(f"http://127.0.0.1:{port}/api/v1/agent/alive", timeout=60, proc=server)
-        os.environ["AIRFLOW_CONN_BACALHAU_DEFAULT"] = json.dumps({"conn_type": "bacalhau", "host": "127.0.0.1", "port": port})
+        os.environ["AIRFLOW_CONN_BACALHAU_DEFAULT"] = json.dumps(
+            {"conn_type": "bacalhau", "host": "127.0.0.1", "port": port}
+        )
         from structlog.testing import capture_logs
 
         from airflow_provider_bacalhau.client import BacalhauClient, ClientConfig
@@ -301,8 +346,11 @@ def run_mode(args: argparse.Namespace) -> int:
         submit0 = time.perf_counter()
         labels = {poller.WATCH_LABEL: poller.WATCH_LABEL_VALUE}  # as the operators label their jobs
         with BacalhauClient(ClientConfig(base_url=f"http://127.0.0.1:{port}")) as client:
+
             def submit(i: int) -> str:
-                return client.submit_job(Job(Task(NoopEngine()), name=f"trigger-bench-{i}", labels=labels))["JobID"]
+                return client.submit_job(Job(Task(NoopEngine()), name=f"trigger-bench-{i}", labels=labels))[
+                    "JobID"
+                ]
 
             with ThreadPoolExecutor(8) as pool:
                 job_ids = list(pool.map(submit, range(args.jobs)))
@@ -333,10 +381,20 @@ def run_mode(args: argparse.Namespace) -> int:
         for entry in trigger_logs:
             if "list" in str(entry.get("event")):
                 print(entry, file=sys.stderr)
-    figures = {"mode": args.one_mode, "jobs": args.jobs, "load_average": load_average, "poll_interval_s": args.poll_interval, "cores": os.cpu_count(),
-               "submit_s": submit_s, **figures, "peak_rss_delta_mib": (rss1 - rss0) / 1024, "peak_rss_mib": rss1 / 1024,
-               "trigger_log_lines": len(trigger_logs), "warnings": warnings.count + len(problems),
-               "first_warning": (problems[0]["event"][:200] if problems else warnings.first) or None}
+    figures = {
+        "mode": args.one_mode,
+        "jobs": args.jobs,
+        "load_average": load_average,
+        "poll_interval_s": args.poll_interval,
+        "cores": os.cpu_count(),
+        "submit_s": submit_s,
+        **figures,
+        "peak_rss_delta_mib": (rss1 - rss0) / 1024,
+        "peak_rss_mib": rss1 / 1024,
+        "trigger_log_lines": len(trigger_logs),
+        "warnings": warnings.count + len(problems),
+        "first_warning": (problems[0]["event"][:200] if problems else warnings.first) or None,
+    }
     print(json.dumps(figures, default=str))
     return 0
 
@@ -347,20 +405,47 @@ ROWS = [  # (label, how to read it from one mode's figures)
     ("startup: wall s (every trigger's first read)", lambda f: f["phases"]["startup"]["wall_s"]),
     ("startup: trigger CPU % of one core", lambda f: f["phases"]["startup"]["cpu_pct"]),
     ("steady: trigger CPU % of one core", lambda f: f["phases"]["steady"]["cpu_pct"]),
-    ("steady: trigger CPU ms per poll interval", lambda f: 1000 * f["phases"]["steady"]["cpu_s"]
-     / (f["phases"]["steady"]["wall_s"] / f["poll_interval_s"])),
-    ("steady: trigger CPU ms per job read", lambda f: 1000 * f["phases"]["steady"]["cpu_s"] / f["phases"]["steady"]["gets"]
-     if f["phases"]["steady"]["gets"] else "-"),
-    ("steady: job reads (GET /jobs/{id}) per s", lambda f: f["phases"]["steady"]["gets"] / f["phases"]["steady"]["wall_s"]),
-    ("steady: list requests per s", lambda f: f["phases"]["steady"]["lists"] / f["phases"]["steady"]["wall_s"]),
+    (
+        "steady: trigger CPU ms per poll interval",
+        lambda f: (
+            1000 * f["phases"]["steady"]["cpu_s"] / (f["phases"]["steady"]["wall_s"] / f["poll_interval_s"])
+        ),
+    ),
+    (
+        "steady: trigger CPU ms per job read",
+        lambda f: (
+            1000 * f["phases"]["steady"]["cpu_s"] / f["phases"]["steady"]["gets"]
+            if f["phases"]["steady"]["gets"]
+            else "-"
+        ),
+    ),
+    (
+        "steady: job reads (GET /jobs/{id}) per s",
+        lambda f: f["phases"]["steady"]["gets"] / f["phases"]["steady"]["wall_s"],
+    ),
+    (
+        "steady: list requests per s",
+        lambda f: f["phases"]["steady"]["lists"] / f["phases"]["steady"]["wall_s"],
+    ),
     ("steady: devstack server CPU %", lambda f: f["phases"]["steady"]["server_cpu_pct"]),
-    ("completion: wall s / trigger CPU %", lambda f: f"{f['phases']['completion']['wall_s']:.1f} / {f['phases']['completion']['cpu_pct']:.1f}"),
+    (
+        "completion: wall s / trigger CPU %",
+        lambda f: f"{f['phases']['completion']['wall_s']:.1f} / {f['phases']['completion']['cpu_pct']:.1f}",
+    ),
     ("completion: devstack server CPU %", lambda f: f["phases"]["completion"]["server_cpu_pct"]),
-    ("job end -> event p50 / p95 / max s", lambda f: " / ".join(
-        "-" if f[k] is None else f"{f[k]:.2f}" for k in ("detect_lag_p50_s", "detect_lag_p95_s", "detect_lag_max_s"))),
+    (
+        "job end -> event p50 / p95 / max s",
+        lambda f: " / ".join(
+            "-" if f[k] is None else f"{f[k]:.2f}"
+            for k in ("detect_lag_p50_s", "detect_lag_p95_s", "detect_lag_max_s")
+        ),
+    ),
     ("events by status", lambda f: f["status"]),
     ("triggers unfinished at --max-wall", lambda f: f["unfinished_at_max_wall"]),
-    ("peak RSS MiB (delta while watching)", lambda f: f"{f['peak_rss_mib']:.0f} ({f['peak_rss_delta_mib']:.0f})"),
+    (
+        "peak RSS MiB (delta while watching)",
+        lambda f: f"{f['peak_rss_mib']:.0f} ({f['peak_rss_delta_mib']:.0f})",
+    ),
     ("event-loop lag p95 / max s", lambda f: f"{f['loop_lag_p95_s'] or 0:.3f} / {f['loop_lag_max_s']:.3f}"),
     ("TCP conns opened / max open", lambda f: f"{f['tcp_opened']} / {f['tcp_max_open']}"),
     ("warnings/errors logged", lambda f: f"{f['warnings']} ({f['first_warning']})" if f["warnings"] else 0),
@@ -385,9 +470,22 @@ def run(args: argparse.Namespace) -> int:
     results, ok = [], True
     for jobs in args.jobs:
         for mode in args.modes:
-            argv = [sys.executable, os.path.abspath(__file__), "--one-mode", mode, "--jobs", str(jobs),
-                    "--poll-interval", str(args.poll_interval), "--steady-seconds", str(args.steady_seconds),
-                    "--spread", str(args.spread), "--max-wall", str(args.max_wall)]
+            argv = [
+                sys.executable,
+                os.path.abspath(__file__),
+                "--one-mode",
+                mode,
+                "--jobs",
+                str(jobs),
+                "--poll-interval",
+                str(args.poll_interval),
+                "--steady-seconds",
+                str(args.steady_seconds),
+                "--spread",
+                str(args.spread),
+                "--max-wall",
+                str(args.max_wall),
+            ]
             print(f"==> N={jobs} {mode}", file=sys.stderr, flush=True)
             done = subprocess.run(argv, stdout=subprocess.PIPE, text=True, check=False)
             if done.returncode != 0 or not done.stdout.strip():
@@ -408,8 +506,12 @@ def main() -> int:
     parser.add_argument("--modes", nargs="+", choices=("old", "new"), default=["old", "new"])
     parser.add_argument("--poll-interval", type=float, default=5.0)
     parser.add_argument("--steady-seconds", type=float, default=20.0, help="length of the steady window")
-    parser.add_argument("--spread", type=float, default=10.0, help="the released jobs end over this many seconds")
-    parser.add_argument("--max-wall", type=float, default=240.0, help="stop waiting for events after this many seconds")
+    parser.add_argument(
+        "--spread", type=float, default=10.0, help="the released jobs end over this many seconds"
+    )
+    parser.add_argument(
+        "--max-wall", type=float, default=240.0, help="stop waiting for events after this many seconds"
+    )
     parser.add_argument("--one-mode", choices=("old", "new"), help=argparse.SUPPRESS)
     parser.add_argument("--serve-devstack", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)

@@ -149,9 +149,7 @@ with DAG(
             "sum": int(fields["sum"]),
             "sources": sources,
         }
-        log.info(
-            "%d numbers, sum %d, from %s", summary["count"], summary["sum"], sources
-        )
+        log.info("%d numbers, sum %d, from %s", summary["count"], summary["sum"], sources)
         return summary
 
     report(fetch_sum.output, results)

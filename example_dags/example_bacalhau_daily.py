@@ -46,7 +46,9 @@ with DAG(
     params={
         "bucket": Param("bacalhau-results", type="string", description="Bucket for the daily results"),
         "s3_region": Param("us-east-1", type="string"),
-        "s3_endpoint": Param("", type=["string", "null"], description="S3 endpoint of the compute nodes; empty: AWS"),
+        "s3_endpoint": Param(
+            "", type=["string", "null"], description="S3 endpoint of the compute nodes; empty: AWS"
+        ),
         "image": Param("busybox:1.37.0", type="string"),
     },
 ) as dag:

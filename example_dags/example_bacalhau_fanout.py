@@ -104,7 +104,9 @@ with DAG(
         "bucket": Param("bacalhau-results", type="string"),
         "stage_prefix": Param("staging/readings", type="string", description="Day N goes to <prefix>/day-N/"),
         "s3_region": Param("us-east-1", type="string"),
-        "s3_endpoint": Param("", type=["string", "null"], description="Empty means AWS (or the devstack's S3)"),
+        "s3_endpoint": Param(
+            "", type=["string", "null"], description="Empty means AWS (or the devstack's S3)"
+        ),
         "image": Param("busybox:1.37.0", type="string"),
         "download_dir": Param("/tmp/bacalhau-examples", type="string"),
     },

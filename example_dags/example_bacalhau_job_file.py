@@ -50,7 +50,9 @@ with DAG(
         "image": Param("busybox:1.37.0", type="string"),
         "bucket": Param("bacalhau-results", type="string"),
         "s3_region": Param("us-east-1", type="string"),
-        "s3_endpoint": Param("", type=["string", "null"], description="Empty means AWS (or the devstack's S3)"),
+        "s3_endpoint": Param(
+            "", type=["string", "null"], description="Empty means AWS (or the devstack's S3)"
+        ),
         "download_dir": Param("/tmp/bacalhau-examples", type="string"),
     },
 ) as dag:

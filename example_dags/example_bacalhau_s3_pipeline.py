@@ -115,10 +115,14 @@ with DAG(
         "stage_prefix": Param("staging/sales/", type="string", description="Where the dataset is staged"),
         "s3_region": Param("us-east-1", type="string"),
         "s3_endpoint": Param(
-            "", type=["string", "null"], description="S3 endpoint of the compute nodes; empty: AWS (or the devstack's S3)"
+            "",
+            type=["string", "null"],
+            description="S3 endpoint of the compute nodes; empty: AWS (or the devstack's S3)",
         ),
         "image": Param("busybox:1.37.0", type="string", description="Any image with busybox sh and awk"),
-        "download_dir": Param("/tmp/bacalhau-examples", type="string", description="Where results are fetched"),
+        "download_dir": Param(
+            "/tmp/bacalhau-examples", type="string", description="Where results are fetched"
+        ),
     },
 ) as dag:
     # [START howto_operator_bacalhau_s3_stage]

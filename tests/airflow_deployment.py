@@ -64,9 +64,15 @@ class Component:
     def start(self) -> None:
         with self.log_path.open("ab") as log:
             # Its own session (a group to signal); SIGTERM if the test process dies without cleaning up.
-            self.proc = subprocess.Popen(self.argv, env=self.env, stdout=log, stderr=subprocess.STDOUT,
-                                         stdin=subprocess.DEVNULL, start_new_session=True,
-                                         preexec_fn=set_parent_death_signal)  # noqa: PLW1509 (prctl only)
+            self.proc = subprocess.Popen(
+                self.argv,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+                preexec_fn=set_parent_death_signal,
+            )  # noqa: PLW1509 (prctl only)
 
     @property
     def running(self) -> bool:
@@ -133,8 +139,13 @@ class AirflowDeployment:
     :param parallelism: ``[core] parallelism``: task workers at once (each is ~150 MB).
     """
 
-    def __init__(self, home: Path, dag_sources: Iterable[Path], env: Mapping[str, str] | None = None,
-                 parallelism: int = 4) -> None:
+    def __init__(
+        self,
+        home: Path,
+        dag_sources: Iterable[Path],
+        env: Mapping[str, str] | None = None,
+        parallelism: int = 4,
+    ) -> None:
         self.home = home
         self.dags_folder = home / "dags"
         self.port = free_port()
@@ -149,42 +160,47 @@ class AirflowDeployment:
 
     def _environment(self, extra: dict[str, str], parallelism: int) -> dict[str, str]:
         passwords = self.home / "passwords.json"
-        env = {key: value for key, value in os.environ.items()
-               if not key.startswith(("AIRFLOW__", "AIRFLOW_CONN_", "AIRFLOW_VAR_", "PYTEST_"))}
-        env.update({
-            "AIRFLOW_HOME": str(self.home),
-            # Components spawn `airflow` (task workers, the log server) through PATH.
-            "PATH": f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}",
-            "PYTHONPATH": os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH", "")) if p),
-            "AIRFLOW__CORE__DAGS_FOLDER": str(self.dags_folder),
-            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-            "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
-            "AIRFLOW__CORE__PARALLELISM": str(parallelism),
-            "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
-            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{self.home / 'airflow.db'}",
-            "AIRFLOW__API__HOST": "127.0.0.1",
-            "AIRFLOW__API__PORT": str(self.port),
-            "AIRFLOW__API__BASE_URL": self.url,
-            "AIRFLOW__API__WORKERS": "1",
-            # Task workers reach the execution API here; the default is port 8080.
-            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{self.url}/execution/",
-            # The default 5 s is too short for one API worker on SQLite on a loaded 2-core machine.
-            "AIRFLOW__WORKERS__EXECUTION_API_TIMEOUT": "60",
-            # One secret for all: the scheduler signs workers' tokens that the API server checks.
-            "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_urlsafe(32),
-            "AIRFLOW__API__SECRET_KEY": secrets.token_urlsafe(32),
-            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{ADMIN}:admin",
-            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords),
-            # Log servers of workers and triggerer: free ports (8793/8794 may be taken).
-            "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
-            "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port()),
-            # New DAG files and runs are picked up in seconds, not minutes.
-            "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
-            "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "30",
-            "AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME": "0.5",
-            "AIRFLOW__TRIGGERER__CAPACITY": "50",
-            "PYTHONWARNINGS": "ignore::DeprecationWarning",
-        })
+        env = {
+            key: value
+            for key, value in os.environ.items()
+            if not key.startswith(("AIRFLOW__", "AIRFLOW_CONN_", "AIRFLOW_VAR_", "PYTEST_"))
+        }
+        env.update(
+            {
+                "AIRFLOW_HOME": str(self.home),
+                # Components spawn `airflow` (task workers, the log server) through PATH.
+                "PATH": f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}",
+                "PYTHONPATH": os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH", "")) if p),
+                "AIRFLOW__CORE__DAGS_FOLDER": str(self.dags_folder),
+                "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+                "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+                "AIRFLOW__CORE__PARALLELISM": str(parallelism),
+                "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
+                "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{self.home / 'airflow.db'}",
+                "AIRFLOW__API__HOST": "127.0.0.1",
+                "AIRFLOW__API__PORT": str(self.port),
+                "AIRFLOW__API__BASE_URL": self.url,
+                "AIRFLOW__API__WORKERS": "1",
+                # Task workers reach the execution API here; the default is port 8080.
+                "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{self.url}/execution/",
+                # The default 5 s is too short for one API worker on SQLite on a loaded 2-core machine.
+                "AIRFLOW__WORKERS__EXECUTION_API_TIMEOUT": "60",
+                # One secret for all: the scheduler signs workers' tokens that the API server checks.
+                "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_urlsafe(32),
+                "AIRFLOW__API__SECRET_KEY": secrets.token_urlsafe(32),
+                "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{ADMIN}:admin",
+                "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords),
+                # Log servers of workers and triggerer: free ports (8793/8794 may be taken).
+                "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
+                "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port()),
+                # New DAG files and runs are picked up in seconds, not minutes.
+                "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
+                "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "30",
+                "AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME": "0.5",
+                "AIRFLOW__TRIGGERER__CAPACITY": "50",
+                "PYTHONWARNINGS": "ignore::DeprecationWarning",
+            }
+        )
         env.update(extra)
         return env
 
@@ -196,16 +212,25 @@ class AirflowDeployment:
         for source in self._dag_sources:
             target = self.dags_folder / source.name
             if source.is_dir():
-                shutil.copytree(source, target, dirs_exist_ok=True,
-                                ignore=shutil.ignore_patterns("__pycache__"))
+                shutil.copytree(
+                    source, target, dirs_exist_ok=True, ignore=shutil.ignore_patterns("__pycache__")
+                )
             else:
                 shutil.copy2(source, target)
         (self.home / "passwords.json").write_text(json.dumps({ADMIN: self.password}))
         (self.home / "logs").mkdir(exist_ok=True)
-        migrate = subprocess.run([str(VENV_BIN / "airflow"), "db", "migrate"], check=False, env=self.env,
-                                 capture_output=True, text=True, timeout=180)
+        migrate = subprocess.run(
+            [str(VENV_BIN / "airflow"), "db", "migrate"],
+            check=False,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=180,
+        )
         if migrate.returncode != 0:
-            raise RuntimeError(f"airflow db migrate failed:\n{migrate.stdout[-3000:]}{migrate.stderr[-3000:]}")
+            raise RuntimeError(
+                f"airflow db migrate failed:\n{migrate.stdout[-3000:]}{migrate.stderr[-3000:]}"
+            )
         try:
             for name in COMPONENTS:
                 self.start_component(name)
@@ -221,7 +246,8 @@ class AirflowDeployment:
         if name == "api-server":
             argv += ["--host", "127.0.0.1", "--port", str(self.port)]
         component = self.components.get(name) or Component(
-            name, argv, self.env, self.home / "logs" / f"{name}.out")
+            name, argv, self.env, self.home / "logs" / f"{name}.out"
+        )
         component.start()
         self.components[name] = component
         return component
@@ -258,8 +284,10 @@ class AirflowDeployment:
                     raise RuntimeError(f"airflow {component.name} exited:\n{component.log_text()[-4000:]}")
             try:
                 last = httpx.get(f"{self.url}/api/v2/monitor/health", timeout=5).json()
-                statuses = [last.get(part, {}).get("status") for part in
-                            ("metadatabase", "scheduler", "triggerer", "dag_processor")]
+                statuses = [
+                    last.get(part, {}).get("status")
+                    for part in ("metadatabase", "scheduler", "triggerer", "dag_processor")
+                ]
                 if all(status == "healthy" for status in statuses):
                     return last
             except (httpx.HTTPError, ValueError):
@@ -314,8 +342,11 @@ class AirflowAPI:
         self.http.headers["Authorization"] = f"Bearer {self.token()}"
 
     def token(self) -> str:
-        resp = httpx.post(f"{self.deployment.url}/auth/token", timeout=30,
-                          json={"username": ADMIN, "password": self.deployment.password})
+        resp = httpx.post(
+            f"{self.deployment.url}/auth/token",
+            timeout=30,
+            json={"username": ADMIN, "password": self.deployment.password},
+        )
         resp.raise_for_status()
         return resp.json()["access_token"]
 
@@ -364,16 +395,21 @@ class AirflowAPI:
 
     def trigger(self, dag_id: str, conf: Mapping[str, Any] | None = None) -> dict:
         """Start a run now with ``conf`` as its params, as the UI's Trigger form does."""
-        return self.request("POST", f"/dags/{dag_id}/dagRuns", json={"logical_date": None, "conf": dict(conf or {})})
+        return self.request(
+            "POST", f"/dags/{dag_id}/dagRuns", json={"logical_date": None, "conf": dict(conf or {})}
+        )
 
     def runs(self, dag_id: str) -> list[dict]:
-        return self.request("GET", f"/dags/{dag_id}/dagRuns", params={"limit": 100, "order_by": "run_after"})["dag_runs"]
+        return self.request("GET", f"/dags/{dag_id}/dagRuns", params={"limit": 100, "order_by": "run_after"})[
+            "dag_runs"
+        ]
 
     def run(self, dag_id: str, run_id: str) -> dict:
         return self.request("GET", f"/dags/{dag_id}/dagRuns/{_q(run_id)}")
 
-    def wait_for_run(self, dag_id: str, run_id: str, states: Iterable[str] = ("success", "failed"),
-                     timeout: float = 180.0) -> dict:
+    def wait_for_run(
+        self, dag_id: str, run_id: str, states: Iterable[str] = ("success", "failed"), timeout: float = 180.0
+    ) -> dict:
         wanted = set(states)
         deadline = time.monotonic() + timeout
         run: dict = {}
@@ -382,32 +418,40 @@ class AirflowAPI:
             if run["state"] in wanted:
                 return run
             time.sleep(1)
-        raise TimeoutError(f"{dag_id} {run_id} still {run.get('state')} after {timeout}s: "
-                           f"{self.task_states(dag_id, run_id)}")
+        raise TimeoutError(
+            f"{dag_id} {run_id} still {run.get('state')} after {timeout}s: {self.task_states(dag_id, run_id)}"
+        )
 
     def task_instances(self, dag_id: str, run_id: str) -> list[dict]:
-        return self.request("GET", f"/dags/{dag_id}/dagRuns/{_q(run_id)}/taskInstances",
-                            params={"limit": 100})["task_instances"]
+        return self.request(
+            "GET", f"/dags/{dag_id}/dagRuns/{_q(run_id)}/taskInstances", params={"limit": 100}
+        )["task_instances"]
 
     def task_states(self, dag_id: str, run_id: str) -> dict[str, str | None]:
-        return {(ti["task_id"] if ti["map_index"] < 0 else f"{ti['task_id']}[{ti['map_index']}]"): ti["state"]
-                for ti in self.task_instances(dag_id, run_id)}
+        return {
+            (ti["task_id"] if ti["map_index"] < 0 else f"{ti['task_id']}[{ti['map_index']}]"): ti["state"]
+            for ti in self.task_instances(dag_id, run_id)
+        }
 
     def failure_report(self, dag_id: str, run_id: str) -> str:
         """The task states of a run and the log of every task that did not succeed."""
         parts = [f"{dag_id} {run_id}: {self.task_states(dag_id, run_id)}"]
         for ti in self.task_instances(dag_id, run_id):
             if ti["state"] not in ("success", "skipped"):
-                parts.append(f"--- {ti['task_id']} ({ti['state']}, try {ti['try_number']}):\n"
-                             + "\n".join(self.log(dag_id, run_id, ti["task_id"], max(1, ti["try_number"]))
-                                          .splitlines()[-40:]))
+                parts.append(
+                    f"--- {ti['task_id']} ({ti['state']}, try {ti['try_number']}):\n"
+                    + "\n".join(
+                        self.log(dag_id, run_id, ti["task_id"], max(1, ti["try_number"])).splitlines()[-40:]
+                    )
+                )
         return "\n".join(parts)
 
     def task_instance(self, dag_id: str, run_id: str, task_id: str) -> dict:
         return self.request("GET", f"/dags/{dag_id}/dagRuns/{_q(run_id)}/taskInstances/{task_id}")
 
-    def wait_for_task_state(self, dag_id: str, run_id: str, task_id: str, state: str,
-                            timeout: float = 120.0) -> dict:
+    def wait_for_task_state(
+        self, dag_id: str, run_id: str, task_id: str, state: str, timeout: float = 120.0
+    ) -> dict:
         deadline = time.monotonic() + timeout
         ti: dict = {}
         while time.monotonic() < deadline:
@@ -417,26 +461,36 @@ class AirflowAPI:
             if ti["state"] in ("success", "failed", "upstream_failed") and state not in ("success", "failed"):
                 break
             time.sleep(0.5)
-        raise AssertionError(f"{task_id} is {ti.get('state')}, not {state}:\n{self.failure_report(dag_id, run_id)}")
+        raise AssertionError(
+            f"{task_id} is {ti.get('state')}, not {state}:\n{self.failure_report(dag_id, run_id)}"
+        )
 
     def set_task_state(self, dag_id: str, run_id: str, task_id: str, state: str) -> Any:
         """Mark a task instance, as the UI's "Mark as failed/success" does."""
-        return self.request("PATCH", f"/dags/{dag_id}/dagRuns/{_q(run_id)}/taskInstances/{task_id}",
-                            json={"new_state": state})
+        return self.request(
+            "PATCH", f"/dags/{dag_id}/dagRuns/{_q(run_id)}/taskInstances/{task_id}", json={"new_state": state}
+        )
 
     def links(self, dag_id: str, run_id: str, task_id: str) -> dict[str, str | None]:
         return self.request("GET", f"/dags/{dag_id}/dagRuns/{_q(run_id)}/taskInstances/{task_id}/links")[
-            "extra_links"]
+            "extra_links"
+        ]
 
     def xcom(self, dag_id: str, run_id: str, task_id: str, key: str = "return_value") -> Any:
-        entry = self.request("GET", f"/dags/{dag_id}/dagRuns/{_q(run_id)}/taskInstances/{task_id}/xcomEntries/{key}",
-                             params={"deserialize": True, "stringify": False})
+        entry = self.request(
+            "GET",
+            f"/dags/{dag_id}/dagRuns/{_q(run_id)}/taskInstances/{task_id}/xcomEntries/{key}",
+            params={"deserialize": True, "stringify": False},
+        )
         return entry["value"]
 
     def log_events(self, dag_id: str, run_id: str, task_id: str, try_number: int = 1) -> list[Any]:
         """The task log as the UI reads it: JSON events, the trigger's lines included."""
-        resp = self.http.get(f"/dags/{dag_id}/dagRuns/{_q(run_id)}/taskInstances/{task_id}/logs/{try_number}",
-                             params={"full_content": True}, headers={"Accept": "application/json"})
+        resp = self.http.get(
+            f"/dags/{dag_id}/dagRuns/{_q(run_id)}/taskInstances/{task_id}/logs/{try_number}",
+            params={"full_content": True},
+            headers={"Accept": "application/json"},
+        )
         if resp.status_code == 404:
             return []
         resp.raise_for_status()
@@ -489,8 +543,9 @@ if pytest is not None:
         }
         # Not under pytest's basetemp: parallel pytest sessions prune it. Kept when a test failed.
         home = Path(tempfile.mkdtemp(prefix="airflow-deployment-"))
-        deployment = AirflowDeployment(home, [REPO / "example_dags", Path(__file__).parent / "deployment_dags"],
-                                       env=env)
+        deployment = AirflowDeployment(
+            home, [REPO / "example_dags", Path(__file__).parent / "deployment_dags"], env=env
+        )
         started = time.monotonic()
         failed_before = request.session.testsfailed
         with deployment:
@@ -501,9 +556,11 @@ if pytest is not None:
             shutil.rmtree(home, ignore_errors=True)
         else:
             print(f"\nAirflow deployment kept for inspection: {home}")
-        print(f"\nAirflow deployment: healthy {deployment.started_in:.0f} s after start, "
-              f"peak RSS {deployment.peak_rss_mb:.0f} MB, {mismatches} scheduler "
-              "state mismatches (retried)")
+        print(
+            f"\nAirflow deployment: healthy {deployment.started_in:.0f} s after start, "
+            f"peak RSS {deployment.peak_rss_mb:.0f} MB, {mismatches} scheduler "
+            "state mismatches (retried)"
+        )
 
     @pytest.fixture(scope="session")
     def airflow_api(airflow_deployment):

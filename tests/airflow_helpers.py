@@ -83,7 +83,10 @@ def sync_dag(dag: Any) -> None:
     from airflow.utils.session import create_session
 
     with create_session() as session:
-        if AIRFLOW_VERSION < (3, 1):  # 3.0: the DAG object itself is written (no LazyDeserializedDAG.from_dag)
+        if AIRFLOW_VERSION < (
+            3,
+            1,
+        ):  # 3.0: the DAG object itself is written (no LazyDeserializedDAG.from_dag)
             from airflow.models.dag import DAG as SchedulerDAG
             from airflow.models.serialized_dag import SerializedDagModel
             from airflow.serialization.serialized_objects import SerializedDAG
@@ -110,8 +113,14 @@ def create_run(dag: Any) -> tuple[str, str]:
     run_id = f"manual__{now.isoformat()}"
     with create_session() as session:
         if not AIRFLOW_V3:
-            dag.create_dagrun(state=DagRunState.RUNNING, execution_date=now, run_id=run_id,
-                              run_type=DagRunType.MANUAL, data_interval=(now, now), session=session)
+            dag.create_dagrun(
+                state=DagRunState.RUNNING,
+                execution_date=now,
+                run_id=run_id,
+                run_type=DagRunType.MANUAL,
+                data_interval=(now, now),
+                session=session,
+            )
             return dag.dag_id, run_id
         from airflow.utils.types import DagRunTriggeredByType
 
@@ -121,16 +130,31 @@ def create_run(dag: Any) -> tuple[str, str]:
             from airflow.serialization.serialized_objects import SerializedDAG as Serializer
         scheduler_dag = Serializer.deserialize_dag(Serializer.serialize_dag(dag))
         if AIRFLOW_VERSION < (3, 1):
-            scheduler_dag.create_dagrun(run_id=run_id, logical_date=now, data_interval=(now, now),
-                                        run_after=now, run_type=DagRunType.MANUAL,
-                                        triggered_by=DagRunTriggeredByType.TEST, state=DagRunState.RUNNING,
-                                        session=session)
+            scheduler_dag.create_dagrun(
+                run_id=run_id,
+                logical_date=now,
+                data_interval=(now, now),
+                run_after=now,
+                run_type=DagRunType.MANUAL,
+                triggered_by=DagRunTriggeredByType.TEST,
+                state=DagRunState.RUNNING,
+                session=session,
+            )
         else:
             from airflow.models.dagrun import get_or_create_dagrun
 
-            get_or_create_dagrun(dag=scheduler_dag, run_id=run_id, logical_date=now, data_interval=(now, now),
-                                 run_after=now, conf=None, triggered_by=DagRunTriggeredByType.TEST,
-                                 triggering_user_name="tests", start_date=now, session=session)
+            get_or_create_dagrun(
+                dag=scheduler_dag,
+                run_id=run_id,
+                logical_date=now,
+                data_interval=(now, now),
+                run_after=now,
+                conf=None,
+                triggered_by=DagRunTriggeredByType.TEST,
+                triggering_user_name="tests",
+                start_date=now,
+                session=session,
+            )
     return dag.dag_id, run_id
 
 
@@ -188,8 +212,14 @@ def run_dag(dag: Any, *, run_conf: dict | None = None, **test_kwargs: Any) -> Da
 class FakeTaskInstance:
     """Just what the Bacalhau operators use of a TaskInstance: identity and ``xcom_push``."""
 
-    def __init__(self, dag_id: str = "dag", task_id: str = "task", run_id: str = "run-1",
-                 map_index: int = -1, try_number: int = 1) -> None:
+    def __init__(
+        self,
+        dag_id: str = "dag",
+        task_id: str = "task",
+        run_id: str = "run-1",
+        map_index: int = -1,
+        try_number: int = 1,
+    ) -> None:
         self.dag_id, self.task_id, self.run_id = dag_id, task_id, run_id
         self.map_index, self.try_number = map_index, try_number
         self.xcoms: dict[str, Any] = {}

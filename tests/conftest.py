@@ -79,8 +79,13 @@ def _checked_answer(request, response, template: str, raw: bytes):
 
     decoded = httpx.Response(200, headers=response.headers, content=raw)
     validate_response_body(request.method, template, decoded.json())
-    return httpx.Response(response.status_code, headers=response.headers, stream=httpx.ByteStream(raw),
-                          extensions=response.extensions, request=request)
+    return httpx.Response(
+        response.status_code,
+        headers=response.headers,
+        stream=httpx.ByteStream(raw),
+        extensions=response.extensions,
+        request=request,
+    )
 
 
 @pytest.fixture(scope="session", autouse=True)

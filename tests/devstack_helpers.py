@@ -11,19 +11,31 @@ import httpx
 JOBS = "/api/v1/orchestrator/jobs"
 
 
-def busybox_job(script: str, name: str | None = None, *, publisher: dict | None = None,
-                result_paths: dict | None = None, **task_extra: Any) -> dict:
+def busybox_job(
+    script: str,
+    name: str | None = None,
+    *,
+    publisher: dict | None = None,
+    result_paths: dict | None = None,
+    **task_extra: Any,
+) -> dict:
     """A one-task Docker job running ``sh -c script`` on busybox (the devstack's local image).
 
     A ``publisher`` comes with ``result_paths`` (default ``{"outputs": "/outputs"}``);
     ``task_extra`` keys are set on the task as given.
     """
-    task: dict[str, Any] = {"Name": "main", "Engine": {"Type": "docker", "Params": {
-        "Image": "busybox:1.36", "Entrypoint": ["sh", "-c"], "Parameters": [script]}}}
+    task: dict[str, Any] = {
+        "Name": "main",
+        "Engine": {
+            "Type": "docker",
+            "Params": {"Image": "busybox:1.36", "Entrypoint": ["sh", "-c"], "Parameters": [script]},
+        },
+    }
     if publisher is not None:
         task["Publisher"] = publisher
-        task["ResultPaths"] = [{"Name": k, "Path": v}
-                               for k, v in (result_paths or {"outputs": "/outputs"}).items()]
+        task["ResultPaths"] = [
+            {"Name": k, "Path": v} for k, v in (result_paths or {"outputs": "/outputs"}).items()
+        ]
     task.update(task_extra)
     job: dict[str, Any] = {"Type": "batch", "Count": 1, "Tasks": [task]}
     if name:
@@ -54,7 +66,12 @@ def get_job(api: httpx.Client, job_id: str) -> dict:
     return resp.json()
 
 
-def wait_for(api: httpx.Client, job_id: str, states: tuple[str, ...] = ("Completed", "Failed", "Stopped"), timeout: float = 30) -> dict:
+def wait_for(
+    api: httpx.Client,
+    job_id: str,
+    states: tuple[str, ...] = ("Completed", "Failed", "Stopped"),
+    timeout: float = 30,
+) -> dict:
     deadline = time.monotonic() + timeout
     while True:
         body = get_job(api, job_id)
@@ -72,5 +89,7 @@ def wait_execution_state(api: httpx.Client, job_id: str, compute_state: int, tim
         if any(e["ComputeState"]["StateType"] == compute_state for e in items):
             return next(e for e in items if e["ComputeState"]["StateType"] == compute_state)
         if time.monotonic() > deadline:
-            raise AssertionError(f"no execution of {job_id} reached {compute_state}: {[e['ComputeState'] for e in items]}")
+            raise AssertionError(
+                f"no execution of {job_id} reached {compute_state}: {[e['ComputeState'] for e in items]}"
+            )
         time.sleep(0.05)

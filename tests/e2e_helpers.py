@@ -60,17 +60,17 @@ def run_dag(dag: Any, conf: dict | None = None, **kwargs: Any):
 
 
 def xcom(run: Any, task_id: str, key: str = "return_value", map_index: int = -1) -> Any:
-    from sqlalchemy import select
-
     from airflow.utils.session import create_session
+    from sqlalchemy import select
 
     try:
         from airflow.models.xcom import XComModel
     except ImportError:  # Airflow 2: the XCom class reads and deserializes in one call
         from airflow.models.xcom import XCom
 
-        value = XCom.get_one(dag_id=run.dag_id, run_id=run.run_id, task_id=task_id, key=key,
-                             map_index=map_index)
+        value = XCom.get_one(
+            dag_id=run.dag_id, run_id=run.run_id, task_id=task_id, key=key, map_index=map_index
+        )
         assert value is not None, f"no XCom {key!r} from {task_id}[{map_index}] in {run.run_id}"
         return value
 
@@ -89,10 +89,9 @@ def xcom(run: Any, task_id: str, key: str = "return_value", map_index: int = -1)
 
 
 def latest_run(dag_id: str):
-    from sqlalchemy import select
-
     from airflow.models.dagrun import DagRun
     from airflow.utils.session import create_session
+    from sqlalchemy import select
 
     with create_session() as session:
         newest_first = select(DagRun).where(DagRun.dag_id == dag_id).order_by(DagRun.id.desc())
@@ -103,10 +102,9 @@ def latest_run(dag_id: str):
 
 
 def task_states(run: Any) -> dict[str, str]:
-    from sqlalchemy import select
-
     from airflow.models.taskinstance import TaskInstance
     from airflow.utils.session import create_session
+    from sqlalchemy import select
 
     with create_session() as session:
         rows = session.scalars(
@@ -166,16 +164,18 @@ def tail(text: str, lines: int = 80) -> str:
 
 def asset_events(source_dag_id: str, source_run_id: str) -> list[Any]:
     """The asset events a run of ``source_dag_id`` recorded, oldest first."""
+    from airflow.models.asset import AssetEvent
+    from airflow.utils.session import create_session
     from sqlalchemy import select
     from sqlalchemy.orm import joinedload
 
-    from airflow.models.asset import AssetEvent
-    from airflow.utils.session import create_session
-
     with create_session() as session:
-        query = (select(AssetEvent).options(joinedload(AssetEvent.asset), joinedload(AssetEvent.source_aliases))
-                 .where(AssetEvent.source_dag_id == source_dag_id, AssetEvent.source_run_id == source_run_id)
-                 .order_by(AssetEvent.id))
+        query = (
+            select(AssetEvent)
+            .options(joinedload(AssetEvent.asset), joinedload(AssetEvent.source_aliases))
+            .where(AssetEvent.source_dag_id == source_dag_id, AssetEvent.source_run_id == source_run_id)
+            .order_by(AssetEvent.id)
+        )
         events = list(session.scalars(query).unique())
         session.expunge_all()
         return events
@@ -189,10 +189,9 @@ def run_dag_on_asset_events(dag: Any, events: list[Any], conf: dict | None = Non
     task starts (the one step the scheduler would have taken)."""
     from unittest import mock
 
-    from sqlalchemy import select
-
     from airflow.models import dagrun
     from airflow.models.asset import AssetEvent
+    from sqlalchemy import select
 
     create = dagrun.get_or_create_dagrun
 

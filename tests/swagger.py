@@ -68,9 +68,22 @@ STRING_TYPES = {  # patch 7
     "models.JobSelectionDataLocality": ["local", "anywhere"],
 }
 DURATION_FIELDS = (  # patch 9: `Duration` fields of pkg/config/types/*.go at v1.9.3
-    "InfoUpdateInterval", "ResourceUpdateInterval", "Interval", "Timeout", "TTL", "Refresh", "TotalTimeout",
-    "ExecutionTimeout", "LogDebugInfoInterval", "DisconnectTimeout", "QueueBackoff", "HousekeepingInterval",
-    "HousekeepingTimeout", "VisibilityTimeout", "PreSignedURLExpiration", "ReadTimeout",
+    "InfoUpdateInterval",
+    "ResourceUpdateInterval",
+    "Interval",
+    "Timeout",
+    "TTL",
+    "Refresh",
+    "TotalTimeout",
+    "ExecutionTimeout",
+    "LogDebugInfoInterval",
+    "DisconnectTimeout",
+    "QueueBackoff",
+    "HousekeepingInterval",
+    "HousekeepingTimeout",
+    "VisibilityTimeout",
+    "PreSignedURLExpiration",
+    "ReadTimeout",
 )
 DEVSTACK_LABELS = {
     ("models.BuildVersionInfo", "Devstack"): {"type": "string"},

@@ -18,7 +18,7 @@ def b64(digest: bytes) -> str:
 
 
 def composite(data: bytes, part: int = PART) -> tuple[str, int]:
-    digests = [hashlib.sha256(data[i:i + part]).digest() for i in range(0, len(data), part)]
+    digests = [hashlib.sha256(data[i : i + part]).digest() for i in range(0, len(data), part)]
     return b64(hashlib.sha256(b"".join(digests)).digest()), len(digests)
 
 

@@ -67,30 +67,60 @@ def test_corpus_is_large_and_well_formed():
     for case in CASES:
         assert case["build"] in BUILDS, case["id"]
         assert case.get("field"), case["id"]
-        assert set(case) <= {"id", "category", "build", "args", "field", "params", "files", "conn",
-                             "at", "retry", "dag_test", "why"}, case["id"]
+        assert set(case) <= {
+            "id",
+            "category",
+            "build",
+            "args",
+            "field",
+            "params",
+            "files",
+            "conn",
+            "at",
+            "retry",
+            "dag_test",
+            "why",
+        }, case["id"]
 
 
 # -- environment: connections with known secrets, the devstack's submit counter -------------------
+
 
 class Env:
     def __init__(self, devstack: Any, patch: pytest.MonkeyPatch) -> None:
         self.devstack = devstack
         self.patch = patch
         self.values = {
-            "API_HOST": devstack.api_host, "API_PORT": str(devstack.api_port),
-            "S3_ENDPOINT": devstack.s3_endpoint, "API_KEY": API_KEY, "BASIC_USER": BASIC_USER,
-            "BASIC_PASSWORD": BASIC_PASSWORD, "AWS_SECRET": AWS_SECRET, "AWS_TOKEN": AWS_TOKEN,
-            "RESULTS_BUCKET": devstack.results_bucket, "CORPUS": str(CORPUS),
+            "API_HOST": devstack.api_host,
+            "API_PORT": str(devstack.api_port),
+            "S3_ENDPOINT": devstack.s3_endpoint,
+            "API_KEY": API_KEY,
+            "BASIC_USER": BASIC_USER,
+            "BASIC_PASSWORD": BASIC_PASSWORD,
+            "AWS_SECRET": AWS_SECRET,
+            "AWS_TOKEN": AWS_TOKEN,
+            "RESULTS_BUCKET": devstack.results_bucket,
+            "CORPUS": str(CORPUS),
         }
-        self.bacalhau = {"conn_type": "bacalhau", "host": devstack.api_host, "port": devstack.api_port,
-                         "password": API_KEY,
-                         # no client retries: a case that reaches the network fails fast
-                         "extra": {"webui_url": devstack.webui_url, "max_retries": 0, "timeout": 5}}
-        self.aws = {"conn_type": "aws", "login": SECRET_IDENTITY.access_key, "password": AWS_SECRET,
-                    "extra": {"endpoint_url": devstack.s3_endpoint, "region_name": devstack.region,
-                              "aws_session_token": AWS_TOKEN,
-                              "config_kwargs": {"signature_version": "s3v4"}}}
+        self.bacalhau = {
+            "conn_type": "bacalhau",
+            "host": devstack.api_host,
+            "port": devstack.api_port,
+            "password": API_KEY,
+            # no client retries: a case that reaches the network fails fast
+            "extra": {"webui_url": devstack.webui_url, "max_retries": 0, "timeout": 5},
+        }
+        self.aws = {
+            "conn_type": "aws",
+            "login": SECRET_IDENTITY.access_key,
+            "password": AWS_SECRET,
+            "extra": {
+                "endpoint_url": devstack.s3_endpoint,
+                "region_name": devstack.region,
+                "aws_session_token": AWS_TOKEN,
+                "config_kwargs": {"signature_version": "s3v4"},
+            },
+        }
 
     def fill(self, value: Any) -> Any:
         if isinstance(value, str):
@@ -131,8 +161,12 @@ def _merged(base: dict, overrides: dict) -> dict:
 @pytest.fixture(scope="module")
 def env(devstack, airflow_db):
     # Authentication on, so the secrets in the connections are the real credentials.
-    devstack.set_auth([{"api_key": API_KEY, "capabilities": ["*"]},
-                       {"username": BASIC_USER, "password": BASIC_PASSWORD, "capabilities": ["*"]}])
+    devstack.set_auth(
+        [
+            {"api_key": API_KEY, "capabilities": ["*"]},
+            {"username": BASIC_USER, "password": BASIC_PASSWORD, "capabilities": ["*"]},
+        ]
+    )
     devstack.set_faults(routes={SUBMIT: {"error_rate": 0.0}})  # counts submits, injects nothing
     with pytest.MonkeyPatch.context() as patch:
         for name, value in devstack.env().items():
@@ -145,6 +179,7 @@ def env(devstack, airflow_db):
 
 
 # -- building and running one case --------------------------------------------------------------
+
 
 def build_operator(case: dict, args: dict) -> Any:
     from airflow_provider_bacalhau.operators import (
@@ -205,8 +240,13 @@ def run_case(env: Env, case: dict, tmp_path: Path) -> tuple[str, BaseException |
     args = case_args(env, case, tmp_path)
     params = env.fill(case.get("params") or {})
     with record_logs() as logs:
-        with DAG(unique_dag_id("bad_input"), schedule=None, start_date=datetime(2024, 1, 1),
-                 template_searchpath=[str(tmp_path)], params=dict(params)):
+        with DAG(
+            unique_dag_id("bad_input"),
+            schedule=None,
+            start_date=datetime(2024, 1, 1),
+            template_searchpath=[str(tmp_path)],
+            params=dict(params),
+        ):
             try:
                 op = build_operator(case, args)
             except Exception as exc:
@@ -238,7 +278,9 @@ def test_bad_input(env, case, tmp_path):
     assert exc is not None, f"{case['id']}: no error; the bad input was accepted"
     assert env.submits() == before, f"{case['id']}: a job was submitted before the error: {exc}"
     message = str(exc)
-    assert case["field"].lower() in message.lower(), f"{case['id']}: field {case['field']!r} not named in: {message}"
+    assert case["field"].lower() in message.lower(), (
+        f"{case['id']}: field {case['field']!r} not named in: {message}"
+    )
     leaked = [s for s in SECRETS if s in chain_text(exc) or s in log_text]
     assert not leaked, f"{case['id']}: secret in the message, its chain or the log"
     expected = case.get("at", "execute")
@@ -247,7 +289,8 @@ def test_bad_input(env, case, tmp_path):
         assert not isinstance(exc, AirflowFailException), f"{case['id']}: transient, retries apply"
     else:
         assert isinstance(exc, AirflowFailException) if where == "execute" else isinstance(exc, ValueError), (
-            f"{case['id']}: {type(exc).__mro__} would be retried")
+            f"{case['id']}: {type(exc).__mro__} would be retried"
+        )
 
 
 # -- a subset in real Airflow runs: one try despite retries=2 -----------------------------------
@@ -273,10 +316,18 @@ def test_bad_input_fails_once_in_dag_test(env, case, tmp_path):
     args = case_args(env, case, tmp_path)
     params = env.fill(case.get("params") or {})
     declared = {name: "" for name in params}  # the DAG declares them; the run sends the values
-    with DAG(unique_dag_id("bad_input_run"), schedule=None, start_date=datetime(2024, 1, 1),
-             template_searchpath=[str(tmp_path)], params=declared,
-             default_args={"retries": 2, "retry_delay": timedelta(seconds=0),
-                           "on_failure_callback": _record_failure}) as dag:
+    with DAG(
+        unique_dag_id("bad_input_run"),
+        schedule=None,
+        start_date=datetime(2024, 1, 1),
+        template_searchpath=[str(tmp_path)],
+        params=declared,
+        default_args={
+            "retries": 2,
+            "retry_delay": timedelta(seconds=0),
+            "on_failure_callback": _record_failure,
+        },
+    ) as dag:
         build_operator(case, args)
     before = env.submits()
     FAILURES.clear()
@@ -296,7 +347,9 @@ def test_example_pipeline_with_a_bad_bucket_fails_in_stage_naming_bucket(env, de
     ``example_bacalhau_s3_pipeline`` failed in botocore's ParamValidationError."""
     from airflow.dag_processing.dagbag import DagBag
 
-    bag = DagBag(str(Path(__file__).resolve().parent.parent / "example_dags" / "example_bacalhau_s3_pipeline.py"))
+    bag = DagBag(
+        str(Path(__file__).resolve().parent.parent / "example_dags" / "example_bacalhau_s3_pipeline.py")
+    )
     dag = bag.dags["example_bacalhau_s3_pipeline"]
     for task in dag.tasks:
         task.on_failure_callback = [_record_failure]  # what the constructor makes of one callable

@@ -20,11 +20,20 @@ pytestmark = [pytest.mark.docker, pytest.mark.slow]
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = e2e.REPO / "artifacts" / "browser"
 # The flags measured in shared/airflow-notes.md: no sandbox (root), no GPU, nothing phoning home.
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 if not CHROMIUM.exists():
-    pytest.skip("Debian's chromium is not installed (scripts/bootstrap.sh installs it)", allow_module_level=True)
+    pytest.skip(
+        "Debian's chromium is not installed (scripts/bootstrap.sh installs it)", allow_module_level=True
+    )
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +41,9 @@ def browser():
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
+        chromium = playwright.chromium.launch(
+            executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True
+        )
         try:
             yield chromium
         finally:
@@ -82,8 +93,15 @@ def test_the_bacalhau_connection_form_shows_its_own_fields(page):
     assert page.get_by_placeholder("127.0.0.1, or https://bacalhau.example.com:1234").is_visible()
     assert page.get_by_text("API key, or password with a username", exact=True).is_visible()
     page.get_by_text("Extra Fields", exact=True).click()
-    for label in ("Use TLS", "Skip TLS verification", "CA file", "Web UI URL", "Namespace",
-                  "S3 endpoint (as compute nodes see it)", "S3 region (as compute nodes see it)"):
+    for label in (
+        "Use TLS",
+        "Skip TLS verification",
+        "CA file",
+        "Web UI URL",
+        "Namespace",
+        "S3 endpoint (as compute nodes see it)",
+        "S3 region (as compute nodes see it)",
+    ):
         assert page.locator("label", has_text=label).first.is_visible(), label
     shot(page, "connection-form")
 
@@ -100,8 +118,11 @@ def test_a_run_from_the_trigger_form_carries_the_changed_param_into_the_job(page
     shot(page, "trigger-form")
     page.get_by_role("dialog").get_by_role("button", name="Trigger", exact=True).click()
 
-    new = e2e.wait_for(lambda: [r for r in api.runs(dag_id) if r["dag_run_id"] not in before], 60,
-                       "the run started from the form")
+    new = e2e.wait_for(
+        lambda: [r for r in api.runs(dag_id) if r["dag_run_id"] not in before],
+        60,
+        "the run started from the form",
+    )
     (run,) = new
     assert run["conf"]["message"] == message
     finished = api.wait_for_run(dag_id, run["dag_run_id"])

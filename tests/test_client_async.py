@@ -42,11 +42,20 @@ async def test_async_basic_auth(fake_api):
     fake_api.script("GET", "/api/v1/agent/node", Reply(200, {}))
     async with AsyncBacalhauClient(fast(fake_api.url, username="alice", password="pw-0123456789")) as client:
         await client.node_info()
-    assert fake_api.requests[0].headers["authorization"] == "Basic " + base64.b64encode(b"alice:pw-0123456789").decode()
+    assert (
+        fake_api.requests[0].headers["authorization"]
+        == "Basic " + base64.b64encode(b"alice:pw-0123456789").decode()
+    )
 
 
 async def test_async_read_retries_503_then_succeeds(fake_api):
-    fake_api.script("GET", JOBS, Reply(503, "Server Timeout!"), Reply(429, "", {"Retry-After": "0"}), Reply(200, {"Items": []}))
+    fake_api.script(
+        "GET",
+        JOBS,
+        Reply(503, "Server Timeout!"),
+        Reply(429, "", {"Retry-After": "0"}),
+        Reply(200, {"Items": []}),
+    )
     async with AsyncBacalhauClient(fast(fake_api.url)) as client:
         assert await client.list_jobs(limit=1) == {"Items": []}
     assert fake_api.count("GET") == 3
@@ -71,15 +80,23 @@ async def test_async_nameless_submit_is_not_repeated(fake_api):
 
 async def test_async_errors_and_secrets(fake_api, caplog):
     key = "ASYNC-SECRET-9f8e7d6c5b4a"
-    fake_api.script("GET", f"{JOBS}/j-1", api_error(403, f"forbidden for {key}", "Forbidden", Component="Authorizer"))
+    fake_api.script(
+        "GET", f"{JOBS}/j-1", api_error(403, f"forbidden for {key}", "Forbidden", Component="Authorizer")
+    )
     caplog.set_level(logging.DEBUG)
     async with AsyncBacalhauClient(fast(fake_api.url, api_key=key)) as client:
         with pytest.raises(BacalhauApiError) as caught:
             await client.get_job("j-1")
-    async with AsyncBacalhauClient(fast(f"http://127.0.0.1:{free_port()}", api_key=key, max_retries=0)) as client:
+    async with AsyncBacalhauClient(
+        fast(f"http://127.0.0.1:{free_port()}", api_key=key, max_retries=0)
+    ) as client:
         with pytest.raises(BacalhauApiError) as unreachable:
             await client.alive()
-    assert (caught.value.status, caught.value.code, caught.value.component) == (403, "Forbidden", "Authorizer")
+    assert (caught.value.status, caught.value.code, caught.value.component) == (
+        403,
+        "Forbidden",
+        "Authorizer",
+    )
     assert unreachable.value.status is None and unreachable.value.__context__ is None
     for text in (str(caught.value), str(unreachable.value), caplog.text):
         assert key not in text

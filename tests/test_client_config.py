@@ -23,17 +23,37 @@ from airflow_provider_bacalhau.errors import BacalhauApiError
     [
         ({}, "http://127.0.0.1:1234", True),
         ({"BACALHAU_API_HOST": "0.0.0.0"}, "http://127.0.0.1:1234", True),
-        ({"BACALHAU_API_HOST": "bacalhau.local", "BACALHAU_API_PORT": "9000"}, "http://bacalhau.local:9000", True),
-        ({"BACALHAU_API_HOST": "bacalhau.local", "BACALHAU_API_TLS_USETLS": "true"}, "https://bacalhau.local:1234", True),
+        (
+            {"BACALHAU_API_HOST": "bacalhau.local", "BACALHAU_API_PORT": "9000"},
+            "http://bacalhau.local:9000",
+            True,
+        ),
+        (
+            {"BACALHAU_API_HOST": "bacalhau.local", "BACALHAU_API_TLS_USETLS": "true"},
+            "https://bacalhau.local:1234",
+            True,
+        ),
         ({"BACALHAU_API_HOST": "https://api.example.com"}, "https://api.example.com:1234", True),
-        ({"BACALHAU_API_HOST": "https://api.example.com:8443", "BACALHAU_API_PORT": "1"}, "https://api.example.com:8443", True),
+        (
+            {"BACALHAU_API_HOST": "https://api.example.com:8443", "BACALHAU_API_PORT": "1"},
+            "https://api.example.com:8443",
+            True,
+        ),
         # The URL's scheme decides, not UseTLS.
-        ({"BACALHAU_API_HOST": "http://api.example.com/", "BACALHAU_API_TLS_USETLS": "1"}, "http://api.example.com:1234", True),
+        (
+            {"BACALHAU_API_HOST": "http://api.example.com/", "BACALHAU_API_TLS_USETLS": "1"},
+            "http://api.example.com:1234",
+            True,
+        ),
         # With a path it is not a URL; the CLI glues it in as a host ("http://http://...:1234"),
         # which no request can reach: refused, naming the field.
         ({"BACALHAU_API_HOST": "http://api.example.com/v1"}, "host", None),
         ({"BACALHAU_API_HOST": "http://[::1]:5000"}, "http://[::1]:5000", True),
-        ({"BACALHAU_API_TLS_INSECURE": "T", "BACALHAU_API_TLS_USETLS": "TRUE"}, "https://127.0.0.1:1234", False),
+        (
+            {"BACALHAU_API_TLS_INSECURE": "T", "BACALHAU_API_TLS_USETLS": "TRUE"},
+            "https://127.0.0.1:1234",
+            False,
+        ),
         ({"BACALHAU_API_TLS_USETLS": "false", "BACALHAU_API_PORT": " 4321 "}, "http://127.0.0.1:4321", True),
     ],
 )
@@ -50,11 +70,17 @@ def test_from_env_builds_the_url_the_cli_would(env, base_url, verify):
 def test_from_env_credentials_and_ca_file(tmp_path):
     ca = tmp_path / "ca.pem"
     ca.write_text("-----BEGIN CERTIFICATE-----\n")
-    config = ClientConfig.from_env({"BACALHAU_API_KEY": " key-123456789012345678 ", "BACALHAU_API_TLS_CAFILE": str(ca)})
+    config = ClientConfig.from_env(
+        {"BACALHAU_API_KEY": " key-123456789012345678 ", "BACALHAU_API_TLS_CAFILE": str(ca)}
+    )
     assert config.api_key == "key-123456789012345678" and config.verify == str(ca)
-    basic = ClientConfig.from_env({"BACALHAU_API_USERNAME": "alice", "BACALHAU_API_PASSWORD": "pw-0123456789"})
+    basic = ClientConfig.from_env(
+        {"BACALHAU_API_USERNAME": "alice", "BACALHAU_API_PASSWORD": "pw-0123456789"}
+    )
     assert (basic.username, basic.password, basic.api_key) == ("alice", "pw-0123456789", None)
-    insecure_wins = ClientConfig.from_env({"BACALHAU_API_TLS_CAFILE": str(ca), "BACALHAU_API_TLS_INSECURE": "1"})
+    insecure_wins = ClientConfig.from_env(
+        {"BACALHAU_API_TLS_CAFILE": str(ca), "BACALHAU_API_TLS_INSECURE": "1"}
+    )
     assert insecure_wins.verify is False
 
 
@@ -107,25 +133,49 @@ def test_config_repr_hides_secrets_and_is_hashable():
     [
         (
             api_error(404, "job not found: j-abc", "NotFound", RequestID="req-1", Hint="check the id"),
-            {"status": 404, "code": "NotFound", "message": "job not found: j-abc", "hint": "check the id",
-             "request_id": "req-1", "component": "JobStore"},
+            {
+                "status": 404,
+                "code": "NotFound",
+                "message": "job not found: j-abc",
+                "hint": "check the id",
+                "request_id": "req-1",
+                "component": "JobStore",
+            },
         ),
         (
-            api_error(401, "unauthorized", "Unauthorized", Component="Authorizer", Details={"reason": "no token"}),
-            {"status": 401, "code": "Unauthorized", "message": "unauthorized (no token)", "component": "Authorizer"},
+            api_error(
+                401, "unauthorized", "Unauthorized", Component="Authorizer", Details={"reason": "no token"}
+            ),
+            {
+                "status": 401,
+                "code": "Unauthorized",
+                "message": "unauthorized (no token)",
+                "component": "Authorizer",
+            },
         ),
         (
-            Reply(403, {"Error": "Client version is outdated", "MinVersion": "1.4.0", "ClientVersion": "1.0.0"}),
-            {"status": 403, "code": None, "message": "Client version is outdated (server requires client version >= 1.4.0)"},
+            Reply(
+                403, {"Error": "Client version is outdated", "MinVersion": "1.4.0", "ClientVersion": "1.0.0"}
+            ),
+            {
+                "status": 403,
+                "code": None,
+                "message": "Client version is outdated (server requires client version >= 1.4.0)",
+            },
         ),
         (
             Reply(400, {"Error": "Invalid client version v-bad"}),
             {"status": 400, "code": None, "message": "Invalid client version v-bad"},
         ),
         (Reply(503, "Server Timeout!"), {"status": 503, "code": None, "message": "Server Timeout!"}),
-        (Reply(502, "", {"X-Request-ID": "rid-9"}), {"status": 502, "message": "Bad Gateway", "request_id": "rid-9"}),
         (
-            api_error(500, "no changes detected for new job spec. Job Name: 'x', Job Id: 'j-1'", Hint="Use --force"),
+            Reply(502, "", {"X-Request-ID": "rid-9"}),
+            {"status": 502, "message": "Bad Gateway", "request_id": "rid-9"},
+        ),
+        (
+            api_error(
+                500, "no changes detected for new job spec. Job Name: 'x', Job Id: 'j-1'", Hint="Use --force"
+            ),
             {"status": 500, "code": None, "is_no_changes": True, "hint": "Use --force"},
         ),
     ],

@@ -128,7 +128,9 @@ def _handler_for(api: FakeBacalhauApi) -> type[BaseHTTPRequestHandler]:
                 body = raw.decode("utf-8", "replace")
             parts = urlsplit(self.path)
             headers = {k.lower(): v for k, v in self.headers.items()}
-            problem = api.record(Recorded(self.command, parts.path, parse_qs(parts.query), headers, body, self.client_address))
+            problem = api.record(
+                Recorded(self.command, parts.path, parse_qs(parts.query), headers, body, self.client_address)
+            )
             reply = api_error(400, f"swagger: {problem}", "InternalError") if problem else None
             reply = reply or api.reply_for(self.command, parts.path)
             if reply.delay:
@@ -182,7 +184,7 @@ def tls_material(tmp_path_factory: pytest.TempPathFactory) -> TlsMaterial:
 
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "bacalhau-test")])
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     cert = (
         x509.CertificateBuilder()
         .subject_name(name)
@@ -191,7 +193,9 @@ def tls_material(tmp_path_factory: pytest.TempPathFactory) -> TlsMaterial:
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - datetime.timedelta(minutes=5))
         .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False
+        )
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
         .sign(key, hashes.SHA256())
     )

@@ -30,14 +30,17 @@ def frame(kind: int, line: str) -> str:
 
 # --- frames --------------------------------------------------------------------------------------
 
+
 def test_frames_give_stdout_and_stderr_chunks():
     assert parse_frame(frame(1, "a\nb")) == LogChunk("stdout", "a\nb")
     assert parse_frame(frame(2, "oops\n").encode()) == LogChunk("stderr", "oops\n")
     assert parse_frame('{"VALUE": {"type": 1, "line": "x"}}') == LogChunk("stdout", "x")  # Go's casing rule
 
 
-@pytest.mark.parametrize("message", [frame(0, ""), frame(1, ""), frame(3, "x"), '{"value": null}',
-                                     '{"value": {"Type": 1, "Line": 5}}', "{}"])
+@pytest.mark.parametrize(
+    "message",
+    [frame(0, ""), frame(1, ""), frame(3, "x"), '{"value": null}', '{"value": {"Type": 1, "Line": 5}}', "{}"],
+)
 def test_frames_without_output_are_skipped(message):
     assert parse_frame(message) is None
 
@@ -56,6 +59,7 @@ def test_garbage_frames_raise(message):
 
 
 # --- bounds ---------------------------------------------------------------------------------------
+
 
 class Clock:
     def __init__(self) -> None:
@@ -95,6 +99,7 @@ def test_transport_failures_never_show_credentials():
 
 # --- tails ----------------------------------------------------------------------------------------
 
+
 def test_tail_keeps_the_last_lines_of_each_stream_across_chunk_boundaries():
     chunks = [LogChunk("stdout", f"line {i}\n") for i in range(30)]
     chunks += [LogChunk("stderr", "par"), LogChunk("stderr", "tial\nlast"), LogChunk("stdout", "end\n")]
@@ -121,11 +126,14 @@ def test_tail_of_nothing_is_falsy():
 
 # --- requests -------------------------------------------------------------------------------------
 
+
 def test_request_follows_the_client_config():
     config = ClientConfig(base_url="https://bacalhau.example:4443", api_key=SECRET, namespace="team-a")
     request = build_log_request(config, "my job/1", execution_id="e-1", follow=True, tail=True, job_version=2)
-    assert request.url == ("wss://bacalhau.example:4443/api/v1/orchestrator/jobs/my%20job%2F1/logs"
-                           "?execution_id=e-1&follow=true&tail=true&job_version=2&namespace=team-a")
+    assert request.url == (
+        "wss://bacalhau.example:4443/api/v1/orchestrator/jobs/my%20job%2F1/logs"
+        "?execution_id=e-1&follow=true&tail=true&job_version=2&namespace=team-a"
+    )
     assert request.headers["Authorization"] == f"Bearer {SECRET}"
     assert request.ssl is not None and request.ssl.check_hostname
     assert SECRET not in repr(request)
@@ -139,6 +147,7 @@ def test_request_follows_the_client_config():
 
 
 # --- both drivers against a real WebSocket server over TLS ----------------------------------------
+
 
 @pytest.fixture
 def wss_logs(tls_material: TlsMaterial):
@@ -176,15 +185,20 @@ def test_both_drivers_read_over_tls_with_the_ca_file_and_auth(wss_logs, tls_mate
             return [chunk async for chunk in client.job_logs("j-1", "e-1")]
 
     assert asyncio.run(read_async()) == [LogChunk("stdout", "hello\n"), LogChunk("stderr", "bye\n")]
-    assert seen == [{"path": "/api/v1/orchestrator/jobs/j-1/logs?execution_id=e-1", "auth": f"Bearer {SECRET}"}] * 2
+    assert (
+        seen
+        == [{"path": "/api/v1/orchestrator/jobs/j-1/logs?execution_id=e-1", "auth": f"Bearer {SECRET}"}] * 2
+    )
 
 
 def test_the_handshake_logged_at_debug_shows_no_credential(wss_logs, tls_material: TlsMaterial, caplog):
     """websockets logs each request header at DEBUG; found by tests/test_secrets.py at DEBUG."""
     url, seen = wss_logs
     caplog.set_level("DEBUG")
-    for config in (ClientConfig(base_url=url, verify=str(tls_material.cert_file), api_key=SECRET),
-                   ClientConfig(base_url=url, verify=str(tls_material.cert_file), username="u", password=SECRET)):
+    for config in (
+        ClientConfig(base_url=url, verify=str(tls_material.cert_file), api_key=SECRET),
+        ClientConfig(base_url=url, verify=str(tls_material.cert_file), username="u", password=SECRET),
+    ):
         with BacalhauClient(config) as client:
             assert len(list(client.job_logs("j-1"))) == 2
 
@@ -193,8 +207,12 @@ def test_the_handshake_logged_at_debug_shows_no_credential(wss_logs, tls_materia
                 return len([chunk async for chunk in client.job_logs("j-1")])
 
         assert asyncio.run(read_async()) == 2
-    client_records = [r for r in caplog.records if not r.name.startswith("websockets.server")]  # the test's server
-    handshake = [r.getMessage() for r in client_records if r.getMessage().lower().startswith("> authorization")]
+    client_records = [
+        r for r in caplog.records if not r.name.startswith("websockets.server")
+    ]  # the test's server
+    handshake = [
+        r.getMessage() for r in client_records if r.getMessage().lower().startswith("> authorization")
+    ]
     assert handshake == ["> Authorization: ***"] * 4  # the header is logged, its value is not
     assert [entry["auth"].split()[0] for entry in seen] == ["Bearer", "Bearer", "Basic", "Basic"]
     assert not [r for r in client_records if SECRET in r.getMessage() or "dTpr" in r.getMessage()]

@@ -74,6 +74,7 @@ def test_follow_yields_output_while_the_container_runs(api, config, driver):
                 if chunk.stream == "stdout":
                     seen.append((chunk.text, time.monotonic() - started))
     else:
+
         async def read() -> None:
             async with AsyncBacalhauClient(config) as client:
                 async for chunk in client.job_logs(job_id, follow=True, timeout=20):
@@ -87,7 +88,9 @@ def test_follow_yields_output_while_the_container_runs(api, config, driver):
 
 @pytest.mark.parametrize("driver", ["sync", "async"])
 def test_bounds_stop_a_follow_read(api, config, driver):
-    job_id = submit(api, busybox_job("for i in 1 2 3 4 5 6 7 8 9 10; do echo tick-$i; sleep 0.3; done"))["JobID"]
+    job_id = submit(api, busybox_job("for i in 1 2 3 4 5 6 7 8 9 10; do echo tick-$i; sleep 0.3; done"))[
+        "JobID"
+    ]
     wait_execution_state(api, job_id, 6)
 
     async def read_async(**bounds):
@@ -150,12 +153,12 @@ def test_auth_header_and_namespace_come_from_the_config(api, devstack):
 @pytest.mark.parametrize("action", ["error", "drop"])
 def test_a_refused_or_dropped_handshake_raises(config, devstack, finished, action):
     job_id, execution_id = finished
-    devstack.set_faults(routes={"GET /api/v1/orchestrator/jobs/{id}/logs": {"every": 1, "action": action,
-                                                                            "status": 503}})
+    devstack.set_faults(
+        routes={"GET /api/v1/orchestrator/jobs/{id}/logs": {"every": 1, "action": action, "status": 503}}
+    )
     try:
-        with BacalhauClient(config) as client:
-            with pytest.raises(BacalhauLogsError) as caught:
-                client.job_logs_tail(job_id, execution_id)
+        with BacalhauClient(config) as client, pytest.raises(BacalhauLogsError) as caught:
+            client.job_logs_tail(job_id, execution_id)
         assert not caught.value.server_error
         if action == "error":
             assert "503" in str(caught.value) and caught.value.status == 503

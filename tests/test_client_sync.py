@@ -167,7 +167,9 @@ def test_retry_after_is_capped(fake_api):
 
 
 def test_read_timeout_is_retried(fake_api):
-    fake_api.script("GET", f"{JOBS}/j-1", Reply(200, {"Job": {}}, delay=1.0), Reply(200, {"Job": {"ID": "j-1"}}))
+    fake_api.script(
+        "GET", f"{JOBS}/j-1", Reply(200, {"Job": {}}, delay=1.0), Reply(200, {"Job": {"ID": "j-1"}})
+    )
     with BacalhauClient(fast(fake_api.url, timeout=0.3)) as c:
         assert c.get_job("j-1")["Job"]["ID"] == "j-1"
     assert fake_api.count("GET") == 2
@@ -247,9 +249,8 @@ def test_submit_validation_error_is_raised_once(client, fake_api):
 
 def test_unreachable_server_is_an_api_error_without_httpx_traceback():
     url = f"http://127.0.0.1:{free_port()}"
-    with BacalhauClient(fast(url, max_retries=1)) as c:
-        with pytest.raises(BacalhauApiError) as caught:
-            c.alive()
+    with BacalhauClient(fast(url, max_retries=1)) as c, pytest.raises(BacalhauApiError) as caught:
+        c.alive()
     error = caught.value
     assert error.status is None and error.method == "GET" and error.path == "/api/v1/agent/alive"
     assert "cannot reach Bacalhau" in str(error)
@@ -277,7 +278,9 @@ def test_secrets_never_reach_exceptions_or_logs(fake_api, caplog):
         with pytest.raises(BacalhauApiError) as caught:
             c.alive()
         errors.append(caught.value)
-    config_text = repr(fast(fake_api.url, api_key=key)) + repr(fast(fake_api.url, username="bob", password=password))
+    config_text = repr(fast(fake_api.url, api_key=key)) + repr(
+        fast(fake_api.url, username="bob", password=password)
+    )
     for text in [*map(str, errors), *(e.hint or "" for e in errors), caplog.text, config_text]:
         assert key not in text and password not in text and basic not in text
     assert errors[0].status == 401 and errors[0].code == "Unauthorized"

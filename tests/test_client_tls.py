@@ -51,7 +51,9 @@ def test_env_vars_give_a_working_tls_config(tls_api, tls_material: TlsMaterial):
 @pytest.mark.anyio
 async def test_async_client_uses_the_same_tls_settings(tls_api, tls_material: TlsMaterial):
     tls_api.script("GET", VERSION, Reply(200, {"GitVersion": "v1.9.3"}))
-    async with AsyncBacalhauClient(ClientConfig(base_url=tls_api.url, verify=str(tls_material.cert_file))) as client:
+    async with AsyncBacalhauClient(
+        ClientConfig(base_url=tls_api.url, verify=str(tls_material.cert_file))
+    ) as client:
         assert (await client.version())["GitVersion"] == "v1.9.3"
     async with AsyncBacalhauClient(ClientConfig(base_url=tls_api.url, max_retries=0)) as client:
         with pytest.raises(BacalhauApiError, match="TLS certificate verification failed"):

@@ -33,8 +33,13 @@ def split(s3_server):
     """A devstack whose compute node reaches S3 only at its own address (not Airflow's)."""
     home = Path(tempfile.mkdtemp(prefix="bacalhau-devstack-split-"))
     node_endpoint = f"http://127.0.0.1:{procs.free_port()}"
-    state = stack.up(home, api_port=0, s3_endpoint=s3_server.endpoint, die_with_parent=True,
-                     extra_args=["--node-s3-endpoint", node_endpoint, "--node-s3-forward"])
+    state = stack.up(
+        home,
+        api_port=0,
+        s3_endpoint=s3_server.endpoint,
+        die_with_parent=True,
+        extra_args=["--node-s3-endpoint", node_endpoint, "--node-s3-forward"],
+    )
     s3_server.keep_buckets.update((stack.MANAGED_BUCKET, stack.RESULTS_BUCKET, BUCKET))
     client = s3_server.client()
     if BUCKET not in {b["Name"] for b in client.list_buckets().get("Buckets", [])}:
@@ -74,21 +79,38 @@ def test_the_node_reaches_s3_only_at_its_own_address(split, s3_server):
         # Its own address works (through the forwarder to the same SeaweedFS), and so does no
         # Endpoint at all: the node's default is its own view.
         for endpoint in (node_endpoint, None):
-            ok = wait_for(api, submit(api, busybox_job("cat /in/*", InputSources=[s3_input(key, endpoint)]))["JobID"],
-                          timeout=60)
+            ok = wait_for(
+                api,
+                submit(api, busybox_job("cat /in/*", InputSources=[s3_input(key, endpoint)]))["JobID"],
+                timeout=60,
+            )
             assert ok["Job"]["State"]["StateType"] == "Completed", last_execution(ok)["ComputeState"]
             assert last_execution(ok)["RunOutput"]["Stdout"] == "seen by the node\n"
         # Publishing to Airflow's address fails the same way, after the run.
-        publish_there = busybox_job("echo hi", Publisher={"Type": "s3", "Params": {
-            "Bucket": BUCKET, "Key": "reach/out/{executionID}", "Endpoint": s3_server.endpoint}})
+        publish_there = busybox_job(
+            "echo hi",
+            Publisher={
+                "Type": "s3",
+                "Params": {
+                    "Bucket": BUCKET,
+                    "Key": "reach/out/{executionID}",
+                    "Endpoint": s3_server.endpoint,
+                },
+            },
+        )
         failed = wait_for(api, submit(api, publish_there)["JobID"], timeout=60)
         message = last_execution(failed)["ComputeState"]["Message"]
         assert failed["Job"]["State"]["StateType"] == "Failed"
         assert "failed to publish result" in message and "connection refused" in message, message
 
 
-def test_job_specs_carry_the_compute_side_endpoint_not_airflows(split, s3_server, airflow_db,  # noqa: F811
-                                                                 monkeypatch, tmp_path):
+def test_job_specs_carry_the_compute_side_endpoint_not_airflows(
+    split,
+    s3_server,
+    airflow_db,  # noqa: F811
+    monkeypatch,
+    tmp_path,
+):
     """Stage, run with an s3:// input and an s3 publisher, re-stage the archive into a second
     job: every S3 address in both specs is the node's, and both jobs succeed on it."""
     from airflow.providers.common.compat.sdk import DAG
@@ -97,8 +119,10 @@ def test_job_specs_carry_the_compute_side_endpoint_not_airflows(split, s3_server
     from airflow_provider_bacalhau.operators.s3 import BacalhauS3StageOperator
 
     stackhandle, node_endpoint = split
-    monkeypatch.setenv("AIRFLOW_CONN_BACALHAU_DEFAULT", stackhandle.bacalhau_conn_json(
-        s3_endpoint=node_endpoint, s3_region=s3_server.region))
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_BACALHAU_DEFAULT",
+        stackhandle.bacalhau_conn_json(s3_endpoint=node_endpoint, s3_region=s3_server.region),
+    )
     monkeypatch.setenv("AIRFLOW_CONN_AWS_DEFAULT", s3_server.aws_conn_json())  # Airflow's view
     run = uuid.uuid4().hex[:8]
     (tmp_path / "data").mkdir()
@@ -106,17 +130,30 @@ def test_job_specs_carry_the_compute_side_endpoint_not_airflows(split, s3_server
     s3_server.client().put_object(Bucket=BUCKET, Key=f"raw/{run}/b.txt", Body=b"uri\n")
 
     with DAG(unique_dag_id("two_views"), schedule=None, start_date=datetime(2024, 1, 1)) as dag:
-        stage = BacalhauS3StageOperator(task_id="stage", local_paths=str(tmp_path / "data"),
-                                        bucket=BUCKET, prefix=f"staged/{run}")
+        stage = BacalhauS3StageOperator(
+            task_id="stage", local_paths=str(tmp_path / "data"), bucket=BUCKET, prefix=f"staged/{run}"
+        )
         first = BacalhauDockerJobOperator(
-            task_id="first", image="busybox", entrypoint=["sh", "-c"],
+            task_id="first",
+            image="busybox",
+            entrypoint=["sh", "-c"],
             parameters="cat /inputs/0/a.txt /inputs/1/b.txt > /outputs/both.txt",
-            inputs=[stage.output, f"s3://{BUCKET}/raw/{run}/"], publisher=f"s3://{BUCKET}/out/{run}/{{executionID}}",
-            node_support_check="fail", poll_interval=0.5, deferrable=False)
+            inputs=[stage.output, f"s3://{BUCKET}/raw/{run}/"],
+            publisher=f"s3://{BUCKET}/out/{run}/{{executionID}}",
+            node_support_check="fail",
+            poll_interval=0.5,
+            deferrable=False,
+        )
         second = BacalhauDockerJobOperator(
-            task_id="second", image="busybox", entrypoint=["sh", "-c"],
-            parameters="cat /inputs/outputs/both.txt", inputs=first.output, staging_bucket=BUCKET,
-            poll_interval=0.5, deferrable=False)
+            task_id="second",
+            image="busybox",
+            entrypoint=["sh", "-c"],
+            parameters="cat /inputs/outputs/both.txt",
+            inputs=first.output,
+            staging_bucket=BUCKET,
+            poll_interval=0.5,
+            deferrable=False,
+        )
         stage >> first >> second
     result = run_dag(dag)
     assert result.state == "success", result.ti_states

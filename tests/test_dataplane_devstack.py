@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 
 from airflow_provider_bacalhau.client import BacalhauClient, ClientConfig
-from airflow_provider_bacalhau.devstack.testing import SECRET_IDENTITY
-from airflow_provider_bacalhau.dataplane.plane import S3DataPlane
-from airflow_provider_bacalhau.hooks.s3 import BacalhauS3Hook
 from airflow_provider_bacalhau.dataplane.inputs import resolve_inputs
+from airflow_provider_bacalhau.dataplane.plane import S3DataPlane
+from airflow_provider_bacalhau.devstack.testing import SECRET_IDENTITY
+from airflow_provider_bacalhau.hooks.s3 import BacalhauS3Hook
 from airflow_provider_bacalhau.spec import Job, JobStatus
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
@@ -28,8 +28,10 @@ FAKE_SECRET = SECRET_IDENTITY.secret_key
 BUCKET = "dataplane-e2e"
 MiB = 1024 * 1024
 # Checksums every regular file under /inputs, one "sha256  ./relative/path" line each.
-LISTING = ("mkdir -p /outputs && cd /inputs && find . -type f | sort | "
-           "while IFS= read -r f; do sha256sum \"$f\"; done > /outputs/listing")
+LISTING = (
+    "mkdir -p /outputs && cd /inputs && find . -type f | sort | "
+    'while IFS= read -r f; do sha256sum "$f"; done > /outputs/listing'
+)
 
 
 @pytest.fixture
@@ -51,15 +53,21 @@ SUBMITTED: list[dict] = []
 
 
 def run_job(api, script: str, *, inputs=(), publisher=None, timeout: float = 90) -> JobStatus:
-    task = {"Name": "main",
-            "Engine": {"Type": "docker", "Params": {"Image": "busybox", "Entrypoint": ["sh", "-c"],
-                                                    "Parameters": [script]}},
-            "InputSources": [i.to_dict() for i in inputs],
-            "ResultPaths": [{"Name": "outputs", "Path": "/outputs"}],
-            "Publisher": publisher or {"Type": "s3", "Params": {
-                "Bucket": BUCKET, "Key": "out/{jobID}/{executionID}", "Encoding": "plain"}}}
-    job = Job.from_dict({"Name": f"dp-{uuid.uuid4().hex[:8]}", "Type": "batch", "Count": 1,
-                         "Tasks": [task]})
+    task = {
+        "Name": "main",
+        "Engine": {
+            "Type": "docker",
+            "Params": {"Image": "busybox", "Entrypoint": ["sh", "-c"], "Parameters": [script]},
+        },
+        "InputSources": [i.to_dict() for i in inputs],
+        "ResultPaths": [{"Name": "outputs", "Path": "/outputs"}],
+        "Publisher": publisher
+        or {
+            "Type": "s3",
+            "Params": {"Bucket": BUCKET, "Key": "out/{jobID}/{executionID}", "Encoding": "plain"},
+        },
+    }
+    job = Job.from_dict({"Name": f"dp-{uuid.uuid4().hex[:8]}", "Type": "batch", "Count": 1, "Tasks": [task]})
     SUBMITTED.append(job.to_dict())
     job_id = api.submit_job(job)["JobID"]
     deadline = time.monotonic() + timeout
@@ -73,8 +81,11 @@ def run_job(api, script: str, *, inputs=(), publisher=None, timeout: float = 90)
 
 
 def local_sums(root: Path) -> dict[str, str]:
-    return {"./" + p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in root.rglob("*") if p.is_file()}
+    return {
+        "./" + p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in root.rglob("*")
+        if p.is_file()
+    }
 
 
 def parse_listing(text: str) -> dict[str, str]:
@@ -109,12 +120,15 @@ def test_stage_tree_job_sees_it_byte_for_byte(env, api, tmp_path, monkeypatch):
     # (and may be rewritten below, once the files' stats have settled: not counted).
     puts: list[str] = []
     for op in ("PutObject", "UploadPart", "CreateMultipartUpload"):
-        hook.client.meta.events.register(f"provide-client-params.s3.{op}",
-                                         lambda params, **_: puts.append(params["Key"]))
+        hook.client.meta.events.register(
+            f"provide-client-params.s3.{op}", lambda params, **_: puts.append(params["Key"])
+        )
     import obstore  # the uploads' engine: every upload the staging sends passes here
 
     real_put = obstore.put
-    monkeypatch.setattr(obstore, "put", lambda store, key, *a, **k: puts.append(key) or real_put(store, key, *a, **k))
+    monkeypatch.setattr(
+        obstore, "put", lambda store, key, *a, **k: puts.append(key) or real_put(store, key, *a, **k)
+    )
     again = S3DataPlane(hook).stage(str(tree), BUCKET, prefix)
     assert (again.uploaded, again.skipped, again.bytes_uploaded) == (0, 4, 0)
     assert [key for key in puts if key.startswith(f"{prefix}/")] == []
@@ -122,13 +136,17 @@ def test_stage_tree_job_sees_it_byte_for_byte(env, api, tmp_path, monkeypatch):
 
 PUBLISHERS = {
     "s3-gzip": {"Type": "s3", "Params": {"Bucket": BUCKET, "Key": "gz/{jobID}/{executionID}"}},
-    "s3-plain": {"Type": "s3", "Params": {"Bucket": BUCKET, "Key": "pl/{jobID}/{executionID}",
-                                          "Encoding": "plain"}},
+    "s3-plain": {
+        "Type": "s3",
+        "Params": {"Bucket": BUCKET, "Key": "pl/{jobID}/{executionID}", "Encoding": "plain"},
+    },
     "s3managed": {"Type": "s3managed"},
     "local": {"Type": "local"},
 }
-WRITE = ("mkdir -p /outputs/sub && echo hello > /outputs/a.txt && "
-         "head -c 200000 /dev/urandom > /outputs/sub/r.bin && : > /outputs/empty")
+WRITE = (
+    "mkdir -p /outputs/sub && echo hello > /outputs/a.txt && "
+    "head -c 200000 /dev/urandom > /outputs/sub/r.bin && : > /outputs/empty"
+)
 
 
 @pytest.mark.parametrize("publisher", list(PUBLISHERS))
@@ -139,15 +157,15 @@ def test_chain_and_fetch_every_publisher(env, api, tmp_path, caplog, publisher):
     [result_a] = job_a.results
     xcom_value = [r.to_dict() for r in job_a.results]  # what the job operator pushes
 
-    inputs = resolve_inputs(xcom_value, s3_hook=hook, bacalhau_client=api,
-                            staging_bucket=BUCKET)
+    inputs = resolve_inputs(xcom_value, s3_hook=hook, bacalhau_client=api, staging_bucket=BUCKET)
     assert [i.target for i in inputs] == ["/inputs"]
     assert inputs[0].source.to_spec()["Params"]["Key"].endswith("/")  # a plain prefix input
     job_b = run_job(api, LISTING, inputs=inputs)
     seen_by_b = listing_of(hook, job_b, tmp_path / "b")
 
-    fetched = S3DataPlane(hook).fetch_result(result_a, tmp_path / "a" / result_a.execution_id,
-                                bacalhau_client=api)
+    fetched = S3DataPlane(hook).fetch_result(
+        result_a, tmp_path / "a" / result_a.execution_id, bacalhau_client=api
+    )
     home = local_sums(fetched)
     assert home == seen_by_b
     assert (fetched / "outputs" / "a.txt").read_text() == "hello\n"

@@ -38,20 +38,27 @@ class GrantedIdentity(s3server.Identity):
     grants: tuple[str, ...] = ()
 
     def config(self) -> dict:
-        return {"name": self.access_key, "actions": list(self.grants),
-                "credentials": [{"accessKey": self.access_key, "secretKey": self.secret_key}]}
+        return {
+            "name": self.access_key,
+            "actions": list(self.grants),
+            "credentials": [{"accessKey": self.access_key, "secretKey": self.secret_key}],
+        }
 
 
-PARTIAL = GrantedIdentity("dp-partial-key", "dp-partial-secret", grants=(
-    f"Read:{BUCKET}", f"List:{BUCKET}", f"Write:{BUCKET}/runs/1/a*"))
+PARTIAL = GrantedIdentity(
+    "dp-partial-key",
+    "dp-partial-secret",
+    grants=(f"Read:{BUCKET}", f"List:{BUCKET}", f"Write:{BUCKET}/runs/1/a*"),
+)
 
 
 @pytest.fixture(scope="module")
 def partial_server(tmp_path_factory):
     """A SeaweedFS of its own: the session server's identities cannot express per-key grants."""
     home = tmp_path_factory.mktemp("s3-partial")
-    server = s3server.SeaweedServer(home, log_path=home / "weed.log", die_with_parent=True,
-                                    identities=(PARTIAL,)).start()
+    server = s3server.SeaweedServer(
+        home, log_path=home / "weed.log", die_with_parent=True, identities=(PARTIAL,)
+    ).start()
     try:
         procs.s3_client(server.endpoint).create_bucket(Bucket=BUCKET)
         yield server
@@ -59,18 +66,20 @@ def partial_server(tmp_path_factory):
         server.stop()
 
 
-def test_a_refused_delete_fails_the_staging_naming_key_and_code(partial_server, tmp_path,
-                                                                monkeypatch):
+def test_a_refused_delete_fails_the_staging_naming_key_and_code(partial_server, tmp_path, monkeypatch):
     admin = procs.s3_client(partial_server.endpoint)
     admin.put_object(Bucket=BUCKET, Key="runs/1/stray.txt", Body=b"from an older run")
-    monkeypatch.setenv("AIRFLOW_CONN_AWS_DEFAULT", procs.aws_conn_json(
-        partial_server.endpoint, access_key=PARTIAL.access_key, secret_key=PARTIAL.secret_key))
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_AWS_DEFAULT",
+        procs.aws_conn_json(
+            partial_server.endpoint, access_key=PARTIAL.access_key, secret_key=PARTIAL.secret_key
+        ),
+    )
     (tmp_path / "files").mkdir()
     (tmp_path / "files" / "a.txt").write_text("new")
 
     with pytest.raises(S3DeleteError) as caught:
-        S3DataPlane(BacalhauS3Hook()).stage(str(tmp_path / "files"), BUCKET, "runs/1",
-                                            delete_extra=True)
+        S3DataPlane(BacalhauS3Hook()).stage(str(tmp_path / "files"), BUCKET, "runs/1", delete_extra=True)
     assert caught.value.bucket == BUCKET
     assert list(caught.value.failed) == ["runs/1/stray.txt"]
     assert caught.value.failed["runs/1/stray.txt"].startswith("AccessDenied")
@@ -92,8 +101,9 @@ def dl_bucket(s3_server, request):
 def test_an_expired_presigned_url_is_named_not_a_checksum_failure(s3_server, dl_bucket, tmp_path):
     client = s3_server.client()
     client.put_object(Bucket=dl_bucket, Key="results/e-1.tar.gz", Body=b"archive")
-    url = client.generate_presigned_url("get_object", ExpiresIn=1,
-                                        Params={"Bucket": dl_bucket, "Key": "results/e-1.tar.gz"})
+    url = client.generate_presigned_url(
+        "get_object", ExpiresIn=1, Params={"Bucket": dl_bucket, "Key": "results/e-1.tar.gz"}
+    )
     time.sleep(2.5)  # past its expiry (SigV4 counts whole seconds)
     with pytest.raises(ResultDownloadError) as caught:
         download_url(url, tmp_path / "e-1.tar.gz")
@@ -106,14 +116,14 @@ def test_an_expired_presigned_url_is_named_not_a_checksum_failure(s3_server, dl_
 
 def test_a_missing_result_is_named_not_a_checksum_failure(s3_server, dl_bucket, tmp_path):
     url = s3_server.client().generate_presigned_url(
-        "get_object", ExpiresIn=600, Params={"Bucket": dl_bucket, "Key": "results/gone.tar.gz"})
+        "get_object", ExpiresIn=600, Params={"Bucket": dl_bucket, "Key": "results/gone.tar.gz"}
+    )
     with pytest.raises(ResultDownloadError, match="HTTP 404.*no such result") as caught:
         download_url(url, tmp_path / "gone.tar.gz")
     assert caught.value.status == 404
 
 
-def test_staging_into_a_whole_bucket_is_a_prefix_input(s3_server, dl_bucket, tmp_path,
-                                                       monkeypatch):
+def test_staging_into_a_whole_bucket_is_a_prefix_input(s3_server, dl_bucket, tmp_path, monkeypatch):
     monkeypatch.setenv("AIRFLOW_CONN_AWS_DEFAULT", s3_server.aws_conn_json())
     (tmp_path / "tree").mkdir()
     (tmp_path / "tree" / "x.txt").write_text("x")

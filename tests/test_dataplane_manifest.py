@@ -43,8 +43,9 @@ def tree(root, count: int = 6) -> dict[str, bytes]:
 def requests_of(hook: BacalhauS3Hook, *ops: str) -> list[str]:
     sent: list[str] = []
     for op in ops:
-        hook.client.meta.events.register(f"provide-client-params.s3.{op}",
-                                         lambda params, op=op, **_: sent.append(f"{op} {params['Key']}"))
+        hook.client.meta.events.register(
+            f"provide-client-params.s3.{op}", lambda params, op=op, **_: sent.append(f"{op} {params['Key']}")
+        )
     return sent
 
 
@@ -55,7 +56,9 @@ def engine_puts(monkeypatch) -> list[str]:
 
     sent: list[str] = []
     real_put = obstore.put
-    monkeypatch.setattr(obstore, "put", lambda store, key, *a, **k: sent.append(key) or real_put(store, key, *a, **k))
+    monkeypatch.setattr(
+        obstore, "put", lambda store, key, *a, **k: sent.append(key) or real_put(store, key, *a, **k)
+    )
     return sent
 
 
@@ -63,8 +66,9 @@ def read_manifest_json(admin, prefix: str) -> dict:
     return json.loads(admin.get_object(Bucket=BUCKET, Key=f"{prefix}.bacalhau-staged.json")["Body"].read())
 
 
-def test_no_change_needs_no_head_and_the_manifest_stays_outside_the_prefix(admin, prefix, tmp_path,
-                                                                           engine_puts):
+def test_no_change_needs_no_head_and_the_manifest_stays_outside_the_prefix(
+    admin, prefix, tmp_path, engine_puts
+):
     files = tree(tmp_path / "t")
     hook = BacalhauS3Hook()
     assert S3DataPlane(hook).stage(str(tmp_path / "t"), BUCKET, prefix).uploaded == len(files)
@@ -146,12 +150,15 @@ def test_an_identity_allowed_only_under_the_prefix_stages_without_the_manifest(t
     from airflow_provider_bacalhau.devstack import procs, s3server
 
     only = s3server.Identity("prefix-only-key", "prefix-only-secret", ("pfx-bucket/allowed/*",))
-    server = s3server.SeaweedServer(tmp_path / "s3", log_path=tmp_path / "weed.log", die_with_parent=True,
-                                    identities=(only,)).start()
+    server = s3server.SeaweedServer(
+        tmp_path / "s3", log_path=tmp_path / "weed.log", die_with_parent=True, identities=(only,)
+    ).start()
     try:
         procs.s3_client(server.endpoint).create_bucket(Bucket="pfx-bucket")
-        monkeypatch.setenv("AIRFLOW_CONN_AWS_DEFAULT", procs.aws_conn_json(server.endpoint, access_key=only.access_key,
-                                                                           secret_key=only.secret_key))
+        monkeypatch.setenv(
+            "AIRFLOW_CONN_AWS_DEFAULT",
+            procs.aws_conn_json(server.endpoint, access_key=only.access_key, secret_key=only.secret_key),
+        )
         files = tree(tmp_path / "t", count=3)
         with caplog.at_level(logging.WARNING):
             staged = S3DataPlane(BacalhauS3Hook()).stage(str(tmp_path / "t"), "pfx-bucket", "allowed")

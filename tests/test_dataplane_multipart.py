@@ -14,25 +14,29 @@ import pytest
 from test_dataplane_devstack import run_job as run_devstack_job
 
 from airflow_provider_bacalhau.client import BacalhauClient, ClientConfig
+from airflow_provider_bacalhau.dataplane.inputs import resolve_inputs
+from airflow_provider_bacalhau.dataplane.plane import S3DataPlane
 from airflow_provider_bacalhau.devstack.publishers import PART_SIZE, upload
 from airflow_provider_bacalhau.devstack.testing import SECRET_IDENTITY
 from airflow_provider_bacalhau.errors import ResultIntegrityError
-from airflow_provider_bacalhau.dataplane.plane import S3DataPlane
 from airflow_provider_bacalhau.hooks.s3 import BacalhauS3Hook
-from airflow_provider_bacalhau.dataplane.inputs import resolve_inputs
 from airflow_provider_bacalhau.spec import JobStatus
 
 BUCKET = "dataplane-multipart"
 MiB = 1024 * 1024
 # 7 MB of random bytes: the gzip archive stays above one 5 MiB part, so it goes up in two.
-WRITE_BIG = "mkdir -p /outputs && head -c 7000000 /dev/urandom > /outputs/big.bin && echo ok > /outputs/small.txt"
-LISTING = ("mkdir -p /outputs && cd /inputs && find . -type f | sort | "
-           "while IFS= read -r f; do sha256sum \"$f\"; done > /outputs/listing")
+WRITE_BIG = (
+    "mkdir -p /outputs && head -c 7000000 /dev/urandom > /outputs/big.bin && echo ok > /outputs/small.txt"
+)
+LISTING = (
+    "mkdir -p /outputs && cd /inputs && find . -type f | sort | "
+    'while IFS= read -r f; do sha256sum "$f"; done > /outputs/listing'
+)
 
 
 def composite_b64(data: bytes, part_size: int = PART_SIZE) -> str:
     """AWS's composite SHA-256: the digest of the concatenated part digests, base64, ``-N``."""
-    digests = [hashlib.sha256(data[i:i + part_size]).digest() for i in range(0, len(data), part_size)]
+    digests = [hashlib.sha256(data[i : i + part_size]).digest() for i in range(0, len(data), part_size)]
     return f"{base64.b64encode(hashlib.sha256(b''.join(digests)).digest()).decode()}-{len(digests)}"
 
 
@@ -157,8 +161,9 @@ def test_restage_a_multipart_result_once_and_chain_it(env, api, s3, big_result, 
     calls: list[tuple[str, str]] = []
     for client in (hook.client, hook.multipart_client):  # the second one reads multipart objects
         for op in ("PutObject", "UploadPart", "GetObject"):
-            client.meta.events.register(f"provide-client-params.s3.{op}",
-                                        lambda params, op=op, **_: calls.append((op, params["Key"])))
+            client.meta.events.register(
+                f"provide-client-params.s3.{op}", lambda params, op=op, **_: calls.append((op, params["Key"]))
+            )
     assert S3DataPlane(hook).restage_result(big_result, BUCKET, "restaged") == spec
     # Done once: the markers answered the second call, and the archive was not downloaded again
     # (its composite checksum names an alias of the re-staged prefix).
@@ -168,8 +173,11 @@ def test_restage_a_multipart_result_once_and_chain_it(env, api, s3, big_result, 
     from airflow_provider_bacalhau.dataplane.alias import alias_key
     from airflow_provider_bacalhau.dataplane.restage import MARKER_SUFFIX
 
-    s3.put_object(Bucket=BUCKET, Key=alias_key("restaged/", big_result.param("ChecksumSHA256"), MARKER_SUFFIX),
-                  Body=b'{"SHA256": "../../elsewhere"}')
+    s3.put_object(
+        Bucket=BUCKET,
+        Key=alias_key("restaged/", big_result.param("ChecksumSHA256"), MARKER_SUFFIX),
+        Body=b'{"SHA256": "../../elsewhere"}',
+    )
     calls.clear()
     assert S3DataPlane(hook).restage_result(big_result, BUCKET, "restaged") == spec
     assert big_result.param("Key") in [key for _, key in calls]
@@ -209,7 +217,9 @@ def test_managed_upload_is_one_put_retried_on_any_failure(tmp_path):
     archive.write_bytes(b"z" * (PART_SIZE + 1))
     try:
         started = time.monotonic()
-        _put_with_retries(f"http://127.0.0.1:{server.server_address[1]}/managed/e-1.tar.gz?X-Amz-Signature=s", archive)
+        _put_with_retries(
+            f"http://127.0.0.1:{server.server_address[1]}/managed/e-1.tar.gz?X-Amz-Signature=s", archive
+        )
     finally:
         server.shutdown()
         server.server_close()

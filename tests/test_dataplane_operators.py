@@ -39,18 +39,32 @@ def test_stage_and_fetch_operators_in_a_dag(airflow_db, env, tmp_path):  # noqa:
         (tmp_path / "data" / name).write_text(name)
     prefix = f"ops/{uuid.uuid4().hex[:8]}"
 
-    with DAG(unique_dag_id("dataplane_ops"), schedule=None, start_date=datetime(2024, 1, 1),
-             params={"sub": "home"}) as dag:
-        BacalhauS3StageOperator(task_id="stage", local_paths=str(tmp_path / "data") + "/*.txt",
-                                bucket=BUCKET, prefix=prefix + "/{{ params.sub }}")
-        BacalhauS3StageOperator(task_id="stage_nodes", local_paths=str(tmp_path / "data") + "/a.txt",
-                                bucket=BUCKET, prefix=prefix + "/nodes",
-                                s3_endpoint="http://s3.nodes.internal:{{ 8000 + 333 }}", s3_region="eu-central-1")
-        BacalhauFetchResultsOperator(task_id="fetch", job_id=gzip_job.job_id,
-                                     destination=str(tmp_path) + "/{{ params.sub }}")
-        BacalhauFetchResultsOperator(task_id="restage", results=[gzip_result.to_dict()],
-                                     restage_to=f"s3://{BUCKET}/ops-restaged/",
-                                     s3_endpoint="http://s3.nodes.internal:8333")
+    with DAG(
+        unique_dag_id("dataplane_ops"), schedule=None, start_date=datetime(2024, 1, 1), params={"sub": "home"}
+    ) as dag:
+        BacalhauS3StageOperator(
+            task_id="stage",
+            local_paths=str(tmp_path / "data") + "/*.txt",
+            bucket=BUCKET,
+            prefix=prefix + "/{{ params.sub }}",
+        )
+        BacalhauS3StageOperator(
+            task_id="stage_nodes",
+            local_paths=str(tmp_path / "data") + "/a.txt",
+            bucket=BUCKET,
+            prefix=prefix + "/nodes",
+            s3_endpoint="http://s3.nodes.internal:{{ 8000 + 333 }}",
+            s3_region="eu-central-1",
+        )
+        BacalhauFetchResultsOperator(
+            task_id="fetch", job_id=gzip_job.job_id, destination=str(tmp_path) + "/{{ params.sub }}"
+        )
+        BacalhauFetchResultsOperator(
+            task_id="restage",
+            results=[gzip_result.to_dict()],
+            restage_to=f"s3://{BUCKET}/ops-restaged/",
+            s3_endpoint="http://s3.nodes.internal:8333",
+        )
     run = run_dag(dag)
     assert run.state == "success", run.ti_states
 
@@ -60,8 +74,7 @@ def test_stage_and_fetch_operators_in_a_dag(airflow_db, env, tmp_path):  # noqa:
     nodes = run.xcom("stage_nodes")["Params"]
     assert (nodes["Endpoint"], nodes["Region"]) == ("http://s3.nodes.internal:8333", "eu-central-1")
     listed = env.s3_client().list_objects_v2(Bucket=BUCKET, Prefix=f"{prefix}/home/")
-    assert sorted(o["Key"] for o in listed["Contents"]) == [f"{prefix}/home/a.txt",
-                                                            f"{prefix}/home/b.txt"]
+    assert sorted(o["Key"] for o in listed["Contents"]) == [f"{prefix}/home/a.txt", f"{prefix}/home/b.txt"]
 
     paths = run.xcom("fetch")
     assert paths == [str(tmp_path / "home" / gzip_result.execution_id)]
@@ -88,8 +101,9 @@ def test_fetch_operator_reads_the_bacalhau_connection_once(env, monkeypatch):  #
         managed = run_job(api, WRITE, publisher=PUBLISHERS["s3managed"])
     monkeypatch.setattr(BacalhauHook, "get_connection", classmethod(counting))
     # Results from the API, a fresh s3managed URL and the compute-side view: one connection read.
-    op = BacalhauFetchResultsOperator(task_id="fetch_once", job_id=managed.job_id,
-                                      restage_to=f"s3://{BUCKET}/once-restaged/")
+    op = BacalhauFetchResultsOperator(
+        task_id="fetch_once", job_id=managed.job_id, restage_to=f"s3://{BUCKET}/once-restaged/"
+    )
     [spec] = op.execute({})
     assert spec["Params"]["Key"].startswith("once-restaged/")
     assert reads == ["bacalhau_default"]

@@ -15,14 +15,25 @@ from test_e2e_examples import expected_sales_totals, expected_station_summary
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
-EXAMPLES = ("example_bacalhau_job_file", "example_bacalhau_s3_pipeline", "example_bacalhau_s3managed",
-            "example_bacalhau_fanout")
+EXAMPLES = (
+    "example_bacalhau_job_file",
+    "example_bacalhau_s3_pipeline",
+    "example_bacalhau_s3managed",
+    "example_bacalhau_fanout",
+)
 
 
 @pytest.fixture(scope="module")
 def api(airflow_api, airflow_deployment):
-    airflow_api.wait_for_dags([*EXAMPLES, "example_bacalhau_daily", "deploy_long_job",
-                               "example_bacalhau_asset_producer", "example_bacalhau_asset_consumer"])
+    airflow_api.wait_for_dags(
+        [
+            *EXAMPLES,
+            "example_bacalhau_daily",
+            "deploy_long_job",
+            "example_bacalhau_asset_producer",
+            "example_bacalhau_asset_consumer",
+        ]
+    )
     return airflow_api
 
 
@@ -44,7 +55,11 @@ def test_examples_triggered_with_params_succeed_with_the_right_results(api, airf
     confs = {
         "example_bacalhau_job_file": {"message": message, "download_dir": downloads},
         "example_bacalhau_s3_pipeline": {"stage_prefix": "staging/deploy-sales/", "download_dir": downloads},
-        "example_bacalhau_s3managed": {"count": 40, "staging_bucket": e2e.EXAMPLE_BUCKET, "download_dir": downloads},
+        "example_bacalhau_s3managed": {
+            "count": 40,
+            "staging_bucket": e2e.EXAMPLE_BUCKET,
+            "download_dir": downloads,
+        },
         "example_bacalhau_fanout": {"stage_prefix": "staging/deploy-readings", "download_dir": downloads},
     }
     started = time.monotonic()
@@ -58,17 +73,24 @@ def test_examples_triggered_with_params_succeed_with_the_right_results(api, airf
     for dag_id, run in finished.items():
         assert run["state"] == "success", api.failure_report(dag_id, run["dag_run_id"])
     report = {dag_id: api.xcom(dag_id, runs[dag_id], "report") for dag_id in runs}
-    assert report["example_bacalhau_job_file"] == {"message": message,
-                                                   "sha256": hashlib.sha256(message.encode()).hexdigest()}
+    assert report["example_bacalhau_job_file"] == {
+        "message": message,
+        "sha256": hashlib.sha256(message.encode()).hexdigest(),
+    }
     assert report["example_bacalhau_s3_pipeline"] == expected_sales_totals()
-    assert report["example_bacalhau_s3managed"] == {"count": 40, "sum_of_squares": 40 * 41 * 81 // 6,
-                                                    "checksum": "OK"}
+    assert report["example_bacalhau_s3managed"] == {
+        "count": 40,
+        "sum_of_squares": 40 * 41 * 81 // 6,
+        "checksum": "OK",
+    }
     assert report["example_bacalhau_fanout"] == expected_station_summary()
     # Deferred, as the deployment asks: the trigger's lines are in the task log.
     log = api.log("example_bacalhau_job_file", runs["example_bacalhau_job_file"], "hello")
     assert "BacalhauJobTrigger" in log or "trigger" in log.lower(), log
-    print(f"four examples, concurrently, through the REST API: {elapsed:.1f} s; "
-          f"deployment RSS {airflow_deployment.rss_mb():.0f} MB")
+    print(
+        f"four examples, concurrently, through the REST API: {elapsed:.1f} s; "
+        f"deployment RSS {airflow_deployment.rss_mb():.0f} MB"
+    )
 
 
 def test_the_job_link_is_listed_and_points_at_the_job(api, airflow_deployment, devstack):
@@ -83,9 +105,12 @@ def test_the_job_link_is_listed_and_points_at_the_job(api, airflow_deployment, d
     assert _serialized_links(airflow_deployment, dag_id, "hello") == {"Bacalhau Job": "_link_BacalhauJobLink"}
 
 
-@pytest.mark.xfail(strict=True, reason="Airflow 3.3.2's TaskResponse.extra_links reads getattr(self, "
-                   "'operator_extra_links', []) on the response model, which has no such field: every "
-                   "task of every provider shows [] (api_fastapi/core_api/datamodels/tasks.py)")
+@pytest.mark.xfail(
+    strict=True,
+    reason="Airflow 3.3.2's TaskResponse.extra_links reads getattr(self, "
+    "'operator_extra_links', []) on the response model, which has no such field: every "
+    "task of every provider shows [] (api_fastapi/core_api/datamodels/tasks.py)",
+)
 def test_the_rest_api_task_lists_the_link(api):
     assert api.task("example_bacalhau_job_file", "hello")["extra_links"] == ["Bacalhau Job"]
 
@@ -99,7 +124,8 @@ def _serialized_links(deployment, dag_id: str, task_id: str) -> dict:
     with sqlite3.connect(deployment.home / "airflow.db") as db:
         data, compressed = db.execute(
             "SELECT data, data_compressed FROM serialized_dag WHERE dag_id = ? ORDER BY created_at DESC LIMIT 1",
-            (dag_id,)).fetchone()
+            (dag_id,),
+        ).fetchone()
     dag = json.loads(data if data is not None else zlib.decompress(compressed))["dag"]
     (task,) = [t["__var"] for t in dag["tasks"] if t["__var"]["task_id"] == task_id]
     return task.get("_operator_extra_links", {})
@@ -114,8 +140,11 @@ def test_a_deferred_task_marked_failed_stops_its_job(api, devstack):
     assert e2e.devstack_job(devstack, job_id)["State"]["StateType"] == "Running"
 
     api.set_task_state(dag_id, run_id, "ticker", "failed")
-    job = e2e.wait_for(lambda: (j := e2e.devstack_job(devstack, job_id))["State"]["StateType"] == "Stopped" and j,
-                       60, f"job {job_id} to be stopped")
+    job = e2e.wait_for(
+        lambda: (j := e2e.devstack_job(devstack, job_id))["State"]["StateType"] == "Stopped" and j,
+        60,
+        f"job {job_id} to be stopped",
+    )
     assert job["State"]["StateType"] == "Stopped"
     assert api.task_instance(dag_id, run_id, "ticker")["state"] == "failed"
 
@@ -127,8 +156,9 @@ def test_daily_catchup_makes_three_runs_three_jobs_three_results(api, devstack):
     assert len(runs) == 3, runs
     assert [r["run_type"] for r in runs] == ["scheduled"] * 3
     finished = [api.wait_for_run(dag_id, r["dag_run_id"], timeout=180) for r in runs]
-    assert [r["state"] for r in finished] == ["success"] * 3, [api.task_states(dag_id, r["dag_run_id"])
-                                                               for r in finished]
+    assert [r["state"] for r in finished] == ["success"] * 3, [
+        api.task_states(dag_id, r["dag_run_id"]) for r in finished
+    ]
     days = sorted(r["logical_date"][:10] for r in finished)
     assert days == ["2025-01-01", "2025-01-02", "2025-01-03"]
 
@@ -164,7 +194,9 @@ def test_a_running_jobs_lines_reach_the_task_log_while_it_runs(api, devstack):
     assert finished["state"] == "success", api.failure_report(dag_id, run_id)
     final = api.log(dag_id, run_id, "ticker")
     # Every line once: streamed ones are not repeated by the final tail.
-    counts = [sum(line.endswith(f"stdout | tick {i} of 30") for line in final.splitlines()) for i in (1, 15, 30)]
+    counts = [
+        sum(line.endswith(f"stdout | tick {i} of 30") for line in final.splitlines()) for i in (1, 15, 30)
+    ]
     assert counts == [1, 1, 1], final
 
 
@@ -182,8 +214,11 @@ def test_the_asset_consumer_runs_on_the_producers_event(api, devstack):
     assert run["run_type"] == "asset_triggered"
     done = api.wait_for_run(consumer, run["dag_run_id"], timeout=180)
     assert done["state"] == "success", api.failure_report(consumer, run["dag_run_id"])
-    assert api.xcom(consumer, run["dag_run_id"], "report") == {"count": 37, "sum": 37 * 38 // 2,
-                                                              "sources": [published]}
+    assert api.xcom(consumer, run["dag_run_id"], "report") == {
+        "count": 37,
+        "sum": 37 * 38 // 2,
+        "sources": [published],
+    }
 
 
 def test_a_crashed_triggerer_restarted_picks_the_deferred_task_up(api, airflow_deployment, devstack):
@@ -196,7 +231,9 @@ def test_a_crashed_triggerer_restarted_picks_the_deferred_task_up(api, airflow_d
     job_id = _job_id(api, dag_id, run_id, "ticker")
 
     airflow_deployment.restart_component("triggerer", crash=True)
-    assert api.wait_for_run(dag_id, run_id, timeout=240)["state"] == "success", api.failure_report(dag_id, run_id)
+    assert api.wait_for_run(dag_id, run_id, timeout=240)["state"] == "success", api.failure_report(
+        dag_id, run_id
+    )
     assert api.xcom(dag_id, run_id, "ticker", key="bacalhau_job_id") == job_id
     name = e2e.devstack_job(devstack, job_id)["Name"]
     assert [j["ID"] for j in devstack.jobs() if j.get("Name") == name] == [job_id]

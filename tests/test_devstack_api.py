@@ -6,9 +6,9 @@ import base64
 import json
 
 import pytest
-from airflow_provider_bacalhau.errors import BacalhauApiError
 from devstack_helpers import JOBS, busybox_job, get_job, noop_job, submit, unique, wait_for
 
+from airflow_provider_bacalhau.errors import BacalhauApiError
 
 
 def test_submit_answers_ids_and_null_warnings_and_sets_server_fields(api):
@@ -22,13 +22,23 @@ def test_submit_answers_ids_and_null_warnings_and_sets_server_fields(api):
     assert job["State"]["StateType"] == "Completed"
     assert job["CreateTime"] > 1_600_000_000 * 10**9  # Unix nanoseconds
     task = job["Tasks"][0]
-    assert task["Publisher"] == {"Type": ""} and task["Network"] == {"Type": "Default"} and task["Timeouts"] == {}
+    assert (
+        task["Publisher"] == {"Type": ""}
+        and task["Network"] == {"Type": "Default"}
+        and task["Timeouts"] == {}
+    )
     assert task["Resources"] == {"CPU": "500m", "Memory": "512Mb"}
     assert "bacalhau.org/requester.id" in job["Meta"]
 
 
 def test_submit_decodes_lower_case_keys_and_post_works(api):
-    body = {"job": {"type": "batch", "name": unique("lower"), "tasks": [{"name": "main", "engine": {"type": "noop"}}]}}
+    body = {
+        "job": {
+            "type": "batch",
+            "name": unique("lower"),
+            "tasks": [{"name": "main", "engine": {"type": "noop"}}],
+        }
+    }
     resp = api.post(JOBS, json=body)
     assert resp.status_code == 200, resp.text
     assert get_job(api, resp.json()["JobID"])["Job"]["Tasks"][0]["Engine"] == {"Type": "noop"}
@@ -58,7 +68,9 @@ def test_executions_order_and_reverse(api):
     items = api.get(f"{JOBS}/{job_id}/executions").json()
     created = [e["CreateTime"] for e in items["Items"]]
     assert len(created) == 3 and created == sorted(created) and items["NextToken"] == ""
-    reverse = api.get(f"{JOBS}/{job_id}/executions", params={"order_by": "modified_at", "reverse": "true"}).json()["Items"]
+    reverse = api.get(
+        f"{JOBS}/{job_id}/executions", params={"order_by": "modified_at", "reverse": "true"}
+    ).json()["Items"]
     modified = [e["ModifyTime"] for e in reverse]
     assert modified == sorted(modified, reverse=True)
     assert sorted(e.get("PartitionIndex", 0) for e in reverse) == [0, 1, 2]
@@ -68,21 +80,62 @@ def test_executions_order_and_reverse(api):
     ("job", "message"),
     [
         ({"Tasks": [{"Name": "t", "Engine": {"Type": "noop"}}]}, "missing job type"),
-        ({"Type": "Batch", "Tasks": [{"Name": "t", "Engine": {"Type": "noop"}}]}, 'invalid job type: "Batch"'),
-        ({"Type": "batch", "Count": -1, "Tasks": [{"Name": "t", "Engine": {"Type": "noop"}}]}, "job count must be >= 0"),
+        (
+            {"Type": "Batch", "Tasks": [{"Name": "t", "Engine": {"Type": "noop"}}]},
+            'invalid job type: "Batch"',
+        ),
+        (
+            {"Type": "batch", "Count": -1, "Tasks": [{"Name": "t", "Engine": {"Type": "noop"}}]},
+            "job count must be >= 0",
+        ),
         ({"Type": "batch"}, "missing job tasks"),
         ({"Type": "batch", "Tasks": [{"Engine": {"Type": "noop"}}]}, "missing task name"),
-        ({"Type": "batch", "Tasks": [{"Name": "t", "Engine": {"Params": {}}}]}, "invalid engine: missing spec type"),
-        ({"Type": "batch", "Tasks": [{"Name": "t", "Engine": {"Type": "noop"}, "InputSources": [{"Source": {"Type": "s3"}}]}]},
-         "input source is missing a target"),
-        ({"Type": "batch", "Tasks": [{"Name": "t", "Engine": {"Type": "noop"}, "ResultPaths": [{"Name": "o", "Path": "out"}]}]},
-         "result path `out` must be absolute"),
-        ({"Type": "batch", "Tasks": [{"Name": "t", "Engine": {"Type": "noop"}, "Env": {"foo": "1"}}]},
-         "environment variable 'foo' must be uppercase"),
-        ({"Type": "batch", "Tasks": [{"Name": "t", "Engine": {"Type": "noop"}, "Resources": {"CPU": "lots"}}]},
-         "invalid resources: invalid CPU value: lots"),
-        ({"Type": "batch", "Tasks": [{"Name": "t", "Engine": {"Type": "noop"}, "Network": {"Type": "None", "Domains": ["x.org"]}}]},
-         "invalid network: domains can only be set for HTTP network mode"),
+        (
+            {"Type": "batch", "Tasks": [{"Name": "t", "Engine": {"Params": {}}}]},
+            "invalid engine: missing spec type",
+        ),
+        (
+            {
+                "Type": "batch",
+                "Tasks": [
+                    {"Name": "t", "Engine": {"Type": "noop"}, "InputSources": [{"Source": {"Type": "s3"}}]}
+                ],
+            },
+            "input source is missing a target",
+        ),
+        (
+            {
+                "Type": "batch",
+                "Tasks": [
+                    {"Name": "t", "Engine": {"Type": "noop"}, "ResultPaths": [{"Name": "o", "Path": "out"}]}
+                ],
+            },
+            "result path `out` must be absolute",
+        ),
+        (
+            {"Type": "batch", "Tasks": [{"Name": "t", "Engine": {"Type": "noop"}, "Env": {"foo": "1"}}]},
+            "environment variable 'foo' must be uppercase",
+        ),
+        (
+            {
+                "Type": "batch",
+                "Tasks": [{"Name": "t", "Engine": {"Type": "noop"}, "Resources": {"CPU": "lots"}}],
+            },
+            "invalid resources: invalid CPU value: lots",
+        ),
+        (
+            {
+                "Type": "batch",
+                "Tasks": [
+                    {
+                        "Name": "t",
+                        "Engine": {"Type": "noop"},
+                        "Network": {"Type": "None", "Domains": ["x.org"]},
+                    }
+                ],
+            },
+            "invalid network: domains can only be set for HTTP network mode",
+        ),
     ],
 )
 def test_validation_errors_are_400_internal_error_from_api_server(api, job, message):
@@ -98,13 +151,29 @@ def test_validation_errors_are_400_internal_error_from_api_server(api, job, mess
     "task_extra, problem",
     [
         ({"Env": {"BACALHAU_X": "1"}}, "environment variable 'BACALHAU_X' cannot start with BACALHAU_"),
-        ({"Env": {"A-B": "1"}}, "environment variable 'A-B' can only contain letters, numbers, and underscores"),
+        (
+            {"Env": {"A-B": "1"}},
+            "environment variable 'A-B' can only contain letters, numbers, and underscores",
+        ),
         ({"Env": {"A": ""}}, "environment variable 'A' cannot have empty value"),
-        ({"Publisher": {"Type": "noop"}, "ResultPaths": [{"Name": "a", "Path": "/o"}, {"Name": "b", "Path": "/o"}]},
-         "result path '/o' already exists"),
-        ({"Publisher": {"Type": "noop"}, "ResultPaths": [{"Name": "a", "Path": "/o"}, {"Name": "a", "Path": "/p"}]},
-         "result path with name 'a' already exists"),
-        ({"ResultPaths": [{"Name": " ", "Path": ""}]}, "invalid output: missing path\nmissing name\nresult path `` must be absolute"),
+        (
+            {
+                "Publisher": {"Type": "noop"},
+                "ResultPaths": [{"Name": "a", "Path": "/o"}, {"Name": "b", "Path": "/o"}],
+            },
+            "result path '/o' already exists",
+        ),
+        (
+            {
+                "Publisher": {"Type": "noop"},
+                "ResultPaths": [{"Name": "a", "Path": "/o"}, {"Name": "a", "Path": "/p"}],
+            },
+            "result path with name 'a' already exists",
+        ),
+        (
+            {"ResultPaths": [{"Name": " ", "Path": ""}]},
+            "invalid output: missing path\nmissing name\nresult path `` must be absolute",
+        ),
     ],
 )
 def test_task_checks_answer_with_go_texts(api, task_extra, problem):
@@ -116,7 +185,9 @@ def test_task_checks_answer_with_go_texts(api, task_extra, problem):
 
 
 def test_unicode_env_names_are_accepted_as_go_does(api):
-    job = noop_job(Tasks=[{"Name": "t", "Engine": {"Type": "noop"}, "Env": {"ÄRGER": "1", "名前": "x", "X٣": "y"}}])
+    job = noop_job(
+        Tasks=[{"Name": "t", "Engine": {"Type": "noop"}, "Env": {"ÄRGER": "1", "名前": "x", "X٣": "y"}}]
+    )
     assert submit(api, job)["JobID"].startswith("j-")
 
 
@@ -136,7 +207,10 @@ def test_create_path_errors_are_400_bad_request_from_job_store(api):
     job["Tasks"][0]["Timeouts"] = {"ExecutionTimeout": 60, "QueueTimeout": 60, "TotalTimeout": 100}
     body = api.put(JOBS, json={"Job": job}).json()
     assert body["Code"] == "BadRequest"
-    assert "execution timeout 1m0s and queue timeout 1m0s should be less than total timeout 1m40s" in body["Message"]
+    assert (
+        "execution timeout 1m0s and queue timeout 1m0s should be less than total timeout 1m40s"
+        in body["Message"]
+    )
 
 
 def test_name_is_an_upsert_key(api):
@@ -146,7 +220,10 @@ def test_name_is_an_upsert_key(api):
     again = api.put(JOBS, json={"Job": noop_job(name)})
     assert again.status_code == 500
     body = again.json()
-    assert body["Message"] == f"no changes detected for new job spec. Job Name: '{name}', Job Id: '{first['JobID']}'"
+    assert (
+        body["Message"]
+        == f"no changes detected for new job spec. Job Name: '{name}', Job Id: '{first['JobID']}'"
+    )
     assert body["Hint"] == "Use the --force flag to override this warning"
     # bacerrors.Newf: no code, Component "Bacalhau" (pkg/orchestrator/endpoint.go SubmitJob)
     assert body["Code"] == "" and body["Component"] == "Bacalhau" and body["Status"] == 500
@@ -202,16 +279,28 @@ def test_get_by_name_id_and_short_prefix_and_not_found(api):
         assert api.get(f"{JOBS}/{key}").json()["Job"]["ID"] == job_id
     resp = api.get(f"{JOBS}/j-does-not-exist", headers={"X-Request-ID": "req-42"})
     assert resp.status_code == 404
-    assert resp.json() == {"Status": 404, "Message": "job not found: j-does-not-exist", "RequestID": "req-42",
-                           "Code": "NotFound", "Component": "JobStore"}
+    assert resp.json() == {
+        "Status": 404,
+        "Message": "job not found: j-does-not-exist",
+        "RequestID": "req-42",
+        "Code": "NotFound",
+        "Component": "JobStore",
+    }
     assert resp.headers["x-request-id"] == "req-42"
 
 
 def test_unknown_route_and_redirects(api):
     resp = api.get("/api/v1/nothing-here")
     assert resp.status_code == 404
-    assert resp.json()["Component"] == "APIServer" and resp.json()["Message"] == "The requested resource/URL was not found."
-    for path, target in (("/version", "/api/v1/agent/version"), ("/livez", "/api/v1/agent/alive"), ("/", "/api/v1/agent/version")):
+    assert (
+        resp.json()["Component"] == "APIServer"
+        and resp.json()["Message"] == "The requested resource/URL was not found."
+    )
+    for path, target in (
+        ("/version", "/api/v1/agent/version"),
+        ("/livez", "/api/v1/agent/alive"),
+        ("/", "/api/v1/agent/version"),
+    ):
         resp = api.get(path)
         assert resp.status_code == 301 and resp.headers["location"] == target
 
@@ -240,8 +329,15 @@ def test_list_jobs_labels_order_and_paging(api):
     ids = [submit(api, noop_job(Labels={"batch": tag, "tier": t}))["JobID"] for t in ("a", "b", "c")]
     listed = api.get(JOBS, params={"labels": f"batch={tag}"}).json()
     assert [j["ID"] for j in listed["Items"]] == ids and listed["NextToken"] == ""
-    assert [j["ID"] for j in api.get(JOBS, params={"labels": f"batch={tag},tier in (a,c)"}).json()["Items"]] == [ids[0], ids[2]]
-    assert [j["ID"] for j in api.get(JOBS, params={"labels": [f"batch={tag}", "tier!=a"], "reverse": "true"}).json()["Items"]] == [ids[2], ids[1]]
+    assert [
+        j["ID"] for j in api.get(JOBS, params={"labels": f"batch={tag},tier in (a,c)"}).json()["Items"]
+    ] == [ids[0], ids[2]]
+    assert [
+        j["ID"]
+        for j in api.get(JOBS, params={"labels": [f"batch={tag}", "tier!=a"], "reverse": "true"}).json()[
+            "Items"
+        ]
+    ] == [ids[2], ids[1]]
     page = api.get(JOBS, params={"labels": f"batch={tag}", "limit": 2}).json()
     assert [j["ID"] for j in page["Items"]] == ids[:2] and page["NextToken"]
     rest = api.get(JOBS, params={"labels": f"batch={tag}", "next_token": page["NextToken"]}).json()
@@ -269,7 +365,9 @@ def test_history_cursor_stays_open_until_terminal(api):
     assert seen[0]["Event"]["Message"] == "Job submitted" and seen[0]["Type"] == "JobLevel"
     assert {"Running Execution", "Execution", "State Update"} <= {h["Event"]["Topic"] for h in seen}
     only_exec = api.get(f"{JOBS}/{job_id}/history", params={"event_type": "execution"}).json()["Items"]
-    assert only_exec and all(h["Type"] == "ExecutionLevel" and h["ExecutionID"].startswith("e-") for h in only_exec)
+    assert only_exec and all(
+        h["Type"] == "ExecutionLevel" and h["ExecutionID"].startswith("e-") for h in only_exec
+    )
     assert api.get(f"{JOBS}/{job_id}/history", params={"event_type": "bogus"}).status_code == 400
     assert api.get(f"{JOBS}/{job_id}/history", params={"since": 4_000_000_000}).json()["Items"] == []
     token = json.loads(base64.urlsafe_b64decode(first["NextToken"] + "=="))
@@ -280,13 +378,22 @@ def test_history_cursor_stays_open_until_terminal(api):
 @pytest.mark.parametrize(
     "constraints, message",
     [
-        ([{"Key": "", "Operator": "=", "Values": ["a"]}], "constraint 1 validation failed: selector key cannot be blank"),
-        ([{"Key": "a", "Operator": "exists"}, {"Key": "z", "Operator": "in"}],
-         "constraint 2 validation failed: selector values cannot be empty for In or NotIn operators"),
-        ([{"Key": "g", "Operator": "!", "Values": ["x"]}],
-         "constraint 1 validation failed: selector values must be empty for Exists or KeyNotInImap operators"),
-        ([{"Key": "z", "Operator": "=", "Values": ["a", "b"]}],
-         "constraint 1 validation failed: selector values must have exactly one value for other operators"),
+        (
+            [{"Key": "", "Operator": "=", "Values": ["a"]}],
+            "constraint 1 validation failed: selector key cannot be blank",
+        ),
+        (
+            [{"Key": "a", "Operator": "exists"}, {"Key": "z", "Operator": "in"}],
+            "constraint 2 validation failed: selector values cannot be empty for In or NotIn operators",
+        ),
+        (
+            [{"Key": "g", "Operator": "!", "Values": ["x"]}],
+            "constraint 1 validation failed: selector values must be empty for Exists or KeyNotInImap operators",
+        ),
+        (
+            [{"Key": "z", "Operator": "=", "Values": ["a", "b"]}],
+            "constraint 1 validation failed: selector values must have exactly one value for other operators",
+        ),
     ],
 )
 def test_constraint_checks_answer_with_go_texts(api, constraints, message):
@@ -298,9 +405,14 @@ def test_constraint_checks_answer_with_go_texts(api, constraints, message):
 
 def test_ports_with_full_network_are_accepted_and_default_refused_with_go_text(api):
     ports = [{"Name": "http", "Static": 8080}]
-    full = noop_job(Tasks=[{"Name": "t", "Engine": {"Type": "noop"}, "Network": {"Type": "Full", "Ports": ports}}])
+    full = noop_job(
+        Tasks=[{"Name": "t", "Engine": {"Type": "noop"}, "Network": {"Type": "Full", "Ports": ports}}]
+    )
     assert submit(api, full)["JobID"].startswith("j-")
     default = noop_job(Tasks=[{"Name": "t", "Engine": {"Type": "noop"}, "Network": {"Ports": ports}}])
     resp = api.put(JOBS, json={"Job": default})
     assert resp.status_code == 400
-    assert resp.json()["Message"] == "task t validation failed: invalid network: ports can only be set for Host or Bridge network modes"
+    assert (
+        resp.json()["Message"]
+        == "task t validation failed: invalid network: ports can only be set for Host or Bridge network modes"
+    )

@@ -7,8 +7,16 @@ import time
 
 import httpx
 import pytest
-from devstack_helpers import JOBS, busybox_job, get_job, noop_job, submit, unique, wait_execution_state, wait_for
-
+from devstack_helpers import (
+    JOBS,
+    busybox_job,
+    get_job,
+    noop_job,
+    submit,
+    unique,
+    wait_execution_state,
+    wait_for,
+)
 
 API_KEY = "devstack-test-api-key-0001"
 JOB_ROUTE = "GET /api/v1/orchestrator/jobs/{id}"
@@ -22,10 +30,16 @@ def faults(devstack):
 
 @pytest.fixture
 def auth(devstack):
-    devstack.set_auth([
-        {"api_key": API_KEY, "capabilities": ["*"]},
-        {"username": "reader", "password": "reader-password", "capabilities": [{"Actions": ["read:job"]}]},
-    ])
+    devstack.set_auth(
+        [
+            {"api_key": API_KEY, "capabilities": ["*"]},
+            {
+                "username": "reader",
+                "password": "reader-password",
+                "capabilities": [{"Actions": ["read:job"]}],
+            },
+        ]
+    )
     yield devstack
     devstack.clear_auth()
 
@@ -41,8 +55,14 @@ def test_auth_401_403_and_open_paths(api, auth):
     basic = "Basic " + base64.b64encode(b"reader:reader-password").decode()
     assert api.get(JOBS, headers={"Authorization": basic}).status_code == 200
     denied = api.put(JOBS, json={"Job": noop_job()}, headers={"Authorization": basic})
-    assert denied.status_code == 403 and denied.json()["Code"] == "Forbidden" and denied.json()["Component"] == "Authorizer"
-    assert api.get("/api/v1/agent/node", headers={"Authorization": basic}).status_code == 403  # needs read:agent
+    assert (
+        denied.status_code == 403
+        and denied.json()["Code"] == "Forbidden"
+        and denied.json()["Component"] == "Authorizer"
+    )
+    assert (
+        api.get("/api/v1/agent/node", headers={"Authorization": basic}).status_code == 403
+    )  # needs read:agent
     for open_path in ("/api/v1/agent/alive", "/api/v1/agent/version"):
         assert api.get(open_path).status_code == 200
     wrong_password = "Basic " + base64.b64encode(b"reader:nope-nope-nope").decode()
@@ -92,7 +112,11 @@ def test_dropped_connection_without_response(api, faults):
 
 def test_drop_after_handling_creates_the_job_once(api, faults):
     name = unique("dropped-submit")
-    faults.set_faults(routes={"PUT /api/v1/orchestrator/jobs": {"every": 1, "action": "drop", "drop_after": True, "times": 1}})
+    faults.set_faults(
+        routes={
+            "PUT /api/v1/orchestrator/jobs": {"every": 1, "action": "drop", "drop_after": True, "times": 1}
+        }
+    )
     with pytest.raises((httpx.RemoteProtocolError, httpx.ReadError)):
         api.put(JOBS, json={"Job": noop_job(name)})
     assert [j["Name"] for j in faults.jobs()].count(name) == 1
@@ -111,8 +135,9 @@ def test_a_log_stream_dropped_after_its_first_frame(api, faults):
 
     job_id = submit(api, busybox_job("echo one; echo two; sleep 1; echo three"))["JobID"]
     wait_for(api, job_id)
-    faults.set_faults(routes={"GET /api/v1/orchestrator/jobs/{id}/logs": {"every": 1, "action": "drop",
-                                                                           "drop_after": True}})
+    faults.set_faults(
+        routes={"GET /api/v1/orchestrator/jobs/{id}/logs": {"every": 1, "action": "drop", "drop_after": True}}
+    )
     url = faults.api_url.replace("http://", "ws://") + f"{JOBS}/{job_id}/logs?follow=true"
     frames = []
     with pytest.raises(ConnectionClosedError), connect(url, open_timeout=10) as ws:

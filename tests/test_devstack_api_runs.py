@@ -11,8 +11,16 @@ import time
 
 import httpx
 import websockets
-from devstack_helpers import JOBS, busybox_job, get_job, noop_job, submit, unique, wait_execution_state, wait_for
-
+from devstack_helpers import (
+    JOBS,
+    busybox_job,
+    get_job,
+    noop_job,
+    submit,
+    unique,
+    wait_execution_state,
+    wait_for,
+)
 
 
 def test_execution_states_and_run_output(api):
@@ -24,9 +32,17 @@ def test_execution_states_and_run_output(api):
     assert body["Job"]["State"]["StateType"] == "Completed"  # a non-zero exit code does not fail the job
     (execution,) = body["Executions"]["Items"]
     assert execution["ComputeState"]["StateType"] == 9 and execution["DesiredState"]["StateType"] == 2
-    assert execution["RunOutput"] == {"Stdout": "out\n", "StdoutTruncated": False, "stderr": "err\n",
-                                      "StderrTruncated": False, "ExitCode": 3, "ErrorMsg": ""}
-    assert execution["ID"].startswith("e-") and execution["Job"]["ID"] == job_id and execution["JobVersion"] == 1
+    assert execution["RunOutput"] == {
+        "Stdout": "out\n",
+        "StdoutTruncated": False,
+        "stderr": "err\n",
+        "StderrTruncated": False,
+        "ExitCode": 3,
+        "ErrorMsg": "",
+    }
+    assert (
+        execution["ID"].startswith("e-") and execution["Job"]["ID"] == job_id and execution["JobVersion"] == 1
+    )
 
 
 def test_concurrency_bound_keeps_extra_executions_bid_accepted(api, devstack):
@@ -55,7 +71,8 @@ def test_failed_execution_is_rerun_once_then_job_fails(api, devstack):
     assert body["Job"]["State"]["StateType"] == "Failed"
     assert body["Job"]["State"]["Message"] == (
         "not enough nodes to run job. requested: 1, available: 1, suitable: 0.\n"
-        f"• Node {node_id}: job already executed on this node more than once")
+        f"• Node {node_id}: job already executed on this node more than once"
+    )
     executions = sorted(body["Executions"]["Items"], key=lambda e: e["CreateTime"])
     assert [e["ComputeState"]["StateType"] for e in executions] == [10, 10]
     assert "'Image' cannot be empty" in executions[0]["ComputeState"]["Message"]
@@ -96,7 +113,9 @@ def test_stop_in_each_state(api):
     execution = wait_execution_state(api, job_id, 11)
     assert execution["DesiredState"]["StateType"] == 2
     history = api.get(f"{JOBS}/{job_id}/history").json()["Items"]
-    stop_event = next(h for h in history if h["Event"]["Message"] == "Job requested to stop before completion")
+    stop_event = next(
+        h for h in history if h["Event"]["Message"] == "Job requested to stop before completion"
+    )
     assert stop_event["Event"]["Details"]["Reason"] == "enough"
     assert api.delete(f"{JOBS}/{job_id}").json() == {"EvaluationID": ""}  # already stopped: no-op
 
@@ -108,7 +127,10 @@ def test_stop_in_each_state(api):
     bad["Tasks"][0]["Engine"] = {"Type": "vroomvroom"}
     failed = wait_for(api, submit(api, bad)["JobID"])["Job"]["ID"]
     resp = api.delete(f"{JOBS}/{failed}")
-    assert resp.status_code == 500 and "terminal state Failed and cannot transition to Stopped" in resp.json()["Message"]
+    assert (
+        resp.status_code == 500
+        and "terminal state Failed and cannot transition to Stopped" in resp.json()["Message"]
+    )
 
 
 def _download_tar(url: str) -> set[str]:
@@ -122,10 +144,26 @@ def test_results_rewriting(api, devstack):
     out = [{"Name": "outputs", "Path": "/outputs"}]
     key = unique("res")
     jobs = {
-        "gzip": busybox_job(script, ResultPaths=out, Publisher={"Type": "s3", "Params": {
-            "Bucket": devstack.results_bucket, "Key": f"{key}/{{jobID}}/{{executionID}}"}}),
-        "plain": busybox_job(script, ResultPaths=out, Publisher={"Type": "s3", "Params": {
-            "Bucket": devstack.results_bucket, "Key": f"{key}/plain/{{executionID}}", "Encoding": "plain"}}),
+        "gzip": busybox_job(
+            script,
+            ResultPaths=out,
+            Publisher={
+                "Type": "s3",
+                "Params": {"Bucket": devstack.results_bucket, "Key": f"{key}/{{jobID}}/{{executionID}}"},
+            },
+        ),
+        "plain": busybox_job(
+            script,
+            ResultPaths=out,
+            Publisher={
+                "Type": "s3",
+                "Params": {
+                    "Bucket": devstack.results_bucket,
+                    "Key": f"{key}/plain/{{executionID}}",
+                    "Encoding": "plain",
+                },
+            },
+        ),
         "managed": busybox_job(script, ResultPaths=out, Publisher={"Type": "s3managed"}),
         "local": busybox_job(script, ResultPaths=out, Publisher={"Type": "local"}),
     }
@@ -136,13 +174,19 @@ def test_results_rewriting(api, devstack):
         results[kind] = api.get(f"{JOBS}/{job_id}/results").json()
     gzip = results["gzip"]["Items"][0]
     assert gzip["Type"] == "s3PreSigned" and gzip["Params"]["Managed"] is False
-    assert gzip["Params"]["SourceSpec"]["Key"].endswith(".tar.gz") and "X-Amz-Signature=" in gzip["Params"]["PreSignedURL"]
+    assert (
+        gzip["Params"]["SourceSpec"]["Key"].endswith(".tar.gz")
+        and "X-Amz-Signature=" in gzip["Params"]["PreSignedURL"]
+    )
     assert "outputs/a.txt" in _download_tar(gzip["Params"]["PreSignedURL"])
     plain = results["plain"]["Items"][0]
     assert plain["Type"] == "s3" and plain["Params"]["Key"].endswith("/")
     managed = results["managed"]["Items"][0]
     assert managed["Type"] == "s3PreSigned" and managed["Params"]["Managed"] is True
-    assert managed["Params"]["SourceSpec"]["Bucket"] == "" and f"/{devstack.managed_bucket}/" in managed["Params"]["PreSignedURL"]
+    assert (
+        managed["Params"]["SourceSpec"]["Bucket"] == ""
+        and f"/{devstack.managed_bucket}/" in managed["Params"]["PreSignedURL"]
+    )
     assert "outputs/a.txt" in _download_tar(managed["Params"]["PreSignedURL"])
     raw = get_job(api, ids["managed"])["Executions"]["Items"][0]["PublishedResult"]
     assert raw["Type"] == "s3managed" and raw["Params"]["JobID"] == ids["managed"]
@@ -176,7 +220,10 @@ def test_websocket_logs_frames(api, devstack):
     execution_id = wait_for(api, job_id)["Executions"]["Items"][0]["ID"]
     by_id = devstack.api_url.replace("http://", "ws://") + f"{JOBS}/{job_id}/logs?execution_id={execution_id}"
     replay, code = asyncio.run(_read_frames(by_id))
-    assert code == 1000 and "".join(f["value"]["Line"] for f in replay if f["value"]["Type"] == 1) == "one\nthree\n"
+    assert (
+        code == 1000
+        and "".join(f["value"]["Line"] for f in replay if f["value"]["Type"] == 1) == "one\nthree\n"
+    )
 
     missing = devstack.api_url.replace("http://", "ws://") + f"{JOBS}/j-nope/logs"
     frames, code = asyncio.run(_read_frames(missing))

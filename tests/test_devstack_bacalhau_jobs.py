@@ -12,8 +12,9 @@ from devstack_helpers import JOBS, unique
 from airflow_provider_bacalhau.spec import Job
 
 JOBS_DIR = Path(__file__).parent / "data" / "bacalhau-jobs"
-ACCEPTED = sorted(p.name for p in JOBS_DIR.iterdir()
-                  if p.suffix in (".yaml", ".yml", ".json") and p.name != "empty.yaml")
+ACCEPTED = sorted(
+    p.name for p in JOBS_DIR.iterdir() if p.suffix in (".yaml", ".yml", ".json") and p.name != "empty.yaml"
+)
 
 
 @pytest.fixture(scope="module")

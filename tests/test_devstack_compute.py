@@ -25,7 +25,6 @@ from airflow_provider_bacalhau.devstack.compute import (
 )
 
 
-
 @pytest.fixture(scope="session")
 def docker_host() -> str:
     host = engine.ensure_engine()
@@ -90,10 +89,15 @@ class Recorder:
         )
 
 
-def docker_job(script: str, *, image: str = "busybox:1.36", inputs=(), results=True, publisher=None, **task) -> dict:
+def docker_job(
+    script: str, *, image: str = "busybox:1.36", inputs=(), results=True, publisher=None, **task
+) -> dict:
     body = {
         "Name": "main",
-        "Engine": {"Type": "docker", "Params": {"Image": image, "Entrypoint": ["/bin/sh", "-c"], "Parameters": [script]}},
+        "Engine": {
+            "Type": "docker",
+            "Params": {"Image": image, "Entrypoint": ["/bin/sh", "-c"], "Parameters": [script]},
+        },
         "InputSources": list(inputs),
         "ResultPaths": [{"Name": "outputs", "Path": "/outputs"}] if results else [],
         "Publisher": publisher or {"Type": ""},
@@ -119,39 +123,66 @@ def run(node: ComputeNode, job: dict, **kw):
 
 # --- S3 in, S3 out -----------------------------------------------------------------------------
 
+
 def test_s3_prefix_and_checksummed_object_published_as_gzip(node, s3, bucket):
     s3.put_object(Bucket=bucket, Key="data/in/", Body=b"")  # directory marker: dropped
     s3.put_object(Bucket=bucket, Key="data/in/a.txt", Body=b"alpha\n")
     s3.put_object(Bucket=bucket, Key="data/in/sub/b.txt", Body=b"beta\n")
-    put = s3.put_object(Bucket=bucket, Key="data/single/one.csv", Body=b"x,y\n1,2\n", ChecksumAlgorithm="SHA256")
+    put = s3.put_object(
+        Bucket=bucket, Key="data/single/one.csv", Body=b"x,y\n1,2\n", ChecksumAlgorithm="SHA256"
+    )
     job = docker_job(
         "cd /in && find . -type f | sort > /outputs/listing; cp /single/one.csv /outputs/copy.csv; echo hello",
         inputs=[
             s3_input("/in", bucket, "data/in/"),
             s3_input("/single", bucket, "data/single/one.csv", ChecksumSHA256=put["ChecksumSHA256"]),
         ],
-        publisher={"Type": "s3", "Params": {"Bucket": bucket, "Key": "res/{jobID}/{executionID}", "Region": "us-east-1"}},
+        publisher={
+            "Type": "s3",
+            "Params": {"Bucket": bucket, "Key": "res/{jobID}/{executionID}", "Region": "us-east-1"},
+        },
     )
     outcome, recorder, request = run(node, job)
     assert outcome.error is None, outcome.error
     assert outcome.run_output == {
-        "Stdout": "hello\n", "StdoutTruncated": False, "stderr": "", "StderrTruncated": False,
-        "ExitCode": 0, "ErrorMsg": "",
+        "Stdout": "hello\n",
+        "StdoutTruncated": False,
+        "stderr": "",
+        "StderrTruncated": False,
+        "ExitCode": 0,
+        "ErrorMsg": "",
     }
     key = f"res/{request.job_id}/{request.execution_id}.tar.gz"
     params = outcome.published_result["Params"]
     assert outcome.published_result["Type"] == "s3"
     assert params["Key"] == key and params["Bucket"] == bucket and params["Endpoint"] == ""
-    assert params["Partition"] == {"Type": "", "Pattern": "", "StartIndex": 0, "EndIndex": 0, "DateFormat": ""}
+    assert params["Partition"] == {
+        "Type": "",
+        "Pattern": "",
+        "StartIndex": 0,
+        "EndIndex": 0,
+        "DateFormat": "",
+    }
     body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
     assert params["ChecksumSHA256"] == base64.b64encode(hashlib.sha256(body).digest()).decode()
     members = tar_members(body)
-    assert set(members) == {".", "exitCode", "stderr", "stdout", "outputs", "outputs/listing", "outputs/copy.csv"}
+    assert set(members) == {
+        ".",
+        "exitCode",
+        "stderr",
+        "stdout",
+        "outputs",
+        "outputs/listing",
+        "outputs/copy.csv",
+    }
     assert members["outputs/listing"] == b"./a.txt\n./sub/b.txt\n"
     assert members["outputs/copy.csv"] == b"x,y\n1,2\n"
     assert members["exitCode"] == b"0" and members["stdout"] == b"hello\n"
     assert list(dict.fromkeys(topic for topic, _ in recorder.events)) == [
-        "Downloading Inputs", "Preparing Environment", "Running Execution", "Publishing Results",
+        "Downloading Inputs",
+        "Preparing Environment",
+        "Running Execution",
+        "Publishing Results",
     ]
     assert (1, "hello\n") in recorder.logs
     assert recorder.running.is_set()
@@ -160,10 +191,15 @@ def test_s3_prefix_and_checksummed_object_published_as_gzip(node, s3, bucket):
 def test_plain_publish_to_explicit_endpoint_with_placeholders(node, s3, bucket, s3_server):
     job = docker_job(
         "echo result > /outputs/r.txt",
-        publisher={"Type": "s3", "Params": {
-            "bucket": bucket, "key": "p/{nodeID}/{date}-{time}/{jobID}", "encoding": "plain",
-            "endpoint": s3_server.endpoint,
-        }},
+        publisher={
+            "Type": "s3",
+            "Params": {
+                "bucket": bucket,
+                "key": "p/{nodeID}/{date}-{time}/{jobID}",
+                "encoding": "plain",
+                "endpoint": s3_server.endpoint,
+            },
+        },
     )
     outcome, _, request = run(node, job)
     assert outcome.error is None, outcome.error
@@ -171,13 +207,20 @@ def test_plain_publish_to_explicit_endpoint_with_placeholders(node, s3, bucket, 
     assert re.fullmatch(rf"p/n-devstack-test/\d{{8}}-\d{{6}}/{request.job_id}/", params["Key"])
     assert params["ChecksumSHA256"] == "" and params["VersionID"] == ""
     listed = s3.list_objects_v2(Bucket=bucket, Prefix=params["Key"])["Contents"]
-    assert sorted(item["Key"][len(params["Key"]):] for item in listed) == ["exitCode", "outputs/r.txt", "stderr", "stdout"]
+    assert sorted(item["Key"][len(params["Key"]) :] for item in listed) == [
+        "exitCode",
+        "outputs/r.txt",
+        "stderr",
+        "stdout",
+    ]
     assert s3.get_object(Bucket=bucket, Key=params["Key"] + "outputs/r.txt")["Body"].read() == b"result\n"
 
 
 def test_versioned_bucket_reports_version_id(node, s3, bucket):
     s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
-    job = docker_job("true", results=False, publisher={"Type": "s3", "Params": {"Bucket": bucket, "Key": "v/out"}})
+    job = docker_job(
+        "true", results=False, publisher={"Type": "s3", "Params": {"Bucket": bucket, "Key": "v/out"}}
+    )
     outcome, _, _ = run(node, job)
     assert outcome.error is None, outcome.error
     head = s3.head_object(Bucket=bucket, Key="v/out.tar.gz")
@@ -188,7 +231,10 @@ def test_wrong_checksum_fails_with_the_real_message(node, s3, bucket):
     put = s3.put_object(Bucket=bucket, Key="c/f.txt", Body=b"data", ChecksumAlgorithm="SHA256")
     job = docker_job("true", inputs=[s3_input("/in", bucket, "c/f.txt", ChecksumSHA256="AAAA")])
     outcome, recorder, _ = run(node, job)
-    assert outcome.error == f"checksum mismatch for s3://{bucket}/c/f.txt, expected AAAA, got {put['ChecksumSHA256']}"
+    assert (
+        outcome.error
+        == f"checksum mismatch for s3://{bucket}/c/f.txt, expected AAAA, got {put['ChecksumSHA256']}"
+    )
     assert outcome.run_output["ErrorMsg"] == outcome.error and outcome.published_result is None
     assert not recorder.running.is_set()
 
@@ -206,7 +252,12 @@ def test_missing_object_fails(node, bucket):
 
 
 def test_wildcard_and_filter_layouts(node, s3, bucket):
-    for key in ("logs/2024/log-a.txt", "logs/2024/log-b.csv", "logs/2024/other.txt", "logs/2024/deep/log-c.txt"):
+    for key in (
+        "logs/2024/log-a.txt",
+        "logs/2024/log-b.csv",
+        "logs/2024/other.txt",
+        "logs/2024/deep/log-c.txt",
+    ):
         s3.put_object(Bucket=bucket, Key=key, Body=key.encode())
     job = docker_job(
         "cd /wild && find . -type f | sort; echo ---; cd /filtered && find . -type f | sort",
@@ -225,6 +276,7 @@ def test_wildcard_and_filter_layouts(node, s3, bucket):
 
 # --- exit codes, output, timeouts, cancel ------------------------------------------------------
 
+
 def test_nonzero_exit_completes_and_local_publisher_writes_the_archive(node, tmp_path):
     job = docker_job("echo oops >&2; exit 3", results=False, publisher={"Type": "local"})
     outcome, _, request = run(node, job)
@@ -232,14 +284,17 @@ def test_nonzero_exit_completes_and_local_publisher_writes_the_archive(node, tmp
     assert outcome.run_output["ExitCode"] == 3 and outcome.run_output["stderr"] == "oops\n"
     name = f"{request.execution_id}.tar.gz"
     assert outcome.published_result == {
-        "Type": "urlDownload", "Params": {"URL": f"http://127.0.0.1:9/devstack/v1/local-results/{name}"},
+        "Type": "urlDownload",
+        "Params": {"URL": f"http://127.0.0.1:9/devstack/v1/local-results/{name}"},
     }
     members = tar_members((tmp_path / "local-publisher" / name).read_bytes())
     assert members["exitCode"] == b"3" and members["stderr"] == b"oops\n"
 
 
 def test_stdout_is_cut_at_2_kib_with_flags(node, tmp_path):
-    job = docker_job("head -c 5000 /dev/zero | tr '\\0' a; echo short >&2", results=False, publisher={"Type": "local"})
+    job = docker_job(
+        "head -c 5000 /dev/zero | tr '\\0' a; echo short >&2", results=False, publisher={"Type": "local"}
+    )
     outcome, _, request = run(node, job)
     output = outcome.run_output
     assert output["Stdout"] == "a" * 2048 and output["StdoutTruncated"] is True
@@ -251,16 +306,21 @@ def test_stdout_is_cut_at_2_kib_with_flags(node, tmp_path):
 def test_s3managed_uploads_through_a_presigned_put(node, s3, bucket):
     def presign(job_id: str, execution_id: str) -> str:
         return s3.generate_presigned_url(
-            "put_object", Params={"Bucket": bucket, "Key": f"managed/{job_id}/{execution_id}.tar.gz"}, ExpiresIn=600
+            "put_object",
+            Params={"Bucket": bucket, "Key": f"managed/{job_id}/{execution_id}.tar.gz"},
+            ExpiresIn=600,
         )
 
     job = docker_job("echo managed > /outputs/m.txt", publisher={"Type": "s3managed"})
     outcome, _, request = run(node, job, presign=presign)
     assert outcome.error is None, outcome.error
     assert outcome.published_result == {
-        "Type": "s3managed", "Params": {"JobID": request.job_id, "ExecutionID": request.execution_id},
+        "Type": "s3managed",
+        "Params": {"JobID": request.job_id, "ExecutionID": request.execution_id},
     }
-    body = s3.get_object(Bucket=bucket, Key=f"managed/{request.job_id}/{request.execution_id}.tar.gz")["Body"].read()
+    body = s3.get_object(Bucket=bucket, Key=f"managed/{request.job_id}/{request.execution_id}.tar.gz")[
+        "Body"
+    ].read()
     assert tar_members(body)["outputs/m.txt"] == b"managed\n"
 
 
@@ -269,11 +329,14 @@ def test_s3managed_without_orchestrator_config_fails(node):
         raise RuntimeError("not configured")
 
     for presign in (None, refuse):
-        outcome, _, _ = run(node, docker_job("true", results=False, publisher={"Type": "s3managed"}), presign=presign)
+        outcome, _, _ = run(
+            node, docker_job("true", results=False, publisher={"Type": "s3managed"}), presign=presign
+        )
         assert outcome.error == "failed to publish result: Managed S3 publisher is not available"
 
 
 # --- container set-up --------------------------------------------------------------------------
+
 
 def test_inputs_are_read_only_and_local_rw_paths_writable(node, s3, bucket, tmp_path):
     s3.put_object(Bucket=bucket, Key="ro/f.txt", Body=b"f")
@@ -283,8 +346,17 @@ def test_inputs_are_read_only_and_local_rw_paths_writable(node, s3, bucket, tmp_
         results=False,
         inputs=[
             s3_input("/in", bucket, "ro/f.txt"),
-            {"Target": "/work", "Source": {"Type": "local", "Params": {
-                "SourcePath": f"{tmp_path}/allowed/work", "ReadWrite": "true", "CreateAs": "dir"}}},
+            {
+                "Target": "/work",
+                "Source": {
+                    "Type": "local",
+                    "Params": {
+                        "SourcePath": f"{tmp_path}/allowed/work",
+                        "ReadWrite": "true",
+                        "CreateAs": "dir",
+                    },
+                },
+            },
         ],
     )
     outcome, _, _ = run(node, job)
@@ -298,12 +370,19 @@ def test_inputs_are_read_only_and_local_rw_paths_writable(node, s3, bucket, tmp_
     [
         ("/etc", False, "volume /etc is not allowlisted"),
         ("{tmp}/readonly/x", True, "volume {tmp}/readonly/x is not granted write access"),
-        ("{tmp}/readonly/missing", False, "volume {tmp}/readonly/missing does not exist and read-write access is not allowed"),
+        (
+            "{tmp}/readonly/missing",
+            False,
+            "volume {tmp}/readonly/missing does not exist and read-write access is not allowed",
+        ),
     ],
 )
 def test_local_input_rules(node, tmp_path, path, read_write, message):
     (tmp_path / "readonly" / "x").mkdir(parents=True)
-    source = {"Type": "localDirectory", "Params": {"SourcePath": path.format(tmp=tmp_path), "ReadWrite": read_write}}
+    source = {
+        "Type": "localDirectory",
+        "Params": {"SourcePath": path.format(tmp=tmp_path), "ReadWrite": read_write},
+    }
     outcome, _, _ = run(node, docker_job("true", results=False, inputs=[{"Target": "/l", "Source": source}]))
     assert outcome.error == message.format(tmp=tmp_path)
 
@@ -338,7 +417,10 @@ def test_url_and_inline_inputs(node):
             "cat /url/data.txt; echo; cat /cfg/settings.txt",
             results=False,
             inputs=[
-                {"Target": "/url", "Source": {"Type": "urlDownload", "Params": {"URL": f"{base}/files/data.txt"}}},
+                {
+                    "Target": "/url",
+                    "Source": {"Type": "urlDownload", "Params": {"URL": f"{base}/files/data.txt"}},
+                },
                 {"Target": "/cfg/settings.txt", "Source": {"Type": "inline", "Params": {"URL": inline}}},
             ],
         )
@@ -346,8 +428,16 @@ def test_url_and_inline_inputs(node):
         assert outcome.error is None, outcome.error
         assert outcome.run_output["Stdout"] == "remote\ninline!"
 
-        missing = docker_job("true", results=False, inputs=[
-            {"Target": "/url", "Source": {"Type": "urlDownload", "Params": {"URL": f"{base}/files/gone.txt"}}}])
+        missing = docker_job(
+            "true",
+            results=False,
+            inputs=[
+                {
+                    "Target": "/url",
+                    "Source": {"Type": "urlDownload", "Params": {"URL": f"{base}/files/gone.txt"}},
+                }
+            ],
+        )
         outcome, _, _ = run(node, missing)
         assert outcome.error == "received non-OK response code 404 while fetching size of file download"
     finally:

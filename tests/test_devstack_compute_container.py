@@ -17,14 +17,18 @@ def _containers_of(docker_host: str, execution_id: str) -> list:
 
     client = docker.DockerClient(base_url=docker_host, version="auto")
     try:
-        return client.containers.list(all=True, filters={"label": f"bacalhau-devstack.execution={execution_id}"})
+        return client.containers.list(
+            all=True, filters={"label": f"bacalhau-devstack.execution={execution_id}"}
+        )
     finally:
         client.close()
 
 
 def test_execution_timeout_kills_the_container(node, docker_host, bucket):
     job = docker_job(
-        "sleep 30", results=False, Timeouts={"ExecutionTimeout": 2},
+        "sleep 30",
+        results=False,
+        Timeouts={"ExecutionTimeout": 2},
         publisher={"Type": "s3", "Params": {"Bucket": bucket, "Key": "never"}},
     )
     started = time.monotonic()
@@ -49,6 +53,7 @@ def test_cancel_kills_the_container(node, docker_host):
 
 
 # --- s3managed ---------------------------------------------------------------------------------
+
 
 def test_environment_merge_and_resource_limits(node):
     job = docker_job(
@@ -77,14 +82,18 @@ def test_environment_merge_and_resource_limits(node):
 def test_alias_is_reported_and_unknown_images_fail(node):
     outcome, recorder, _ = run(node, docker_job("echo ok", image="ubuntu:22.04", results=False))
     assert outcome.error is None and outcome.run_output["Stdout"] == "ok\n"
-    notice = "devstack: image 'ubuntu:22.04' is not available offline; running the local alias " \
-             "'bacalhau-devstack/busybox:latest' instead"
+    notice = (
+        "devstack: image 'ubuntu:22.04' is not available offline; running the local alias "
+        "'bacalhau-devstack/busybox:latest' instead"
+    )
     assert ("Preparing Environment", notice) in recorder.events
     assert (2, notice + "\n") in recorder.logs
     assert outcome.run_output["stderr"] == ""  # the notice is not part of the container's output
 
     outcome, _, _ = run(node, docker_job("true", image="python:3.12-slim", results=False))
-    assert outcome.error.startswith('failed to pull image "python:3.12-slim": no container registry is reachable')
+    assert outcome.error.startswith(
+        'failed to pull image "python:3.12-slim": no container registry is reachable'
+    )
 
 
 def test_memory_limit_exceeded_fails_the_execution(node):

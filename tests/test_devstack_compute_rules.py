@@ -56,8 +56,13 @@ def bucket(s3_server) -> str:
 
 def request_for(job: dict, cancel: threading.Event | None = None) -> ExecutionRequest:
     return ExecutionRequest(
-        job=job, job_id="j-1", execution_id=f"e-{uuid.uuid4()}", presign_managed_put=None,
-        on_log=lambda *_: None, on_event=lambda *_: None, on_running=lambda: None,
+        job=job,
+        job_id="j-1",
+        execution_id=f"e-{uuid.uuid4()}",
+        presign_managed_put=None,
+        on_log=lambda *_: None,
+        on_event=lambda *_: None,
+        on_running=lambda: None,
         cancel=cancel or threading.Event(),
     )
 
@@ -72,21 +77,56 @@ DOCKER = {"Type": "docker", "Params": {"Image": "busybox"}}
 @pytest.mark.parametrize(
     "job, message",
     [
-        (job_with({"Type": "docker", "Params": {"Image": ""}}), "invalid docker engine param: 'Image' cannot be empty"),
-        (job_with({"Type": "docker", "Params": {"image": "busybox", "workingdirectory": "rel"}}),
-         "invalid docker engine param: 'WorkingDirectory' (\"rel\") must contain absolute path"),
-        (job_with({"Type": "docker", "Params": {"Image": "busybox", "EnvironmentVariables": ["bacalhau_x=1"]}}),
-         "invalid docker engine param: environment variable 'bacalhau_x' cannot start with BACALHAU_"),
-        (job_with(DOCKER, Publisher={"Type": "s3", "Params": {"Key": "k"}}), "invalid s3 params. bucket cannot be empty"),
-        (job_with(DOCKER, Publisher={"Type": "s3", "Params": {"Bucket": "b"}}), "invalid s3 params. key cannot be empty"),
-        (job_with(DOCKER, Publisher={"Type": "s3", "Params": {"Bucket": "b", "Key": "k", "Encoding": "zip"}}),
-         "invalid s3 params. encoding must be either 'plain' or 'gzip'"),
-        (job_with(DOCKER, InputSources=[{"Target": "/i", "Source": {"Type": "s3", "Params": {"Key": "k"}}}]),
-         "invalid s3 storage params: bucket cannot be empty"),
-        (job_with(DOCKER, InputSources=[{"Target": "/i", "Source": {"Type": "s3", "Params": {
-            "Bucket": "b", "Partition": {"Type": "weird"}}}}]), "unsupported partition key type weird"),
-        (job_with({"Type": "noop"}, Publisher={"Type": "s3", "Params": {"Bucket": "b"}}),
-         "invalid s3 params. key cannot be empty"),
+        (
+            job_with({"Type": "docker", "Params": {"Image": ""}}),
+            "invalid docker engine param: 'Image' cannot be empty",
+        ),
+        (
+            job_with({"Type": "docker", "Params": {"image": "busybox", "workingdirectory": "rel"}}),
+            "invalid docker engine param: 'WorkingDirectory' (\"rel\") must contain absolute path",
+        ),
+        (
+            job_with(
+                {"Type": "docker", "Params": {"Image": "busybox", "EnvironmentVariables": ["bacalhau_x=1"]}}
+            ),
+            "invalid docker engine param: environment variable 'bacalhau_x' cannot start with BACALHAU_",
+        ),
+        (
+            job_with(DOCKER, Publisher={"Type": "s3", "Params": {"Key": "k"}}),
+            "invalid s3 params. bucket cannot be empty",
+        ),
+        (
+            job_with(DOCKER, Publisher={"Type": "s3", "Params": {"Bucket": "b"}}),
+            "invalid s3 params. key cannot be empty",
+        ),
+        (
+            job_with(
+                DOCKER, Publisher={"Type": "s3", "Params": {"Bucket": "b", "Key": "k", "Encoding": "zip"}}
+            ),
+            "invalid s3 params. encoding must be either 'plain' or 'gzip'",
+        ),
+        (
+            job_with(
+                DOCKER, InputSources=[{"Target": "/i", "Source": {"Type": "s3", "Params": {"Key": "k"}}}]
+            ),
+            "invalid s3 storage params: bucket cannot be empty",
+        ),
+        (
+            job_with(
+                DOCKER,
+                InputSources=[
+                    {
+                        "Target": "/i",
+                        "Source": {"Type": "s3", "Params": {"Bucket": "b", "Partition": {"Type": "weird"}}},
+                    }
+                ],
+            ),
+            "unsupported partition key type weird",
+        ),
+        (
+            job_with({"Type": "noop"}, Publisher={"Type": "s3", "Params": {"Bucket": "b"}}),
+            "invalid s3 params. key cannot be empty",
+        ),
     ],
 )
 def test_params_errors_fail_the_execution(node, job, message):
@@ -101,8 +141,14 @@ def test_unsupported_types_and_node_info(tmp_path, s3_server):
     assert node.unsupported_reason(job_with({"Type": "wasm"})) == "does not support wasm"
     assert node.unsupported_reason(job_with(DOCKER)) == "does not support docker"  # no engine configured
     noop = {"Type": "noop"}
-    assert node.unsupported_reason(job_with(noop, InputSources=[
-        {"Target": "/i", "Source": {"Type": "ipfs", "Params": {"CID": "Qm"}}}])) == "does not support ipfs"
+    assert (
+        node.unsupported_reason(
+            job_with(
+                noop, InputSources=[{"Target": "/i", "Source": {"Type": "ipfs", "Params": {"CID": "Qm"}}}]
+            )
+        )
+        == "does not support ipfs"
+    )
     assert node.unsupported_reason(job_with(noop, Publisher={"Type": "ipfs"})) == "does not support ipfs"
     assert node.unsupported_reason(job_with(noop, Publisher={"Type": ""})) is None
     info = node.node_info()
@@ -112,15 +158,26 @@ def test_unsupported_types_and_node_info(tmp_path, s3_server):
         "Publishers": ["local", "noop", "s3", "s3managed"],
         "StorageSources": ["inline", "local", "localdirectory", "s3", "urldownload"],
     }
-    assert set(info) == {"ExecutionEngines", "Publishers", "StorageSources", "MaxCapacity", "QueueCapacity",
-                         "AvailableCapacity", "MaxJobRequirements", "RunningExecutions", "EnqueuedExecutions",
-                         "address"}
+    assert set(info) == {
+        "ExecutionEngines",
+        "Publishers",
+        "StorageSources",
+        "MaxCapacity",
+        "QueueCapacity",
+        "AvailableCapacity",
+        "MaxJobRequirements",
+        "RunningExecutions",
+        "EnqueuedExecutions",
+        "address",
+    }
     assert isinstance(info["MaxCapacity"]["CPU"], float) and info["MaxCapacity"]["Memory"] > 0
     # Without AWS credentials (a real node's default chain finds none) s3 is not installed.
     bare = ComputeNode(settings_for(tmp_path, s3_server, aws_access_key_id="", aws_secret_access_key=""))
     assert "s3" not in bare.node_info()["StorageSources"] and "s3" not in bare.node_info()["Publishers"]
     assert "s3managed" in bare.node_info()["Publishers"]  # the orchestrator presigns for it
-    s3_job = job_with(noop, InputSources=[{"Target": "/i", "Source": {"Type": "s3", "Params": {"Bucket": "b"}}}])
+    s3_job = job_with(
+        noop, InputSources=[{"Target": "/i", "Source": {"Type": "s3", "Params": {"Bucket": "b"}}}]
+    )
     assert bare.unsupported_reason(s3_job) == "does not support s3"
     with_docker = ComputeNode(settings_for(tmp_path, s3_server, docker_host="unix:///nonexistent.sock"))
     assert with_docker.node_info()["ExecutionEngines"] == ["docker", "noop"]
@@ -131,11 +188,19 @@ def test_noop_engine_completes_and_publishes(tmp_path, s3_server, bucket):
     node = ComputeNode(settings_for(tmp_path, s3_server))
     outcome = node.run(request_for(job_with({"Type": "noop"})))
     assert outcome.error is None and outcome.published_result is None
-    assert outcome.run_output == {"Stdout": "", "StdoutTruncated": False, "stderr": "", "StderrTruncated": False,
-                                  "ExitCode": 0, "ErrorMsg": ""}
+    assert outcome.run_output == {
+        "Stdout": "",
+        "StdoutTruncated": False,
+        "stderr": "",
+        "StderrTruncated": False,
+        "ExitCode": 0,
+        "ErrorMsg": "",
+    }
     outcome = node.run(request_for(job_with({"Type": "noop"}, Publisher={"Type": "noop"})))
     assert outcome.published_result == {"Type": ""}
-    request = request_for(job_with({"Type": "noop"}, Publisher={"Type": "s3", "Params": {"Bucket": bucket, "Key": "n"}}))
+    request = request_for(
+        job_with({"Type": "noop"}, Publisher={"Type": "s3", "Params": {"Bucket": bucket, "Key": "n"}})
+    )
     outcome = node.run(request)
     assert outcome.error is None and outcome.published_result["Params"]["Key"] == "n.tar.gz"
     body = s3_server.client().get_object(Bucket=bucket, Key="n.tar.gz")["Body"].read()
@@ -164,13 +229,23 @@ def test_s3_layouts_follow_the_real_node(tmp_path, s3_server, bucket):
         client.put_object(Bucket=bucket, Key=key, Body=b"x")
     client.put_object(Bucket=bucket, Key="a/b", Body=b"", ContentType="application/x-directory")
     assert _layout(tmp_path, s3_server, {"Bucket": bucket, "Key": "a/b/file.csv"}) == ["file.csv"]
-    assert _layout(tmp_path, s3_server, {"Bucket": bucket, "Key": "a/b/"}) == ["c/deep.csv", "file.csv", "log-1.txt"]
+    assert _layout(tmp_path, s3_server, {"Bucket": bucket, "Key": "a/b/"}) == [
+        "c/deep.csv",
+        "file.csv",
+        "log-1.txt",
+    ]
     assert _layout(tmp_path, s3_server, {"Bucket": bucket, "Key": "a/b/log-*"}) == ["log-1.txt"]
     # A directory-typed object is listed as a prefix (as the Go code, without adding a slash).
     assert _layout(tmp_path, s3_server, {"Bucket": bucket, "Key": "a/b"}) == [
-        "b/c/deep.csv", "b/file.csv", "b/log-1.txt", "bx/z.txt"]
+        "b/c/deep.csv",
+        "b/file.csv",
+        "b/log-1.txt",
+        "bx/z.txt",
+    ]
     assert _layout(tmp_path, s3_server, {"Bucket": bucket, "Key": "", "Filter": "csv"}) == [
-        "a/b/c/deep.csv", "a/b/file.csv"]
+        "a/b/c/deep.csv",
+        "a/b/file.csv",
+    ]
     with pytest.raises(ComputeError, match="invalid regex pattern"):
         _layout(tmp_path, s3_server, {"Bucket": bucket, "Key": "a/", "Filter": "("})
 
@@ -191,16 +266,29 @@ def test_s3_object_partitioning_splits_without_overlap(tmp_path, s3_server, buck
 
 
 def test_publish_key_rules():
-    ctx = publishers.PublishContext(clients=None, job_id="j-1", execution_id="e-1", node_id="n-1",
-                                    local_publisher_dir=Path("/tmp"), local_publisher_base_url="")
-    assert publishers.published_key("pattern_gzip/{jobID}/{executionID}", "gzip", ctx) == "pattern_gzip/j-1/e-1.tar.gz"
+    ctx = publishers.PublishContext(
+        clients=None,
+        job_id="j-1",
+        execution_id="e-1",
+        node_id="n-1",
+        local_publisher_dir=Path("/tmp"),
+        local_publisher_base_url="",
+    )
+    assert (
+        publishers.published_key("pattern_gzip/{jobID}/{executionID}", "gzip", ctx)
+        == "pattern_gzip/j-1/e-1.tar.gz"
+    )
     assert publishers.published_key("x.tar.gz", "gzip", ctx) == "x.tar.gz"
     assert publishers.published_key("simple_plain", "plain", ctx) == "simple_plain/"
     assert publishers.published_key("{JOBID}/{nodeID}/", "plain", ctx) == "{JOBID}/n-1/"
 
 
 def test_unit_parsers():
-    assert parse_memory("512mb") == 512_000_000 and parse_memory("1gib") == 2**30 and parse_memory("1 GB") == 10**9
+    assert (
+        parse_memory("512mb") == 512_000_000
+        and parse_memory("1gib") == 2**30
+        and parse_memory("1 GB") == 10**9
+    )
     assert parse_memory("1000") == 1000 and parse_memory("1.5kib") == 1536
     assert parse_cpu("500m") == 0.5 and parse_cpu("2") == 2.0
     with pytest.raises(ComputeError, match="invalid memory value"):

@@ -25,11 +25,15 @@ def decode(body: bytes, model: str):
 @pytest.fixture
 def finished_job(api, devstack):
     """A completed docker job with resources, an s3 gzip publisher and a result path."""
-    job = busybox_job("mkdir -p /outputs && echo hi > /outputs/a.txt",
-                      Resources={"CPU": "500m", "Memory": "64Mb", "Disk": "1Gi"},
-                      ResultPaths=[{"Name": "outputs", "Path": "/outputs"}],
-                      Publisher={"Type": "s3", "Params": {"Bucket": devstack.results_bucket,
-                                                          "Key": "gen-client/{jobID}/{executionID}"}})
+    job = busybox_job(
+        "mkdir -p /outputs && echo hi > /outputs/a.txt",
+        Resources={"CPU": "500m", "Memory": "64Mb", "Disk": "1Gi"},
+        ResultPaths=[{"Name": "outputs", "Path": "/outputs"}],
+        Publisher={
+            "Type": "s3",
+            "Params": {"Bucket": devstack.results_bucket, "Key": "gen-client/{jobID}/{executionID}"},
+        },
+    )
     job["Name"] = unique("gen-client")
     job_id = submit(api, job)["JobID"]
     assert wait_for(api, job_id, timeout=60)["Job"]["State"]["StateType"] == "Completed"
@@ -40,8 +44,11 @@ def test_allocated_resources_are_numbers_as_in_models_resources(api, finished_jo
     # pkg/models/resource.go (Resources): CPU float64 cores, Memory/Disk uint64 bytes, omitempty.
     body = api.get(f"{JOBS}/{finished_job}/executions").json()
     (execution,) = body["Items"]
-    assert execution["AllocatedResources"]["Tasks"]["main"] == {"CPU": 0.5, "Memory": 64_000_000,
-                                                                "Disk": 2**30}
+    assert execution["AllocatedResources"]["Tasks"]["main"] == {
+        "CPU": 0.5,
+        "Memory": 64_000_000,
+        "Disk": 2**30,
+    }
     # The task's own resources stay the strings the user gave (models.ResourcesConfig).
     assert execution["Job"]["Tasks"][0]["Resources"]["CPU"] == "500m"
 
@@ -73,7 +80,10 @@ def test_every_answer_decodes_in_bacalhau_apiclient(api, finished_job):
 
 def test_the_decoder_is_strict_enough_to_catch_the_old_shape():
     # The shape the devstack used to send (the job's strings copied into AllocatedResources).
-    old = {"Items": [{"ID": "e-1", "AllocatedResources": {"Tasks": {"main": {"CPU": "500m",
-                                                                             "Memory": "512mb"}}}}]}
+    old = {
+        "Items": [
+            {"ID": "e-1", "AllocatedResources": {"Tasks": {"main": {"CPU": "500m", "Memory": "512mb"}}}}
+        ]
+    }
     with pytest.raises(ValueError, match="500m"):
         decode(json.dumps(old).encode(), "ApiListJobExecutionsResponse")

@@ -62,9 +62,13 @@ def test_failed_execution_has_no_run_output_and_its_log_stays_readable_by_id(api
     # Without execution_id only non-discarded executions are candidates: here, none.
     frames, code, _ = read_frames(devstack, job_id)
     assert code == 1000
-    assert frames == [{"value": {"Type": 0, "Line": ""},
-                       "error": f"failed to open log stream for job {job_id}: unable to find execution  "
-                                f"in job {job_id} and job version 1"}]
+    assert frames == [
+        {
+            "value": {"Type": 0, "Line": ""},
+            "error": f"failed to open log stream for job {job_id}: unable to find execution  "
+            f"in job {job_id} and job version 1",
+        }
+    ]
     frames, _, _ = read_frames(devstack, job_id, execution_id="e-nope")
     assert frames[0]["error"].endswith(f"unable to find execution e-nope in job {job_id} and job version 1")
 
@@ -155,9 +159,13 @@ def test_job_without_executions(api, devstack):
     job_id, name = body["Job"]["ID"], body["Job"]["Name"]
     frames, code, _ = read_frames(devstack, job_id)
     assert code == 1000
-    assert frames == [{"value": {"Type": 0, "Line": ""},
-                       "error": f"failed to open log stream for job {job_id}: no executions found for job "
-                                f"{name} with ID {job_id}, and version 0"}]
+    assert frames == [
+        {
+            "value": {"Type": 0, "Line": ""},
+            "error": f"failed to open log stream for job {job_id}: no executions found for job "
+            f"{name} with ID {job_id}, and version 0",
+        }
+    ]
 
 
 def test_a_bad_job_version_is_an_error_frame(api, devstack):

@@ -11,8 +11,14 @@ from airflow_provider_bacalhau.devstack.compute import ExecutionOutcome
 from airflow_provider_bacalhau.devstack.jobspec import apply_defaults, normalize_submission
 from airflow_provider_bacalhau.devstack.scheduler import LOST_MESSAGE, Scheduler
 
-OUTPUT = {"Stdout": "partial\n", "StdoutTruncated": False, "stderr": "", "StderrTruncated": False,
-          "ExitCode": -1, "ErrorMsg": "execution cancelled"}
+OUTPUT = {
+    "Stdout": "partial\n",
+    "StdoutTruncated": False,
+    "stderr": "",
+    "StderrTruncated": False,
+    "ExitCode": -1,
+    "ErrorMsg": "execution cancelled",
+}
 
 
 class BlockingCompute:
@@ -33,7 +39,9 @@ class BlockingCompute:
 
 
 def submitted(store: st.Store) -> str:
-    job, _ = normalize_submission({"Type": "batch", "Count": 1, "Tasks": [{"Name": "main", "Engine": {"Type": "noop"}}]})
+    job, _ = normalize_submission(
+        {"Type": "batch", "Count": 1, "Tasks": [{"Name": "main", "Engine": {"Type": "noop"}}]}
+    )
     apply_defaults(job, "n-test")
     job["ID"], job["Name"] = "j-test", "j-test"
     store.create_job(job)

@@ -6,7 +6,6 @@ import botocore.exceptions
 import pytest
 
 
-
 def test_s3_server_round_trip_and_reset(s3_server):
     client = s3_server.client()
     client.create_bucket(Bucket="stage")
@@ -39,8 +38,13 @@ def _cli(*args: str, home, timeout: float = 120):
     import sys
 
     env = {**os.environ, "BACALHAU_DEVSTACK_HOME": str(home)}
-    return subprocess.run([sys.executable, "-m", "airflow_provider_bacalhau.devstack", *args], env=env,
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "airflow_provider_bacalhau.devstack", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def test_cli_up_env_restart_down_leaves_nothing_running(tmp_path):
@@ -52,15 +56,32 @@ def test_cli_up_env_restart_down_leaves_nothing_running(tmp_path):
 
     from airflow_provider_bacalhau.devstack import procs, stack
 
-    up = _cli("up", "--no-engine", "--api-port", str(procs.free_port()), "--s3-port", str(procs.free_port()), home=tmp_path)
+    up = _cli(
+        "up",
+        "--no-engine",
+        "--api-port",
+        str(procs.free_port()),
+        "--s3-port",
+        str(procs.free_port()),
+        home=tmp_path,
+    )
     assert up.returncode == 0, up.stderr
     assert "NOT a Bacalhau replacement" in up.stdout
-    exports = dict(shlex.split(line[len("export "):])[0].split("=", 1) for line in up.stdout.splitlines() if line.startswith("export "))
+    exports = dict(
+        shlex.split(line[len("export ") :])[0].split("=", 1)
+        for line in up.stdout.splitlines()
+        if line.startswith("export ")
+    )
     state = stack.load_state(tmp_path)
     try:
-        assert exports["BACALHAU_API_PORT"] == str(state.api_port) and exports["BACALHAU_API_HOST"] == "127.0.0.1"
+        assert (
+            exports["BACALHAU_API_PORT"] == str(state.api_port)
+            and exports["BACALHAU_API_HOST"] == "127.0.0.1"
+        )
         aws = json.loads(exports["AIRFLOW_CONN_AWS_DEFAULT"])
-        assert aws["extra"]["endpoint_url"] == state.s3_endpoint and aws["extra"]["config_kwargs"] == {"signature_version": "s3v4"}
+        assert aws["extra"]["endpoint_url"] == state.s3_endpoint and aws["extra"]["config_kwargs"] == {
+            "signature_version": "s3v4"
+        }
         assert json.loads(exports["AIRFLOW_CONN_BACALHAU_DEFAULT"])["port"] == state.api_port
         buckets = {b["Name"] for b in procs.s3_client(state.s3_endpoint).list_buckets()["Buckets"]}
         assert {stack.MANAGED_BUCKET, stack.RESULTS_BUCKET} <= buckets
@@ -95,11 +116,15 @@ def test_down_removes_the_s3_data_unless_asked_to_keep_it(tmp_path):
 
     state = up()
     try:
-        procs.s3_client(state.s3_endpoint).put_object(Bucket=stack.RESULTS_BUCKET, Key="kept.txt", Body=b"kept")
+        procs.s3_client(state.s3_endpoint).put_object(
+            Bucket=stack.RESULTS_BUCKET, Key="kept.txt", Body=b"kept"
+        )
         assert _cli("down", "--keep-data", home=tmp_path).returncode == 0
         assert (tmp_path / stack.S3_DATA).is_dir() and not procs.pid_alive(state.s3_pid)
         state = up()
-        body = procs.s3_client(state.s3_endpoint).get_object(Bucket=stack.RESULTS_BUCKET, Key="kept.txt")["Body"]
+        body = procs.s3_client(state.s3_endpoint).get_object(Bucket=stack.RESULTS_BUCKET, Key="kept.txt")[
+            "Body"
+        ]
         assert body.read() == b"kept"
     finally:
         assert _cli("down", home=tmp_path).returncode == 0
@@ -114,8 +139,16 @@ def test_devstack_env_fixture_points_connections_at_the_stack(devstack_env):
 
     conn = json.loads(os.environ["AIRFLOW_CONN_BACALHAU_DEFAULT"])
     assert (conn["host"], conn["port"]) == (devstack_env.api_host, devstack_env.api_port)
-    assert json.loads(devstack_env.bacalhau_conn_json(password="k" * 20, namespace="x"))["extra"]["namespace"] == "x"
-    assert json.loads(os.environ["AIRFLOW_CONN_AWS_DEFAULT"])["extra"]["endpoint_url"] == devstack_env.s3_endpoint
+    assert (
+        json.loads(devstack_env.bacalhau_conn_json(password="k" * 20, namespace="x"))["extra"]["namespace"]
+        == "x"
+    )
+    assert (
+        json.loads(os.environ["AIRFLOW_CONN_AWS_DEFAULT"])["extra"]["endpoint_url"]
+        == devstack_env.s3_endpoint
+    )
     url = f"http://{os.environ['BACALHAU_API_HOST']}:{os.environ['BACALHAU_API_PORT']}/api/v1/agent/alive"
     assert httpx.get(url).json() == {"Status": "OK"}
-    assert devstack_env.managed_bucket in {b["Name"] for b in devstack_env.s3_client().list_buckets()["Buckets"]}
+    assert devstack_env.managed_bucket in {
+        b["Name"] for b in devstack_env.s3_client().list_buckets()["Buckets"]
+    }

@@ -14,9 +14,8 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
-import pytest
-
 import e2e_helpers as e2e
+import pytest
 from airflow_helpers import airflow_db  # noqa: F401  (fixture)
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
@@ -159,9 +158,18 @@ def test_airflow_dags_test_cli_runs_an_example(devstack, airflow_db, tmp_path):
     }
     conf = {"message": "hello from the airflow CLI", "download_dir": str(tmp_path)}
     proc = subprocess.run(
-        [str(Path(sys.executable).parent / "airflow"), "dags", "test", "example_bacalhau_job_file",
-         "--conf", json.dumps(conf)],
-        env=env, capture_output=True, text=True, timeout=180,
+        [
+            str(Path(sys.executable).parent / "airflow"),
+            "dags",
+            "test",
+            "example_bacalhau_job_file",
+            "--conf",
+            json.dumps(conf),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
     )
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, e2e.tail(out)

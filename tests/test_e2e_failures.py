@@ -17,9 +17,8 @@ import sys
 import textwrap
 from pathlib import Path
 
-import pytest
-
 import e2e_helpers as e2e
+import pytest
 from airflow_helpers import airflow_db  # noqa: F401  (fixture)
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
@@ -75,8 +74,11 @@ def test_nonzero_exit_and_execution_timeout_fail_the_task_with_the_reason(
 
     e2e.assert_deferral(out, deferrable)
     assert run.state == "failed"
-    assert e2e.task_states(run) == {"exits_nonzero": "failed", "runs_too_long": "failed",
-                                    "cannot_publish": "failed"}
+    assert e2e.task_states(run) == {
+        "exits_nonzero": "failed",
+        "runs_too_long": "failed",
+        "cannot_publish": "failed",
+    }
 
     # The exception that failed each task names the exit code / the timeout, with the stderr tail.
     nonzero_job = e2e.xcom(run, "exits_nonzero", key="bacalhau_job_id")
@@ -144,8 +146,9 @@ def test_worker_killed_after_submit_reattaches_without_a_second_job(devstack, tm
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "PYTHONWARNINGS": "ignore::DeprecationWarning",
     }
-    subprocess.run([sys.executable, "-c", SETUP_SCRIPT], env=env, check=True, capture_output=True,
-                   timeout=120)
+    subprocess.run(
+        [sys.executable, "-c", SETUP_SCRIPT], env=env, check=True, capture_output=True, timeout=120
+    )
     airflow = str(Path(sys.executable).parent / "airflow")
     argv = [airflow, "tasks", "test", "e2e_bacalhau_crash", "long_job", "2025-01-01"]
     name_part = "e2e-bacalhau-crash-long-job"
@@ -212,8 +215,13 @@ def defer_in_a_real_run(dag, task_id: str):
         ti.state = TaskInstanceState.QUEUED
         session.commit()
         sdk_ti = TaskInstanceSDK(
-            id=ti.id, task_id=ti.task_id, dag_id=ti.dag_id, run_id=ti.run_id, try_number=ti.try_number,
-            map_index=ti.map_index, dag_version_id=ti.dag_version_id,
+            id=ti.id,
+            task_id=ti.task_id,
+            dag_id=ti.dag_id,
+            run_id=ti.run_id,
+            try_number=ti.try_number,
+            map_index=ti.map_index,
+            dag_version_id=ti.dag_version_id,
         )
         session.expunge(run)
     result = run_task_in_process(ti=sdk_ti, task=dag.get_task(task_id))
@@ -230,9 +238,9 @@ def mark_failed(run, task_id: str) -> None:
     from airflow.utils.state import TaskInstanceState
 
     with create_session() as session:
-        ti = session.query(TaskInstance).filter_by(
-            dag_id=run.dag_id, run_id=run.run_id, task_id=task_id
-        ).one()
+        ti = (
+            session.query(TaskInstance).filter_by(dag_id=run.dag_id, run_id=run.run_id, task_id=task_id).one()
+        )
         assert ti.state == TaskInstanceState.DEFERRED
         ti.state = TaskInstanceState.FAILED
         ti.trigger_id = None
@@ -260,8 +268,12 @@ def test_marking_a_deferred_task_failed_stops_its_job(devstack_env, airflow_db, 
 
     async def run_then_cancel() -> list:
         runner = TriggerRunner()
-        runner.triggers[1] = {"task": None, "name": "e2e_bacalhau_kill/long_job", "events": 0,
-                              "is_watcher": False}
+        runner.triggers[1] = {
+            "task": None,
+            "name": "e2e_bacalhau_kill/long_job",
+            "events": 0,
+            "is_watcher": False,
+        }
         runner.triggers[1]["task"] = asyncio.create_task(runner.run_trigger(1, trigger))
         await asyncio.sleep(2.5)  # a few polls: the job is still running
         assert not runner.triggers[1]["task"].done()

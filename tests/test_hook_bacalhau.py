@@ -37,7 +37,12 @@ def script_healthy(api: FakeBacalhauApi) -> None:
 
 
 def test_hook_attributes_and_lazy_connection_read():
-    assert (BacalhauHook.conn_type, BacalhauHook.default_conn_name, BacalhauHook.conn_name_attr, BacalhauHook.hook_name) == (
+    assert (
+        BacalhauHook.conn_type,
+        BacalhauHook.default_conn_name,
+        BacalhauHook.conn_name_attr,
+        BacalhauHook.hook_name,
+    ) == (
         "bacalhau",
         "bacalhau_default",
         "bacalhau_conn_id",
@@ -51,7 +56,10 @@ def test_hook_attributes_and_lazy_connection_read():
 @pytest.mark.parametrize(
     ("fields", "expected"),
     [
-        ({"host": "bacalhau.local"}, {"base_url": "http://bacalhau.local:1234", "api_key": None, "username": None}),
+        (
+            {"host": "bacalhau.local"},
+            {"base_url": "http://bacalhau.local:1234", "api_key": None, "username": None},
+        ),
         ({"host": "https://api.example.com", "port": 8443}, {"base_url": "https://api.example.com:8443"}),
         ({"host": "https://api.example.com:9443", "port": 1}, {"base_url": "https://api.example.com:9443"}),
         ({"host": "0.0.0.0", "password": API_KEY}, {"base_url": "http://127.0.0.1:1234", "api_key": API_KEY}),
@@ -60,7 +68,10 @@ def test_hook_attributes_and_lazy_connection_read():
             {"username": "alice", "password": "pw-0123456789", "api_key": None},
         ),
         (
-            {"host": "h", "extra": {"use_tls": True, "insecure": "true", "namespace": "team", "timeout": "5"}},
+            {
+                "host": "h",
+                "extra": {"use_tls": True, "insecure": "true", "namespace": "team", "timeout": "5"},
+            },
             {"base_url": "https://h:1234", "verify": False, "namespace": "team", "timeout": 5.0},
         ),
         ({"host": "h", "extra": {"extra__bacalhau__use_tls": "1"}}, {"base_url": "https://h:1234"}),
@@ -74,7 +85,9 @@ def test_connection_fields_become_client_config(monkeypatch, fields, expected):
 
 
 def test_ca_file_extra(monkeypatch, tls_material):
-    set_conn(monkeypatch, "bac_ca", host="h", extra={"use_tls": "true", "ca_file": str(tls_material.cert_file)})
+    set_conn(
+        monkeypatch, "bac_ca", host="h", extra={"use_tls": "true", "ca_file": str(tls_material.cert_file)}
+    )
     assert BacalhauHook("bac_ca").client_config().verify == str(tls_material.cert_file)
 
 
@@ -88,12 +101,17 @@ def test_bad_connection_is_a_value_error_naming_the_connection(monkeypatch):
 
 
 def test_compute_side_s3_view_comes_from_the_extras(monkeypatch):
-    set_conn(monkeypatch, "bac_s3", host="h", extra={"s3_endpoint": "http://seaweed.nodes:8333",
-                                                      "s3_region": "eu-west-1"})
+    set_conn(
+        monkeypatch,
+        "bac_s3",
+        host="h",
+        extra={"s3_endpoint": "http://seaweed.nodes:8333", "s3_region": "eu-west-1"},
+    )
     view = BacalhauHook("bac_s3").compute_s3_view()
     assert (view.endpoint, view.region) == ("http://seaweed.nodes:8333", "eu-west-1")
-    set_conn(monkeypatch, "bac_s3_airflow2", host="h",
-             extra={"extra__bacalhau__s3_endpoint": "https://s3.example"})
+    set_conn(
+        monkeypatch, "bac_s3_airflow2", host="h", extra={"extra__bacalhau__s3_endpoint": "https://s3.example"}
+    )
     assert BacalhauHook("bac_s3_airflow2").compute_s3_view().endpoint == "https://s3.example"
     set_conn(monkeypatch, "bac_no_s3", host="h")
     assert BacalhauHook("bac_no_s3").compute_s3_view().endpoint == ""  # AWS or the nodes' default
@@ -130,7 +148,14 @@ def test_job_url(monkeypatch):
 
 @pytest.mark.anyio
 async def test_async_client_reads_the_connection_and_shares_the_pool(monkeypatch, fake_api):
-    set_conn(monkeypatch, "bac_async", host="127.0.0.1", port=fake_api.port, login="alice", password="pw-0123456789")
+    set_conn(
+        monkeypatch,
+        "bac_async",
+        host="127.0.0.1",
+        port=fake_api.port,
+        login="alice",
+        password="pw-0123456789",
+    )
     fake_api.script("GET", "/api/v1/agent/alive", Reply(200, {"Status": "OK"}))
     first = await BacalhauHook("bac_async").get_async_client()
     second = await BacalhauHook("bac_async").get_async_client()

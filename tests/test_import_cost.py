@@ -19,6 +19,8 @@ def test_operators_sensor_and_trigger_load_no_s3_library():
         "assert 'airflow_provider_bacalhau.operators.s3' in sys.modules  # the check sees imports\n"
         f"print(sorted(m for m in {HEAVY!r} if m in sys.modules))\n"
     )
-    result = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-c", code], check=False, capture_output=True, text=True, timeout=300
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().splitlines()[-1] == "[]"

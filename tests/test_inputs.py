@@ -9,23 +9,32 @@ import tarfile
 
 import pytest
 
+from airflow_provider_bacalhau.dataplane.inputs import resolve_inputs
 from airflow_provider_bacalhau.errors import SpecError
 from airflow_provider_bacalhau.hooks._compute_s3 import ComputeS3View
 from airflow_provider_bacalhau.hooks.s3 import BacalhauS3Hook
-from airflow_provider_bacalhau.dataplane.inputs import resolve_inputs
 from airflow_provider_bacalhau.spec import InputSource, PublishedResult, S3Source
-
 
 CHECKSUM = "aLgNZhlhklWk0ATVRHbeUfkVes0KnZfNKUoKOGLK090="
 
 
 def raw_published(key: str, checksum: str = "") -> dict:
     """An s3 PublishedResult as it comes out of XCom, with the publisher's empty fields."""
-    return {"Type": "s3", "JobID": "j-1", "ExecutionID": "e-1",
-            "Params": {"Bucket": "res", "Key": key, "Filter": "", "Region": "us-east-1",
-                       "Endpoint": "", "VersionID": "", "ChecksumSHA256": checksum,
-                       "Partition": {"Type": "", "Pattern": "", "StartIndex": 0, "EndIndex": 0,
-                                     "DateFormat": ""}}}
+    return {
+        "Type": "s3",
+        "JobID": "j-1",
+        "ExecutionID": "e-1",
+        "Params": {
+            "Bucket": "res",
+            "Key": key,
+            "Filter": "",
+            "Region": "us-east-1",
+            "Endpoint": "",
+            "VersionID": "",
+            "ChecksumSHA256": checksum,
+            "Partition": {"Type": "", "Pattern": "", "StartIndex": 0, "EndIndex": 0, "DateFormat": ""},
+        },
+    }
 
 
 def as_dicts(items):
@@ -39,8 +48,7 @@ def test_targets_rule():
     got = resolve_inputs([staged, "s3://b/other/", raw_published("r/e-1/")])
     assert [i.target for i in got] == ["/inputs/0", "/inputs/1", "/inputs/2"]
     named = resolve_inputs({"train": staged, "model": "s3://b/m.bin"}, target="/data")
-    assert [(i.target, i.source.key) for i in named] == [("/data/train", "in/"),
-                                                          ("/data/model", "m.bin")]
+    assert [(i.target, i.source.key) for i in named] == [("/data/train", "in/"), ("/data/model", "m.bin")]
     nested = resolve_inputs([staged, [raw_published("r/e-1/"), raw_published("r/e-2/")]])
     assert [i.target for i in nested] == ["/inputs/0", "/inputs/1/0", "/inputs/1/1"]
     own = resolve_inputs([{"Target": "/mine", "Source": staged}, staged])
@@ -60,18 +68,23 @@ def test_duplicate_targets_and_bad_names_refused():
 
 def test_plain_result_becomes_clean_prefix_input():
     [item] = resolve_inputs(raw_published("runs/j-1/e-1/", checksum=CHECKSUM))
-    assert item.to_dict() == {"Target": "/inputs", "Source": {"Type": "s3", "Params": {
-        "Bucket": "res", "Key": "runs/j-1/e-1/", "Region": "us-east-1"}}}
+    assert item.to_dict() == {
+        "Target": "/inputs",
+        "Source": {"Type": "s3", "Params": {"Bucket": "res", "Key": "runs/j-1/e-1/", "Region": "us-east-1"}},
+    }
     from_object = resolve_inputs(PublishedResult.from_dict(raw_published("runs/j-1/e-1/")))
     assert as_dicts(from_object) == as_dicts([item])
 
 
 def test_archive_as_is_on_request_keeps_checksum():
     [item] = resolve_inputs(raw_published("runs/e-1.tar.gz", CHECKSUM), restage=False)
-    assert item.source.to_spec()["Params"] == {"Bucket": "res", "Key": "runs/e-1.tar.gz",
-                                               "Region": "us-east-1", "ChecksumSHA256": CHECKSUM}
-    [composite] = resolve_inputs(raw_published("runs/e-1.tar.gz", CHECKSUM[:-1] + "-3"),
-                                 restage=False)
+    assert item.source.to_spec()["Params"] == {
+        "Bucket": "res",
+        "Key": "runs/e-1.tar.gz",
+        "Region": "us-east-1",
+        "ChecksumSHA256": CHECKSUM,
+    }
+    [composite] = resolve_inputs(raw_published("runs/e-1.tar.gz", CHECKSUM[:-1] + "-3"), restage=False)
     assert composite.source.checksum_sha256 == ""
 
 
@@ -81,13 +94,16 @@ def test_results_that_cannot_be_inputs_are_explained():
         resolve_inputs(managed)
     with pytest.raises(ValueError, match="restage"):
         resolve_inputs(managed, restage=False)
-    local = {"Type": "urlDownload", "Params": {"URL": "http://n:6001/e-1.tar.gz"},
-             "JobID": "j", "ExecutionID": "e-1"}
+    local = {
+        "Type": "urlDownload",
+        "Params": {"URL": "http://n:6001/e-1.tar.gz"},
+        "JobID": "j",
+        "ExecutionID": "e-1",
+    }
     with pytest.raises(ValueError, match="staging_bucket"):
         resolve_inputs(local)
     [as_is] = resolve_inputs(local, restage=False)
-    assert as_is.source.to_spec() == {"Type": "urlDownload",
-                                      "Params": {"URL": "http://n:6001/e-1.tar.gz"}}
+    assert as_is.source.to_spec() == {"Type": "urlDownload", "Params": {"URL": "http://n:6001/e-1.tar.gz"}}
     with pytest.raises(SpecError):
         resolve_inputs({"Type": "s3", "Params": {"Bucket": "", "Key": "x/"}})
 
@@ -98,8 +114,11 @@ def test_input_source_objects_and_raw_sources():
     got = resolve_inputs([obj, raw])
     assert as_dicts(got) == [
         {"Target": "/in", "Source": {"Type": "s3", "Params": {"Bucket": "b", "Key": "k/"}}},
-        {"Target": "/inputs/1", "Source": {"Type": "urlDownload",
-                                           "Params": {"URL": "https://example.com/a.csv"}}}]
+        {
+            "Target": "/inputs/1",
+            "Source": {"Type": "urlDownload", "Params": {"URL": "https://example.com/a.csv"}},
+        },
+    ]
 
 
 def test_gzip_result_restaged_against_the_s3_server(s3_server, monkeypatch):
@@ -111,33 +130,48 @@ def test_gzip_result_restaged_against_the_s3_server(s3_server, monkeypatch):
         info = tarfile.TarInfo("outputs/a.txt")
         info.size = 1
         tar.addfile(info, io.BytesIO(b"a"))
-    answer = client.put_object(Bucket="inputs-res", Key="r/e-1.tar.gz", Body=buf.getvalue(),
-                               ChecksumAlgorithm="SHA256")
-    result = {"Type": "s3", "JobID": "j-1", "ExecutionID": "e-1", "Params": {
-        "Bucket": "inputs-res", "Key": "r/e-1.tar.gz", "ChecksumSHA256": answer["ChecksumSHA256"]}}
+    answer = client.put_object(
+        Bucket="inputs-res", Key="r/e-1.tar.gz", Body=buf.getvalue(), ChecksumAlgorithm="SHA256"
+    )
+    result = {
+        "Type": "s3",
+        "JobID": "j-1",
+        "ExecutionID": "e-1",
+        "Params": {"Bucket": "inputs-res", "Key": "r/e-1.tar.gz", "ChecksumSHA256": answer["ChecksumSHA256"]},
+    }
     # Airflow downloads and uploads through its AWS connection; the spec names S3 as nodes see it.
     nodes = ComputeS3View("http://s3.nodes.internal:8333", "eu-central-1")
     hook = BacalhauS3Hook(compute_s3=nodes)
     [item] = resolve_inputs(result, s3_hook=hook)
     digest = hashlib.sha256(buf.getvalue()).hexdigest()
-    assert item.to_dict() == {"Target": "/inputs", "Source": {"Type": "s3", "Params": {
-        "Bucket": "inputs-res", "Key": f"bacalhau-staging/{digest}/", "Region": "eu-central-1",
-        "Endpoint": "http://s3.nodes.internal:8333"}}}
+    assert item.to_dict() == {
+        "Target": "/inputs",
+        "Source": {
+            "Type": "s3",
+            "Params": {
+                "Bucket": "inputs-res",
+                "Key": f"bacalhau-staging/{digest}/",
+                "Region": "eu-central-1",
+                "Endpoint": "http://s3.nodes.internal:8333",
+            },
+        },
+    }
     marker = client.get_object(Bucket="inputs-res", Key=f"bacalhau-staging/{digest}.restaged.json")
     assert json.loads(marker["Body"].read())["Files"] == 1
     [uri] = resolve_inputs("s3://inputs-res/plain/", s3_hook=hook)
     assert uri.source.endpoint == nodes.endpoint and uri.source.key == "plain/"
     # Without a compute-side view the re-staged prefix names no store (AWS or the node's own).
     [bare] = resolve_inputs(result, s3_hook=BacalhauS3Hook())
-    assert bare.source.to_spec()["Params"] == {"Bucket": "inputs-res",
-                                               "Key": f"bacalhau-staging/{digest}/"}
+    assert bare.source.to_spec()["Params"] == {"Bucket": "inputs-res", "Key": f"bacalhau-staging/{digest}/"}
     # The type in another case is the same archive: re-staged (the marker answers), not raw.
     [upper] = resolve_inputs({**result, "Type": "S3"}, s3_hook=hook)
     assert upper.to_dict() == item.to_dict()
     # Re-staged into its own bucket with no view set: where the publishing node reached that
     # bucket is the compute side's view of it.
-    reported = {**result, "Params": {**result["Params"], "Endpoint": "http://node-side:8333",
-                                     "Region": "ap-south-1"}}
+    reported = {
+        **result,
+        "Params": {**result["Params"], "Endpoint": "http://node-side:8333", "Region": "ap-south-1"},
+    }
     [own] = resolve_inputs(reported, s3_hook=BacalhauS3Hook())
     assert (own.source.endpoint, own.source.region) == ("http://node-side:8333", "ap-south-1")
     client.create_bucket(Bucket="inputs-other")
@@ -162,8 +196,12 @@ def test_uri_gets_the_compute_side_store_whatever_the_order(s3_server, monkeypat
     monkeypatch.setenv("AIRFLOW_CONN_AWS_DEFAULT", s3_server.aws_conn_json())
     nodes = ComputeS3View("http://s3.nodes.internal:8333", "eu-central-1")
     staged = {"Type": "s3", "Params": {"Bucket": "b", "Key": "in/"}}
-    where = {"Bucket": "b", "Key": "x/", "Region": "eu-central-1",
-             "Endpoint": "http://s3.nodes.internal:8333"}
+    where = {
+        "Bucket": "b",
+        "Key": "x/",
+        "Region": "eu-central-1",
+        "Endpoint": "http://s3.nodes.internal:8333",
+    }
     for inputs in ("s3://b/x/", ["s3://b/x/", staged], [staged, "s3://b/x/"]):
         got = resolve_inputs(inputs, compute_s3=nodes)
         [uri] = [i for i in got if i.source.key == "x/"]
@@ -178,8 +216,7 @@ def test_uri_never_copies_the_aws_connection_store(s3_server, monkeypatch):
     [uri] = resolve_inputs("s3://b/x/")
     assert uri.source.to_spec()["Params"] == {"Bucket": "b", "Key": "x/"}
     [region_only] = resolve_inputs("s3://b/x/", compute_s3=ComputeS3View(region="us-west-2"))
-    assert region_only.source.to_spec()["Params"] == {"Bucket": "b", "Key": "x/",
-                                                      "Region": "us-west-2"}
+    assert region_only.source.to_spec()["Params"] == {"Bucket": "b", "Key": "x/", "Region": "us-west-2"}
 
 
 def test_sources_that_name_their_store_keep_it():
@@ -187,8 +224,10 @@ def test_sources_that_name_their_store_keep_it():
     nodes = ComputeS3View("http://s3.nodes.internal:8333", "eu-central-1")
     published = raw_published("r/e-1/")
     published["Params"]["Endpoint"] = "http://minio.other:9000"
-    user = {"Type": "s3", "Params": {"Bucket": "b", "Key": "k/", "Endpoint": "http://mine:9000",
-                                     "Region": "ap-south-1"}}
+    user = {
+        "Type": "s3",
+        "Params": {"Bucket": "b", "Key": "k/", "Endpoint": "http://mine:9000", "Region": "ap-south-1"},
+    }
     got = resolve_inputs([published, user, raw_published("r/e-2/")], compute_s3=nodes)
     params = [i.source.to_spec()["Params"] for i in got]
     assert params[0]["Endpoint"] == "http://minio.other:9000"
@@ -214,15 +253,23 @@ def test_stage_operator_says_when_the_spec_names_no_store(s3_server, monkeypatch
     monkeypatch.setenv("AIRFLOW_CONN_AWS_DEFAULT", s3_server.aws_conn_json())
     s3_server.client().create_bucket(Bucket="stage-hint")
     (tmp_path / "a.txt").write_text("a")
-    plain = BacalhauS3StageOperator(task_id="s", local_paths=str(tmp_path / "a.txt"), bucket="stage-hint",
-                                    bacalhau_conn_id=None)
+    plain = BacalhauS3StageOperator(
+        task_id="s", local_paths=str(tmp_path / "a.txt"), bucket="stage-hint", bacalhau_conn_id=None
+    )
     with record_logs() as logs:
         spec = plain.execute(fake_context())
     assert "Endpoint" not in spec["Params"]
-    assert any("set s3_endpoint in the Bacalhau connection" in m and s3_server.endpoint in m
-               for m in logs.messages("warning")), logs.text
-    placed = BacalhauS3StageOperator(task_id="s", local_paths=str(tmp_path / "a.txt"), bucket="stage-hint",
-                                     bacalhau_conn_id=None, s3_endpoint="http://s3.nodes.internal:8333")
+    assert any(
+        "set s3_endpoint in the Bacalhau connection" in m and s3_server.endpoint in m
+        for m in logs.messages("warning")
+    ), logs.text
+    placed = BacalhauS3StageOperator(
+        task_id="s",
+        local_paths=str(tmp_path / "a.txt"),
+        bucket="stage-hint",
+        bacalhau_conn_id=None,
+        s3_endpoint="http://s3.nodes.internal:8333",
+    )
     with record_logs() as logs:
         spec = placed.execute(fake_context())
     assert spec["Params"]["Endpoint"] == "http://s3.nodes.internal:8333"

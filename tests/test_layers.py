@@ -11,10 +11,10 @@ PACKAGE = "airflow_provider_bacalhau"
 
 def loaded_after(module: str) -> set[str]:
     """The provider's modules loaded by importing ``module`` in a fresh interpreter."""
-    code = (f"import sys, {module}\n"
-            f"print('\\n'.join(m for m in sys.modules if m.startswith('{PACKAGE}.')))")
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            timeout=120, check=True)
+    code = f"import sys, {module}\nprint('\\n'.join(m for m in sys.modules if m.startswith('{PACKAGE}.')))"
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
+    )
     return set(result.stdout.split())
 
 
@@ -34,8 +34,7 @@ def test_the_package_loads_its_modules_on_first_use():
     loaded = loaded_after(f"{PACKAGE}.dataplane")
     assert not {m for m in loaded if m.startswith(f"{PACKAGE}.dataplane.")}
     code = f"from {PACKAGE}.dataplane import S3DataPlane, resolve_inputs; print('ok')"
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            timeout=120)
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.stdout.strip() == "ok", result.stderr
 
 
@@ -49,10 +48,10 @@ def test_waiting_sensor_and_trigger_import_no_operator_module():
 def test_lineage_sits_below_the_data_plane_and_loads_no_openlineage():
     upward = (".hooks", ".dataplane", ".waiting", ".operators", ".sensors", ".triggers", ".links", ".client")
     for module in ("lineage.names", "lineage.assets"):
-        code = (f"import sys, {PACKAGE}.{module}\n"
-                "print('\\n'.join(m for m in sys.modules))")
-        result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                                timeout=120, check=True)
+        code = f"import sys, {PACKAGE}.{module}\nprint('\\n'.join(m for m in sys.modules))"
+        result = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
+        )
         loaded = set(result.stdout.split())
         assert f"{PACKAGE}.{module}" in loaded
         assert not {m for m in loaded if m.startswith(tuple(PACKAGE + u for u in upward))}, module

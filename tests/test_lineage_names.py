@@ -96,9 +96,7 @@ def finished_job(**job: object) -> dict:
     return {"Job": spec, "Executions": {"Items": [execution]}}
 
 
-@pytest.mark.parametrize(
-    "bucket, key", [("data", "staged/sales/"), ("data", "a/b.csv"), ("data", "")]
-)
+@pytest.mark.parametrize("bucket, key", [("data", "staged/sales/"), ("data", "a/b.csv"), ("data", "")])
 def test_s3_names_are_the_amazon_providers(bucket, key):
     ours = names.s3_dataset(bucket, key)
     theirs = convert_asset_to_openlineage(create_asset(bucket=bucket, key=key), None)
@@ -116,9 +114,7 @@ def test_job_inputs_are_its_input_sources_without_credentials_queries_or_inline_
 
 def test_outputs_are_the_published_results_with_the_keys_filled():
     status = names.JobStatus.from_api(finished_job())
-    assert [(n.namespace, n.name) for n in names.job_outputs(status)] == [
-        ("s3://out", "results/j-1")
-    ]
+    assert [(n.namespace, n.name) for n in names.job_outputs(status)] == [("s3://out", "results/j-1")]
     assert [n.uri for n in names.job_outputs(status)] == ["s3://out/results/j-1"]
 
 
@@ -133,16 +129,11 @@ def test_s3managed_results_are_named_by_orchestrator_job_and_execution():
 
 
 def test_orchestrator_host_drops_credentials():
-    assert (
-        names.orchestrator_host("https://me:secret@bacalhau.example:1234/x")
-        == "bacalhau.example:1234"
-    )
+    assert names.orchestrator_host("https://me:secret@bacalhau.example:1234/x") == "bacalhau.example:1234"
 
 
 def test_run_facet_has_ids_version_executions_image_and_link_but_no_spec_values():
-    fields = names.run_facet_fields(
-        finished_job(), "http://ui/jobs/j-1", "orchestrator:1234"
-    )
+    fields = names.run_facet_fields(finished_job(), "http://ui/jobs/j-1", "orchestrator:1234")
     assert fields == {
         "jobId": "j-1",
         "jobName": "airflow-dag-task",
@@ -153,9 +144,7 @@ def test_run_facet_has_ids_version_executions_image_and_link_but_no_spec_values(
         "image": "busybox:1.37.0",
         "jobUrl": "http://ui/jobs/j-1",
         "orchestrator": "orchestrator:1234",
-        "executions": [
-            {"executionId": "e-1", "nodeId": "n-1", "state": "Completed", "exitCode": 0}
-        ],
+        "executions": [{"executionId": "e-1", "nodeId": "n-1", "state": "Completed", "exitCode": 0}],
     }
     assert ENV_SECRET not in json.dumps(fields)
 
@@ -175,6 +164,4 @@ def test_openlineage_facets_serialise_without_spec_values():
     text = Serde.to_json(lineage.run_facets["bacalhau"])
     assert json.loads(text)["executions"][0]["nodeId"] == "n-1"
     assert ENV_SECRET not in text + repr(lineage)
-    assert (
-        operator_lineage().run_facets == {}
-    )  # nothing known: an empty lineage, no facet
+    assert operator_lineage().run_facets == {}  # nothing known: an empty lineage, no facet

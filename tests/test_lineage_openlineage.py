@@ -49,9 +49,7 @@ def run_in_airflow(
         "AIRFLOW__CORE__DAGS_FOLDER": str(dag_file.parent),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "BACALHAU_EXAMPLES_POLL_INTERVAL": "1",
-        "PYTHONPATH": os.pathsep.join(
-            [str(e2e.REPO), os.environ.get("PYTHONPATH", "")]
-        ),
+        "PYTHONPATH": os.pathsep.join([str(e2e.REPO), os.environ.get("PYTHONPATH", "")]),
         "PYTHONWARNINGS": "ignore::DeprecationWarning",
     }
     if openlineage:
@@ -70,20 +68,14 @@ def run_in_airflow(
     ]
     if block_openlineage:
         command = [sys.executable, "-c", BLOCKER, *command[1:]]
-    proc = subprocess.run(
-        command, env=env, capture_output=True, text=True, timeout=600, check=False
-    )
+    proc = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600, check=False)
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, e2e.tail(out)
-    (line,) = [
-        line for line in proc.stdout.splitlines() if line.startswith("LINEAGE-SUMMARY ")
-    ]
+    (line,) = [line for line in proc.stdout.splitlines() if line.startswith("LINEAGE-SUMMARY ")]
     summary = json.loads(line.split(" ", 1)[1])
     (tmp_path / "run.log").write_text(out)  # kept for a failing test's reader
     events = (
-        [json.loads(line) for line in events_file.read_text().splitlines()]
-        if events_file.exists()
-        else []
+        [json.loads(line) for line in events_file.read_text().splitlines()] if events_file.exists() else []
     )
     return summary, events, out
 
@@ -138,9 +130,7 @@ def names(datasets: list[dict]) -> list[tuple[str, str]]:
     return [(d["namespace"], d["name"]) for d in datasets]
 
 
-def test_pipeline_events_name_the_staged_published_and_chained_datasets(
-    devstack, tmp_path
-):
+def test_pipeline_events_name_the_staged_published_and_chained_datasets(devstack, tmp_path):
     e2e.ensure_bucket(devstack, e2e.EXAMPLE_BUCKET)
     conf = {
         "stage_prefix": "staging/sales-lineage/",
@@ -156,25 +146,19 @@ def test_pipeline_events_name_the_staged_published_and_chained_datasets(
     )
     assert summary["state"] == "success", e2e.tail(out)
     tasks = complete_events(events)
-    assert {"stage_sales", "clean_sales", "sum_by_region", "fetch_totals"} <= set(
-        tasks
-    ), sorted(tasks)
+    assert {"stage_sales", "clean_sales", "sum_by_region", "fetch_totals"} <= set(tasks), sorted(tasks)
     (a,) = summary["xcom"]["clean_sales"]
     (b,) = summary["xcom"]["sum_by_region"]
     bucket = f"s3://{e2e.EXAMPLE_BUCKET}"
     # Named as the amazon provider names S3 datasets: a prefix without its trailing "/".
     a_key, b_key = a["Params"]["Key"].rstrip("/"), b["Params"]["Key"]
-    assert (
-        "{" not in a_key + b_key
-    )  # the placeholders are filled: the keys the nodes wrote
+    assert "{" not in a_key + b_key  # the placeholders are filled: the keys the nodes wrote
 
     # One file is staged as the object itself (with its checksum), not as a prefix.
     staged_key = summary["xcom"]["stage_sales"]["Params"]["Key"]
     assert staged_key == "staging/sales-lineage/sales.csv"
     stage = tasks["stage_sales"]
-    assert names(stage["inputs"]) == [
-        ("file", str(e2e.EXAMPLES / "data" / "sales.csv"))
-    ]
+    assert names(stage["inputs"]) == [("file", str(e2e.EXAMPLES / "data" / "sales.csv"))]
     assert names(stage["outputs"]) == [(bucket, staged_key)]
 
     clean = tasks["clean_sales"]
@@ -191,16 +175,12 @@ def test_pipeline_events_name_the_staged_published_and_chained_datasets(
     assert clean["run"]["facets"]["externalQuery"]["externalQueryId"] == a["JobID"]
 
     total = tasks["sum_by_region"]
-    assert names(total["inputs"]) == [
-        (bucket, a_key)
-    ]  # the chained result, as job A published it
+    assert names(total["inputs"]) == [(bucket, a_key)]  # the chained result, as job A published it
     assert names(total["outputs"]) == [(bucket, b_key)] and b_key.endswith(".tar.gz")
 
     fetched = tasks["fetch_totals"]
     assert names(fetched["inputs"]) == [(bucket, b_key)]
-    assert names(fetched["outputs"]) == [
-        ("file", p) for p in summary["xcom"]["fetch_totals"]
-    ]
+    assert names(fetched["outputs"]) == [("file", p) for p in summary["xcom"]["fetch_totals"]]
 
     # The hook-lineage collector (active with the OpenLineage provider) saw the staged prefix and
     # the published S3 results.
@@ -236,29 +216,21 @@ def test_events_of_a_job_with_env_and_of_a_failed_job(devstack, tmp_path):
     """)
     )
     e2e.ensure_bucket(devstack, e2e.EXAMPLE_BUCKET)
-    summary, events, out = run_in_airflow(
-        devstack, tmp_path, dag_file, "lineage_env", {}, []
-    )
+    summary, events, out = run_in_airflow(devstack, tmp_path, dag_file, "lineage_env", {}, [])
     assert summary["state"] == "failed", e2e.tail(out)  # "fails" failed, as it should
     event = complete_events(events)["uses_env"]
     assert names(event["inputs"]) == [(f"s3://{e2e.EXAMPLE_BUCKET}", "staging")]
     assert event["run"]["facets"]["bacalhau"]["state"] == "Completed"
     assert ENV_SECRET not in json.dumps(events)
 
-    (failed,) = [
-        e
-        for e in events
-        if e.get("eventType") == "FAIL" and e["job"]["name"].endswith(".fails")
-    ]
+    (failed,) = [e for e in events if e.get("eventType") == "FAIL" and e["job"]["name"].endswith(".fails")]
     assert names(failed["inputs"]) == [(f"s3://{e2e.EXAMPLE_BUCKET}", "staging")]
     assert failed["outputs"] == []
     facet = failed["run"]["facets"]["bacalhau"]
     assert [x["exitCode"] for x in facet["executions"]] == [3]
 
 
-def test_without_openlineage_importable_the_operators_run_and_import_none_of_it(
-    devstack, tmp_path
-):
+def test_without_openlineage_importable_the_operators_run_and_import_none_of_it(devstack, tmp_path):
     e2e.ensure_bucket(devstack, e2e.EXAMPLE_BUCKET)
     conf = {
         "stage_prefix": "staging/sales-no-ol/",
@@ -277,8 +249,6 @@ def test_without_openlineage_importable_the_operators_run_and_import_none_of_it(
     assert summary["state"] == "success", e2e.tail(out)
     assert len(summary["xcom"]["sum_by_region"]) == 1
     assert summary["collector"] == "NoOpCollector"
-    marker = next(
-        line for line in out.splitlines() if line.startswith("BLOCKED-IMPORTS")
-    )
+    marker = next(line for line in out.splitlines() if line.startswith("BLOCKED-IMPORTS"))
     assert "LOADED []" in marker, marker  # nothing of OpenLineage was imported
     assert events == []

@@ -13,8 +13,6 @@ from devstack_helpers import busybox_job
 from airflow_provider_bacalhau.links import BacalhauJobLink
 from airflow_provider_bacalhau.operators import BacalhauJobOperator
 
-
-
 #: Airflow 3's UI shows the string stored under the link's xcom_key; Airflow 2 has no such key.
 UI_KEY = {"_link_BacalhauJobLink"} if AIRFLOW_V3 else set()
 
@@ -29,8 +27,10 @@ def test_declared_name_and_keys():
 def test_persist_stores_the_structured_value_and_the_ui_string():
     ti = FakeTaskInstance()
     BacalhauJobLink.persist(fake_context(ti), "j-1", "http://ui/jobs/j-1")
-    assert ti.xcoms == {"bacalhau_job_link": {"job_id": "j-1", "url": "http://ui/jobs/j-1"},
-                        **dict.fromkeys(UI_KEY, "http://ui/jobs/j-1")}
+    assert ti.xcoms == {
+        "bacalhau_job_link": {"job_id": "j-1", "url": "http://ui/jobs/j-1"},
+        **dict.fromkeys(UI_KEY, "http://ui/jobs/j-1"),
+    }
 
 
 def test_no_url_means_no_link():
@@ -60,8 +60,13 @@ def test_connection_without_webui_url_gives_no_link(devstack_env, devstack, monk
     conn = {"conn_type": "bacalhau", "host": devstack.api_host, "port": devstack.api_port}
     monkeypatch.setenv("AIRFLOW_CONN_BACALHAU_NOUI", json.dumps(conn))
     ti = FakeTaskInstance(task_id="nolink", run_id=f"nolink-{time.time_ns()}")
-    op = BacalhauJobOperator(task_id="nolink", job=busybox_job("echo"), bacalhau_conn_id="bacalhau_noui",
-                             deferrable=False, poll_interval=0.2)
+    op = BacalhauJobOperator(
+        task_id="nolink",
+        job=busybox_job("echo"),
+        bacalhau_conn_id="bacalhau_noui",
+        deferrable=False,
+        poll_interval=0.2,
+    )
     op.execute(fake_context(ti))
     assert ti.xcoms["bacalhau_job_id"].startswith("j-")
     assert "bacalhau_job_link" not in ti.xcoms and "_link_BacalhauJobLink" not in ti.xcoms

@@ -20,9 +20,12 @@ E2 = "e-0badcafe-6a45-457e-825c-40fd2fad768f"
 
 
 def answer(*executions: tuple[str, int], count: int = 1, state: str = "Running") -> dict:
-    return {"Job": {"ID": "j-1", "State": {"StateType": state}, "Version": 1, "Count": count},
-            "Executions": {"Items": [{"ID": eid, "JobVersion": 1, "ComputeState": {"StateType": s}}
-                                     for eid, s in executions]}}
+    return {
+        "Job": {"ID": "j-1", "State": {"StateType": state}, "Version": 1, "Count": count},
+        "Executions": {
+            "Items": [{"ID": eid, "JobVersion": 1, "ComputeState": {"StateType": s}} for eid, s in executions]
+        },
+    }
 
 
 class Clock:
@@ -82,8 +85,15 @@ def test_a_reconnect_replays_from_the_start_and_nothing_is_logged_twice():
     live.connected(E1)
     for chunk in (out("a\nb\ncd"), out("\ne\n"), err("x\ny\nz\n")):
         logged += live.accept(E1, chunk)
-    assert logged == ["stdout | a", "stderr | x", "stdout | b", "stdout | cd", "stderr | y",
-                      "stdout | e", "stderr | z"]
+    assert logged == [
+        "stdout | a",
+        "stderr | x",
+        "stdout | b",
+        "stdout | cd",
+        "stderr | y",
+        "stdout | e",
+        "stderr | z",
+    ]
     assert live.summary() == {E1: {"stdout": 9, "stderr": 6, "complete": False}}
 
 
@@ -152,23 +162,44 @@ def test_the_event_part_is_read_defensively():
     assert streamed_from_event({}) == {}
     assert streamed_from_event({"streamed": "junk"}) == {}
     assert streamed_from_event({"streamed": {E1: {"stdout": 3, "stderr": "x", "complete": 1}, 7: {}}}) == {
-        E1: {"stdout": 3, "stderr": 0, "complete": False}}
+        E1: {"stdout": 3, "stderr": 0, "complete": False}
+    }
 
 
 def _status(stdout: str, stderr: str = "", state: int = 9):
     from airflow_provider_bacalhau.spec import JobStatus
 
-    return JobStatus.from_api({"Job": {"ID": "j-1", "State": {"StateType": "Completed"}, "Version": 1},
-                               "Executions": {"Items": [{"ID": E1, "JobVersion": 1, "ComputeState": {"StateType": state},
-                                                         "RunOutput": {"Stdout": stdout, "stderr": stderr,
-                                                                       "ExitCode": 0}}]}})
+    return JobStatus.from_api(
+        {
+            "Job": {"ID": "j-1", "State": {"StateType": "Completed"}, "Version": 1},
+            "Executions": {
+                "Items": [
+                    {
+                        "ID": E1,
+                        "JobVersion": 1,
+                        "ComputeState": {"StateType": state},
+                        "RunOutput": {"Stdout": stdout, "stderr": stderr, "ExitCode": 0},
+                    }
+                ]
+            },
+        }
+    )
 
 
-@pytest.mark.parametrize(("streamed", "expected"), [
-    ({}, ["stdout of", "one\ntwo\nthree", "stderr of", "warn"]),
-    ({E1: {"stdout": 8, "stderr": 5, "complete": True}}, ["three", "left out", "stderr of " + E1 + ": shown"]),
-    ({E1: {"stdout": 14, "stderr": 5, "complete": True}}, ["stdout of " + E1 + ": shown", "stderr of " + E1 + ": shown"]),
-])
+@pytest.mark.parametrize(
+    ("streamed", "expected"),
+    [
+        ({}, ["stdout of", "one\ntwo\nthree", "stderr of", "warn"]),
+        (
+            {E1: {"stdout": 8, "stderr": 5, "complete": True}},
+            ["three", "left out", "stderr of " + E1 + ": shown"],
+        ),
+        (
+            {E1: {"stdout": 14, "stderr": 5, "complete": True}},
+            ["stdout of " + E1 + ": shown", "stderr of " + E1 + ": shown"],
+        ),
+    ],
+)
 def test_the_final_output_leaves_out_what_was_streamed(streamed, expected, caplog):
     from airflow_provider_bacalhau.waiting.completion import log_run_outputs
 

@@ -91,9 +91,15 @@ def percentile(values: list[float], share: float) -> float:
 @pytest.mark.parametrize("deferrable", [True, False], ids=["deferrable", "in-worker"])
 def test_lines_reach_the_task_log_while_the_job_runs(airflow_db, devstack_env, deferrable):
     with DAG(unique_dag_id("live_logs"), schedule=None, start_date=datetime(2024, 1, 1)) as dag:
-        BacalhauDockerJobOperator(task_id="ticks", image="busybox", entrypoint=["sh", "-c"],
-                                  parameters=[TICKS.format(n=8, pause=1)], deferrable=deferrable,
-                                  poll_interval=2, timeout=120)
+        BacalhauDockerJobOperator(
+            task_id="ticks",
+            image="busybox",
+            entrypoint=["sh", "-c"],
+            parameters=[TICKS.format(n=8, pause=1)],
+            deferrable=deferrable,
+            poll_interval=2,
+            timeout=120,
+        )
     with timed_logs() as entries:
         result = run_dag(dag)
     assert result.state == "success", result.ti_states
@@ -109,15 +115,24 @@ def test_lines_reach_the_task_log_while_the_job_runs(airflow_db, devstack_env, d
     assert not any("tick 1" in m for m in messages if not m.startswith("stdout | "))
     assert any(re.fullmatch(r"stdout of e-\S+: shown in the live log above", m) for m in messages)
     streamed = delays([f for f in found if f[0] > 1])
-    print(f"\ndeferrable={deferrable}: delay from print to task log, lines 2-8: median "
-          f"{percentile(streamed, 0.5):.3f} s, max {streamed[-1]:.3f} s")
+    print(
+        f"\ndeferrable={deferrable}: delay from print to task log, lines 2-8: median "
+        f"{percentile(streamed, 0.5):.3f} s, max {streamed[-1]:.3f} s"
+    )
 
 
 def test_turned_off_only_the_final_output_is_logged(airflow_db, devstack_env):
     with DAG(unique_dag_id("live_logs_off"), schedule=None, start_date=datetime(2024, 1, 1)) as dag:
-        BacalhauDockerJobOperator(task_id="ticks", image="busybox", entrypoint=["sh", "-c"],
-                                  parameters=[TICKS.format(n=2, pause=1)], deferrable=True,
-                                  poll_interval=0.5, timeout=120, stream_logs=False)
+        BacalhauDockerJobOperator(
+            task_id="ticks",
+            image="busybox",
+            entrypoint=["sh", "-c"],
+            parameters=[TICKS.format(n=2, pause=1)],
+            deferrable=True,
+            poll_interval=0.5,
+            timeout=120,
+            stream_logs=False,
+        )
     with timed_logs() as entries:
         result = run_dag(dag)
     assert result.state == "success"
@@ -132,7 +147,9 @@ def anyio_backend():
 
 
 async def watch(job_id: str, poll_interval: float = 0.5) -> dict:
-    trigger = BacalhauJobTrigger(job_id, poll_interval=poll_interval, deadline=time.time() + 90, stream_logs=True)
+    trigger = BacalhauJobTrigger(
+        job_id, poll_interval=poll_interval, deadline=time.time() + 90, stream_logs=True
+    )
     try:
         [event] = [e.payload async for e in trigger.run()]
         return event
@@ -154,7 +171,9 @@ async def test_broken_streams_are_reconnected_without_a_duplicate_line(devstack_
     assert event["status"] == "success", event["message"]
     assert [i for i, _, _ in ticks(entries)] == list(range(1, 7)), [m for _, m in entries]
     messages = [m for _, m in entries]
-    assert [m for m in messages if m.startswith("stderr | warn")] == [f"stderr | warn {i}" for i in range(1, 7)]
+    assert [m for m in messages if m.startswith("stderr | warn")] == [
+        f"stderr | warn {i}" for i in range(1, 7)
+    ]
     assert rule["routes"][LOGS]["injected"] >= 2, rule  # the faults did happen
     assert any("live log of execution" in m and "reconnecting" in m for m in messages)
     # Every character of stdout was taken once (the last connection may itself have broken, so
@@ -171,8 +190,13 @@ def test_a_failed_execution_streams_and_its_failure_still_explains_itself(devsta
     from airflow_provider_bacalhau.operators import BacalhauJobOperator
 
     # Fails when publishing (nothing listens on port 9), so Bacalhau keeps no RunOutput.
-    job = busybox_job("echo 'out: step 1'; sleep 1; echo 'err: quota' >&2; exit 3", publisher={
-        "Type": "s3", "Params": {"Bucket": "results", "Key": "x/", "Endpoint": "http://127.0.0.1:9"}})
+    job = busybox_job(
+        "echo 'out: step 1'; sleep 1; echo 'err: quota' >&2; exit 3",
+        publisher={
+            "Type": "s3",
+            "Params": {"Bucket": "results", "Key": "x/", "Endpoint": "http://127.0.0.1:9"},
+        },
+    )
     ti = FakeTaskInstance(dag_id="live_logs", task_id="fails", run_id=f"run-{time.time_ns()}")
     op = BacalhauJobOperator(task_id="fails", job=job, poll_interval=0.3, deferrable=False)
     with timed_logs() as entries, pytest.raises(AirflowException) as failed:
@@ -188,9 +212,14 @@ def test_a_failed_execution_streams_and_its_failure_still_explains_itself(devsta
 
 
 @pytest.mark.anyio
-@pytest.mark.parametrize("fault", [{"latency": 60}, {"every": 1, "action": "drop"}, {"every": 1, "status": 500}],
-                         ids=["stalled", "absent", "erroring"])
-async def test_a_stalled_or_absent_stream_neither_fails_nor_delays_the_end(devstack_env, devstack, client, fault):
+@pytest.mark.parametrize(
+    "fault",
+    [{"latency": 60}, {"every": 1, "action": "drop"}, {"every": 1, "status": 500}],
+    ids=["stalled", "absent", "erroring"],
+)
+async def test_a_stalled_or_absent_stream_neither_fails_nor_delays_the_end(
+    devstack_env, devstack, client, fault
+):
     devstack.set_faults(routes={LOGS: fault})
     try:
         job_id = client.submit_job(busybox_job("echo only-line; sleep 2"))["JobID"]
@@ -204,7 +233,9 @@ async def test_a_stalled_or_absent_stream_neither_fails_nor_delays_the_end(devst
     # The job takes ~2.5 s; the end is noticed within a poll, and the follower closes within its bound.
     assert took < 2.5 + 0.5 + 2.0 + 2.5, took
     messages = [m for _, m in entries]
-    assert "stdout | only-line" not in messages and f"Bacalhau job {job_id} is terminal: Completed" in messages
+    assert (
+        "stdout | only-line" not in messages and f"Bacalhau job {job_id} is terminal: Completed" in messages
+    )
     assert event["streamed"] == {}  # nothing shown live: the completion step shows the whole output
 
 
@@ -215,8 +246,9 @@ def test_the_worker_wait_ends_on_time_with_a_stalled_stream(devstack_env, devsta
     try:
         job_id = client.submit_job(busybox_job("echo only-line; sleep 2"))["JobID"]
         started = time.monotonic()
-        event = wait_in_worker(client, job_id, 0.5, time.time() + 60, logging.getLogger("test.live"),
-                               stream_logs=True)
+        event = wait_in_worker(
+            client, job_id, 0.5, time.time() + 60, logging.getLogger("test.live"), stream_logs=True
+        )
         took = time.monotonic() - started
     finally:
         devstack.clear_faults()

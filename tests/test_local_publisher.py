@@ -15,10 +15,10 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
+from airflow_provider_bacalhau.dataplane.plane import S3DataPlane
 from airflow_provider_bacalhau.devstack import local_results
 from airflow_provider_bacalhau.devstack.testing import SECRET_IDENTITY
 from airflow_provider_bacalhau.errors import ResultUnreachableError
-from airflow_provider_bacalhau.dataplane.plane import S3DataPlane
 from airflow_provider_bacalhau.hooks.s3 import BacalhauS3Hook
 
 
@@ -29,6 +29,7 @@ def _closed_port() -> int:
 
 
 # ---- the devstack's server -----------------------------------------------------------------
+
 
 def test_port_6001_when_free_else_a_free_one_kept_for_restarts(tmp_path):
     (tmp_path / "a").mkdir()
@@ -74,12 +75,28 @@ def test_result_server_serves_the_directory_files(tmp_path):
 
 # ---- through the devstack ------------------------------------------------------------------
 
+
 def _run_local_job(devstack) -> dict:
-    job = {"Name": f"local-{uuid.uuid4().hex[:8]}", "Type": "batch", "Count": 1, "Tasks": [{
-        "Name": "main", "Publisher": {"Type": "local"},
-        "ResultPaths": [{"Name": "outputs", "Path": "/outputs"}],
-        "Engine": {"Type": "docker", "Params": {"Image": "busybox", "Entrypoint": ["sh", "-c"],
-                                                "Parameters": ["mkdir -p /outputs && echo local > /outputs/a.txt"]}}}]}
+    job = {
+        "Name": f"local-{uuid.uuid4().hex[:8]}",
+        "Type": "batch",
+        "Count": 1,
+        "Tasks": [
+            {
+                "Name": "main",
+                "Publisher": {"Type": "local"},
+                "ResultPaths": [{"Name": "outputs", "Path": "/outputs"}],
+                "Engine": {
+                    "Type": "docker",
+                    "Params": {
+                        "Image": "busybox",
+                        "Entrypoint": ["sh", "-c"],
+                        "Parameters": ["mkdir -p /outputs && echo local > /outputs/a.txt"],
+                    },
+                },
+            }
+        ],
+    }
     with httpx.Client(base_url=devstack.api_url, timeout=30) as api:
         job_id = api.put("/api/v1/orchestrator/jobs", json={"Job": job})
         job_id = job_id.json()["JobID"]
@@ -104,7 +121,11 @@ def test_devstack_serves_local_results_at_the_nodes_own_port(devstack):
     info = httpx.get(f"{devstack.api_url}/devstack/v1/info").json()
     assert url == f"{info['LocalPublisherURL']}/{execution['ID']}.tar.gz"
     parts = urlsplit(url)
-    assert parts.hostname == "127.0.0.1" and parts.port != devstack.api_port and parts.path == f"/{execution['ID']}.tar.gz"
+    assert (
+        parts.hostname == "127.0.0.1"
+        and parts.port != devstack.api_port
+        and parts.path == f"/{execution['ID']}.tar.gz"
+    )
     with tarfile.open(fileobj=io.BytesIO(httpx.get(url).content), mode="r:gz") as tar:
         assert tar.extractfile("outputs/a.txt").read() == b"local\n"
     devstack.restart()  # a restarted server keeps its port, so the URLs it gave out still work
@@ -112,6 +133,7 @@ def test_devstack_serves_local_results_at_the_nodes_own_port(devstack):
 
 
 # ---- the provider: best effort, with an error that says so ----------------------------------
+
 
 @pytest.fixture
 def hook(s3_server, monkeypatch):

@@ -29,24 +29,55 @@ NOOP_S3_JOB = {"Type": "batch", "Count": 1, "Tasks": [{"Name": "main", "Engine":
 API_KEY = "node-support-key-0123456789"
 
 
-def node_state(sources=("s3", "urldownload"), publishers=("s3", "local"), engines=("docker",),
-               membership="APPROVED", status="CONNECTED", node_type="Compute") -> dict:
-    return {"Info": {"NodeID": "n", "NodeType": node_type, "ComputeNodeInfo": {
-        "ExecutionEngines": list(engines), "Publishers": list(publishers), "StorageSources": list(sources)}},
-        "Membership": membership, "Connection": status, "ConnectionState": {"Status": status}}
+def node_state(
+    sources=("s3", "urldownload"),
+    publishers=("s3", "local"),
+    engines=("docker",),
+    membership="APPROVED",
+    status="CONNECTED",
+    node_type="Compute",
+) -> dict:
+    return {
+        "Info": {
+            "NodeID": "n",
+            "NodeType": node_type,
+            "ComputeNodeInfo": {
+                "ExecutionEngines": list(engines),
+                "Publishers": list(publishers),
+                "StorageSources": list(sources),
+            },
+        },
+        "Membership": membership,
+        "Connection": status,
+        "ConnectionState": {"Status": status},
+    }
 
 
 def s3_docker_job(publisher: str = "s3") -> dict:
-    return {"Name": "j", "Tasks": [{"Name": "main", "Engine": {"Type": "docker"},
-                                    "InputSources": [{"Target": "/i", "Source": {"Type": "urlDownload"}},
-                                                     {"Target": "/j", "Source": {"Type": "s3"}}],
-                                    "Publisher": {"Type": publisher}}]}
+    return {
+        "Name": "j",
+        "Tasks": [
+            {
+                "Name": "main",
+                "Engine": {"Type": "docker"},
+                "InputSources": [
+                    {"Target": "/i", "Source": {"Type": "urlDownload"}},
+                    {"Target": "/j", "Source": {"Type": "s3"}},
+                ],
+                "Publisher": {"Type": publisher},
+            }
+        ],
+    }
 
 
 def test_needed_parts_and_the_decision():
     needed = needed_parts(s3_docker_job())
-    assert needed == [("engine", "docker"), ("input source", "urlDownload"), ("input source", "s3"),
-                      ("publisher", "s3")]
+    assert needed == [
+        ("engine", "docker"),
+        ("input source", "urlDownload"),
+        ("input source", "s3"),
+        ("publisher", "s3"),
+    ]
     # Keys are compared as the node keeps them: lower case.
     assert missing_support([node_state()], needed) is None
     no_s3 = node_state(sources=("urldownload",), publishers=("local",))
@@ -56,11 +87,15 @@ def test_needed_parts_and_the_decision():
     split = [node_state(publishers=("local",)), node_state(sources=("urldownload",))]
     assert missing_support(split, needed).startswith("no single compute node (of 2)")
     # Only approved, connected compute nodes count.
-    for other in (node_state(membership="PENDING"), node_state(status="DISCONNECTED"),
-                  node_state(node_type="Requester")):
+    for other in (
+        node_state(membership="PENDING"),
+        node_state(status="DISCONNECTED"),
+        node_state(node_type="Requester"),
+    ):
         assert "no approved, connected compute node" in missing_support([other], needed)
     assert needed_parts({"Tasks": [{"Engine": {"Type": "docker"}, "Publisher": {"Type": ""}}]}) == [
-        ("engine", "docker")]
+        ("engine", "docker")
+    ]
 
 
 def test_both_clients_list_nodes_as_node_states(devstack):
@@ -70,7 +105,10 @@ def test_both_clients_list_nodes_as_node_states(devstack):
         agent = client.node_info()
     info = node["Info"]
     assert (node["Membership"], node["Connection"], node["ConnectionState"]["Status"]) == (
-        "APPROVED", "CONNECTED", "CONNECTED")
+        "APPROVED",
+        "CONNECTED",
+        "CONNECTED",
+    )
     assert info["NodeType"] == agent["NodeType"] == "Compute"  # hybrid node, decorated as compute
     assert {"s3", "urldownload", "local"} <= set(info["ComputeNodeInfo"]["StorageSources"])
     assert {"s3", "s3managed"} <= set(info["ComputeNodeInfo"]["Publishers"])
@@ -89,8 +127,14 @@ def test_both_clients_list_nodes_as_node_states(devstack):
 def bare_node(s3_server):
     """A devstack whose compute node has no AWS credentials (API only: noop jobs)."""
     home = Path(tempfile.mkdtemp(prefix="bacalhau-devstack-nocreds-"))
-    state = stack.up(home, api_port=0, s3_endpoint=s3_server.endpoint, with_engine=False, die_with_parent=True,
-                     extra_args=["--node-aws-credentials", "none", "--queue-backoff", "0.2"])
+    state = stack.up(
+        home,
+        api_port=0,
+        s3_endpoint=s3_server.endpoint,
+        with_engine=False,
+        die_with_parent=True,
+        extra_args=["--node-aws-credentials", "none", "--queue-backoff", "0.2"],
+    )
     try:
         yield Devstack(state, s3_server)
     finally:
@@ -101,8 +145,15 @@ def bare_node(s3_server):
 def run_op(monkeypatch, stackhandle, conn_extra=None, **kwargs):
     monkeypatch.setenv("AIRFLOW_CONN_BACALHAU_DEFAULT", stackhandle.bacalhau_conn_json(**(conn_extra or {})))
     ti = FakeTaskInstance(dag_id="nodes", task_id="run", run_id=f"run-{time.time_ns()}")
-    op = BacalhauJobOperator(task_id="run", job=NOOP_S3_JOB, inputs="s3://some-bucket/in/", aws_conn_id=None,
-                             poll_interval=0.2, deferrable=False, **kwargs)
+    op = BacalhauJobOperator(
+        task_id="run",
+        job=NOOP_S3_JOB,
+        inputs="s3://some-bucket/in/",
+        aws_conn_id=None,
+        poll_interval=0.2,
+        deferrable=False,
+        **kwargs,
+    )
     with record_logs() as logs:
         try:
             return op.execute(fake_context(ti)), logs, ti
@@ -115,8 +166,10 @@ def test_node_credentials_modes(monkeypatch):
 
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "from-env-id")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "from-env-secret")
-    assert _node_credentials("env") == {"node_aws_access_key_id": "from-env-id",
-                                        "node_aws_secret_access_key": "from-env-secret"}
+    assert _node_credentials("env") == {
+        "node_aws_access_key_id": "from-env-id",
+        "node_aws_secret_access_key": "from-env-secret",
+    }
     monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
     assert _node_credentials("env")["node_aws_secret_access_key"] == ""  # half a pair: no credentials
     assert _node_credentials("none") == {"node_aws_access_key_id": "", "node_aws_secret_access_key": ""}
@@ -153,12 +206,14 @@ def test_listing_refused_is_logged_and_the_job_goes_on(bare_node, monkeypatch):
     # A key without read:node: the check cannot look, so it steps aside.
     bare_node.set_auth([{"api_key": API_KEY, "capabilities": ["read:job", "write:job", "read:agent"]}])
     try:
-        outcome, logs, ti = run_op(monkeypatch, bare_node, conn_extra={"password": API_KEY},
-                                   node_support_check="fail", timeout=60)
+        outcome, logs, ti = run_op(
+            monkeypatch, bare_node, conn_extra={"password": API_KEY}, node_support_check="fail", timeout=60
+        )
     finally:
         bare_node.clear_auth()
-    assert any("Could not list the network's nodes" in m and "403" in m for m in logs.messages("warning")), \
+    assert any("Could not list the network's nodes" in m and "403" in m for m in logs.messages("warning")), (
         logs.text
+    )
     assert "bacalhau_job_id" in ti.xcoms
     assert isinstance(outcome, AirflowException) and "does not support s3" in str(outcome)
     assert json.dumps(logs.messages()).find(API_KEY) < 0

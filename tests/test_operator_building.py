@@ -5,8 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 import pytest
-from airflow.providers.common.compat.sdk import conf
-from airflow.providers.common.compat.sdk import DAG
+from airflow.providers.common.compat.sdk import DAG, conf
 
 from airflow_provider_bacalhau.errors import SpecError
 from airflow_provider_bacalhau.operators import BacalhauDockerJobOperator, BacalhauJobOperator
@@ -47,10 +46,14 @@ def test_clean_short_names_are_kept_and_long_ones_shortened_with_a_hash():
     [
         ("s3managed", {"Type": "s3managed"}),
         ("local", {"Type": "local"}),
-        ({"type": "s3", "bucket": "b", "key": "out/{jobID}/", "encoding": "plain"},
-         {"Type": "s3", "Params": {"Bucket": "b", "Key": "out/{jobID}/", "Encoding": "plain"}}),
-        ({"Type": "s3", "Params": {"bucket": "b", "key": "k", "region": "eu-west-1"}},
-         {"Type": "s3", "Params": {"Bucket": "b", "Key": "k", "Region": "eu-west-1", "Encoding": "gzip"}}),
+        (
+            {"type": "s3", "bucket": "b", "key": "out/{jobID}/", "encoding": "plain"},
+            {"Type": "s3", "Params": {"Bucket": "b", "Key": "out/{jobID}/", "Encoding": "plain"}},
+        ),
+        (
+            {"Type": "s3", "Params": {"bucket": "b", "key": "k", "region": "eu-west-1"}},
+            {"Type": "s3", "Params": {"Bucket": "b", "Key": "k", "Region": "eu-west-1", "Encoding": "gzip"}},
+        ),
         ("s3://b/results/", {"Type": "s3", "Params": {"Bucket": "b", "Key": "results/", "Encoding": "gzip"}}),
         (S3ManagedPublisher(), {"Type": "s3managed"}),
     ],
@@ -74,21 +77,43 @@ def test_publisher_uri_without_bucket_names_the_argument():
 
 
 def docker(**overrides):
-    args = dict(image="busybox", entrypoint=["sh", "-c"], parameters="echo hi", env={"MODE": "x"},
-                working_dir=None, publisher=None, result_paths=None, resources=None, timeouts=None,
-                count=1, constraints=None, labels=None, namespace=None, network=None)
+    args = dict(
+        image="busybox",
+        entrypoint=["sh", "-c"],
+        parameters="echo hi",
+        env={"MODE": "x"},
+        working_dir=None,
+        publisher=None,
+        result_paths=None,
+        resources=None,
+        timeouts=None,
+        count=1,
+        constraints=None,
+        labels=None,
+        namespace=None,
+        network=None,
+    )
     args.update(overrides)
     return build_docker_job(**args).to_dict()
 
 
 def test_docker_job_from_friendly_arguments():
-    job = docker(publisher={"type": "s3", "bucket": "b", "key": "k/", "encoding": "plain"},
-                 resources={"cpu": "500m", "memory": "256mb"}, timeouts={"execution_timeout": 60},
-                 network="None", count="2", labels={"team": "data"},
-                 constraints=[{"key": "zone", "operator": "=", "values": ["a"]}])
+    job = docker(
+        publisher={"type": "s3", "bucket": "b", "key": "k/", "encoding": "plain"},
+        resources={"cpu": "500m", "memory": "256mb"},
+        timeouts={"execution_timeout": 60},
+        network="None",
+        count="2",
+        labels={"team": "data"},
+        constraints=[{"key": "zone", "operator": "=", "values": ["a"]}],
+    )
     task = job["Tasks"][0]
-    assert task["Engine"]["Params"] == {"Image": "busybox", "Entrypoint": ["sh", "-c"],
-                                        "Parameters": ["echo hi"], "EnvironmentVariables": ["MODE=x"]}
+    assert task["Engine"]["Params"] == {
+        "Image": "busybox",
+        "Entrypoint": ["sh", "-c"],
+        "Parameters": ["echo hi"],
+        "EnvironmentVariables": ["MODE=x"],
+    }
     assert task["ResultPaths"] == [{"Name": "outputs", "Path": "/outputs"}]  # default with a publisher
     assert task["Resources"] == {"CPU": "500m", "Memory": "256mb"}
     assert task["Timeouts"] == {"ExecutionTimeout": 60}
@@ -103,9 +128,13 @@ def test_no_publisher_means_no_result_paths():
 
 @pytest.mark.parametrize(
     ("overrides", "field"),
-    [({"image": ""}, "image"), ({"working_dir": "relative"}, "WorkingDirectory"),
-     ({"env": {"BACALHAU_X": "1"}}, "EnvironmentVariables"), ({"resources": {"cpu": "lots"}}, "CPU"),
-     ({"publisher": {"type": "s3", "bucket": "b", "key": ""}}, "Key")],
+    [
+        ({"image": ""}, "image"),
+        ({"working_dir": "relative"}, "WorkingDirectory"),
+        ({"env": {"BACALHAU_X": "1"}}, "EnvironmentVariables"),
+        ({"resources": {"cpu": "lots"}}, "CPU"),
+        ({"publisher": {"type": "s3", "bucket": "b", "key": ""}}, "Key"),
+    ],
 )
 def test_invalid_arguments_fail_naming_the_field(overrides, field):
     with pytest.raises(SpecError, match=field):
@@ -116,24 +145,45 @@ def test_s3_publisher_from_arguments_is_placed_where_the_nodes_see_s3(monkeypatc
     """The publisher is run by the node: its Endpoint/Region are the compute side's, not Airflow's."""
     import json
 
-    monkeypatch.setenv("AIRFLOW_CONN_BAC_NODES", json.dumps({
-        "conn_type": "bacalhau", "host": "h",
-        "extra": {"s3_endpoint": "http://s3.nodes.internal:8333", "s3_region": "eu-central-1"}}))
-    monkeypatch.setenv("AIRFLOW_CONN_AWS_DEFAULT", json.dumps({
-        "conn_type": "aws", "extra": {"endpoint_url": "http://localhost:8333", "region_name": "us-east-1"}}))
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_BAC_NODES",
+        json.dumps(
+            {
+                "conn_type": "bacalhau",
+                "host": "h",
+                "extra": {"s3_endpoint": "http://s3.nodes.internal:8333", "s3_region": "eu-central-1"},
+            }
+        ),
+    )
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_AWS_DEFAULT",
+        json.dumps(
+            {
+                "conn_type": "aws",
+                "extra": {"endpoint_url": "http://localhost:8333", "region_name": "us-east-1"},
+            }
+        ),
+    )
 
     def publisher(**kwargs):
         op = BacalhauDockerJobOperator(task_id="t", image="busybox", bacalhau_conn_id="bac_nodes", **kwargs)
         return op.build_job({}).to_dict()["Tasks"][0]["Publisher"]
 
     assert publisher(publisher="s3://out/runs/")["Params"] == {
-        "Bucket": "out", "Key": "runs/", "Endpoint": "http://s3.nodes.internal:8333",
-        "Region": "eu-central-1", "Encoding": "gzip"}
+        "Bucket": "out",
+        "Key": "runs/",
+        "Endpoint": "http://s3.nodes.internal:8333",
+        "Region": "eu-central-1",
+        "Encoding": "gzip",
+    }
     flat = publisher(publisher={"type": "s3", "bucket": "out", "key": "k/", "region": "us-west-2"})
-    assert (flat["Params"]["Endpoint"], flat["Params"]["Region"]) == ("http://s3.nodes.internal:8333",
-                                                                      "us-west-2")
-    own = publisher(publisher={"Type": "s3", "Params": {"Bucket": "out", "Key": "k/",
-                                                        "Endpoint": "http://mine:9000"}})
+    assert (flat["Params"]["Endpoint"], flat["Params"]["Region"]) == (
+        "http://s3.nodes.internal:8333",
+        "us-west-2",
+    )
+    own = publisher(
+        publisher={"Type": "s3", "Params": {"Bucket": "out", "Key": "k/", "Endpoint": "http://mine:9000"}}
+    )
     assert own["Params"] == {"Bucket": "out", "Key": "k/", "Endpoint": "http://mine:9000", "Encoding": "gzip"}
     # Per-operator overrides win; "" means none (AWS or the node's default).
     aws = publisher(publisher="s3://out/runs/", s3_endpoint="", s3_region="us-east-2")
@@ -171,13 +221,19 @@ def test_shared_defaults():
 def test_job_file_is_a_template_but_other_json_values_are_not(tmp_path):
     (tmp_path / "job.yaml").write_text(
         "Type: batch\nTasks:\n  - Name: main\n    Engine:\n      Type: docker\n      Params:\n"
-        "        Image: busybox\n        Parameters: [\"echo {{ params.word }}\"]\n")
-    with DAG("tmpl", schedule=None, start_date=datetime(2024, 1, 1), template_searchpath=[str(tmp_path)],
-             params={"word": "default"}):
+        '        Image: busybox\n        Parameters: ["echo {{ params.word }}"]\n'
+    )
+    with DAG(
+        "tmpl",
+        schedule=None,
+        start_date=datetime(2024, 1, 1),
+        template_searchpath=[str(tmp_path)],
+        params={"word": "default"},
+    ):
         op = BacalhauJobOperator(task_id="t", job="job.yaml", inputs=["s3://bucket/{{ params.word }}.json"])
     op.resolve_template_files()
     op.render_template_fields({"params": {"word": "fromui"}})
-    assert 'echo fromui' in op.job
+    assert "echo fromui" in op.job
     assert op.inputs == ["s3://bucket/fromui.json"]  # not read as a template file
     job = op.build_job({}).to_dict()
     assert job["Tasks"][0]["Engine"]["Params"]["Parameters"] == ["echo fromui"]
@@ -185,8 +241,10 @@ def test_job_file_is_a_template_but_other_json_values_are_not(tmp_path):
 
 def test_absolute_job_file_outside_the_search_path(tmp_path):
     path = tmp_path / "job.json"
-    path.write_text('{"Type": "batch", "Tasks": [{"Name": "main", "Engine": {"Type": "docker",'
-                    ' "Params": {"Image": "busybox"}}}]}')
+    path.write_text(
+        '{"Type": "batch", "Tasks": [{"Name": "main", "Engine": {"Type": "docker",'
+        ' "Params": {"Image": "busybox"}}}]}'
+    )
     with DAG("abs", schedule=None, start_date=datetime(2024, 1, 1)):
         op = BacalhauJobOperator(task_id="t", job=str(path))
     op.resolve_template_files()

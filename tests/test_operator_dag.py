@@ -14,7 +14,6 @@ from airflow_provider_bacalhau.operators import BacalhauDockerJobOperator, Bacal
 from airflow_provider_bacalhau.sensors import BacalhauJobSensor
 from airflow_provider_bacalhau.spec import JobStatus
 
-
 JOB_FILE = """\
 Type: batch
 Count: 1
@@ -42,20 +41,43 @@ Tasks:
 @pytest.mark.slow
 def test_chained_run_deferrable_templated_file_sensor_and_link(airflow_db, devstack_env, devstack, tmp_path):
     (tmp_path / "second.yaml").write_text(JOB_FILE)
-    with DAG(unique_dag_id("bacalhau_chain"), schedule=None, start_date=datetime(2024, 1, 1),
-             template_searchpath=[str(tmp_path)],
-             params={"word": "default", "bucket": devstack.results_bucket}) as dag:
+    with DAG(
+        unique_dag_id("bacalhau_chain"),
+        schedule=None,
+        start_date=datetime(2024, 1, 1),
+        template_searchpath=[str(tmp_path)],
+        params={"word": "default", "bucket": devstack.results_bucket},
+    ) as dag:
         first = BacalhauDockerJobOperator(
-            task_id="first", image="busybox", entrypoint=["sh", "-c"],
+            task_id="first",
+            image="busybox",
+            entrypoint=["sh", "-c"],
             parameters=["echo hello-{{ params.word }} > /outputs/greeting.txt"],
-            publisher={"type": "s3", "bucket": devstack.results_bucket, "key": "dagtest/first/{jobID}/",
-                       "encoding": "plain"},
-            deferrable=True, poll_interval=0.5, timeout=120,
+            publisher={
+                "type": "s3",
+                "bucket": devstack.results_bucket,
+                "key": "dagtest/first/{jobID}/",
+                "encoding": "plain",
+            },
+            deferrable=True,
+            poll_interval=0.5,
+            timeout=120,
         )
-        second = BacalhauJobOperator(task_id="second", job="second.yaml", inputs=first.output,
-                                     deferrable=False, poll_interval=0.3, timeout=120)
-        watch = BacalhauJobSensor(task_id="watch", deferrable=True, poke_interval=0.5, timeout=120,
-                                  job_id="{{ ti.xcom_pull(task_ids='second', key='bacalhau_job_id') }}")
+        second = BacalhauJobOperator(
+            task_id="second",
+            job="second.yaml",
+            inputs=first.output,
+            deferrable=False,
+            poll_interval=0.3,
+            timeout=120,
+        )
+        watch = BacalhauJobSensor(
+            task_id="watch",
+            deferrable=True,
+            poke_interval=0.5,
+            timeout=120,
+            job_id="{{ ti.xcom_pull(task_ids='second', key='bacalhau_job_id') }}",
+        )
         first >> second >> watch
 
     result = run_dag(dag, run_conf={"word": "fromui"})
@@ -64,7 +86,9 @@ def test_chained_run_deferrable_templated_file_sensor_and_link(airflow_db, devst
     [published] = result.xcom("first")
     assert published["Type"] == "s3" and published["JobID"] == result.xcom("first", key="bacalhau_job_id")
     s3 = devstack.s3_client()
-    greeting = s3.get_object(Bucket=devstack.results_bucket, Key=published["Params"]["Key"] + "outputs/greeting.txt")
+    greeting = s3.get_object(
+        Bucket=devstack.results_bucket, Key=published["Params"]["Key"] + "outputs/greeting.txt"
+    )
     assert greeting["Body"].read() == b"hello-fromui\n"  # params of the triggered run reached the job
 
     [second_result] = result.xcom("second")
@@ -84,8 +108,9 @@ def test_chained_run_deferrable_templated_file_sensor_and_link(airflow_db, devst
             except ImportError:  # Airflow < 3.1
                 from airflow.serialization.serialized_objects import XComOperatorLink
 
-            shown = XComOperatorLink(name=link.name, xcom_key=link.xcom_key).get_link(dag.get_task(task_id),
-                                                                                    ti_key=ti_key)
+            shown = XComOperatorLink(name=link.name, xcom_key=link.xcom_key).get_link(
+                dag.get_task(task_id), ti_key=ti_key
+            )
         else:
             shown = dag.get_task(task_id).get_extra_links(result.ti(task_id), link.name)
         assert shown == f"{devstack.webui_url}/jobs/{job_id}"
@@ -94,9 +119,15 @@ def test_chained_run_deferrable_templated_file_sensor_and_link(airflow_db, devst
 @pytest.mark.slow
 def test_failed_job_fails_the_task_in_a_real_run(airflow_db, devstack_env):
     with DAG(unique_dag_id("bacalhau_fail"), schedule=None, start_date=datetime(2024, 1, 1)) as dag:
-        BacalhauDockerJobOperator(task_id="boom", image="busybox", entrypoint=["sh", "-c"],
-                                  parameters=["echo nope >&2; exit 5"], deferrable=True, poll_interval=0.3,
-                                  timeout=60)
+        BacalhauDockerJobOperator(
+            task_id="boom",
+            image="busybox",
+            entrypoint=["sh", "-c"],
+            parameters=["echo nope >&2; exit 5"],
+            deferrable=True,
+            poll_interval=0.3,
+            timeout=60,
+        )
     result = run_dag(dag)
     assert result.ti_states == {"boom": "failed"}
     assert result.xcom("boom", key="bacalhau_job_id").startswith("j-")
@@ -104,21 +135,50 @@ def test_failed_job_fails_the_task_in_a_real_run(airflow_db, devstack_env):
 
 @pytest.mark.slow
 def test_mapped_tasks_get_one_job_each_and_results_expand(airflow_db, devstack_env, devstack):
-    publisher = {"type": "s3", "bucket": devstack.results_bucket, "key": "mapped/{jobID}/", "encoding": "plain"}
+    publisher = {
+        "type": "s3",
+        "bucket": devstack.results_bucket,
+        "key": "mapped/{jobID}/",
+        "encoding": "plain",
+    }
     with DAG(unique_dag_id("bacalhau_mapped"), schedule=None, start_date=datetime(2024, 1, 1)) as dag:
         make = BacalhauDockerJobOperator.partial(
-            task_id="make", image="busybox", entrypoint=["sh", "-c"], publisher=publisher,
-            deferrable=False, poll_interval=0.3,
+            task_id="make",
+            image="busybox",
+            entrypoint=["sh", "-c"],
+            publisher=publisher,
+            deferrable=False,
+            poll_interval=0.3,
         ).expand(parameters=[["echo part-a > /outputs/p.txt"], ["echo part-b > /outputs/p.txt"]])
         BacalhauJobOperator.partial(
-            task_id="use", deferrable=False, poll_interval=0.3,
-            job={"Type": "batch", "Tasks": [{"Name": "main", "Engine": {"Type": "docker", "Params": {
-                "Image": "busybox", "Entrypoint": ["sh", "-c"], "Parameters": ["cat /inputs/outputs/p.txt"]}}}]},
+            task_id="use",
+            deferrable=False,
+            poll_interval=0.3,
+            job={
+                "Type": "batch",
+                "Tasks": [
+                    {
+                        "Name": "main",
+                        "Engine": {
+                            "Type": "docker",
+                            "Params": {
+                                "Image": "busybox",
+                                "Entrypoint": ["sh", "-c"],
+                                "Parameters": ["cat /inputs/outputs/p.txt"],
+                            },
+                        },
+                    }
+                ],
+            },
         ).expand(inputs=make.output)
 
     result = run_dag(dag)
-    assert result.ti_states == {"make[0]": "success", "make[1]": "success", "use[0]": "success",
-                                "use[1]": "success"}, result.ti_states
+    assert result.ti_states == {
+        "make[0]": "success",
+        "make[1]": "success",
+        "use[0]": "success",
+        "use[1]": "success",
+    }, result.ti_states
     job_ids = {result.xcom(t, key="bacalhau_job_id", map_index=i) for t in ("make", "use") for i in (0, 1)}
     assert len(job_ids) == 4  # one job per mapped task instance
     by_id = {job["ID"]: job for job in devstack.jobs()}

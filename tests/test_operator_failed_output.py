@@ -13,9 +13,9 @@ from airflow_helpers import FakeTaskInstance, fake_context, record_logs
 from devstack_helpers import busybox_job
 
 from airflow_provider_bacalhau.operators import BacalhauJobOperator
+from airflow_provider_bacalhau.spec import JobStatus
 from airflow_provider_bacalhau.waiting import event_from_response
 from airflow_provider_bacalhau.waiting.failed_output import failed_output
-from airflow_provider_bacalhau.spec import JobStatus
 
 pytestmark = pytest.mark.docker
 LOGS_ROUTE = "GET /api/v1/orchestrator/jobs/{id}/logs"
@@ -27,13 +27,20 @@ SCRIPT = "echo 'out: step 1 done'; echo 'err: disk quota exceeded' >&2; exit 3"
 
 @pytest.fixture
 def ti():
-    return FakeTaskInstance(dag_id="failed_output", task_id="run", run_id=f"run-{next(_RUNS)}-{time.time_ns()}")
+    return FakeTaskInstance(
+        dag_id="failed_output", task_id="run", run_id=f"run-{next(_RUNS)}-{time.time_ns()}"
+    )
 
 
 def unpublishable(script: str = SCRIPT) -> dict:
     # An S3 server the node cannot reach (nothing listens on port 9): PutObject fails.
-    return busybox_job(script, publisher={"Type": "s3", "Params": {"Bucket": "results", "Key": "x/",
-                                                                   "Endpoint": "http://127.0.0.1:9"}})
+    return busybox_job(
+        script,
+        publisher={
+            "Type": "s3",
+            "Params": {"Bucket": "results", "Key": "x/", "Endpoint": "http://127.0.0.1:9"},
+        },
+    )
 
 
 def op_for(job: dict) -> BacalhauJobOperator:
@@ -64,7 +71,9 @@ def test_failure_message_and_log_carry_the_output_tail_from_the_logs_endpoint(de
     assert any("err: disk quota exceeded" in line for line in logs.messages("error"))
 
 
-def test_hanging_or_missing_logs_leave_the_job_messages_and_stay_prompt(devstack_env, devstack, failed_job, ti):
+def test_hanging_or_missing_logs_leave_the_job_messages_and_stay_prompt(
+    devstack_env, devstack, failed_job, ti
+):
     op = op_for(unpublishable())
     event = event_from_response(failed_job)
     devstack.set_faults(routes={LOGS_ROUTE: {"latency": 30}})
@@ -92,7 +101,12 @@ def test_hanging_or_missing_logs_leave_the_job_messages_and_stay_prompt(devstack
                 op.execute_complete(fake_context(ti), event)
         finally:
             api.put("/devstack/v1/logs", json=before)
-    assert str(failed.value).count("not available from the logs endpoint (timeout while waiting for execution logs)") == 2
+    assert (
+        str(failed.value).count(
+            "not available from the logs endpoint (timeout while waiting for execution logs)"
+        )
+        == 2
+    )
 
 
 def test_a_broken_logs_endpoint_leaves_the_job_messages(devstack_env, devstack, failed_job, ti):

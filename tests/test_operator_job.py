@@ -13,11 +13,10 @@ from airflow_helpers import FakeStateStore, FakeTaskInstance, fake_context, reco
 from devstack_helpers import busybox_job
 
 from airflow_provider_bacalhau.operators import BacalhauDockerJobOperator, BacalhauJobOperator
-from airflow_provider_bacalhau.waiting import make_event
 from airflow_provider_bacalhau.operators._naming import job_name_for_context
 from airflow_provider_bacalhau.spec import JobStatus
 from airflow_provider_bacalhau.triggers.job import BacalhauJobTrigger
-
+from airflow_provider_bacalhau.waiting import make_event
 
 _RUNS = iter(range(1, 10_000))
 
@@ -56,24 +55,42 @@ def test_deferrable_execute_pushes_id_and_link_then_defers(devstack_env, devstac
     try:
         trigger = deferred.value.trigger
         assert isinstance(trigger, BacalhauJobTrigger)
-        assert (trigger.job_id, trigger.bacalhau_conn_id, trigger.poll_interval) == (job_id, "bacalhau_default", 0.2)
+        assert (trigger.job_id, trigger.bacalhau_conn_id, trigger.poll_interval) == (
+            job_id,
+            "bacalhau_default",
+            0.2,
+        )
         assert 590 < trigger.deadline - time.time() <= 600
         assert trigger.stop_on_kill and "optest.run" in trigger.stop_reason
         assert deferred.value.method_name == "execute_complete"
         # Padded past the trigger's deadline, so the trigger's timeout event (which stops the job) wins.
         assert timedelta(seconds=655) < deferred.value.timeout <= timedelta(seconds=660)
-        assert ti.xcoms["bacalhau_job_link"] == {"job_id": job_id, "url": f"{devstack.webui_url}/jobs/{job_id}"}
+        assert ti.xcoms["bacalhau_job_link"] == {
+            "job_id": job_id,
+            "url": f"{devstack.webui_url}/jobs/{job_id}",
+        }
         assert jobs_named(devstack, job_name_for_context(context))[0]["ID"] == job_id
     finally:
         client.stop_job(job_id, reason="test cleanup")
 
 
 def test_success_returns_result_dicts_and_logs_outputs(devstack_env, devstack, ti):
-    publisher = {"Type": "s3", "Params": {"Bucket": devstack.results_bucket, "Key": "optest/{jobID}/{executionID}/",
-                                          "Encoding": "plain"}}
-    op = BacalhauJobOperator(task_id="run", poll_interval=0.2, deferrable=False,
-                             job=busybox_job("echo hello > /outputs/a.txt; echo to-stdout; echo to-stderr >&2",
-                                             publisher=publisher))
+    publisher = {
+        "Type": "s3",
+        "Params": {
+            "Bucket": devstack.results_bucket,
+            "Key": "optest/{jobID}/{executionID}/",
+            "Encoding": "plain",
+        },
+    }
+    op = BacalhauJobOperator(
+        task_id="run",
+        poll_interval=0.2,
+        deferrable=False,
+        job=busybox_job(
+            "echo hello > /outputs/a.txt; echo to-stdout; echo to-stderr >&2", publisher=publisher
+        ),
+    )
     with record_logs() as logs:
         results = op.execute(fake_context(ti))
     assert len(results) == 1
@@ -81,8 +98,11 @@ def test_success_returns_result_dicts_and_logs_outputs(devstack_env, devstack, t
     assert result["Type"] == "s3" and result["Params"]["Bucket"] == devstack.results_bucket
     assert result["JobID"] == ti.xcoms["bacalhau_job_id"] and result["ExecutionID"].startswith("e-")
     assert "to-stdout" in logs.text and "to-stderr" in logs.text
-    body = devstack.s3_client().get_object(Bucket=devstack.results_bucket,
-                                           Key=result["Params"]["Key"] + "outputs/a.txt")["Body"].read()
+    body = (
+        devstack.s3_client()
+        .get_object(Bucket=devstack.results_bucket, Key=result["Params"]["Key"] + "outputs/a.txt")["Body"]
+        .read()
+    )
     assert body == b"hello\n"
 
 
@@ -92,8 +112,10 @@ def test_failure_raises_with_stderr_tail_in_the_log(devstack_env, ti):
         op.execute(fake_context(ti))
     assert "the-real-cause" in str(failed.value)
     failure_lines = logs.messages("error")
-    assert any("did not succeed" in line and "the-real-cause" in line and "ExitCode: 7" in line
-               for line in failure_lines), failure_lines
+    assert any(
+        "did not succeed" in line and "the-real-cause" in line and "ExitCode: 7" in line
+        for line in failure_lines
+    ), failure_lines
 
 
 def test_nonzero_exit_can_be_accepted(devstack_env, ti):
@@ -147,8 +169,9 @@ def test_task_state_store_finds_a_job_with_a_user_chosen_name(devstack_env, devs
 
 
 def test_invalid_spec_fails_before_submit_naming_the_field(devstack_env, devstack, ti):
-    op = BacalhauDockerJobOperator(task_id="run", image="busybox", env={"BACALHAU_SECRET": "x"},
-                                   deferrable=False)
+    op = BacalhauDockerJobOperator(
+        task_id="run", image="busybox", env={"BACALHAU_SECRET": "x"}, deferrable=False
+    )
     context = fake_context(ti)
     with pytest.raises(AirflowFailException, match="EnvironmentVariables"):
         op.execute(context)
@@ -186,7 +209,9 @@ def test_on_kill_stops_the_job(devstack_env, client, ti):
 
 def test_worker_wait_survives_transient_api_errors(devstack_env, devstack, ti, monkeypatch):
     monkeypatch.setenv("AIRFLOW_CONN_BACALHAU_NORETRY", devstack.bacalhau_conn_json(max_retries=0))
-    devstack.set_faults(routes={"GET /api/v1/orchestrator/jobs/{id}": {"every": 2, "status": 503, "times": 3}})
+    devstack.set_faults(
+        routes={"GET /api/v1/orchestrator/jobs/{id}": {"every": 2, "status": 503, "times": 3}}
+    )
     try:
         op_for("sleep 1; echo ok", bacalhau_conn_id="bacalhau_noretry").execute(fake_context(ti))
     finally:
@@ -199,8 +224,15 @@ def test_not_waiting_returns_none_after_pushing_the_id(devstack_env, client, ti)
     assert ti.xcoms["bacalhau_job_id"].startswith("j-")
 
 
-@pytest.mark.parametrize("event", [None, {"status": "weird", "job_id": "j"}, {"status": "success"},
-                                   {"status": "success", "job_id": "j-1", "job": None}])
+@pytest.mark.parametrize(
+    "event",
+    [
+        None,
+        {"status": "weird", "job_id": "j"},
+        {"status": "success"},
+        {"status": "success", "job_id": "j-1", "job": None},
+    ],
+)
 def test_execute_complete_validates_the_event_first(event):
     with pytest.raises(AirflowException, match="event"):
         op_for("echo").execute_complete(fake_context(), event)
@@ -242,7 +274,9 @@ def test_no_changes_answer_reattaches_to_the_existing_job(devstack_env, devstack
     op_for("echo once").execute(context)
     first_id = ti.xcoms["bacalhau_job_id"]
     # The name lookup misses once (404), so the identical spec is PUT again without Force.
-    devstack.set_faults(routes={"GET /api/v1/orchestrator/jobs/{id}": {"every": 1, "status": 404, "times": 1}})
+    devstack.set_faults(
+        routes={"GET /api/v1/orchestrator/jobs/{id}": {"every": 1, "status": 404, "times": 1}}
+    )
     try:
         with record_logs() as logs:
             op_for("echo once").execute(context)
@@ -266,12 +300,27 @@ def test_input_errors_fail_for_good_only_when_they_are_configuration(devstack_en
     with socket.socket() as sock:  # a port nothing listens on
         sock.bind(("127.0.0.1", 0))
         dead = f"http://127.0.0.1:{sock.getsockname()[1]}"
-    monkeypatch.setenv("AIRFLOW_CONN_AWS_DEAD", json.dumps({
-        "conn_type": "aws", "login": "k", "password": "s",
-        "extra": {"endpoint_url": dead, "region_name": "us-east-1",
-                  "config_kwargs": {"retries": {"max_attempts": 1}, "connect_timeout": 2}}}))
-    archive = {"Type": "s3", "Params": {"Bucket": "res", "Key": "runs/e-1.tar.gz"}, "JobID": "j-1",
-               "ExecutionID": "e-1"}
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_AWS_DEAD",
+        json.dumps(
+            {
+                "conn_type": "aws",
+                "login": "k",
+                "password": "s",
+                "extra": {
+                    "endpoint_url": dead,
+                    "region_name": "us-east-1",
+                    "config_kwargs": {"retries": {"max_attempts": 1}, "connect_timeout": 2},
+                },
+            }
+        ),
+    )
+    archive = {
+        "Type": "s3",
+        "Params": {"Bucket": "res", "Key": "runs/e-1.tar.gz"},
+        "JobID": "j-1",
+        "ExecutionID": "e-1",
+    }
     with pytest.raises(AirflowException, match="Resolving inputs failed") as failed:
         op_for("echo", inputs=archive, aws_conn_id="aws_dead").execute(fake_context(ti))
     assert not isinstance(failed.value, AirflowFailException)  # a retry may succeed

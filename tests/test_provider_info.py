@@ -99,18 +99,31 @@ def test_airflow_2_form_widgets_match_conn_fields(monkeypatch):
         assert type(widget).__name__ == ("BooleanField" if is_bool else "StringField")
 
 
-@pytest.mark.parametrize("name", ["use_tls", "insecure", "ca_file", "webui_url", "namespace", "s3_endpoint",
-                                  "s3_region"])
+@pytest.mark.parametrize(
+    "name", ["use_tls", "insecure", "ca_file", "webui_url", "namespace", "s3_endpoint", "s3_region"]
+)
 def test_every_form_field_is_read_by_the_hook(monkeypatch, name):
     """A field on the form that the hook ignored would be a silent trap."""
-    values = {"use_tls": "true", "insecure": "true", "ca_file": __file__, "webui_url": "http://ui", "namespace": "ns",
-              "s3_endpoint": "http://seaweed.internal:8333", "s3_region": "eu-west-1"}
+    values = {
+        "use_tls": "true",
+        "insecure": "true",
+        "ca_file": __file__,
+        "webui_url": "http://ui",
+        "namespace": "ns",
+        "s3_endpoint": "http://seaweed.internal:8333",
+        "s3_region": "eu-west-1",
+    }
     monkeypatch.setenv("AIRFLOW_CONN_FORM_FIELD", json.dumps({"conn_type": "bacalhau", "host": "h"}))
     plain = BacalhauHook("form_field")
     plain_config, plain_url = plain.client_config(), plain.job_url("j")
     plain_view = plain.compute_s3_view()
     monkeypatch.setenv(
-        "AIRFLOW_CONN_FORM_FIELD", json.dumps({"conn_type": "bacalhau", "host": "h", "extra": {name: values[name]}})
+        "AIRFLOW_CONN_FORM_FIELD",
+        json.dumps({"conn_type": "bacalhau", "host": "h", "extra": {name: values[name]}}),
     )
     hook = BacalhauHook("form_field")
-    assert (hook.client_config(), hook.job_url("j"), hook.compute_s3_view()) != (plain_config, plain_url, plain_view)
+    assert (hook.client_config(), hook.job_url("j"), hook.compute_s3_view()) != (
+        plain_config,
+        plain_url,
+        plain_view,
+    )

@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import io
-import json
 import logging
 import os
 import tarfile
@@ -13,12 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from airflow_provider_bacalhau.devstack.testing import SECRET_IDENTITY
-from airflow_provider_bacalhau.errors import ResultIntegrityError
 from airflow_provider_bacalhau.dataplane.fetch import part_size
 from airflow_provider_bacalhau.dataplane.plane import S3DataPlane
+from airflow_provider_bacalhau.devstack.testing import SECRET_IDENTITY
+from airflow_provider_bacalhau.errors import ResultIntegrityError
 from airflow_provider_bacalhau.hooks.s3 import BacalhauS3Hook
-
 
 # The Airflow connection's secret: a distinctive value to hunt for in logs, XCom and specs.
 FAKE_SECRET = SECRET_IDENTITY.secret_key
@@ -101,12 +99,10 @@ def test_stage_tree_then_nothing_changed(hook, bucket, tmp_path, s3_server):
 
 
 def test_stage_single_file_carries_checksum_and_version(hook, bucket, tmp_path, s3_server):
-    s3_server.client().put_bucket_versioning(Bucket=bucket,
-                                             VersioningConfiguration={"Status": "Enabled"})
+    s3_server.client().put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
     data = os.urandom(1000)
     (tmp_path / "one.bin").write_bytes(data)
-    params = S3DataPlane(hook).stage(str(tmp_path / "one.bin"), bucket,
-                                     "single").to_spec()["Params"]
+    params = S3DataPlane(hook).stage(str(tmp_path / "one.bin"), bucket, "single").to_spec()["Params"]
     assert params["Key"] == "single/one.bin"
     assert params["ChecksumSHA256"] == sha_b64(data)
     head = s3_server.client().head_object(Bucket=bucket, Key="single/one.bin")
@@ -155,23 +151,32 @@ def gzip_tar(members: dict[str, bytes]) -> bytes:
 
 def publish(client, bucket: str, key: str, body: bytes) -> dict:
     answer = client.put_object(Bucket=bucket, Key=key, Body=body, ChecksumAlgorithm="SHA256")
-    return {"Type": "s3", "Params": {"Bucket": bucket, "Key": key, "Region": "us-east-1",
-                                     "ChecksumSHA256": answer["ChecksumSHA256"], "Filter": "",
-                                     "Partition": {"Type": "", "StartIndex": 0}},
-            "JobID": "j-1", "ExecutionID": "e-1"}
+    return {
+        "Type": "s3",
+        "Params": {
+            "Bucket": bucket,
+            "Key": key,
+            "Region": "us-east-1",
+            "ChecksumSHA256": answer["ChecksumSHA256"],
+            "Filter": "",
+            "Partition": {"Type": "", "StartIndex": 0},
+        },
+        "JobID": "j-1",
+        "ExecutionID": "e-1",
+    }
 
 
 def test_fetch_gzip_and_plain(hook, bucket, tmp_path, s3_server):
     client = s3_server.client()
-    result = publish(client, bucket, "res/j-1/e-1.tar.gz",
-                     gzip_tar({"stdout": b"hi\n", "outputs/a/b.txt": b"deep"}))
+    result = publish(
+        client, bucket, "res/j-1/e-1.tar.gz", gzip_tar({"stdout": b"hi\n", "outputs/a/b.txt": b"deep"})
+    )
     out = S3DataPlane(hook).fetch_result(result, tmp_path / "dest" / "e-1")
     assert (out / "stdout").read_bytes() == b"hi\n"
     assert (out / "outputs/a/b.txt").read_bytes() == b"deep"
 
     for rel, data in {"stdout": b"x", "outputs/ü.txt": b"y"}.items():
-        client.put_object(Bucket=bucket, Key=f"plain/e-2/{rel}", Body=data,
-                          ChecksumAlgorithm="SHA256")
+        client.put_object(Bucket=bucket, Key=f"plain/e-2/{rel}", Body=data, ChecksumAlgorithm="SHA256")
     plain = {"Type": "s3", "Params": {"Bucket": bucket, "Key": "plain/e-2/"}}
     out = S3DataPlane(hook).fetch_result(plain, tmp_path / "dest" / "e-2")
     assert (out / "outputs/ü.txt").read_bytes() == b"y"
@@ -185,8 +190,7 @@ def test_unsafe_archives_refused(hook, bucket, tmp_path, s3_server, kind):
         info = tarfile.TarInfo("ok.txt")
         info.size = 2
         tar.addfile(info, io.BytesIO(b"ok"))
-        bad = tarfile.TarInfo({"dotdot": "../escape.txt", "absolute": "/tmp/abs.txt"}.get(kind,
-                                                                                          "link"))
+        bad = tarfile.TarInfo({"dotdot": "../escape.txt", "absolute": "/tmp/abs.txt"}.get(kind, "link"))
         if kind == "symlink":
             bad.type, bad.linkname = tarfile.SYMTYPE, "../../outside"
         elif kind == "hardlink":
@@ -225,8 +229,7 @@ def test_restage_gzip_once(hook, bucket, tmp_path, s3_server):
     digest = hashlib.sha256(archive).hexdigest()
     assert spec["Params"]["Key"] == f"stage/{digest}/"
     listed = client.list_objects_v2(Bucket=bucket, Prefix=f"stage/{digest}/")["Contents"]
-    assert sorted(o["Key"] for o in listed) == [f"stage/{digest}/outputs/x.csv",
-                                                f"stage/{digest}/stdout"]
+    assert sorted(o["Key"] for o in listed) == [f"stage/{digest}/outputs/x.csv", f"stage/{digest}/stdout"]
     gets = []
     hook.client.meta.events.register("before-call.s3.GetObject", lambda **_: gets.append(1))
     assert S3DataPlane(hook).restage_result(result, bucket, "stage") == spec
@@ -241,13 +244,16 @@ def test_fetch_multipart_objects_checked_by_composite(hook, bucket, tmp_path, s3
     archive = tmp_path / "e-mp.tar.gz"
     archive.write_bytes(gzip_tar({"outputs/big.bin": payload}))
     parts = TransferConfig(multipart_threshold=5 * MiB, multipart_chunksize=5 * MiB)
-    client.upload_file(str(archive), bucket, "mp/e-mp.tar.gz", Config=parts,
-                       ExtraArgs={"ChecksumAlgorithm": "SHA256"})
+    client.upload_file(
+        str(archive), bucket, "mp/e-mp.tar.gz", Config=parts, ExtraArgs={"ChecksumAlgorithm": "SHA256"}
+    )
     head = client.head_object(Bucket=bucket, Key="mp/e-mp.tar.gz", ChecksumMode="ENABLED")
     assert head["ETag"].strip('"').endswith("-2")
     assert part_size(hook, bucket, "mp/e-mp.tar.gz", "") == 5 * MiB  # so the check is real
-    result = {"Type": "s3", "Params": {"Bucket": bucket, "Key": "mp/e-mp.tar.gz",
-                                       "ChecksumSHA256": head["ChecksumSHA256"]}}
+    result = {
+        "Type": "s3",
+        "Params": {"Bucket": bucket, "Key": "mp/e-mp.tar.gz", "ChecksumSHA256": head["ChecksumSHA256"]},
+    }
     out = S3DataPlane(hook).fetch_result(result, tmp_path / "dest" / "ok")
     assert (out / "outputs" / "big.bin").read_bytes() == payload
 
@@ -256,8 +262,9 @@ def test_fetch_multipart_objects_checked_by_composite(hook, bucket, tmp_path, s3
         S3DataPlane(hook).fetch_result(wrong, tmp_path / "dest" / "bad")
     assert sorted(p.name for p in (tmp_path / "dest").iterdir()) == ["ok"]
 
-    client.upload_file(str(archive), bucket, "mpplain/e/file.bin", Config=parts,
-                       ExtraArgs={"ChecksumAlgorithm": "SHA256"})
+    client.upload_file(
+        str(archive), bucket, "mpplain/e/file.bin", Config=parts, ExtraArgs={"ChecksumAlgorithm": "SHA256"}
+    )
     plain = {"Type": "s3", "Params": {"Bucket": bucket, "Key": "mpplain/e/"}}
     out = S3DataPlane(hook).fetch_result(plain, tmp_path / "dest" / "plain")
     assert (out / "file.bin").read_bytes() == archive.read_bytes()
@@ -302,14 +309,12 @@ SIGNED_QUERY = "?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Signature=deadbeef0123&X
 
 
 @pytest.mark.parametrize("kind", ["urlDownload", "s3managed"])
-def test_presigned_signature_stays_out_of_the_httpx_log(signed_url_server, tmp_path, caplog,
-                                                         kind):
+def test_presigned_signature_stays_out_of_the_httpx_log(signed_url_server, tmp_path, caplog, kind):
     url = f"{signed_url_server}/results/j-1/e-1.tar.gz{SIGNED_QUERY}"
     if kind == "urlDownload":
         result, client = {"Type": kind, "Params": {"URL": url}}, None
     else:
-        result, client = {"Type": kind, "Params": {"JobID": "j-1", "ExecutionID": "e-1"}}, \
-            ResultsOnly(url)
+        result, client = {"Type": kind, "Params": {"JobID": "j-1", "ExecutionID": "e-1"}}, ResultsOnly(url)
     hook = BacalhauS3Hook(aws_conn_id=None)
     with caplog.at_level(logging.INFO, logger="httpx"), caplog.at_level(logging.INFO):
         out = S3DataPlane(hook).fetch_result(result, tmp_path / "e-1", bacalhau_client=client)
@@ -320,5 +325,4 @@ def test_presigned_signature_stays_out_of_the_httpx_log(signed_url_server, tmp_p
     assert len(requests) == 2 and "/results/j-1/e-1.tar.gz" in requests[0]  # httpx did log
     assert "X-Amz-Signature" not in caplog.text
     assert not any("X-Amz-Signature" in r.getMessage() for r in caplog.records)
-    assert [type(f).__name__ for f in logging.getLogger("httpx").filters].count(
-        "_HideSignedQueries") == 1
+    assert [type(f).__name__ for f in logging.getLogger("httpx").filters].count("_HideSignedQueries") == 1

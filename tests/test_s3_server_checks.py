@@ -13,9 +13,9 @@ import httpx
 import pytest
 
 from airflow_provider_bacalhau.client import BacalhauClient, ClientConfig
+from airflow_provider_bacalhau.dataplane.plane import S3DataPlane
 from airflow_provider_bacalhau.devstack.testing import LIMITED_BUCKET, LIMITED_IDENTITY
 from airflow_provider_bacalhau.errors import ResultIntegrityError, S3AccessError
-from airflow_provider_bacalhau.dataplane.plane import S3DataPlane
 from airflow_provider_bacalhau.hooks.s3 import BacalhauS3Hook
 from airflow_provider_bacalhau.spec import Job, JobStatus
 
@@ -53,7 +53,9 @@ def test_identity_without_access_gets_a_clear_access_denied(s3_server, monkeypat
             admin.create_bucket(Bucket=bucket)
     monkeypatch.setenv("AIRFLOW_CONN_AWS_DEFAULT", s3_server.aws_conn_json(LIMITED_IDENTITY))
 
-    with pytest.raises(S3AccessError, match=r"'aws_default' while staging to s3://not-for-limited/.*AccessDenied"):
+    with pytest.raises(
+        S3AccessError, match=r"'aws_default' while staging to s3://not-for-limited/.*AccessDenied"
+    ):
         S3DataPlane(BacalhauS3Hook()).stage(str(files), "not-for-limited", "runs/1")
     assert "Contents" not in admin.list_objects_v2(Bucket="not-for-limited")
 
@@ -62,7 +64,9 @@ def test_identity_without_access_gets_a_clear_access_denied(s3_server, monkeypat
     assert staged.uploaded == 1
 
 
-def test_object_overwritten_after_its_checksum_was_recorded_is_caught_on_fetch(s3_server, monkeypatch, tmp_path):
+def test_object_overwritten_after_its_checksum_was_recorded_is_caught_on_fetch(
+    s3_server, monkeypatch, tmp_path
+):
     admin = s3_server.client()
     admin.create_bucket(Bucket="overwritten")
     monkeypatch.setenv("AIRFLOW_CONN_AWS_DEFAULT", s3_server.aws_conn_json())
@@ -71,8 +75,9 @@ def test_object_overwritten_after_its_checksum_was_recorded_is_caught_on_fetch(s
     spec = S3DataPlane(BacalhauS3Hook()).stage(str(source), "overwritten", "models").to_spec()
     assert spec["Params"]["ChecksumSHA256"]
     # Someone replaces the object; the server stores the new bytes with their own checksum.
-    admin.put_object(Bucket="overwritten", Key=spec["Params"]["Key"], Body=b"something else\n",
-                     ChecksumAlgorithm="SHA256")
+    admin.put_object(
+        Bucket="overwritten", Key=spec["Params"]["Key"], Body=b"something else\n", ChecksumAlgorithm="SHA256"
+    )
     spec["Params"].pop("VersionID", None)  # the latest object, not the version staged
 
     with pytest.raises(ResultIntegrityError, match="published ChecksumSHA256"):
@@ -86,8 +91,13 @@ def short_url_devstack(s3_server):
     from airflow_provider_bacalhau.devstack import stack
 
     home = Path(tempfile.mkdtemp(prefix="bacalhau-devstack-expiry-"))
-    state = stack.up(home, api_port=0, s3_endpoint=s3_server.endpoint, die_with_parent=True,
-                     extra_args=["--managed-url-expiration", "2"])
+    state = stack.up(
+        home,
+        api_port=0,
+        s3_endpoint=s3_server.endpoint,
+        die_with_parent=True,
+        extra_args=["--managed-url-expiration", "2"],
+    )
     try:
         yield state
     finally:
@@ -99,12 +109,28 @@ def short_url_devstack(s3_server):
 @pytest.mark.slow
 def test_expired_s3managed_url_is_resolved_afresh(short_url_devstack, s3_server, monkeypatch, tmp_path):
     monkeypatch.setenv("AIRFLOW_CONN_AWS_DEFAULT", s3_server.aws_conn_json())
-    job = Job.from_dict({"Name": "managed-expiry", "Type": "batch", "Count": 1, "Tasks": [{
-        "Name": "main",
-        "Engine": {"Type": "docker", "Params": {"Image": "busybox", "Entrypoint": ["sh", "-c"],
-                                                "Parameters": ["mkdir -p /outputs && echo fresh > /outputs/r.txt"]}},
-        "ResultPaths": [{"Name": "outputs", "Path": "/outputs"}],
-        "Publisher": {"Type": "s3managed"}}]})
+    job = Job.from_dict(
+        {
+            "Name": "managed-expiry",
+            "Type": "batch",
+            "Count": 1,
+            "Tasks": [
+                {
+                    "Name": "main",
+                    "Engine": {
+                        "Type": "docker",
+                        "Params": {
+                            "Image": "busybox",
+                            "Entrypoint": ["sh", "-c"],
+                            "Parameters": ["mkdir -p /outputs && echo fresh > /outputs/r.txt"],
+                        },
+                    },
+                    "ResultPaths": [{"Name": "outputs", "Path": "/outputs"}],
+                    "Publisher": {"Type": "s3managed"},
+                }
+            ],
+        }
+    )
     with BacalhauClient(ClientConfig(base_url=short_url_devstack.api_url)) as client:
         job_id = client.submit_job(job)["JobID"]
         deadline = time.monotonic() + 90
@@ -121,7 +147,9 @@ def test_expired_s3managed_url_is_resolved_afresh(short_url_devstack, s3_server,
         expired = httpx.get(stale_url)
         assert expired.status_code == 403 and "expired" in expired.text  # the server checks expiry
 
-        dest = S3DataPlane(BacalhauS3Hook()).fetch_result(result, tmp_path / "fetched", bacalhau_client=client)
+        dest = S3DataPlane(BacalhauS3Hook()).fetch_result(
+            result, tmp_path / "fetched", bacalhau_client=client
+        )
     assert (dest / "outputs" / "r.txt").read_text() == "fresh\n"
 
 
@@ -131,12 +159,18 @@ def test_presigned_put_headers_as_the_devstack_s3managed_upload_relies_on(s3_ser
     x-amz-* header is not, and a signed Content-Type must be sent as signed."""
     client = s3_server.client()
     client.create_bucket(Bucket="presigned-put")
-    url = client.generate_presigned_url("put_object", Params={"Bucket": "presigned-put", "Key": "a"},
-                                        ExpiresIn=60)
-    assert httpx.put(url, content=b"x", headers={"Content-Type": "application/octet-stream"}).status_code == 200
+    url = client.generate_presigned_url(
+        "put_object", Params={"Bucket": "presigned-put", "Key": "a"}, ExpiresIn=60
+    )
+    assert (
+        httpx.put(url, content=b"x", headers={"Content-Type": "application/octet-stream"}).status_code == 200
+    )
     assert httpx.put(url, content=b"x", headers={"x-amz-meta-extra": "1"}).status_code == 403
     signed = client.generate_presigned_url(
-        "put_object", Params={"Bucket": "presigned-put", "Key": "b", "ContentType": "application/gzip"}, ExpiresIn=60)
+        "put_object",
+        Params={"Bucket": "presigned-put", "Key": "b", "ContentType": "application/gzip"},
+        ExpiresIn=60,
+    )
     assert httpx.put(signed, content=b"x", headers={"Content-Type": "text/plain"}).status_code == 403
     assert httpx.put(signed, content=b"x", headers={"Content-Type": "application/gzip"}).status_code == 200
 
@@ -150,5 +184,10 @@ def test_a_body_that_contradicts_its_checksum_is_refused(s3_server):
     client.create_bucket(Bucket="bad-digest")
     good = client.put_object(Bucket="bad-digest", Key="f", Body=b"good", ChecksumAlgorithm="SHA256")
     with pytest.raises(botocore.exceptions.ClientError, match="BadDigest"):
-        client.put_object(Bucket="bad-digest", Key="f", Body=b"evil", ChecksumAlgorithm="SHA256",
-                          ChecksumSHA256=good["ChecksumSHA256"])
+        client.put_object(
+            Bucket="bad-digest",
+            Key="f",
+            Body=b"evil",
+            ChecksumAlgorithm="SHA256",
+            ChecksumSHA256=good["ChecksumSHA256"],
+        )

@@ -15,16 +15,17 @@ from airflow.providers.common.compat.sdk import (
 from airflow_helpers import FakeTaskInstance, fake_context
 from devstack_helpers import busybox_job
 
-from airflow_provider_bacalhau.waiting import make_event
 from airflow_provider_bacalhau.sensors import BacalhauJobSensor
 from airflow_provider_bacalhau.spec import JobStatus
 from airflow_provider_bacalhau.triggers.job import BacalhauJobTrigger
-
+from airflow_provider_bacalhau.waiting import make_event
 
 
 def submit(client, devstack, script: str, name: str = "") -> str:
-    publisher = {"Type": "s3", "Params": {"Bucket": devstack.results_bucket, "Key": "sensor/{jobID}/",
-                                          "Encoding": "plain"}}
+    publisher = {
+        "Type": "s3",
+        "Params": {"Bucket": devstack.results_bucket, "Key": "sensor/{jobID}/", "Encoding": "plain"},
+    }
     return client.submit_job(busybox_job(script, name=name, publisher=publisher))["JobID"]
 
 

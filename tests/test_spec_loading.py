@@ -37,8 +37,10 @@ def yaml_job(task_extra: str) -> str:
         """) + textwrap.indent(textwrap.dedent(task_extra), "    ")
 
 
-ENGINE = {"Type": "docker", "Params": {"Image": "busybox:1.37.0", "Entrypoint": ["/bin/sh", "-c"],
-                                       "Parameters": ["ls -R /data"]}}
+ENGINE = {
+    "Type": "docker",
+    "Params": {"Image": "busybox:1.37.0", "Entrypoint": ["/bin/sh", "-c"], "Parameters": ["ls -R /data"]},
+}
 
 # Seed 002 (S3 source spec page), written correctly: Target in the same list item as Source.
 DOCS_S3_INPUT = """\
@@ -120,14 +122,29 @@ def test_docs_s3_input_example_loads_and_warns_about_checksum_on_prefix(caplog):
     caplog.set_level(logging.WARNING, logger=LOGGER)
     job = Job.from_yaml(yaml_job(DOCS_S3_INPUT))
     assert job.to_dict(validate=False) == {
-        "Name": "docs-example", "Type": "batch", "Count": 1,
-        "Tasks": [{
-            "Name": "main", "Engine": ENGINE,
-            "InputSources": [{"Target": "/data", "Source": {"Type": "s3", "Params": {
-                "Bucket": "my-bucket", "Key": "data/",
-                "Endpoint": "https://s3.us-west-2.amazonaws.com",
-                "ChecksumSHA256": "e3b0c44b542b..."}}}],
-        }],
+        "Name": "docs-example",
+        "Type": "batch",
+        "Count": 1,
+        "Tasks": [
+            {
+                "Name": "main",
+                "Engine": ENGINE,
+                "InputSources": [
+                    {
+                        "Target": "/data",
+                        "Source": {
+                            "Type": "s3",
+                            "Params": {
+                                "Bucket": "my-bucket",
+                                "Key": "data/",
+                                "Endpoint": "https://s3.us-west-2.amazonaws.com",
+                                "ChecksumSHA256": "e3b0c44b542b...",
+                            },
+                        },
+                    }
+                ],
+            }
+        ],
     }
     warned = [r.getMessage() for r in caplog.records if r.name == LOGGER]
     assert any("Tasks[0].InputSources[0].Source.Params.ChecksumSHA256" in m for m in warned)
@@ -142,8 +159,9 @@ def test_docs_broken_target_item_gives_helpful_error():
 
 
 def test_docs_broken_form_for_ipfs_too():
-    broken = "InputSources:\n  - Source:\n      Type: ipfs\n      Params:\n        CID: Qm1\n" \
-             "  - Target: /data\n"
+    broken = (
+        "InputSources:\n  - Source:\n      Type: ipfs\n      Params:\n        CID: Qm1\n  - Target: /data\n"
+    )
     with pytest.raises(SpecError, match="Target belongs in the same list item as Source"):
         Job.from_yaml(yaml_job(broken))
 
@@ -152,12 +170,29 @@ def test_docs_s3_publisher_example_maps_compress_to_encoding(caplog):
     caplog.set_level(logging.INFO, logger=LOGGER)
     job = Job.from_yaml(yaml_job(DOCS_S3_PUBLISHER))
     assert job.to_dict() == {
-        "Name": "docs-example", "Type": "batch", "Count": 1,
-        "Tasks": [{"Name": "main", "Engine": ENGINE, "Publisher": {"Type": "s3", "Params": {
-            "Bucket": "my-task-results", "Key": "task123/result.tar.gz", "Encoding": "gzip"}}}],
+        "Name": "docs-example",
+        "Type": "batch",
+        "Count": 1,
+        "Tasks": [
+            {
+                "Name": "main",
+                "Engine": ENGINE,
+                "Publisher": {
+                    "Type": "s3",
+                    "Params": {
+                        "Bucket": "my-task-results",
+                        "Key": "task123/result.tar.gz",
+                        "Encoding": "gzip",
+                    },
+                },
+            }
+        ],
     }
-    assert any("Compress is not a Bacalhau v1.9 parameter" in r.getMessage()
-               for r in caplog.records if r.name == LOGGER)
+    assert any(
+        "Compress is not a Bacalhau v1.9 parameter" in r.getMessage()
+        for r in caplog.records
+        if r.name == LOGGER
+    )
 
 
 def test_compress_false_means_plain():
@@ -170,28 +205,46 @@ def test_compress_false_means_plain():
 def test_docs_s3managed_job():
     job = Job.from_yaml(DOCS_S3MANAGED)
     assert job.to_dict() == {
-        "Name": "managed-publisher-job", "Type": "batch", "Count": 1,
-        "Tasks": [{
-            "Name": "main",
-            "Engine": {"Type": "docker", "Params": {
-                "Image": "busybox:1.37.0", "Entrypoint": ["/bin/sh"],
-                "Parameters": ["-c", "echo Hello, I was stored by Managed Publisher!"]}},
-            "Publisher": {"Type": "s3managed"},
-        }],
+        "Name": "managed-publisher-job",
+        "Type": "batch",
+        "Count": 1,
+        "Tasks": [
+            {
+                "Name": "main",
+                "Engine": {
+                    "Type": "docker",
+                    "Params": {
+                        "Image": "busybox:1.37.0",
+                        "Entrypoint": ["/bin/sh"],
+                        "Parameters": ["-c", "echo Hello, I was stored by Managed Publisher!"],
+                    },
+                },
+                "Publisher": {"Type": "s3managed"},
+            }
+        ],
     }
 
 
 def test_lower_case_testdata_job_loads():
     job = Job.from_yaml(DOCKER_HELLO)
     assert job.name == "A Simple Docker Job"
-    assert job.task.engine == DockerEngine("busybox:1.37.0", ["/bin/sh"],
-                                           ["-c", "echo hello world"])
+    assert job.task.engine == DockerEngine("busybox:1.37.0", ["/bin/sh"], ["-c", "echo hello world"])
 
 
 def test_keys_in_any_case_but_map_keys_keep_case():
-    spec = {"NAME": "x", "tYpE": "batch", "tasks": [{
-        "NAME": "main", "engine": {"TYPE": "docker", "PARAMS": {"IMAGE": "busybox"}},
-        "env": {"MyVar": "1"}, "meta": {"Owner": "Team"}}], "labels": {"Airflow-Dag": "etl"}}
+    spec = {
+        "NAME": "x",
+        "tYpE": "batch",
+        "tasks": [
+            {
+                "NAME": "main",
+                "engine": {"TYPE": "docker", "PARAMS": {"IMAGE": "busybox"}},
+                "env": {"MyVar": "1"},
+                "meta": {"Owner": "Team"},
+            }
+        ],
+        "labels": {"Airflow-Dag": "etl"},
+    }
     with pytest.raises(SpecError, match=r"Tasks\[0\]\.Env\.MyVar"):
         Job.from_dict(spec)
     spec["tasks"][0]["env"] = {"MY_VAR": "1"}
@@ -203,15 +256,32 @@ def test_keys_in_any_case_but_map_keys_keep_case():
 
 def test_job_wrapper_and_server_fields_are_accepted(caplog):
     caplog.set_level(logging.WARNING, logger=LOGGER)
-    wrapped = {"Job": {"ID": "j-1", "Version": 3, "State": {"StateType": "Completed"},
-                       "Type": "batch", "Count": 1,
-                       "Tasks": [{"Name": "main", "Engine": {"Type": "noop"},
-                                  "Publisher": {"Type": ""}, "Network": {"Type": "Default"},
-                                  "Timeouts": {}}]}, "Force": False}
+    wrapped = {
+        "Job": {
+            "ID": "j-1",
+            "Version": 3,
+            "State": {"StateType": "Completed"},
+            "Type": "batch",
+            "Count": 1,
+            "Tasks": [
+                {
+                    "Name": "main",
+                    "Engine": {"Type": "noop"},
+                    "Publisher": {"Type": ""},
+                    "Network": {"Type": "Default"},
+                    "Timeouts": {},
+                }
+            ],
+        },
+        "Force": False,
+    }
     job = Job.from_dict(wrapped)
     assert job.task.publisher is None
-    assert job.to_dict()["Tasks"][0] == {"Name": "main", "Engine": {"Type": "noop"},
-                                         "Network": {"Type": "Default"}}
+    assert job.to_dict()["Tasks"][0] == {
+        "Name": "main",
+        "Engine": {"Type": "noop"},
+        "Network": {"Type": "Default"},
+    }
     assert not [r for r in caplog.records if r.name == LOGGER]
 
 
@@ -244,8 +314,9 @@ def test_empty_yaml():
 
 
 def test_json_text_loads_through_from_yaml():
-    job = Job.from_yaml(json.dumps({"Type": "batch", "Count": 2,
-                                    "Tasks": [{"Name": "t", "Engine": {"Type": "noop"}}]}))
+    job = Job.from_yaml(
+        json.dumps({"Type": "batch", "Count": 2, "Tasks": [{"Name": "t", "Engine": {"Type": "noop"}}]})
+    )
     assert job.count == 2 and job.task.name == "t"
 
 
@@ -270,7 +341,8 @@ def test_from_file_yaml_json_and_errors(tmp_path):
 
 
 def test_local_directory_alias_kept_and_readwrite_string_accepted():
-    job = Job.from_yaml(yaml_job("""\
+    job = Job.from_yaml(
+        yaml_job("""\
         InputSources:
           - Source:
               Type: "localDirectory"
@@ -278,9 +350,14 @@ def test_local_directory_alias_kept_and_readwrite_string_accepted():
                 SourcePath: "/etc/config"
                 ReadWrite: "true"
             Target: "/config"
-        """))
-    assert job.to_dict()["Tasks"][0]["InputSources"] == [{"Target": "/config", "Source": {
-        "Type": "localDirectory", "Params": {"SourcePath": "/etc/config", "ReadWrite": True}}}]
+        """)
+    )
+    assert job.to_dict()["Tasks"][0]["InputSources"] == [
+        {
+            "Target": "/config",
+            "Source": {"Type": "localDirectory", "Params": {"SourcePath": "/etc/config", "ReadWrite": True}},
+        }
+    ]
 
 
 def test_numbers_in_string_maps_become_strings_booleans_do_not():
@@ -312,25 +389,35 @@ def test_full_round_trip_preserves_every_field():
         Resources: {CPU: 500m, Memory: 1gb, Disk: 2gb, GPU: "0"}
         Network: {Type: http, Domains: [example.com]}
         Timeouts: {ExecutionTimeout: 60, QueueTimeout: 30, TotalTimeout: 120}
-        """).replace("Count: 1", "Count: 2\nPriority: 5\nNamespace: team\nLabels: {a: b}\n"
-                                  "Meta: {k: v}\nConstraints: [{Key: zone, Operator: in, "
-                                  "Values: [a, b]}]")
+        """).replace(
+        "Count: 1",
+        "Count: 2\nPriority: 5\nNamespace: team\nLabels: {a: b}\n"
+        "Meta: {k: v}\nConstraints: [{Key: zone, Operator: in, "
+        "Values: [a, b]}]",
+    )
     job = Job.from_yaml(text)
     data = job.to_dict()
     assert Job.from_dict(data) == job
     assert Job.from_dict(json.loads(json.dumps(data))).to_dict() == data
     assert data["Tasks"][0]["Network"] == {"Type": "HTTP", "Domains": ["example.com"]}
-    assert data["Tasks"][0]["InputSources"][0]["Source"]["Params"]["Partition"] == {
-        "Type": "object"}
+    assert data["Tasks"][0]["InputSources"][0]["Source"]["Params"]["Partition"] == {"Type": "object"}
     assert data["Constraints"] == [{"Key": "zone", "Operator": "in", "Values": ["a", "b"]}]
 
 
 def test_builder_equals_loaded_spec():
-    built = Job.docker("busybox:1.37.0", entrypoint=["/bin/sh", "-c"],
-                       parameters=["ls -R /data"], name="docs-example",
-                       inputs=[InputSource("/data", S3Source("my-bucket", "data/"))])
-    loaded = Job.from_yaml(yaml_job("InputSources:\n  - Target: /data\n    Source: {Type: s3, "
-                                    "Params: {Bucket: my-bucket, Key: data/}}\n"))
+    built = Job.docker(
+        "busybox:1.37.0",
+        entrypoint=["/bin/sh", "-c"],
+        parameters=["ls -R /data"],
+        name="docs-example",
+        inputs=[InputSource("/data", S3Source("my-bucket", "data/"))],
+    )
+    loaded = Job.from_yaml(
+        yaml_job(
+            "InputSources:\n  - Target: /data\n    Source: {Type: s3, "
+            "Params: {Bucket: my-bucket, Key: data/}}\n"
+        )
+    )
     assert built == loaded
     assert Job.from_dict(built.to_dict()) == built
 

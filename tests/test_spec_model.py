@@ -35,15 +35,33 @@ from airflow_provider_bacalhau.spec import (
 )
 
 SOURCES = [
-    (S3Source("b", "k/", filter=r"\.csv$", region="eu-west-1", endpoint="http://h:9000",
-              partition={"Type": "regex", "Pattern": "x", "StartIndex": 0}),
-     {"Type": "s3", "Params": {"Bucket": "b", "Key": "k/", "Filter": r"\.csv$",
-                               "Region": "eu-west-1", "Endpoint": "http://h:9000",
-                               "Partition": {"Type": "regex", "Pattern": "x"}}}),
+    (
+        S3Source(
+            "b",
+            "k/",
+            filter=r"\.csv$",
+            region="eu-west-1",
+            endpoint="http://h:9000",
+            partition={"Type": "regex", "Pattern": "x", "StartIndex": 0},
+        ),
+        {
+            "Type": "s3",
+            "Params": {
+                "Bucket": "b",
+                "Key": "k/",
+                "Filter": r"\.csv$",
+                "Region": "eu-west-1",
+                "Endpoint": "http://h:9000",
+                "Partition": {"Type": "regex", "Pattern": "x"},
+            },
+        },
+    ),
     (S3Source("b"), {"Type": "s3", "Params": {"Bucket": "b"}}),
     (URLSource("https://x/f.txt"), {"Type": "urlDownload", "Params": {"URL": "https://x/f.txt"}}),
-    (LocalSource("/data", read_write=True, create_as="dir"),
-     {"Type": "local", "Params": {"SourcePath": "/data", "ReadWrite": True, "CreateAs": "dir"}}),
+    (
+        LocalSource("/data", read_write=True, create_as="dir"),
+        {"Type": "local", "Params": {"SourcePath": "/data", "ReadWrite": True, "CreateAs": "dir"}},
+    ),
     (LocalSource("/data"), {"Type": "local", "Params": {"SourcePath": "/data"}}),
     (IPFSSource("Qm1"), {"Type": "ipfs", "Params": {"CID": "Qm1"}}),
     (InlineSource("data:,hi"), {"Type": "inline", "Params": {"URL": "data:,hi"}}),
@@ -65,11 +83,20 @@ def test_sources_to_spec_and_back_in_any_case(source, spec):
 
 
 PUBLISHERS = [
-    (S3Publisher("r", "out/{jobID}", endpoint="http://h", region="us-east-1", encoding="plain"),
-     {"Type": "s3", "Params": {"Bucket": "r", "Key": "out/{jobID}", "Endpoint": "http://h",
-                               "Region": "us-east-1", "Encoding": "plain"}}),
-    (S3Publisher("r", "k"), {"Type": "s3", "Params": {"Bucket": "r", "Key": "k",
-                                                      "Encoding": "gzip"}}),
+    (
+        S3Publisher("r", "out/{jobID}", endpoint="http://h", region="us-east-1", encoding="plain"),
+        {
+            "Type": "s3",
+            "Params": {
+                "Bucket": "r",
+                "Key": "out/{jobID}",
+                "Endpoint": "http://h",
+                "Region": "us-east-1",
+                "Encoding": "plain",
+            },
+        },
+    ),
+    (S3Publisher("r", "k"), {"Type": "s3", "Params": {"Bucket": "r", "Key": "k", "Encoding": "gzip"}}),
     (S3ManagedPublisher(), {"Type": "s3managed"}),
     (LocalPublisher(), {"Type": "local"}),
     (IPFSPublisher(), {"Type": "ipfs"}),
@@ -90,13 +117,31 @@ def test_publisher_type_in_other_case_is_canonicalised():
 
 
 ENGINES = [
-    (DockerEngine("img", ["/bin/sh", "-c"], ["echo"], {"A": "1"}, "/work"),
-     {"Type": "docker", "Params": {"Image": "img", "Entrypoint": ["/bin/sh", "-c"],
-                                   "Parameters": ["echo"], "EnvironmentVariables": ["A=1"],
-                                   "WorkingDirectory": "/work"}}),
-    (WasmEngine("/app/main.wasm", "_start", ["a"], ["/app/lib.wasm"]),
-     {"Type": "wasm", "Params": {"EntryModule": "/app/main.wasm", "Entrypoint": "_start",
-                                 "Parameters": ["a"], "ImportModules": ["/app/lib.wasm"]}}),
+    (
+        DockerEngine("img", ["/bin/sh", "-c"], ["echo"], {"A": "1"}, "/work"),
+        {
+            "Type": "docker",
+            "Params": {
+                "Image": "img",
+                "Entrypoint": ["/bin/sh", "-c"],
+                "Parameters": ["echo"],
+                "EnvironmentVariables": ["A=1"],
+                "WorkingDirectory": "/work",
+            },
+        },
+    ),
+    (
+        WasmEngine("/app/main.wasm", "_start", ["a"], ["/app/lib.wasm"]),
+        {
+            "Type": "wasm",
+            "Params": {
+                "EntryModule": "/app/main.wasm",
+                "Entrypoint": "_start",
+                "Parameters": ["a"],
+                "ImportModules": ["/app/lib.wasm"],
+            },
+        },
+    ),
     (NoopEngine(), {"Type": "noop"}),
 ]
 
@@ -111,63 +156,102 @@ def test_engines_to_spec_and_back(engine, spec):
 def test_unknown_types_pass_through_and_warn_listing_the_known_ones(caplog):
     caplog.set_level(logging.WARNING, logger="airflow_provider_bacalhau.spec")
     for build, spec, known in (
-            (engine_from_spec, {"Type": "flibble"}, "docker, wasm"),
-            (source_from_spec, {"Type": "gcs", "Params": {"A": 1}},
-             "s3, urlDownload, local, localDirectory"),
-            (publisher_from_spec, {"Type": "gcs"}, "s3, s3managed, local, ipfs, noop")):
+        (engine_from_spec, {"Type": "flibble"}, "docker, wasm"),
+        (source_from_spec, {"Type": "gcs", "Params": {"A": 1}}, "s3, urlDownload, local, localDirectory"),
+        (publisher_from_spec, {"Type": "gcs"}, "s3, s3managed, local, ipfs, noop"),
+    ):
         caplog.clear()
         part = build(spec)
         assert part.to_spec() == spec
         part.validate("X")
-        assert any(r.getMessage().startswith("X.Type:") and repr(spec["Type"]) in r.getMessage()
-                   and known in r.getMessage() for r in caplog.records)
+        assert any(
+            r.getMessage().startswith("X.Type:")
+            and repr(spec["Type"]) in r.getMessage()
+            and known in r.getMessage()
+            for r in caplog.records
+        )
     with pytest.raises(SpecError, match="Engine.Type: is required"):
         engine_from_spec({"Params": {"Image": "x"}})
 
 
 def test_full_builder_job_to_dict():
     job = Job(
-        Task(DockerEngine("python:3.12-slim", ["/bin/sh", "-c"], ["python job.py"],
-                          ["MODE=prod"], "/inputs/in"),
-             publisher=S3Publisher("results", "runs/{jobID}/{executionID}/", region="us-east-1",
-                                   encoding="plain"),
-             input_sources=[InputSource("/inputs/in", S3Source("stage", "runs/r1/",
-                                                               region="us-east-1"), alias="in")],
-             result_paths=[ResultPath("outputs", "/outputs")],
-             resources=Resources("1", "2gb"),
-             timeouts=Timeouts(1800, 600, 3600)),
-        name="airflow-etl", namespace="default", labels={"airflow-dag": "etl"},
-        constraints=[Constraint("zone", "=", ["a"])], priority=1)
+        Task(
+            DockerEngine(
+                "python:3.12-slim", ["/bin/sh", "-c"], ["python job.py"], ["MODE=prod"], "/inputs/in"
+            ),
+            publisher=S3Publisher(
+                "results", "runs/{jobID}/{executionID}/", region="us-east-1", encoding="plain"
+            ),
+            input_sources=[
+                InputSource("/inputs/in", S3Source("stage", "runs/r1/", region="us-east-1"), alias="in")
+            ],
+            result_paths=[ResultPath("outputs", "/outputs")],
+            resources=Resources("1", "2gb"),
+            timeouts=Timeouts(1800, 600, 3600),
+        ),
+        name="airflow-etl",
+        namespace="default",
+        labels={"airflow-dag": "etl"},
+        constraints=[Constraint("zone", "=", ["a"])],
+        priority=1,
+    )
     assert job.to_dict() == {
-        "Name": "airflow-etl", "Namespace": "default", "Type": "batch", "Priority": 1,
-        "Count": 1, "Constraints": [{"Key": "zone", "Operator": "=", "Values": ["a"]}],
+        "Name": "airflow-etl",
+        "Namespace": "default",
+        "Type": "batch",
+        "Priority": 1,
+        "Count": 1,
+        "Constraints": [{"Key": "zone", "Operator": "=", "Values": ["a"]}],
         "Labels": {"airflow-dag": "etl"},
-        "Tasks": [{
-            "Name": "main",
-            "Engine": {"Type": "docker", "Params": {
-                "Image": "python:3.12-slim", "Entrypoint": ["/bin/sh", "-c"],
-                "Parameters": ["python job.py"], "EnvironmentVariables": ["MODE=prod"],
-                "WorkingDirectory": "/inputs/in"}},
-            "InputSources": [{"Alias": "in", "Target": "/inputs/in", "Source": {
-                "Type": "s3", "Params": {"Bucket": "stage", "Key": "runs/r1/",
-                                         "Region": "us-east-1"}}}],
-            "ResultPaths": [{"Name": "outputs", "Path": "/outputs"}],
-            "Publisher": {"Type": "s3", "Params": {
-                "Bucket": "results", "Key": "runs/{jobID}/{executionID}/",
-                "Region": "us-east-1", "Encoding": "plain"}},
-            "Resources": {"CPU": "1", "Memory": "2gb"},
-            "Timeouts": {"ExecutionTimeout": 1800, "QueueTimeout": 600, "TotalTimeout": 3600},
-        }],
+        "Tasks": [
+            {
+                "Name": "main",
+                "Engine": {
+                    "Type": "docker",
+                    "Params": {
+                        "Image": "python:3.12-slim",
+                        "Entrypoint": ["/bin/sh", "-c"],
+                        "Parameters": ["python job.py"],
+                        "EnvironmentVariables": ["MODE=prod"],
+                        "WorkingDirectory": "/inputs/in",
+                    },
+                },
+                "InputSources": [
+                    {
+                        "Alias": "in",
+                        "Target": "/inputs/in",
+                        "Source": {
+                            "Type": "s3",
+                            "Params": {"Bucket": "stage", "Key": "runs/r1/", "Region": "us-east-1"},
+                        },
+                    }
+                ],
+                "ResultPaths": [{"Name": "outputs", "Path": "/outputs"}],
+                "Publisher": {
+                    "Type": "s3",
+                    "Params": {
+                        "Bucket": "results",
+                        "Key": "runs/{jobID}/{executionID}/",
+                        "Region": "us-east-1",
+                        "Encoding": "plain",
+                    },
+                },
+                "Resources": {"CPU": "1", "Memory": "2gb"},
+                "Timeouts": {"ExecutionTimeout": 1800, "QueueTimeout": 600, "TotalTimeout": 3600},
+            }
+        ],
     }
     assert Job.from_dict(job.to_dict()) == job
 
 
 def test_task_defaults_and_mappings_accepted():
-    task = Task({"Type": "docker", "Params": {"Image": "busybox"}},
-                publisher={"Type": "s3managed"},
-                input_sources=[{"Target": "/in", "Source": {"Type": "ipfs",
-                                                            "Params": {"CID": "Qm"}}}],
-                result_paths=[{"Name": "o", "Path": "/o"}])
+    task = Task(
+        {"Type": "docker", "Params": {"Image": "busybox"}},
+        publisher={"Type": "s3managed"},
+        input_sources=[{"Target": "/in", "Source": {"Type": "ipfs", "Params": {"CID": "Qm"}}}],
+        result_paths=[{"Name": "o", "Path": "/o"}],
+    )
     assert task.name == "main"
     assert task.engine == DockerEngine("busybox")
     assert task.input_sources == [InputSource("/in", IPFSSource("Qm"))]
@@ -179,8 +263,10 @@ def test_network_and_empty_parts_omitted():
     job = Job(Task(NoopEngine(), resources=Resources(), timeouts=Timeouts(), network=Network()))
     assert job.to_dict()["Tasks"][0] == {"Name": "main", "Engine": {"Type": "noop"}}
     job.task.network = Network("bridge", ports=[{"Name": "http", "Target": 80}])
-    assert job.to_dict()["Tasks"][0]["Network"] == {"Type": "Bridge", "Ports": [
-        {"Name": "http", "Target": 80}]}
+    assert job.to_dict()["Tasks"][0]["Network"] == {
+        "Type": "Bridge",
+        "Ports": [{"Name": "http", "Target": 80}],
+    }
 
 
 def test_job_needs_exactly_one_task():

@@ -17,18 +17,33 @@ SHA_B64 = base64.b64encode(hashlib.sha256(b"hello").digest()).decode()
 
 def base() -> dict:
     return {
-        "Name": "ok", "Type": "batch", "Count": 1,
-        "Tasks": [{
-            "Name": "main",
-            "Engine": {"Type": "docker", "Params": {"Image": "busybox:1.37.0",
-                                                      "Entrypoint": ["/bin/sh", "-c"],
-                                                      "Parameters": ["ls /inputs"]}},
-            "InputSources": [{"Target": "/inputs", "Source": {
-                "Type": "s3", "Params": {"Bucket": "stage", "Key": "runs/r1/"}}}],
-            "ResultPaths": [{"Name": "outputs", "Path": "/outputs"}],
-            "Publisher": {"Type": "s3", "Params": {"Bucket": "results",
-                                                     "Key": "runs/{jobID}/{executionID}"}},
-        }],
+        "Name": "ok",
+        "Type": "batch",
+        "Count": 1,
+        "Tasks": [
+            {
+                "Name": "main",
+                "Engine": {
+                    "Type": "docker",
+                    "Params": {
+                        "Image": "busybox:1.37.0",
+                        "Entrypoint": ["/bin/sh", "-c"],
+                        "Parameters": ["ls /inputs"],
+                    },
+                },
+                "InputSources": [
+                    {
+                        "Target": "/inputs",
+                        "Source": {"Type": "s3", "Params": {"Bucket": "stage", "Key": "runs/r1/"}},
+                    }
+                ],
+                "ResultPaths": [{"Name": "outputs", "Path": "/outputs"}],
+                "Publisher": {
+                    "Type": "s3",
+                    "Params": {"Bucket": "results", "Key": "runs/{jobID}/{executionID}"},
+                },
+            }
+        ],
     }
 
 
@@ -55,8 +70,9 @@ def docker(spec: dict) -> dict:
 
 
 def add_input(spec: dict, target: str = "/more", params: dict | None = None) -> None:
-    task(spec)["InputSources"].append({"Target": target, "Source": {
-        "Type": "s3", "Params": params or {"Bucket": "stage", "Key": "x/"}}})
+    task(spec)["InputSources"].append(
+        {"Target": target, "Source": {"Type": "s3", "Params": params or {"Bucket": "stage", "Key": "x/"}}}
+    )
 
 
 B = "Tasks[0].InputSources[0].Source.Params.Bucket"
@@ -68,131 +84,269 @@ BAD = [
     ("bucket-uri", lambda s: src(s).update(Bucket="s3://stage"), B, "s3://"),
     ("bucket-slash", lambda s: src(s).update(Bucket="stage/runs"), B, "'/'"),
     ("bucket-space", lambda s: src(s).update(Bucket="my stage"), B, "whitespace"),
-    ("second-input-bucket", lambda s: add_input(s, params={"Bucket": "", "Key": "a/"}),
-     "Tasks[0].InputSources[1].Source.Params.Bucket", "empty"),
-    ("publisher-bucket-uri", lambda s: pub(s).update(Bucket="s3://results"), f"{P}.Bucket",
-     "s3://"),
+    (
+        "second-input-bucket",
+        lambda s: add_input(s, params={"Bucket": "", "Key": "a/"}),
+        "Tasks[0].InputSources[1].Source.Params.Bucket",
+        "empty",
+    ),
+    ("publisher-bucket-uri", lambda s: pub(s).update(Bucket="s3://results"), f"{P}.Bucket", "s3://"),
     ("publisher-no-key", lambda s: pub(s).pop("Key"), f"{P}.Key", "Key"),
     ("encoding-bad", lambda s: pub(s).update(Encoding="zip"), f"{P}.Encoding", "gzip"),
-    ("checksum-hex", lambda s: src(s).update(Key="runs/a.csv", ChecksumSHA256=SHA_HEX),
-     "Tasks[0].InputSources[0].Source.Params.ChecksumSHA256", "base64"),
-    ("checksum-garbage", lambda s: src(s).update(Key="runs/a.csv", ChecksumSHA256="e3b0c44b542b"),
-     "Tasks[0].InputSources[0].Source.Params.ChecksumSHA256", "32-byte"),
-    ("target-relative", lambda s: task(s)["InputSources"][0].update(Target="inputs"),
-     "Tasks[0].InputSources[0].Target", "absolute"),
-    ("target-missing", lambda s: task(s)["InputSources"][0].pop("Target"),
-     "Tasks[0].InputSources[0].Target", "missing a Target"),
-    ("target-duplicate", lambda s: add_input(s, target="/inputs"),
-     "Tasks[0].InputSources[1].Target", "unique"),
-    ("target-duplicate-once-cleaned", lambda s: add_input(s, target="/inputs/"),
-     "Tasks[0].InputSources[1].Target", "repeated mount point"),
-    ("workdir-relative", lambda s: docker(s).update(WorkingDirectory="work"),
-     f"{E}.WorkingDirectory", "absolute"),
-    ("result-path-relative", lambda s: task(s)["ResultPaths"][0].update(Path="outputs"),
-     "Tasks[0].ResultPaths[0].Path", "absolute"),
-    ("result-name-duplicate", lambda s: task(s)["ResultPaths"].append(
-        {"Name": "outputs", "Path": "/other"}), "Tasks[0].ResultPaths[1].Name", "same Name"),
-    ("result-path-duplicate", lambda s: task(s)["ResultPaths"].append(
-        {"Name": "other", "Path": "/outputs"}), "Tasks[0].ResultPaths[1].Path", "same Path"),
-    ("result-path-duplicate-once-cleaned", lambda s: task(s)["ResultPaths"].append(
-        {"Name": "other", "Path": "/outputs/"}), "Tasks[0].ResultPaths[1].Path",
-     "repeated mount point"),
-    ("env-bacalhau", lambda s: task(s).update(Env={"BACALHAU_JOB_ID": "x"}),
-     "Tasks[0].Env.BACALHAU_JOB_ID", "BACALHAU_"),
+    (
+        "checksum-hex",
+        lambda s: src(s).update(Key="runs/a.csv", ChecksumSHA256=SHA_HEX),
+        "Tasks[0].InputSources[0].Source.Params.ChecksumSHA256",
+        "base64",
+    ),
+    (
+        "checksum-garbage",
+        lambda s: src(s).update(Key="runs/a.csv", ChecksumSHA256="e3b0c44b542b"),
+        "Tasks[0].InputSources[0].Source.Params.ChecksumSHA256",
+        "32-byte",
+    ),
+    (
+        "target-relative",
+        lambda s: task(s)["InputSources"][0].update(Target="inputs"),
+        "Tasks[0].InputSources[0].Target",
+        "absolute",
+    ),
+    (
+        "target-missing",
+        lambda s: task(s)["InputSources"][0].pop("Target"),
+        "Tasks[0].InputSources[0].Target",
+        "missing a Target",
+    ),
+    (
+        "target-duplicate",
+        lambda s: add_input(s, target="/inputs"),
+        "Tasks[0].InputSources[1].Target",
+        "unique",
+    ),
+    (
+        "target-duplicate-once-cleaned",
+        lambda s: add_input(s, target="/inputs/"),
+        "Tasks[0].InputSources[1].Target",
+        "repeated mount point",
+    ),
+    (
+        "workdir-relative",
+        lambda s: docker(s).update(WorkingDirectory="work"),
+        f"{E}.WorkingDirectory",
+        "absolute",
+    ),
+    (
+        "result-path-relative",
+        lambda s: task(s)["ResultPaths"][0].update(Path="outputs"),
+        "Tasks[0].ResultPaths[0].Path",
+        "absolute",
+    ),
+    (
+        "result-name-duplicate",
+        lambda s: task(s)["ResultPaths"].append({"Name": "outputs", "Path": "/other"}),
+        "Tasks[0].ResultPaths[1].Name",
+        "same Name",
+    ),
+    (
+        "result-path-duplicate",
+        lambda s: task(s)["ResultPaths"].append({"Name": "other", "Path": "/outputs"}),
+        "Tasks[0].ResultPaths[1].Path",
+        "same Path",
+    ),
+    (
+        "result-path-duplicate-once-cleaned",
+        lambda s: task(s)["ResultPaths"].append({"Name": "other", "Path": "/outputs/"}),
+        "Tasks[0].ResultPaths[1].Path",
+        "repeated mount point",
+    ),
+    (
+        "env-bacalhau",
+        lambda s: task(s).update(Env={"BACALHAU_JOB_ID": "x"}),
+        "Tasks[0].Env.BACALHAU_JOB_ID",
+        "BACALHAU_",
+    ),
     ("env-lower", lambda s: task(s).update(Env={"mode": "x"}), "Tasks[0].Env.mode", "upper case"),
-    ("env-digit-first", lambda s: task(s).update(Env={"1MODE": "x"}), "Tasks[0].Env.1MODE",
-     "starting with a letter"),
+    (
+        "env-digit-first",
+        lambda s: task(s).update(Env={"1MODE": "x"}),
+        "Tasks[0].Env.1MODE",
+        "starting with a letter",
+    ),
     ("env-empty-value", lambda s: task(s).update(Env={"MODE": ""}), "Tasks[0].Env.MODE", "empty"),
-    ("docker-env-bacalhau", lambda s: docker(s).update(EnvironmentVariables=["A=1",
-                                                                              "BACALHAU_X=1"]),
-     f"{E}.EnvironmentVariables[1]", "BACALHAU_"),
+    (
+        "docker-env-bacalhau",
+        lambda s: docker(s).update(EnvironmentVariables=["A=1", "BACALHAU_X=1"]),
+        f"{E}.EnvironmentVariables[1]",
+        "BACALHAU_",
+    ),
     ("image-missing", lambda s: docker(s).pop("Image"), f"{E}.Image", "required"),
     ("engine-missing", lambda s: task(s).pop("Engine"), "Tasks[0].Engine", "Engine"),
-    ("source-s3managed", lambda s: task(s)["InputSources"][0]["Source"].update(Type="s3managed"),
-     "Tasks[0].InputSources[0].Source.Type", "result type"),
-    ("cpu-negative", lambda s: task(s).update(Resources={"CPU": "-1"}), "Tasks[0].Resources.CPU",
-     "negative"),
-    ("cpu-garbage", lambda s: task(s).update(Resources={"CPU": "two"}), "Tasks[0].Resources.CPU",
-     "CPU quantity"),
-    ("memory-garbage", lambda s: task(s).update(Resources={"Memory": "lots"}),
-     "Tasks[0].Resources.Memory", "size"),
-    ("disk-negative", lambda s: task(s).update(Resources={"Disk": "-10gb"}),
-     "Tasks[0].Resources.Disk", "negative"),
-    ("gpu-fraction", lambda s: task(s).update(Resources={"GPU": "0.5"}), "Tasks[0].Resources.GPU",
-     "whole number"),
-    ("timeout-negative", lambda s: task(s).update(Timeouts={"ExecutionTimeout": -5}),
-     "Tasks[0].Timeouts.ExecutionTimeout", ">= 0"),
-    ("timeout-float", lambda s: task(s).update(Timeouts={"QueueTimeout": 1.5}),
-     "Tasks[0].Timeouts.QueueTimeout", "integer"),
-    ("timeout-string", lambda s: task(s).update(Timeouts={"TotalTimeout": "600"}),
-     "Tasks[0].Timeouts.TotalTimeout", "integer"),
-    ("timeout-sum", lambda s: task(s).update(Timeouts={"ExecutionTimeout": 600,
-                                                         "QueueTimeout": 300,
-                                                         "TotalTimeout": 600}),
-     "Tasks[0].Timeouts.TotalTimeout", "must not exceed"),
+    (
+        "source-s3managed",
+        lambda s: task(s)["InputSources"][0]["Source"].update(Type="s3managed"),
+        "Tasks[0].InputSources[0].Source.Type",
+        "result type",
+    ),
+    ("cpu-negative", lambda s: task(s).update(Resources={"CPU": "-1"}), "Tasks[0].Resources.CPU", "negative"),
+    (
+        "cpu-garbage",
+        lambda s: task(s).update(Resources={"CPU": "two"}),
+        "Tasks[0].Resources.CPU",
+        "CPU quantity",
+    ),
+    (
+        "memory-garbage",
+        lambda s: task(s).update(Resources={"Memory": "lots"}),
+        "Tasks[0].Resources.Memory",
+        "size",
+    ),
+    (
+        "disk-negative",
+        lambda s: task(s).update(Resources={"Disk": "-10gb"}),
+        "Tasks[0].Resources.Disk",
+        "negative",
+    ),
+    (
+        "gpu-fraction",
+        lambda s: task(s).update(Resources={"GPU": "0.5"}),
+        "Tasks[0].Resources.GPU",
+        "whole number",
+    ),
+    (
+        "timeout-negative",
+        lambda s: task(s).update(Timeouts={"ExecutionTimeout": -5}),
+        "Tasks[0].Timeouts.ExecutionTimeout",
+        ">= 0",
+    ),
+    (
+        "timeout-float",
+        lambda s: task(s).update(Timeouts={"QueueTimeout": 1.5}),
+        "Tasks[0].Timeouts.QueueTimeout",
+        "integer",
+    ),
+    (
+        "timeout-string",
+        lambda s: task(s).update(Timeouts={"TotalTimeout": "600"}),
+        "Tasks[0].Timeouts.TotalTimeout",
+        "integer",
+    ),
+    (
+        "timeout-sum",
+        lambda s: task(s).update(
+            Timeouts={"ExecutionTimeout": 600, "QueueTimeout": 300, "TotalTimeout": 600}
+        ),
+        "Tasks[0].Timeouts.TotalTimeout",
+        "must not exceed",
+    ),
     ("type-case", lambda s: s.update(Type="Batch"), "Type", "use 'batch'"),
     ("type-unknown", lambda s: s.update(Type="cron"), "Type", "batch, ops, daemon, service"),
     ("count-negative", lambda s: s.update(Count=-1), "Count", ">= 0"),
     ("count-string", lambda s: s.update(Count="2"), "Count", "integer"),
     ("daemon-count", lambda s: s.update(Type="daemon", Count=3), "Count", "daemon"),
     ("ops-count", lambda s: s.update(Type="ops", Count=2), "Count", "ops"),
-    ("constraint-operator", lambda s: s.update(Constraints=[{"Key": "zone", "Operator": "~",
-                                                             "Values": ["a"]}]),
-     "Constraints[0].Operator", "unknown operator"),
-    ("constraint-in-no-values", lambda s: s.update(Constraints=[{"Key": "zone",
-                                                                 "Operator": "in"}]),
-     "Constraints[0].Values", "at least one"),
-    ("constraint-exists-values", lambda s: s.update(Constraints=[{"Key": "gpu",
-                                                                  "Operator": "exists",
-                                                                  "Values": ["x"]}]),
-     "Constraints[0].Values", "no values"),
-    ("constraint-eq-two", lambda s: s.update(Constraints=[{"Key": "zone", "Operator": "=",
-                                                           "Values": ["a", "b"]}]),
-     "Constraints[0].Values", "exactly one"),
+    (
+        "constraint-operator",
+        lambda s: s.update(Constraints=[{"Key": "zone", "Operator": "~", "Values": ["a"]}]),
+        "Constraints[0].Operator",
+        "unknown operator",
+    ),
+    (
+        "constraint-in-no-values",
+        lambda s: s.update(Constraints=[{"Key": "zone", "Operator": "in"}]),
+        "Constraints[0].Values",
+        "at least one",
+    ),
+    (
+        "constraint-exists-values",
+        lambda s: s.update(Constraints=[{"Key": "gpu", "Operator": "exists", "Values": ["x"]}]),
+        "Constraints[0].Values",
+        "no values",
+    ),
+    (
+        "constraint-eq-two",
+        lambda s: s.update(Constraints=[{"Key": "zone", "Operator": "=", "Values": ["a", "b"]}]),
+        "Constraints[0].Values",
+        "exactly one",
+    ),
     ("tasks-missing", lambda s: s.pop("Tasks"), "Tasks", "missing"),
-    ("network-domains", lambda s: task(s).update(Network={"Type": "Full",
-                                                           "Domains": ["a.com"]}),
-     "Tasks[0].Network.Domains", "HTTP"),
+    (
+        "network-domains",
+        lambda s: task(s).update(Network={"Type": "Full", "Domains": ["a.com"]}),
+        "Tasks[0].Network.Domains",
+        "HTTP",
+    ),
     ("label-not-string", lambda s: s.update(Labels={"flag": True}), "Labels.flag", "string"),
-    ("url-not-http", lambda s: task(s)["InputSources"].append(
-        {"Target": "/u", "Source": {"Type": "urlDownload", "Params": {"URL": "ftp://x/y"}}}),
-     "Tasks[0].InputSources[1].Source.Params.URL", "http"),
-    ("local-relative", lambda s: task(s)["InputSources"].append(
-        {"Target": "/l", "Source": {"Type": "local", "Params": {"SourcePath": "etc"}}}),
-     "Tasks[0].InputSources[1].Source.Params.SourcePath", "absolute"),
+    (
+        "url-not-http",
+        lambda s: task(s)["InputSources"].append(
+            {"Target": "/u", "Source": {"Type": "urlDownload", "Params": {"URL": "ftp://x/y"}}}
+        ),
+        "Tasks[0].InputSources[1].Source.Params.URL",
+        "http",
+    ),
+    (
+        "local-relative",
+        lambda s: task(s)["InputSources"].append(
+            {"Target": "/l", "Source": {"Type": "local", "Params": {"SourcePath": "etc"}}}
+        ),
+        "Tasks[0].InputSources[1].Source.Params.SourcePath",
+        "absolute",
+    ),
 ]
 
 
 # Stricter than Bacalhau v1.9.3 before, and relaxed because such a job does not fail on every
 # network: now a warning naming the field, and the job is built as written.
 WARN = [
-    ("placeholder-wrong-case", lambda s: pub(s).update(Key="r/{jobid}"), f"{P}.Key",
-     "did you mean {jobID}"),
+    ("placeholder-wrong-case", lambda s: pub(s).update(Key="r/{jobid}"), f"{P}.Key", "did you mean {jobID}"),
     ("placeholder-unknown", lambda s: pub(s).update(Key="r/{taskID}"), f"{P}.Key", "{nodeID}"),
-    ("engine-unknown", lambda s: task(s)["Engine"].update(Type="vroomvroom"),
-     "Tasks[0].Engine.Type", "'vroomvroom'"),
-    ("source-unknown", lambda s: task(s)["InputSources"][0]["Source"].update(Type="ftp"),
-     "Tasks[0].InputSources[0].Source.Type", "'ftp'"),
-    ("publisher-unknown", lambda s: task(s)["Publisher"].update(Type="gcs"),
-     "Tasks[0].Publisher.Type", "'gcs'"),
-    ("tasks-two", lambda s: s["Tasks"].append(copy.deepcopy(s["Tasks"][0])), "Tasks",
-     "only the first task"),
-    ("filter-on-single-object", lambda s: src(s).update(Key="runs/a.csv", Filter="(?=x)"),
-     "Tasks[0].InputSources[0].Source.Params.Filter", "single object"),
-    ("target-relative-noop", lambda s: task(s).update(
-        Engine={"Type": "noop"}, InputSources=[{"Target": "inputs", "Source": {
-            "Type": "s3", "Params": {"Bucket": "stage", "Key": "runs/r1/"}}}]),
-     "Tasks[0].InputSources[0].Target", "not an absolute path"),
+    (
+        "engine-unknown",
+        lambda s: task(s)["Engine"].update(Type="vroomvroom"),
+        "Tasks[0].Engine.Type",
+        "'vroomvroom'",
+    ),
+    (
+        "source-unknown",
+        lambda s: task(s)["InputSources"][0]["Source"].update(Type="ftp"),
+        "Tasks[0].InputSources[0].Source.Type",
+        "'ftp'",
+    ),
+    (
+        "publisher-unknown",
+        lambda s: task(s)["Publisher"].update(Type="gcs"),
+        "Tasks[0].Publisher.Type",
+        "'gcs'",
+    ),
+    ("tasks-two", lambda s: s["Tasks"].append(copy.deepcopy(s["Tasks"][0])), "Tasks", "only the first task"),
+    (
+        "filter-on-single-object",
+        lambda s: src(s).update(Key="runs/a.csv", Filter="(?=x)"),
+        "Tasks[0].InputSources[0].Source.Params.Filter",
+        "single object",
+    ),
+    (
+        "target-relative-noop",
+        lambda s: task(s).update(
+            Engine={"Type": "noop"},
+            InputSources=[
+                {
+                    "Target": "inputs",
+                    "Source": {"Type": "s3", "Params": {"Bucket": "stage", "Key": "runs/r1/"}},
+                }
+            ],
+        ),
+        "Tasks[0].InputSources[0].Target",
+        "not an absolute path",
+    ),
 ]
 
 
-@pytest.mark.parametrize(("change", "field", "fragment"), [c[1:] for c in WARN],
-                         ids=[c[0] for c in WARN])
+@pytest.mark.parametrize(("change", "field", "fragment"), [c[1:] for c in WARN], ids=[c[0] for c in WARN])
 def test_relaxed_rule_warns_naming_field(caplog, change, field, fragment):
     caplog.set_level(logging.WARNING, logger="airflow_provider_bacalhau.spec")
     Job.from_dict(with_(change)).to_dict()
-    messages = [r.getMessage() for r in caplog.records
-                if r.name == "airflow_provider_bacalhau.spec"]
+    messages = [r.getMessage() for r in caplog.records if r.name == "airflow_provider_bacalhau.spec"]
     assert any(m.startswith(field) and fragment in m for m in messages), messages
 
 
@@ -207,32 +361,52 @@ def test_env_names_follow_go_unicode_rules(name):
     Job.from_dict(with_(lambda s: task(s).update(Env={name: "x"})))
 
 
-@pytest.mark.parametrize(("create_as", "sent"), [("DIR", "dir"), ("NoCreate", "noCreate"),
-                                                 ("file", "file")])
+@pytest.mark.parametrize(("create_as", "sent"), [("DIR", "dir"), ("NoCreate", "noCreate"), ("file", "file")])
 def test_local_create_as_in_any_case_is_sent_canonical(create_as, sent):
-    spec = with_(lambda s: task(s)["InputSources"].append({"Target": "/l", "Source": {
-        "Type": "local", "Params": {"SourcePath": "/data", "CreateAs": create_as}}}))
+    spec = with_(
+        lambda s: task(s)["InputSources"].append(
+            {
+                "Target": "/l",
+                "Source": {"Type": "local", "Params": {"SourcePath": "/data", "CreateAs": create_as}},
+            }
+        )
+    )
     source = Job.from_dict(spec).to_dict()["Tasks"][0]["InputSources"][1]["Source"]
     assert source["Params"]["CreateAs"] == sent
 
 
 def test_local_read_write_string_is_true_only_for_exact_true():
-    spec = with_(lambda s: task(s)["InputSources"].append({"Target": "/l", "Source": {
-        "Type": "local", "Params": {"SourcePath": "/data", "ReadWrite": "TRUE"}}}))
+    spec = with_(
+        lambda s: task(s)["InputSources"].append(
+            {
+                "Target": "/l",
+                "Source": {"Type": "local", "Params": {"SourcePath": "/data", "ReadWrite": "TRUE"}},
+            }
+        )
+    )
     source = Job.from_dict(spec).to_dict()["Tasks"][0]["InputSources"][1]["Source"]
     assert "ReadWrite" not in source["Params"]  # the node reads "TRUE" as false
 
 
 def test_quoted_url_is_accepted_as_the_node_trims_quotes():
-    Job.from_dict(with_(lambda s: task(s)["InputSources"].append(
-        {"Target": "/u", "Source": {"Type": "urlDownload",
-                                    "Params": {"URL": "'https://example.com/a.csv'"}}})))
+    Job.from_dict(
+        with_(
+            lambda s: task(s)["InputSources"].append(
+                {
+                    "Target": "/u",
+                    "Source": {"Type": "urlDownload", "Params": {"URL": "'https://example.com/a.csv'"}},
+                }
+            )
+        )
+    )
 
 
 def test_unknown_engine_is_sent_exactly_as_written():
     spec = with_(lambda s: task(s).update(Engine={"Type": "flibble", "Params": {"Some": "data"}}))
     assert Job.from_dict(spec).to_dict()["Tasks"][0]["Engine"] == {
-        "Type": "flibble", "Params": {"Some": "data"}}
+        "Type": "flibble",
+        "Params": {"Some": "data"},
+    }
 
 
 def test_two_tasks_are_sent_and_the_server_drops_the_extra():
@@ -240,8 +414,7 @@ def test_two_tasks_are_sent_and_the_server_drops_the_extra():
     assert len(Job.from_dict(spec).to_dict()["Tasks"]) == 2
 
 
-@pytest.mark.parametrize(("change", "field", "fragment"), [c[1:] for c in BAD],
-                         ids=[c[0] for c in BAD])
+@pytest.mark.parametrize(("change", "field", "fragment"), [c[1:] for c in BAD], ids=[c[0] for c in BAD])
 def test_bad_spec_names_field(change, field, fragment):
     spec = with_(change)
     with pytest.raises(SpecError) as info:
@@ -278,8 +451,9 @@ def test_legacy_bucket_names_with_capitals_are_accepted(bucket):
 
 
 def test_valid_single_object_checksum_passes():
-    Job.from_dict(with_(lambda s: src(s).update(Key="runs/a.csv", ChecksumSHA256=SHA_B64,
-                                               VersionID="3/L4kq")))
+    Job.from_dict(
+        with_(lambda s: src(s).update(Key="runs/a.csv", ChecksumSHA256=SHA_B64, VersionID="3/L4kq"))
+    )
 
 
 @pytest.mark.parametrize("key", ["runs/", "runs/log-*", ""])
@@ -292,16 +466,20 @@ def test_version_or_checksum_on_prefix_only_warns(caplog, key, name):
     assert any(field in r.getMessage() for r in records), [r.getMessage() for r in records]
 
 
-@pytest.mark.parametrize("resources", [
-    {"CPU": "500m", "Memory": "1gb", "Disk": "10GB", "GPU": "1"},
-    {"CPU": "0.5", "Memory": "512 MiB"}, {"CPU": 2, "Memory": "2Gi"}, {"Memory": "1024"},
-])
+@pytest.mark.parametrize(
+    "resources",
+    [
+        {"CPU": "500m", "Memory": "1gb", "Disk": "10GB", "GPU": "1"},
+        {"CPU": "0.5", "Memory": "512 MiB"},
+        {"CPU": 2, "Memory": "2Gi"},
+        {"Memory": "1024"},
+    ],
+)
 def test_good_resources_pass(resources):
     Job.from_dict(with_(lambda s: task(s).update(Resources=resources)))
 
 
-@pytest.mark.parametrize("placeholder", ["{jobID}", "{executionID}", "{nodeID}", "{date}",
-                                         "{time}"])
+@pytest.mark.parametrize("placeholder", ["{jobID}", "{executionID}", "{nodeID}", "{date}", "{time}"])
 def test_all_documented_placeholders_pass(placeholder):
     Job.from_dict(with_(lambda s: pub(s).update(Key=f"r/{placeholder}/x")))
 

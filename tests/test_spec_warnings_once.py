@@ -37,7 +37,8 @@ def _job_file(tmp_path, bucket: str, publisher: str = ""):
         "    ResultPaths: [{Name: out, Path: /outputs}]\n"
         "    InputSources:\n"
         "      - Target: /in\n"
-        f"        Source: {{Type: s3, Params: {{Bucket: {bucket}, Key: none/, VersionID: v1}}}}\n")
+        f"        Source: {{Type: s3, Params: {{Bucket: {bucket}, Key: none/, VersionID: v1}}}}\n"
+    )
     return path
 
 
@@ -58,9 +59,18 @@ def test_validating_a_job_again_or_its_copy_does_not_repeat_warnings(tmp_path, c
 
 def test_a_changed_value_warns_again(caplog):
     caplog.set_level(logging.WARNING, logger=LOGGER)
-    job = Job.from_dict({"Type": "batch", "Tasks": [{"Name": "main", "Engine": {
-        "Type": "docker", "Params": {"Image": "busybox"}}, "Publisher": {
-        "Type": "s3", "Params": {"Bucket": "b", "Key": "out/{jobid}/"}}}]})
+    job = Job.from_dict(
+        {
+            "Type": "batch",
+            "Tasks": [
+                {
+                    "Name": "main",
+                    "Engine": {"Type": "docker", "Params": {"Image": "busybox"}},
+                    "Publisher": {"Type": "s3", "Params": {"Bucket": "b", "Key": "out/{jobid}/"}},
+                }
+            ],
+        }
+    )
     job.task.publisher.key = "out/{nodeid}/"
     job.validate()
     job.validate()
@@ -75,8 +85,10 @@ def _submit(op, devstack) -> list[str]:
         assert op.execute(fake_context(ti)) is None
     job_id = ti.xcoms["bacalhau_job_id"]
     # only the build matters here: stop the job unless it already ended (its input is missing)
-    with BacalhauClient(ClientConfig(base_url=devstack.api_url)) as client, \
-            contextlib.suppress(BacalhauApiError):
+    with (
+        BacalhauClient(ClientConfig(base_url=devstack.api_url)) as client,
+        contextlib.suppress(BacalhauApiError),
+    ):
         client.stop_job(job_id, reason="test cleanup")
     return logs.messages()
 
@@ -84,8 +96,12 @@ def _submit(op, devstack) -> list[str]:
 def test_job_operator_with_a_job_file_logs_each_warning_once(devstack_env, tmp_path):
     bucket = devstack_env.results_bucket
     publisher = f"    Publisher: {{Type: s3, Params: {{Bucket: {bucket}, Key: 'warnonce/{{jobid}}/'}}}}\n"
-    op = BacalhauJobOperator(task_id="jobfile", job=str(_job_file(tmp_path, bucket, publisher)),
-                             wait_for_termination=False, node_support_check="warn")
+    op = BacalhauJobOperator(
+        task_id="jobfile",
+        job=str(_job_file(tmp_path, bucket, publisher)),
+        wait_for_termination=False,
+        node_support_check="warn",
+    )
     messages = _submit(op, devstack_env)
     assert _count(messages, "Source.Params.VersionID is ignored by Bacalhau: Key 'none/'") == 1, messages
     assert _count(messages, "placeholder {jobid} is not replaced") == 1, messages
@@ -94,9 +110,13 @@ def test_job_operator_with_a_job_file_logs_each_warning_once(devstack_env, tmp_p
 def test_docker_operator_with_inputs_logs_each_warning_once(devstack_env):
     bucket = devstack_env.results_bucket
     op = BacalhauDockerJobOperator(
-        task_id="docker", image="busybox", parameters=["true"], wait_for_termination=False,
+        task_id="docker",
+        image="busybox",
+        parameters=["true"],
+        wait_for_termination=False,
         publisher=f"s3://{bucket}/warnonce/{{jobid}}/",
-        inputs={"Type": "s3", "Params": {"Bucket": bucket, "Key": "none.csv", "Filter": "x.*"}})
+        inputs={"Type": "s3", "Params": {"Bucket": bucket, "Key": "none.csv", "Filter": "x.*"}},
+    )
     messages = _submit(op, devstack_env)
     assert _count(messages, "placeholder {jobid} is not replaced") == 1, messages
     assert _count(messages, "Filter is ignored by Bacalhau: Key 'none.csv'") == 1, messages

@@ -19,8 +19,14 @@ EXECUTIONS = "/api/v1/orchestrator/jobs/j-1/executions"
 
 
 def _execution(resources: dict) -> dict:
-    return {"ID": "e-1", "JobID": "j-1", "AllocatedResources": {"Tasks": {"main": resources}},
-            "ComputeState": {"StateType": 9, "Message": ""}, "RunOutput": None, "PublishedResult": None}
+    return {
+        "ID": "e-1",
+        "JobID": "j-1",
+        "AllocatedResources": {"Tasks": {"main": resources}},
+        "ComputeState": {"StateType": 9, "Message": ""},
+        "RunOutput": None,
+        "PublishedResult": None,
+    }
 
 
 @pytest.fixture

@@ -15,7 +15,6 @@ from airflow_provider_bacalhau.client.aio import _POOLS, close_shared_http_clien
 from airflow_provider_bacalhau.spec import JobStatus
 from airflow_provider_bacalhau.triggers.job import BacalhauJobTrigger
 
-
 GET_JOB = "GET /api/v1/orchestrator/jobs/{id}"
 
 
@@ -45,12 +44,28 @@ async def events_of(trigger: BacalhauJobTrigger) -> list[dict]:
 
 
 def test_serialize_is_pinned_and_round_trips():
-    trigger = BacalhauJobTrigger("j-1", bacalhau_conn_id="c", namespace="team-a", poll_interval=2,
-                                 deadline=1700000000.5, stop_on_kill=False, stop_reason="why", stream_logs=True)
+    trigger = BacalhauJobTrigger(
+        "j-1",
+        bacalhau_conn_id="c",
+        namespace="team-a",
+        poll_interval=2,
+        deadline=1700000000.5,
+        stop_on_kill=False,
+        stop_reason="why",
+        stream_logs=True,
+    )
     classpath, kwargs = trigger.serialize()
     assert classpath == "airflow_provider_bacalhau.triggers.job.BacalhauJobTrigger"
-    assert kwargs == {"job_id": "j-1", "bacalhau_conn_id": "c", "namespace": "team-a", "poll_interval": 2.0,
-                      "deadline": 1700000000.5, "stop_on_kill": False, "stop_reason": "why", "stream_logs": True}
+    assert kwargs == {
+        "job_id": "j-1",
+        "bacalhau_conn_id": "c",
+        "namespace": "team-a",
+        "poll_interval": 2.0,
+        "deadline": 1700000000.5,
+        "stop_on_kill": False,
+        "stop_reason": "why",
+        "stream_logs": True,
+    }
     import importlib
     import json
 
@@ -60,8 +75,15 @@ def test_serialize_is_pinned_and_round_trips():
 
 
 def test_a_trigger_serialized_before_live_logs_still_loads_and_does_not_stream():
-    older = {"job_id": "j-1", "bacalhau_conn_id": "c", "namespace": None, "poll_interval": 2.0,
-             "deadline": 1700000000.5, "stop_on_kill": True, "stop_reason": ""}
+    older = {
+        "job_id": "j-1",
+        "bacalhau_conn_id": "c",
+        "namespace": None,
+        "poll_interval": 2.0,
+        "deadline": 1700000000.5,
+        "stop_on_kill": True,
+        "stop_reason": "",
+    }
     trigger = BacalhauJobTrigger(**older)
     assert trigger.stream_logs is False and trigger.serialize()[1] == {**older, "stream_logs": False}
 
@@ -116,8 +138,9 @@ async def test_deadline_gives_a_timeout_event(devstack_env, client):
 
 @pytest.mark.anyio
 async def test_unknown_connection_gives_an_error_event(devstack_env):
-    [event] = await events_of(BacalhauJobTrigger("j-x", bacalhau_conn_id="no_such_connection",
-                                                 deadline=time.time() + 30))
+    [event] = await events_of(
+        BacalhauJobTrigger("j-x", bacalhau_conn_id="no_such_connection", deadline=time.time() + 30)
+    )
     assert event["status"] == "error" and "no_such_connection" in event["message"]
 
 
@@ -130,16 +153,20 @@ async def test_unknown_job_gives_an_error_event_at_once(devstack_env):
 
 
 @pytest.mark.anyio
-async def test_transient_api_errors_are_retried_without_ending_the_wait(devstack_env, devstack, client,
-                                                                        monkeypatch):
+async def test_transient_api_errors_are_retried_without_ending_the_wait(
+    devstack_env, devstack, client, monkeypatch
+):
     # No client-level retries: every fault reaches the trigger, which must keep waiting.
     monkeypatch.setenv("AIRFLOW_CONN_BACALHAU_NORETRY", devstack.bacalhau_conn_json(max_retries=0))
     job_id = submit(client, "sleep 1; echo done")
     devstack.set_faults(routes={GET_JOB: {"every": 1, "status": 503, "times": 3}})
     try:
         with record_logs() as logs:
-            [event] = await events_of(BacalhauJobTrigger(job_id, bacalhau_conn_id="bacalhau_noretry",
-                                                         poll_interval=0.3, deadline=time.time() + 60))
+            [event] = await events_of(
+                BacalhauJobTrigger(
+                    job_id, bacalhau_conn_id="bacalhau_noretry", poll_interval=0.3, deadline=time.time() + 60
+                )
+            )
     finally:
         devstack.clear_faults()
     assert event["status"] == "success", event["message"]
@@ -154,8 +181,11 @@ async def test_dropped_connections_are_retried_too(devstack_env, devstack, clien
     wait_state(client, job_id, {"Completed"})
     devstack.set_faults(routes={GET_JOB: {"every": 1, "action": "drop", "times": 2}})
     try:
-        [event] = await events_of(BacalhauJobTrigger(job_id, bacalhau_conn_id="bacalhau_noretry",
-                                                     poll_interval=0.5, deadline=time.time() + 30))
+        [event] = await events_of(
+            BacalhauJobTrigger(
+                job_id, bacalhau_conn_id="bacalhau_noretry", poll_interval=0.5, deadline=time.time() + 30
+            )
+        )
     finally:
         devstack.clear_faults()
     assert event["status"] == "success", event["message"]
@@ -173,8 +203,9 @@ async def test_many_triggers_share_one_connection_pool(devstack_env, client, mon
         return api
 
     monkeypatch.setattr(BacalhauJobTrigger, "_client", recording_client)
-    triggers = [BacalhauJobTrigger(job_ids[i % 3], poll_interval=0.2, deadline=time.time() + 60)
-                for i in range(30)]
+    triggers = [
+        BacalhauJobTrigger(job_ids[i % 3], poll_interval=0.2, deadline=time.time() + 60) for i in range(30)
+    ]
 
     async def first(trigger):
         return [e.payload async for e in trigger.run()][0]
@@ -195,8 +226,12 @@ async def test_many_triggers_share_one_connection_pool(devstack_env, client, mon
 async def test_on_kill_stops_the_job_while_deferred(devstack_env, client):
     job_id = submit(client, "sleep 30")
     wait_state(client, job_id, {"Running"})
-    trigger = BacalhauJobTrigger(job_id, poll_interval=0.2, deadline=time.time() + 60,
-                                 stop_reason="Airflow task d.t (run r) was killed while deferred")
+    trigger = BacalhauJobTrigger(
+        job_id,
+        poll_interval=0.2,
+        deadline=time.time() + 60,
+        stop_reason="Airflow task d.t (run r) was killed while deferred",
+    )
 
     async def consume():
         return [e async for e in trigger.run()]
@@ -228,11 +263,27 @@ async def test_on_kill_after_the_event_leaves_the_job_alone(devstack_env, client
 
 def _job(state: str, env_secret: str = "") -> dict:
     task = {"Name": "main", "Env": {"TOKEN": env_secret}} if env_secret else {"Name": "main"}
-    return {"Job": {"ID": "j-1", "Name": "n", "Type": "batch", "Version": 1,
-                    "State": {"StateType": state}, "Tasks": [task]},
-            "Executions": {"Items": [{"ID": "e-1", "JobVersion": 1, "Job": {"Tasks": [task]},
-                                      "ComputeState": {"StateType": 9},
-                                      "RunOutput": {"ExitCode": 0}}]}}
+    return {
+        "Job": {
+            "ID": "j-1",
+            "Name": "n",
+            "Type": "batch",
+            "Version": 1,
+            "State": {"StateType": state},
+            "Tasks": [task],
+        },
+        "Executions": {
+            "Items": [
+                {
+                    "ID": "e-1",
+                    "JobVersion": 1,
+                    "Job": {"Tasks": [task]},
+                    "ComputeState": {"StateType": 9},
+                    "RunOutput": {"ExitCode": 0},
+                }
+            ]
+        },
+    }
 
 
 def _drive(answers, poll_interval=1.0, deadline_in=60.0):

@@ -73,11 +73,19 @@ def test_list_orders_by_modified_at_newest_first_within_the_selector(api, labell
 
 def test_the_token_replaces_order_and_limit_but_not_the_selector(api, labelled_jobs):
     tag, ids = labelled_jobs
-    first = api.get(JOBS, params={"labels": f"suite={tag}", "order_by": "modified_at", "reverse": "true",
-                                  "limit": 2}).json()
+    first = api.get(
+        JOBS, params={"labels": f"suite={tag}", "order_by": "modified_at", "reverse": "true", "limit": 2}
+    ).json()
     assert [j["ID"] for j in first["Items"]] == [ids["a"], ids["c"]] and first["NextToken"]
-    rest = api.get(JOBS, params={"labels": f"suite={tag}", "next_token": first["NextToken"],
-                                 "order_by": "created_at", "limit": 50})
+    rest = api.get(
+        JOBS,
+        params={
+            "labels": f"suite={tag}",
+            "next_token": first["NextToken"],
+            "order_by": "created_at",
+            "limit": 50,
+        },
+    )
     assert [j["ID"] for j in rest.json()["Items"]] == [ids["b"]] and rest.json()["NextToken"] == ""
     decoded(rest)
 
@@ -117,8 +125,11 @@ async def watch_all(job_ids: list[str], poll_interval: float) -> tuple[list[dict
 
     http.event_hooks = {"request": [count], "response": []}
     lists_before = sum(p.requests for p in poller._POLLERS.get(asyncio.get_running_loop(), {}).values())
-    triggers = [BacalhauJobTrigger(j, poll_interval=poll_interval, deadline=time.time() + 90) for j in job_ids]
+    triggers = [
+        BacalhauJobTrigger(j, poll_interval=poll_interval, deadline=time.time() + 90) for j in job_ids
+    ]
     try:
+
         async def events_of(trigger: BacalhauJobTrigger) -> list[dict]:
             return [e.payload async for e in trigger.run()]
 

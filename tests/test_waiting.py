@@ -40,6 +40,7 @@ def ti():
 
 # -- one transient policy --------------------------------------------------------------------------
 
+
 def test_a_lasting_500_fails_a_sensor_poke_promptly(devstack_env, devstack, client):
     """A 500 (say MultipleJobsFound for an ambiguous name) does not pass by waiting."""
     job_id = client.submit_job(busybox_job("sleep 5"))["JobID"]
@@ -72,11 +73,18 @@ def test_the_client_policy_judges_statuses():
     from airflow_provider_bacalhau.errors import BacalhauApiError
 
     assert [is_transient(BacalhauApiError("x", status=s)) for s in (429, 500, 502, 503, 504, 404)] == [
-        True, False, True, True, True, False]
+        True,
+        False,
+        True,
+        True,
+        True,
+        False,
+    ]
     assert is_transient(BacalhauApiError("cannot reach"))  # no answer at all
 
 
 # -- one hook per task -----------------------------------------------------------------------------
+
 
 @pytest.fixture
 def connection_reads(monkeypatch):
@@ -110,6 +118,7 @@ def test_a_sensor_reads_its_connection_once(devstack_env, client, connection_rea
 # Bacalhau v1.9.3 looks a job up by name in the request's namespace, then by ID in any namespace
 # (GetJobByIDOrName, pkg/jobstore/boltdb/store.go): names are where the namespace decides.
 
+
 def test_sensor_and_trigger_find_a_job_by_name_in_another_namespace(devstack_env, team_client):
     name = f"wait-ns-{time.time_ns()}"
     job_id = team_client.submit_job(busybox_job("echo there", name=name))["JobID"]
@@ -120,8 +129,9 @@ def test_sensor_and_trigger_find_a_job_by_name_in_another_namespace(devstack_env
 
     async def watch():
         try:
-            trigger = BacalhauJobTrigger(name, namespace=OTHER_NAMESPACE, poll_interval=0.2,
-                                         deadline=time.time() + 30)
+            trigger = BacalhauJobTrigger(
+                name, namespace=OTHER_NAMESPACE, poll_interval=0.2, deadline=time.time() + 30
+            )
             return [event.payload async for event in trigger.run()]
         finally:
             await close_shared_http_clients()
@@ -168,6 +178,7 @@ def test_trigger_finds_a_job_of_another_namespace_and_its_timeout_stops_it(devst
 
 # -- typed failures ----------------------------------------------------------------------------------
 
+
 def test_a_failed_job_raises_a_typed_failure_with_its_id(devstack_env, ti):
     from airflow_provider_bacalhau.errors import BacalhauJobFailedError
 
@@ -204,24 +215,34 @@ def test_unusable_inputs_raise_typed_failures(devstack_env, ti, monkeypatch):
     with pytest.raises(BacalhauInvalidInputError, match="staging_bucket") as invalid:
         op_for("echo", inputs=managed).execute(fake_context(ti))
     assert isinstance(invalid.value, AirflowFailException) and invalid.value.job_name.startswith("airflow-")
-    monkeypatch.setenv("AIRFLOW_CONN_AWS_NOWHERE", '{"conn_type": "aws", "login": "k", "password": "s", '
-                       '"extra": {"endpoint_url": "http://127.0.0.1:9", "region_name": "us-east-1", '
-                       '"config_kwargs": {"retries": {"max_attempts": 1}, "connect_timeout": 2}}}')
-    archive = {"Type": "s3", "Params": {"Bucket": "res", "Key": "runs/e-1.tar.gz"}, "JobID": "j-1",
-               "ExecutionID": "e-1"}
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_AWS_NOWHERE",
+        '{"conn_type": "aws", "login": "k", "password": "s", '
+        '"extra": {"endpoint_url": "http://127.0.0.1:9", "region_name": "us-east-1", '
+        '"config_kwargs": {"retries": {"max_attempts": 1}, "connect_timeout": 2}}}',
+    )
+    archive = {
+        "Type": "s3",
+        "Params": {"Bucket": "res", "Key": "runs/e-1.tar.gz"},
+        "JobID": "j-1",
+        "ExecutionID": "e-1",
+    }
     with pytest.raises(BacalhauInputError) as io_error:
         op_for("echo", inputs=archive, aws_conn_id="aws_nowhere").execute(fake_context(ti))
     assert not isinstance(io_error.value, AirflowFailException)  # a retry may succeed
 
 
 def test_errors_module_names_the_failures_without_importing_airflow():
-    code = ("import sys, airflow_provider_bacalhau.errors as e, airflow_provider_bacalhau.client, "
-            "airflow_provider_bacalhau.spec; assert 'airflow' not in sys.modules; "
-            "assert issubclass(e.BacalhauJobFailedError, e.BacalhauJobError)")
+    code = (
+        "import sys, airflow_provider_bacalhau.errors as e, airflow_provider_bacalhau.client, "
+        "airflow_provider_bacalhau.spec; assert 'airflow' not in sys.modules; "
+        "assert issubclass(e.BacalhauJobFailedError, e.BacalhauJobError)"
+    )
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
 # -- the trigger's classpath, rendering ----------------------------------------------------------------
+
 
 def test_a_trigger_subclass_serializes_under_its_own_classpath():
     class TeamTrigger(BacalhauJobTrigger):
@@ -240,7 +261,8 @@ def test_job_operator_renders_without_airflows_private_render_hook(tmp_path):
     assert "_do_render_template_fields" not in vars(BacalhauJobOperator)
     (tmp_path / "job.yaml").write_text(
         "Type: batch\nTasks:\n  - Name: main\n    Engine:\n      Type: docker\n      Params:\n"
-        "        Image: busybox\n        Parameters: [\"echo {{ params.word }}\"]\n")
+        '        Image: busybox\n        Parameters: ["echo {{ params.word }}"]\n'
+    )
     with DAG("tmpl_w", schedule=None, start_date=datetime(2024, 1, 1), template_searchpath=[str(tmp_path)]):
         op = BacalhauJobOperator(task_id="t", job="job.yaml")
     context = {"params": {"word": "late"}}

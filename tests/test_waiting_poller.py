@@ -57,8 +57,10 @@ def test_a_scan_stops_at_the_watermark_in_one_request():
 
 
 def test_a_scan_pages_with_the_token_and_keeps_the_label_selector():
-    pages = [{"Items": [job("a", 50), job("b", 40)], "NextToken": "t1"},
-             {"Items": [job("c", 30), job("d", 5)], "NextToken": "t2"}]
+    pages = [
+        {"Items": [job("a", 50), job("b", 40)], "NextToken": "t1"},
+        {"Items": [job("c", 30), job("d", 5)], "NextToken": "t2"},
+    ]
     queries, found = drive(scan_changes(10, 2), pages)
     assert queries[1] == {"labels": WATCH_SELECTOR, "next_token": "t1"}  # labels are not in the token
     assert found.listed == {"a": 50, "b": 40, "c": 30} and found.requests == 2
@@ -71,17 +73,22 @@ def test_without_a_watermark_one_page_is_read():
 
 def test_jobs_pushed_into_the_next_page_are_not_a_disorder():
     # Two jobs changed between the requests: the last two of page 1 come again at the top of page 2.
-    pages = [{"Items": [job("a", 50), job("b", 40), job("c", 30)], "NextToken": "t1"},
-             {"Items": [job("b", 40), job("c", 30), job("d", 20)], "NextToken": ""}]
+    pages = [
+        {"Items": [job("a", 50), job("b", 40), job("c", 30)], "NextToken": "t1"},
+        {"Items": [job("b", 40), job("c", 30), job("d", 20)], "NextToken": ""},
+    ]
     _, found = drive(scan_changes(0, 3), pages)
     assert found.listed == {"a": 50, "b": 40, "c": 30, "d": 20}
 
 
-@pytest.mark.parametrize("items, why", [
-    ([job("a", 10), job("b", 20)], "not ordered"),  # a server that ignores order_by=modified_at
-    ([{"ID": "a"}], "ModifyTime"),
-    ([{"ModifyTime": 3}], "no ID"),
-])
+@pytest.mark.parametrize(
+    "items, why",
+    [
+        ([job("a", 10), job("b", 20)], "not ordered"),  # a server that ignores order_by=modified_at
+        ([{"ID": "a"}], "ModifyTime"),
+        ([{"ModifyTime": 3}], "no ID"),
+    ],
+)
 def test_an_answer_that_cannot_be_trusted_is_refused(items, why):
     scan = scan_changes(0, 20)
     next(scan)
@@ -126,8 +133,13 @@ class ScriptedList:
 
 def read(server: ScriptedList, job_id: str, labelled: bool = True) -> dict:
     """What GET /jobs/{id} would answer."""
-    return {"Job": {"ID": job_id, "ModifyTime": server.jobs[job_id],
-                    "Labels": {WATCH_LABEL: "true"} if labelled else {}}}
+    return {
+        "Job": {
+            "ID": job_id,
+            "ModifyTime": server.jobs[job_id],
+            "Labels": {WATCH_LABEL: "true"} if labelled else {},
+        }
+    }
 
 
 def scripted_poller(server: ScriptedList) -> SharedPoller:

@@ -7,4 +7,11 @@ from airflow_provider_bacalhau.client.config import ClientConfig
 from airflow_provider_bacalhau.client.logs import LogChunk, LogTail
 from airflow_provider_bacalhau.client.sync import BacalhauClient
 
-__all__ = ["AsyncBacalhauClient", "BacalhauClient", "ClientConfig", "LogChunk", "LogTail", "shared_http_client"]
+__all__ = [
+    "AsyncBacalhauClient",
+    "BacalhauClient",
+    "ClientConfig",
+    "LogChunk",
+    "LogTail",
+    "shared_http_client",
+]

@@ -11,7 +11,8 @@ from __future__ import annotations
 import asyncio
 import functools
 import weakref
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import anyio
 import httpx
@@ -104,21 +105,56 @@ class AsyncBacalhauClient(Operations):
         except StopIteration as done:
             return done.value
 
-    def job_logs(self, job_id_or_name: str, execution_id: str | None = None, *, follow: bool = False,
-                 tail: bool = False, job_version: int | None = None, namespace: str | None = None,
-                 max_bytes: int = logs.DEFAULT_MAX_BYTES, timeout: float | None = None) -> logs.AsyncLogStream:
+    def job_logs(
+        self,
+        job_id_or_name: str,
+        execution_id: str | None = None,
+        *,
+        follow: bool = False,
+        tail: bool = False,
+        job_version: int | None = None,
+        namespace: str | None = None,
+        max_bytes: int = logs.DEFAULT_MAX_BYTES,
+        timeout: float | None = None,
+    ) -> logs.AsyncLogStream:
         """:meth:`BacalhauClient.job_logs <airflow_provider_bacalhau.client.BacalhauClient.job_logs>`,
         read with ``async for``."""
-        return logs.AsyncLogStream(logs.open_read(self.config, job_id_or_name, execution_id, follow=follow,
-                                                  tail=tail, job_version=job_version, namespace=namespace,
-                                                  max_bytes=max_bytes, timeout=timeout))
+        return logs.AsyncLogStream(
+            logs.open_read(
+                self.config,
+                job_id_or_name,
+                execution_id,
+                follow=follow,
+                tail=tail,
+                job_version=job_version,
+                namespace=namespace,
+                max_bytes=max_bytes,
+                timeout=timeout,
+            )
+        )
 
-    async def job_logs_tail(self, job_id_or_name: str, execution_id: str | None = None, *, lines: int = 20,
-                            max_bytes: int = 2048, timeout: float = 5.0, read_limit: int = logs.DEFAULT_MAX_BYTES,
-                            job_version: int | None = None, namespace: str | None = None) -> logs.LogTail:
+    async def job_logs_tail(
+        self,
+        job_id_or_name: str,
+        execution_id: str | None = None,
+        *,
+        lines: int = 20,
+        max_bytes: int = 2048,
+        timeout: float = 5.0,
+        read_limit: int = logs.DEFAULT_MAX_BYTES,
+        job_version: int | None = None,
+        namespace: str | None = None,
+    ) -> logs.LogTail:
         """:meth:`BacalhauClient.job_logs_tail <airflow_provider_bacalhau.client.BacalhauClient.job_logs_tail>`."""
-        read = logs.open_read(self.config, job_id_or_name, execution_id, job_version=job_version,
-                              namespace=namespace, max_bytes=read_limit, timeout=timeout)
+        read = logs.open_read(
+            self.config,
+            job_id_or_name,
+            execution_id,
+            job_version=job_version,
+            namespace=namespace,
+            max_bytes=read_limit,
+            timeout=timeout,
+        )
         kept, error = logs.LogTail(lines, max_bytes), None
         try:
             async for chunk in logs.aiter_logs(read):

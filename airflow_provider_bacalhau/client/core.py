@@ -15,9 +15,9 @@ import inspect
 import logging
 import random
 import time
-from collections.abc import Generator, Iterable, Mapping
+from collections.abc import Callable, Generator, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Callable, TypeVar
+from typing import Any, TypeVar
 from urllib.parse import quote
 
 import httpx
@@ -181,8 +181,7 @@ class Operations:
     def with_max_retries(self, max_retries: int) -> Any:
         """A client of the same class on the same connection pool, with another retry budget
         (a caller that retries between calls itself passes 0). Closing it leaves the pool open."""
-        return type(self)(dataclasses.replace(self.config, max_retries=max_retries),
-                          http_client=self._http)
+        return type(self)(dataclasses.replace(self.config, max_retries=max_retries), http_client=self._http)
 
     # -- building and sending ---------------------------------------------------------------
 

@@ -23,9 +23,8 @@ import logging
 import ssl
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Iterable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Callable
 from urllib.parse import quote, urlencode, urlsplit
 
 from airflow_provider_bacalhau import __version__
@@ -80,9 +79,16 @@ class LogRequest:
         return urlsplit(self.url).path
 
 
-def build_log_request(config: ClientConfig, job_id_or_name: str, *, execution_id: str | None = None,
-                      follow: bool = False, tail: bool = False, job_version: int | None = None,
-                      namespace: str | None = None) -> LogRequest:
+def build_log_request(
+    config: ClientConfig,
+    job_id_or_name: str,
+    *,
+    execution_id: str | None = None,
+    follow: bool = False,
+    tail: bool = False,
+    job_version: int | None = None,
+    namespace: str | None = None,
+) -> LogRequest:
     """The WebSocket request for a job's logs, with the client's base URL, TLS and auth header.
 
     :param execution_id: the execution to read; needed for a failed or cancelled one (without it
@@ -161,8 +167,15 @@ class LogRead:
     :param clock: monotonic clock (for tests).
     """
 
-    def __init__(self, request: LogRequest, *, max_bytes: int = DEFAULT_MAX_BYTES, timeout: float = 30.0,
-                 open_timeout: float | None = None, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        request: LogRequest,
+        *,
+        max_bytes: int = DEFAULT_MAX_BYTES,
+        timeout: float = 30.0,
+        open_timeout: float | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         if max_bytes <= 0:
             raise ValueError(f"max_bytes: must be > 0, got {max_bytes!r}")
         if not timeout or timeout <= 0:
@@ -210,8 +223,10 @@ class LogRead:
         # A refused handshake (websockets' InvalidStatus) keeps its HTTP status for callers.
         response = getattr(exc, "response", None)
         status = getattr(response, "status_code", None)
-        return BacalhauLogsError(f"cannot read logs at {self.request.path}: {text}",
-                                 status=status if isinstance(status, int) else None)
+        return BacalhauLogsError(
+            f"cannot read logs at {self.request.path}: {text}",
+            status=status if isinstance(status, int) else None,
+        )
 
 
 def iter_logs(read: LogRead) -> Iterator[LogChunk]:
@@ -221,8 +236,15 @@ def iter_logs(read: LogRead) -> Iterator[LogChunk]:
 
     request = read.request
     try:
-        with connect(request.url, additional_headers=request.headers, ssl=request.ssl, open_timeout=read.handshake_timeout(),
-                     close_timeout=1, max_size=MAX_FRAME, logger=WEBSOCKET_LOG) as ws:
+        with connect(
+            request.url,
+            additional_headers=request.headers,
+            ssl=request.ssl,
+            open_timeout=read.handshake_timeout(),
+            close_timeout=1,
+            max_size=MAX_FRAME,
+            logger=WEBSOCKET_LOG,
+        ) as ws:
             while read.ended is None:
                 if read.expired:
                     read.ended = "timeout"
@@ -249,16 +271,22 @@ async def aiter_logs(read: LogRead) -> AsyncIterator[LogChunk]:
 
     request = read.request
     try:
-        async with connect(request.url, additional_headers=request.headers, ssl=request.ssl,
-                           open_timeout=read.handshake_timeout(), close_timeout=1, max_size=MAX_FRAME,
-                           logger=WEBSOCKET_LOG) as ws:
+        async with connect(
+            request.url,
+            additional_headers=request.headers,
+            ssl=request.ssl,
+            open_timeout=read.handshake_timeout(),
+            close_timeout=1,
+            max_size=MAX_FRAME,
+            logger=WEBSOCKET_LOG,
+        ) as ws:
             while read.ended is None:
                 if read.expired:
                     read.ended = "timeout"
                     break
                 try:
                     message = await asyncio.wait_for(ws.recv(), read.remaining())
-                except (TimeoutError, asyncio.TimeoutError):
+                except TimeoutError:
                     read.ended = "timeout"
                     break
                 except ConnectionClosedOK:
@@ -287,7 +315,10 @@ class LogTail:
             raise ValueError("lines and max_bytes: must be > 0")
         self.lines = lines
         self.max_bytes = max_bytes
-        self._lines: dict[str, deque[str]] = {STDOUT: deque(maxlen=lines + 1), STDERR: deque(maxlen=lines + 1)}
+        self._lines: dict[str, deque[str]] = {
+            STDOUT: deque(maxlen=lines + 1),
+            STDERR: deque(maxlen=lines + 1),
+        }
         self._seen: dict[str, int] = {STDOUT: 0, STDERR: 0}
         self.ended: str | None = None
         self.error: str | None = None
@@ -304,14 +335,14 @@ class LogTail:
             kept.append(piece if last else piece + "\n")
         if kept and len(kept[-1].encode("utf-8")) > self.max_bytes:
             # One huge line must not grow without bound, and must still show: cut it in bytes.
-            kept[-1] = kept[-1].encode("utf-8")[-self.max_bytes:].decode("utf-8", errors="ignore")
+            kept[-1] = kept[-1].encode("utf-8")[-self.max_bytes :].decode("utf-8", errors="ignore")
         self._seen[chunk.stream] = self._seen.get(chunk.stream, 0) + len(chunk.text)
 
     def text(self, stream: str) -> str:
         """The kept tail of ``"stdout"`` or ``"stderr"``."""
         out: list[str] = []
         size = 0
-        for line in reversed(list(self._lines.get(stream, ()))[-self.lines:]):
+        for line in reversed(list(self._lines.get(stream, ()))[-self.lines :]):
             size += len(line.encode("utf-8"))
             if size > self.max_bytes:
                 break
@@ -360,14 +391,30 @@ class AsyncLogStream(_Stream):
         return aiter_logs(self.read)
 
 
-def open_read(config: ClientConfig, job_id_or_name: str, execution_id: str | None = None, *,
-              follow: bool = False, tail: bool = False, job_version: int | None = None,
-              namespace: str | None = None, max_bytes: int = DEFAULT_MAX_BYTES,
-              timeout: float | None = None, open_timeout: float | None = None) -> LogRead:
+def open_read(
+    config: ClientConfig,
+    job_id_or_name: str,
+    execution_id: str | None = None,
+    *,
+    follow: bool = False,
+    tail: bool = False,
+    job_version: int | None = None,
+    namespace: str | None = None,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    timeout: float | None = None,
+    open_timeout: float | None = None,
+) -> LogRead:
     """The :class:`LogRead` behind both clients' ``job_logs`` (``timeout`` defaults to the
     client's request timeout; ``open_timeout`` bounds the handshake alone)."""
-    request = build_log_request(config, job_id_or_name, execution_id=execution_id, follow=follow, tail=tail,
-                                job_version=job_version, namespace=namespace)
+    request = build_log_request(
+        config,
+        job_id_or_name,
+        execution_id=execution_id,
+        follow=follow,
+        tail=tail,
+        job_version=job_version,
+        namespace=namespace,
+    )
     return LogRead(request, max_bytes=max_bytes, timeout=timeout or config.timeout, open_timeout=open_timeout)
 
 
@@ -386,4 +433,3 @@ def tail(chunks: Iterable[LogChunk], lines: int = 20, max_bytes: int = 2048) -> 
     for chunk in chunks:
         kept.add(chunk)
     return kept
-

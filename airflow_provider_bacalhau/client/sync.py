@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import functools
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import httpx
 
@@ -36,7 +37,9 @@ class BacalhauClient(Operations):
 
         return method
 
-    def __init__(self, config: ClientConfig | None = None, *, http_client: httpx.Client | None = None) -> None:
+    def __init__(
+        self, config: ClientConfig | None = None, *, http_client: httpx.Client | None = None
+    ) -> None:
         self.config = config or ClientConfig.from_env()
         self._owns_http = http_client is None
         self._http = http_client or httpx.Client(verify=self.config.ssl_context(), follow_redirects=False)
@@ -58,9 +61,18 @@ class BacalhauClient(Operations):
         except StopIteration as done:
             return done.value
 
-    def job_logs(self, job_id_or_name: str, execution_id: str | None = None, *, follow: bool = False,
-                 tail: bool = False, job_version: int | None = None, namespace: str | None = None,
-                 max_bytes: int = logs.DEFAULT_MAX_BYTES, timeout: float | None = None) -> logs.LogStream:
+    def job_logs(
+        self,
+        job_id_or_name: str,
+        execution_id: str | None = None,
+        *,
+        follow: bool = False,
+        tail: bool = False,
+        job_version: int | None = None,
+        namespace: str | None = None,
+        max_bytes: int = logs.DEFAULT_MAX_BYTES,
+        timeout: float | None = None,
+    ) -> logs.LogStream:
         """A job's output from the WebSocket logs endpoint, as ``(stream, text)`` chunks.
 
         Iterate the answer once; it stops when the server closes, after ``max_bytes`` of output or
@@ -69,21 +81,47 @@ class BacalhauClient(Operations):
         broken stream. Pass ``execution_id`` for a failed or cancelled execution.
         See :func:`~airflow_provider_bacalhau.client.logs.build_log_request` for the rest.
         """
-        return logs.LogStream(logs.open_read(self.config, job_id_or_name, execution_id, follow=follow, tail=tail,
-                                             job_version=job_version, namespace=namespace, max_bytes=max_bytes,
-                                             timeout=timeout))
+        return logs.LogStream(
+            logs.open_read(
+                self.config,
+                job_id_or_name,
+                execution_id,
+                follow=follow,
+                tail=tail,
+                job_version=job_version,
+                namespace=namespace,
+                max_bytes=max_bytes,
+                timeout=timeout,
+            )
+        )
 
-    def job_logs_tail(self, job_id_or_name: str, execution_id: str | None = None, *, lines: int = 20,
-                      max_bytes: int = 2048, timeout: float = 5.0, read_limit: int = logs.DEFAULT_MAX_BYTES,
-                      job_version: int | None = None, namespace: str | None = None) -> logs.LogTail:
+    def job_logs_tail(
+        self,
+        job_id_or_name: str,
+        execution_id: str | None = None,
+        *,
+        lines: int = 20,
+        max_bytes: int = 2048,
+        timeout: float = 5.0,
+        read_limit: int = logs.DEFAULT_MAX_BYTES,
+        job_version: int | None = None,
+        namespace: str | None = None,
+    ) -> logs.LogTail:
         """The last ``lines`` lines (``max_bytes`` at most) of each stream of an execution's output.
 
         v1.9.3 can only send a log from its start, so up to ``read_limit`` bytes are read within
         ``timeout`` seconds; ``cut`` on the answer says when more existed. A stream that breaks
         after some output gives that output (``error`` says what broke); with none, it raises.
         """
-        read = logs.open_read(self.config, job_id_or_name, execution_id, job_version=job_version,
-                              namespace=namespace, max_bytes=read_limit, timeout=timeout)
+        read = logs.open_read(
+            self.config,
+            job_id_or_name,
+            execution_id,
+            job_version=job_version,
+            namespace=namespace,
+            max_bytes=read_limit,
+            timeout=timeout,
+        )
         kept, error = logs.LogTail(lines, max_bytes), None
         try:
             for chunk in logs.iter_logs(read):

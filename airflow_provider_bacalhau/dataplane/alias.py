@@ -42,5 +42,10 @@ def read_alias(client: Any, bucket: str, key: str) -> str:
 
 
 def write_alias(client: Any, bucket: str, key: str, digest: str) -> None:
-    client.put_object(Bucket=bucket, Key=key, ChecksumAlgorithm="SHA256",
-                      ContentType="application/json", Body=json.dumps({"SHA256": digest}).encode())
+    client.put_object(
+        Bucket=bucket,
+        Key=key,
+        ChecksumAlgorithm="SHA256",
+        ContentType="application/json",
+        Body=json.dumps({"SHA256": digest}).encode(),
+    )

@@ -35,8 +35,7 @@ def file_sha256(path: str | os.PathLike) -> bytes:
     return sha.digest()
 
 
-def file_digests(path: str | os.PathLike,
-                 part_size: int | None = None) -> tuple[str, str, int]:
+def file_digests(path: str | os.PathLike, part_size: int | None = None) -> tuple[str, str, int]:
     """One pass over a file: (base64 SHA-256, base64 composite of ``part_size`` parts without
     suffix, part count). Without ``part_size`` the composite is empty and the count 1."""
     full = hashlib.sha256()
@@ -65,8 +64,14 @@ def is_composite(stored: str, etag: str = "") -> bool:
     return "-" in stored or "-" in etag.strip('"')
 
 
-def matches_stored_checksum(path: str | os.PathLike, stored: str, *, full_b64: str | None = None,
-                            etag: str = "", part_size: int | None = None) -> bool | None:
+def matches_stored_checksum(
+    path: str | os.PathLike,
+    stored: str,
+    *,
+    full_b64: str | None = None,
+    etag: str = "",
+    part_size: int | None = None,
+) -> bool | None:
     """Compare a local file with S3's stored ``ChecksumSHA256``.
 
     :return: True/False, or None when the stored value is a composite and ``part_size`` is
@@ -112,12 +117,10 @@ def check_members(members: Iterable[tarfile.TarInfo], dest: Path) -> list[tarfil
         if member.issym() or member.islnk():
             link = PurePosixPath(member.linkname)
             if link.is_absolute() or member.linkname.startswith("/"):
-                raise ResultIntegrityError(
-                    f"archive member {name!r} links to an absolute path: refused")
+                raise ResultIntegrityError(f"archive member {name!r} links to an absolute path: refused")
             base = target.parent if member.issym() else root
             if not _inside(root, (base / link).resolve()):
-                raise ResultIntegrityError(
-                    f"archive member {name!r} links outside the destination: refused")
+                raise ResultIntegrityError(f"archive member {name!r} links outside the destination: refused")
         safe.append(member)
     return safe
 

@@ -84,13 +84,18 @@ def _refusal(url: str, answer: Any) -> ResultDownloadError:
     message = re.search(r"<Message>([^<]*)</Message>", text)
     s3_said = f" ({code.group(1)}: {message.group(1) if message else ''})" if code else ""
     if status == 403 and "expired" in text.lower():
-        reason = ("the presigned URL has expired; an s3managed result gets a new URL from "
-                  "/results on every fetch, so retry the task")
+        reason = (
+            "the presigned URL has expired; an s3managed result gets a new URL from "
+            "/results on every fetch, so retry the task"
+        )
     else:
-        reason = _REFUSALS.get(status, "the server refused the download" if status < 500
-                               else "the server failed; a retry may succeed")
-    return ResultDownloadError(f"GET {safe_url(url)} answered HTTP {status}{s3_said}: {reason}",
-                               url=safe_url(url), status=status)
+        reason = _REFUSALS.get(
+            status,
+            "the server refused the download" if status < 500 else "the server failed; a retry may succeed",
+        )
+    return ResultDownloadError(
+        f"GET {safe_url(url)} answered HTTP {status}{s3_said}: {reason}", url=safe_url(url), status=status
+    )
 
 
 def download_url(url: str, path: Path, *, timeout: Any = 60.0) -> str:
@@ -133,14 +138,18 @@ def download_node_url(url: str, path: Path) -> str:
             f"it from Airflow is best effort. Publish with the s3 publisher (or s3managed) to "
             f"fetch or chain results from Airflow; or chain it with restage=False, which hands "
             f"the URL to the next job as is (its node must reach that address, and the job must "
-            f"extract the archive).", url=shown) from exc
+            f"extract the archive).",
+            url=shown,
+        ) from exc
 
 
 def managed_url(job_id: str, execution_id: str, bacalhau_client: Any) -> str:
     """Ask ``/results`` now for the presigned URL: it expires, so never keep one around."""
     if bacalhau_client is None:
-        raise ValueError("bacalhau_client: an s3managed result is read through the Bacalhau "
-                         "API (/results); pass a BacalhauClient")
+        raise ValueError(
+            "bacalhau_client: an s3managed result is read through the Bacalhau "
+            "API (/results); pass a BacalhauClient"
+        )
     urls = []
     for item in bacalhau_client.get_results(job_id):
         params = {str(k).lower(): v for k, v in (item.get("Params") or {}).items()}
@@ -150,6 +159,8 @@ def managed_url(job_id: str, execution_id: str, bacalhau_client: Any) -> str:
     if not chosen and len(urls) == 1 and not execution_id:
         chosen = urls
     if not chosen:
-        raise ValueError(f"result: job {job_id} has no presigned result URL for execution "
-                         f"{execution_id or '?'} in /results")
+        raise ValueError(
+            f"result: job {job_id} has no presigned result URL for execution "
+            f"{execution_id or '?'} in /results"
+        )
     return chosen[0]

@@ -56,8 +56,16 @@ def part_size(hook: Any, bucket: str, key: str, version_id: str) -> int | None:
         return None
 
 
-def download_object(hook: Any, bucket: str, key: str, path: Path, *, version_id: str = "",
-                    expected_b64: str = "", etag: str | None = None) -> str:
+def download_object(
+    hook: Any,
+    bucket: str,
+    key: str,
+    path: Path,
+    *,
+    version_id: str = "",
+    expected_b64: str = "",
+    etag: str | None = None,
+) -> str:
     """GET one object to ``path``; verify it against S3's stored SHA-256 and ``expected_b64``.
     ``etag`` (from a listing) tells a multipart object; None means HEAD to find out.
     Returns the hex SHA-256 of the bytes received."""
@@ -84,8 +92,9 @@ def download_object(hook: Any, bucket: str, key: str, path: Path, *, version_id:
                 sha.update(chunk)
                 out.write(chunk)
     except FlexibleChecksumError as exc:
-        raise ResultIntegrityError(f"s3://{bucket}/{key}: checksum mismatch, the bytes "
-                                   f"received do not match the SHA-256 S3 stored") from exc
+        raise ResultIntegrityError(
+            f"s3://{bucket}/{key}: checksum mismatch, the bytes received do not match the SHA-256 S3 stored"
+        ) from exc
     got = b64_digest(sha.digest())
     for label, want in (("stored", stored), ("published", expected_b64)):
         if not want:
@@ -93,45 +102,55 @@ def download_object(hook: Any, bucket: str, key: str, path: Path, *, version_id:
         if not multipart:
             same = want == got
         else:  # recompute the composite with the object's part size
-            same = matches_stored_checksum(path, want, etag=etag,
-                                           part_size=part_size(hook, bucket, key, version_id))
+            same = matches_stored_checksum(
+                path, want, etag=etag, part_size=part_size(hook, bucket, key, version_id)
+            )
         if same is False:
             raise ResultIntegrityError(
                 f"s3://{bucket}/{key}: checksum mismatch, {label} ChecksumSHA256 is {want} "
-                f"but the downloaded bytes give {got}")
+                f"but the downloaded bytes give {got}"
+            )
     return sha.hexdigest()
 
 
 def download_prefix(hook: Any, bucket: str, prefix: str, dest: Path) -> tuple[int, int]:
     """Every object under ``prefix`` into ``dest`` with its relative path; (count, bytes)."""
-    objects = {k: v for k, v in list_prefix(hook.client, bucket, prefix).items()
-               if not k.endswith("/")}
+    objects = {k: v for k, v in list_prefix(hook.client, bucket, prefix).items() if not k.endswith("/")}
     root = dest.resolve()
     jobs = []
     for key in objects:
-        relative = PurePosixPath(key[len(prefix):])
+        relative = PurePosixPath(key[len(prefix) :])
         target = (root / relative).resolve()
         if ".." in relative.parts or relative.is_absolute() or not target.is_relative_to(root):
             raise ResultIntegrityError(f"s3://{bucket}/{key}: key escapes the destination")
         jobs.append((key, target))
     dest.mkdir(parents=True, exist_ok=True)
     with ThreadPoolExecutor(hook.max_workers, thread_name_prefix="bacalhau-fetch") as pool:
-        list(pool.map(lambda job: download_object(
-            hook, bucket, job[0], job[1], etag=objects[job[0]]["ETag"]), jobs))
+        list(
+            pool.map(
+                lambda job: download_object(hook, bucket, job[0], job[1], etag=objects[job[0]]["ETag"]), jobs
+            )
+        )
     return len(jobs), sum(v["Size"] for v in objects.values())
 
 
-def download_archive(hook: Any, result: Any, workdir: Path, *,
-                     bacalhau_client: Any = None) -> tuple[Path, str]:
+def download_archive(
+    hook: Any, result: Any, workdir: Path, *, bacalhau_client: Any = None
+) -> tuple[Path, str]:
     """Bring a single-object result (s3 archive, s3managed, urlDownload) into ``workdir``,
     verified where a checksum was published. Returns ``(path, sha256 hex)``."""
     result = as_result(result)
     if result.type == "s3":
         key = str(result.param("Key"))
         path = workdir / (PurePosixPath(key).name or "object")
-        digest = download_object(hook, str(result.param("Bucket")), key, path,
-                                 version_id=str(result.param("VersionID")),
-                                 expected_b64=str(result.param("ChecksumSHA256")))
+        digest = download_object(
+            hook,
+            str(result.param("Bucket")),
+            key,
+            path,
+            version_id=str(result.param("VersionID")),
+            expected_b64=str(result.param("ChecksumSHA256")),
+        )
     elif result.type == "s3managed":
         url = managed_url(result.job_id, result.execution_id, bacalhau_client)
         path = workdir / (PurePosixPath(urlsplit(url).path).name or "result.tar.gz")
@@ -144,8 +163,7 @@ def download_archive(hook: Any, result: Any, workdir: Path, *,
         path = workdir / (PurePosixPath(urlsplit(url).path).name or "result.tar.gz")
         digest = download_node_url(url, path)  # the node's own address: best effort
     else:
-        raise ValueError(f"result.Type: {result.type!r} cannot be downloaded (s3, s3managed or "
-                         f"urlDownload)")
+        raise ValueError(f"result.Type: {result.type!r} cannot be downloaded (s3, s3managed or urlDownload)")
     return path, digest
 
 
@@ -156,8 +174,9 @@ def _replace_dir(source: Path, dest: Path, scratch: Path) -> None:
     os.replace(source, dest)
 
 
-def fetch_result(hook: Any, result: Any, destination: str | os.PathLike, *,
-                 bacalhau_client: Any = None) -> Path:
+def fetch_result(
+    hook: Any, result: Any, destination: str | os.PathLike, *, bacalhau_client: Any = None
+) -> Path:
     """Download a published result into ``destination`` (a directory, replaced if present).
 
     s3 plain: every object under the prefix; archives (s3 gzip, s3managed, urlDownload):
@@ -177,8 +196,9 @@ def fetch_result(hook: Any, result: Any, destination: str | os.PathLike, *,
                 count, size = download_prefix(hook, str(result.param("Bucket")), key, content)
             else:
                 (scratch / "download").mkdir()
-                archive, _ = download_archive(hook, result, scratch / "download",
-                                              bacalhau_client=bacalhau_client)
+                archive, _ = download_archive(
+                    hook, result, scratch / "download", bacalhau_client=bacalhau_client
+                )
                 size = archive.stat().st_size
                 if archive.name.endswith((".tar.gz", ".tgz", ".tar")):
                     count = safe_extract(archive, content)
@@ -189,6 +209,12 @@ def fetch_result(hook: Any, result: Any, destination: str | os.PathLike, *,
             _replace_dir(content, dest, scratch)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    log.info("Fetched %s result into %s: %d file(s), %.1f MiB in %.2f s", result.type, dest,
-             count, size / MiB, time.monotonic() - started)
+    log.info(
+        "Fetched %s result into %s: %d file(s), %.1f MiB in %.2f s",
+        result.type,
+        dest,
+        count,
+        size / MiB,
+        time.monotonic() - started,
+    )
     return dest

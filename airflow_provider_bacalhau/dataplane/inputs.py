@@ -74,8 +74,9 @@ def parse_s3_uri(uri: Any, field: str = "inputs") -> tuple[str, str]:
     if not isinstance(uri, str) or not uri.startswith("s3://"):
         raise SpecError(field, "expected an s3://bucket/key URI", uri)
     if "?" in uri or "#" in uri:
-        raise SpecError(field, "an s3:// URI here cannot hold '?' or '#' (what follows would be cut "
-                               "off)", uri)
+        raise SpecError(
+            field, "an s3:// URI here cannot hold '?' or '#' (what follows would be cut off)", uri
+        )
     from airflow.providers.amazon.aws.exceptions import S3HookUriParseFailure
     from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 
@@ -93,9 +94,17 @@ def parse_s3_uri(uri: Any, field: str = "inputs") -> tuple[str, str]:
 
 
 class _Resolver:
-    def __init__(self, *, s3_hook: Any, aws_conn_id: str | None, bacalhau_client: Any,
-                 restage: bool, staging_bucket: str | None, staging_prefix: str,
-                 compute_s3: ComputeS3View) -> None:
+    def __init__(
+        self,
+        *,
+        s3_hook: Any,
+        aws_conn_id: str | None,
+        bacalhau_client: Any,
+        restage: bool,
+        staging_bucket: str | None,
+        staging_prefix: str,
+        compute_s3: ComputeS3View,
+    ) -> None:
         self._s3_hook = s3_hook
         self.compute_s3 = compute_s3
         self.aws_conn_id = aws_conn_id
@@ -110,8 +119,7 @@ class _Resolver:
         if self._s3_hook is None:
             from airflow_provider_bacalhau.hooks.s3 import BacalhauS3Hook
 
-            self._s3_hook = BacalhauS3Hook(aws_conn_id=self.aws_conn_id,
-                                           compute_s3=self.compute_s3)
+            self._s3_hook = BacalhauS3Hook(aws_conn_id=self.aws_conn_id, compute_s3=self.compute_s3)
         return self._s3_hook
 
     def node_view(self) -> ComputeS3View:
@@ -119,8 +127,9 @@ class _Resolver:
         resolver when it may miss the store Airflow uses)."""
         if not self._view_checked and not self.compute_s3.endpoint and self.aws_conn_id:
             self._view_checked = True
-            warn_if_nodes_miss_airflows_store(self.compute_s3, self.s3_hook.endpoint_url,
-                                              self.aws_conn_id, log)
+            warn_if_nodes_miss_airflows_store(
+                self.compute_s3, self.s3_hook.endpoint_url, self.aws_conn_id, log
+            )
         return self.compute_s3
 
     # -- shapes --------------------------------------------------------------------------
@@ -133,27 +142,30 @@ class _Resolver:
                 for index, sub in enumerate(item):
                     self.resolve(sub, _join(target, str(index)), out)
             return
-        if isinstance(item, Mapping) and item and not (
-                {str(k).lower() for k in item} & _ITEM_KEYS):
+        if isinstance(item, Mapping) and item and not ({str(k).lower() for k in item} & _ITEM_KEYS):
             for name, sub in item.items():
                 if not isinstance(name, str) or not _NAME.match(name):
-                    raise ValueError(f"inputs: name {name!r} must be letters, digits, '.', '_' or "
-                                     f"'-' (it becomes the folder {target}/<name>)")
+                    raise ValueError(
+                        f"inputs: name {name!r} must be letters, digits, '.', '_' or "
+                        f"'-' (it becomes the folder {target}/<name>)"
+                    )
                 self.resolve(sub, _join(target, name), out)
             return
         out.append(self.one(item, target))
 
     def one(self, item: Any, target: str) -> InputSource:
         if isinstance(item, InputSource):
-            return InputSource(item.target or target, self.source(item.source.to_spec()),
-                               item.alias)
+            return InputSource(item.target or target, self.source(item.source.to_spec()), item.alias)
         if isinstance(item, StagedInput):  # from S3DataPlane.stage()
             item = item.to_spec()
         if isinstance(item, Mapping):
             lower = {str(k).lower(): v for k, v in item.items()}
             if "source" in lower:
-                return InputSource(str(lower.get("target") or target),
-                                   self.source(lower["source"]), str(lower.get("alias") or ""))
+                return InputSource(
+                    str(lower.get("target") or target),
+                    self.source(lower["source"]),
+                    str(lower.get("alias") or ""),
+                )
         return InputSource(target, self.source(item))
 
     # -- sources -------------------------------------------------------------------------
@@ -164,8 +176,10 @@ class _Resolver:
         if isinstance(item, PublishedResult):
             return self.from_result(item)
         if not isinstance(item, Mapping):
-            raise ValueError(f"inputs: cannot use {type(item).__name__} as an input (give an "
-                             f"s3:// URI, a staged input, a published result or a source dict)")
+            raise ValueError(
+                f"inputs: cannot use {type(item).__name__} as an input (give an "
+                f"s3:// URI, a staged input, a published result or a source dict)"
+            )
         lower = {str(k).lower() for k in item}
         rtype = str(next((v for k, v in item.items() if str(k).lower() == "type"), "")).lower()
         if "jobid" in lower or "executionid" in lower or rtype in ("s3managed", "s3presigned"):
@@ -184,8 +198,12 @@ class _Resolver:
         if not source.is_single_object:  # these two apply to a single object only
             source.version_id = source.checksum_sha256 = ""
         elif source.checksum_sha256.rpartition("-")[2].isdigit():
-            log.info("s3://%s/%s: its ChecksumSHA256 is a multipart composite, which an input "
-                     "cannot carry; the input goes without it", source.bucket, source.key)
+            log.info(
+                "s3://%s/%s: its ChecksumSHA256 is a multipart composite, which an input "
+                "cannot carry; the input goes without it",
+                source.bucket,
+                source.key,
+            )
             source.checksum_sha256 = ""
         source.filter = source.filter or ""
         source.validate()
@@ -198,22 +216,27 @@ class _Resolver:
             if not result.is_archive:
                 return self.clean_s3(source)
             if not self.restage:
-                log.info("Passing archive s3://%s/%s as-is: the job sees one .tar.gz file under "
-                         "its target and must extract it", source.bucket, source.key)
+                log.info(
+                    "Passing archive s3://%s/%s as-is: the job sees one .tar.gz file under "
+                    "its target and must extract it",
+                    source.bucket,
+                    source.key,
+                )
                 return self.clean_s3(source)
             bucket = self.staging_bucket or source.bucket
         elif rtype == "s3managed":
             if not self.restage:
-                raise ValueError("restage: an s3managed result cannot be an input as published "
-                                 "(no compute node can read it, and its URL expires); leave "
-                                 "restage=True and set staging_bucket")
+                raise ValueError(
+                    "restage: an s3managed result cannot be an input as published "
+                    "(no compute node can read it, and its URL expires); leave "
+                    "restage=True and set staging_bucket"
+                )
             bucket = self._need_bucket(result)
         elif rtype == "urldownload":
             url = str(result.param("URL"))
             if not self.restage or not result.is_archive:
                 if result.is_archive:
-                    log.info("Passing archive %s as a URL input: the job must extract it",
-                             url.split("?")[0])
+                    log.info("Passing archive %s as a URL input: the job must extract it", url.split("?")[0])
                 return URLSource(url)
             bucket = self._need_bucket(result)
         elif rtype == "ipfs":
@@ -222,8 +245,9 @@ class _Resolver:
             raise ValueError(f"inputs: a {result.type!r} result cannot be used as an input")
         from airflow_provider_bacalhau.dataplane.plane import S3DataPlane
 
-        spec = S3DataPlane(self.s3_hook).restage_result(result, bucket, self.staging_prefix,
-                                                        bacalhau_client=self.bacalhau_client)
+        spec = S3DataPlane(self.s3_hook).restage_result(
+            result, bucket, self.staging_prefix, bacalhau_client=self.bacalhau_client
+        )
         params = {k: v for k, v in spec["Params"].items() if k not in ("Endpoint", "Region")}
         view = self.node_view()
         if rtype == "s3" and not view.endpoint and bucket == source.bucket:
@@ -234,9 +258,11 @@ class _Resolver:
 
     def _need_bucket(self, result: PublishedResult) -> str:
         if not self.staging_bucket:
-            raise ValueError(f"staging_bucket: a {result.type} result (job {result.job_id or '?'}) "
-                             f"must be re-staged into S3 before a job can read it; name the "
-                             f"bucket to stage it in")
+            raise ValueError(
+                f"staging_bucket: a {result.type} result (job {result.job_id or '?'}) "
+                f"must be re-staged into S3 before a job can read it; name the "
+                f"bucket to stage it in"
+            )
         return self.staging_bucket
 
 
@@ -253,11 +279,18 @@ def _params(item: Mapping[str, Any]) -> Mapping[str, Any]:
     return {}
 
 
-def resolve_inputs(inputs: Any, *, target: str = "/inputs", s3_hook: Any = None,
-                   aws_conn_id: str | None = "aws_default", bacalhau_client: Any = None,
-                   restage: bool = True, staging_bucket: str | None = None,
-                   staging_prefix: str = "bacalhau-staging/",
-                   compute_s3: ComputeS3View | None = None) -> list[InputSource]:
+def resolve_inputs(
+    inputs: Any,
+    *,
+    target: str = "/inputs",
+    s3_hook: Any = None,
+    aws_conn_id: str | None = "aws_default",
+    bacalhau_client: Any = None,
+    restage: bool = True,
+    staging_bucket: str | None = None,
+    staging_prefix: str = "bacalhau-staging/",
+    compute_s3: ComputeS3View | None = None,
+) -> list[InputSource]:
     """Resolve ``inputs`` into validated InputSources (rules in the module docstring).
 
     :param inputs: one input, a list of them, or a dict ``{name: input}``; None gives [].
@@ -281,10 +314,15 @@ def resolve_inputs(inputs: Any, *, target: str = "/inputs", s3_hook: Any = None,
         return []
     if compute_s3 is None:
         compute_s3 = getattr(s3_hook, "compute_s3", None) or ComputeS3View()
-    resolver = _Resolver(s3_hook=s3_hook, aws_conn_id=aws_conn_id,
-                         bacalhau_client=bacalhau_client, restage=restage,
-                         staging_bucket=staging_bucket, staging_prefix=staging_prefix,
-                         compute_s3=compute_s3)
+    resolver = _Resolver(
+        s3_hook=s3_hook,
+        aws_conn_id=aws_conn_id,
+        bacalhau_client=bacalhau_client,
+        restage=restage,
+        staging_bucket=staging_bucket,
+        staging_prefix=staging_prefix,
+        compute_s3=compute_s3,
+    )
     out: list[InputSource] = []
     resolver.resolve(inputs, target, out)
     seen: set[str] = set()

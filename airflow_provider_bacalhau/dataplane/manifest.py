@@ -73,21 +73,32 @@ def read_manifest(store: Any, key: str, store_error: Any) -> dict[str, Entry]:
         document = json.loads(body)
         if document.get("Version") != _VERSION:
             raise ValueError(f"version {document.get('Version')!r}")
-        return {name: Entry(size=int(e["size"]), etag=str(e["etag"]), sha256=str(e["sha256"]),
-                            part_size=int(e.get("part_size", 0)),
-                            stat=tuple(int(v) for v in e.get("stat", ())))
-                for name, e in document["Objects"].items()}
+        return {
+            name: Entry(
+                size=int(e["size"]),
+                etag=str(e["etag"]),
+                sha256=str(e["sha256"]),
+                part_size=int(e.get("part_size", 0)),
+                stat=tuple(int(v) for v in e.get("stat", ())),
+            )
+            for name, e in document["Objects"].items()
+        }
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
-        log.warning("%s is no staging manifest this version reads (%s): every object is compared "
-                    "with S3 instead", key, exc)
+        log.warning(
+            "%s is no staging manifest this version reads (%s): every object is compared with S3 instead",
+            key,
+            exc,
+        )
         return {}
 
 
 def write_manifest(store: Any, key: str, entries: dict[str, Entry], store_error: Any) -> None:
     import obstore
 
-    objects = {name: {k: v for k, v in asdict(entry).items() if v or k == "size"}
-               for name, entry in sorted(entries.items())}
+    objects = {
+        name: {k: v for k, v in asdict(entry).items() if v or k == "size"}
+        for name, entry in sorted(entries.items())
+    }
     body = json.dumps({"Version": _VERSION, "Objects": objects}, separators=(",", ":")).encode()
     try:  # the store stores its SHA-256 too
         obstore.put(store, key, body, attributes={"Content-Type": "application/json"})
@@ -101,5 +112,8 @@ def _unless_denied(error: Exception, cause: Exception, action: str) -> None:
     code = getattr(error, "response", {}).get("Error", {}).get("Code")
     if code != "AccessDenied":
         raise error from cause
-    log.warning("The AWS connection may not %s (AccessDenied): staging goes on without its "
-                "manifest, comparing every object with S3", action)
+    log.warning(
+        "The AWS connection may not %s (AccessDenied): staging goes on without its "
+        "manifest, comparing every object with S3",
+        action,
+    )

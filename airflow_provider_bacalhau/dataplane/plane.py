@@ -30,8 +30,9 @@ class S3DataPlane:
     :param multipart_chunksize: part size of multipart uploads.
     """
 
-    def __init__(self, hook: Any = None, *, multipart_threshold: int = 64 * MiB,
-                 multipart_chunksize: int = 16 * MiB) -> None:
+    def __init__(
+        self, hook: Any = None, *, multipart_threshold: int = 64 * MiB, multipart_chunksize: int = 16 * MiB
+    ) -> None:
         if hook is None:
             from airflow_provider_bacalhau.hooks.s3 import BacalhauS3Hook
 
@@ -40,8 +41,15 @@ class S3DataPlane:
         self.multipart_threshold = multipart_threshold
         self.multipart_chunksize = multipart_chunksize
 
-    def stage(self, local_paths: str | os.PathLike | list, bucket: str, prefix: str = "", *,
-              force: bool = False, delete_extra: bool = False) -> StagedInput:
+    def stage(
+        self,
+        local_paths: str | os.PathLike | list,
+        bucket: str,
+        prefix: str = "",
+        *,
+        force: bool = False,
+        delete_extra: bool = False,
+    ) -> StagedInput:
         """Upload files, directories and globs to ``s3://bucket/prefix/``.
 
         Unchanged files (same size and stored SHA-256) are skipped. The returned
@@ -50,53 +58,81 @@ class S3DataPlane:
         """
         staged = self.stage_quietly(local_paths, bucket, prefix, force=force, delete_extra=delete_extra)
         paths = local_paths if isinstance(local_paths, (list, tuple)) else [local_paths]
-        lineage.record(self.hook, inputs=[names.local_dataset(p) for p in paths],
-                       outputs=[names.s3_dataset(bucket, staged.key)])
+        lineage.record(
+            self.hook,
+            inputs=[names.local_dataset(p) for p in paths],
+            outputs=[names.s3_dataset(bucket, staged.key)],
+        )
         return staged
 
-    def stage_quietly(self, local_paths: str | os.PathLike | list, bucket: str, prefix: str = "", *,
-                      force: bool = False, delete_extra: bool = False) -> StagedInput:
+    def stage_quietly(
+        self,
+        local_paths: str | os.PathLike | list,
+        bucket: str,
+        prefix: str = "",
+        *,
+        force: bool = False,
+        delete_extra: bool = False,
+    ) -> StagedInput:
         """:meth:`stage` without the hook-lineage report (for staging scratch files, which are
         nobody's lineage)."""
         if not bucket:
             raise ValueError("bucket: must not be empty")
         hook = self.hook
-        uploader = Uploader(hook.object_store(bucket), lambda: hook.client,
-                            store_error=hook.client_error_from_store, max_workers=hook.max_workers,
-                            multipart_threshold=self.multipart_threshold,
-                            multipart_chunksize=self.multipart_chunksize)
+        uploader = Uploader(
+            hook.object_store(bucket),
+            lambda: hook.client,
+            store_error=hook.client_error_from_store,
+            max_workers=hook.max_workers,
+            multipart_threshold=self.multipart_threshold,
+            multipart_chunksize=self.multipart_chunksize,
+        )
         with hook.explained_access_errors("staging to", bucket):
-            staged = uploader.stage(local_paths, bucket, prefix, force=force,
-                                    delete_extra=delete_extra)
+            staged = uploader.stage(local_paths, bucket, prefix, force=force, delete_extra=delete_extra)
         # The spec is read by compute nodes: their view of S3, not this connection's.
         staged.region, staged.endpoint = hook.compute_s3.region, hook.compute_s3.endpoint
         rate = staged.bytes_uploaded / MiB / staged.seconds if staged.seconds else 0.0
-        log.info("Staged to s3://%s/%s: %d uploaded (%.1f MiB, %.1f MiB/s), %d unchanged "
-                 "skipped, %d extra deleted, %.2f s", bucket, staged.key, staged.uploaded,
-                 staged.bytes_uploaded / MiB, rate, staged.skipped, staged.deleted,
-                 staged.seconds)
+        log.info(
+            "Staged to s3://%s/%s: %d uploaded (%.1f MiB, %.1f MiB/s), %d unchanged "
+            "skipped, %d extra deleted, %.2f s",
+            bucket,
+            staged.key,
+            staged.uploaded,
+            staged.bytes_uploaded / MiB,
+            rate,
+            staged.skipped,
+            staged.deleted,
+            staged.seconds,
+        )
         return staged
 
-    def download_archive(self, result: Any, workdir: Path, *,
-                         bacalhau_client: Any = None) -> tuple[Path, str]:
+    def download_archive(
+        self, result: Any, workdir: Path, *, bacalhau_client: Any = None
+    ) -> tuple[Path, str]:
         """See :func:`.fetch.download_archive`."""
         return fetch.download_archive(self.hook, result, workdir, bacalhau_client=bacalhau_client)
 
-    def fetch_result(self, result: Any, destination: str | os.PathLike, *,
-                     bacalhau_client: Any = None) -> Path:
+    def fetch_result(
+        self, result: Any, destination: str | os.PathLike, *, bacalhau_client: Any = None
+    ) -> Path:
         """Download a published result into ``destination`` (see :func:`.fetch.fetch_result`)."""
         path = fetch.fetch_result(self.hook, result, destination, bacalhau_client=bacalhau_client)
-        lineage.record(self.hook, inputs=_s3_only([names.result_dataset(result)]),
-                       outputs=[names.local_dataset(path)])
+        lineage.record(
+            self.hook, inputs=_s3_only([names.result_dataset(result)]), outputs=[names.local_dataset(path)]
+        )
         return path
 
-    def restage_result(self, result: Any, bucket: str, prefix: str = "bacalhau-staging/", *,
-                       bacalhau_client: Any = None) -> dict[str, Any]:
+    def restage_result(
+        self, result: Any, bucket: str, prefix: str = "bacalhau-staging/", *, bacalhau_client: Any = None
+    ) -> dict[str, Any]:
         """Make an archive result a plain-object prefix input (see :mod:`.restage`); returns
         the prefix source spec."""
         spec = restage.restage_result(self, result, bucket, prefix, bacalhau_client=bacalhau_client)
-        lineage.record(self.hook, inputs=_s3_only([names.result_dataset(result)]),
-                       outputs=_s3_only([names.source_dataset(spec)]))
+        lineage.record(
+            self.hook,
+            inputs=_s3_only([names.result_dataset(result)]),
+            outputs=_s3_only([names.source_dataset(spec)]),
+        )
         return spec
 
 

@@ -32,14 +32,15 @@ log = logging.getLogger(__name__)
 MARKER_SUFFIX = ".restaged.json"
 
 
-def _write_alias(hook: Any, bucket: str, alias: str, archive: Path, result: PublishedResult,
-                 digest: str) -> None:
+def _write_alias(
+    hook: Any, bucket: str, alias: str, archive: Path, result: PublishedResult, digest: str
+) -> None:
     """Record composite -> SHA-256, but only for bytes that were checked against the composite
     (a store that cannot tell the part size leaves it unchecked: then no alias)."""
-    source = (str(result.param("Bucket")), str(result.param("Key")),
-              str(result.param("VersionID")))
-    checked = matches_stored_checksum(archive, str(result.param("ChecksumSHA256")),
-                                      part_size=part_size(hook, *source))
+    source = (str(result.param("Bucket")), str(result.param("Key")), str(result.param("VersionID")))
+    checked = matches_stored_checksum(
+        archive, str(result.param("ChecksumSHA256")), part_size=part_size(hook, *source)
+    )
     if checked:
         write_alias(hook.client, bucket, alias, digest)
 
@@ -49,8 +50,9 @@ def _prefix_spec(hook: Any, bucket: str, key: str) -> dict[str, Any]:
     return S3Source(bucket=bucket, key=key, region=view.region, endpoint=view.endpoint).to_spec()
 
 
-def restage_result(plane: Any, result: Any, bucket: str, prefix: str = "bacalhau-staging/", *,
-                   bacalhau_client: Any = None) -> dict[str, Any]:
+def restage_result(
+    plane: Any, result: Any, bucket: str, prefix: str = "bacalhau-staging/", *, bacalhau_client: Any = None
+) -> dict[str, Any]:
     """Re-stage ``result`` under ``s3://bucket/prefix<sha256>/`` through ``plane`` (an
     :class:`.plane.S3DataPlane`, which stages the files); returns the prefix source spec."""
     if not bucket:
@@ -67,8 +69,9 @@ def _already(hook: Any, bucket: str, prefix: str, digest: str) -> dict[str, Any]
     return _prefix_spec(hook, bucket, f"{prefix}{digest}/")
 
 
-def _restage(plane: Any, result: PublishedResult, bucket: str, prefix: str,
-             bacalhau_client: Any) -> dict[str, Any]:
+def _restage(
+    plane: Any, result: PublishedResult, bucket: str, prefix: str, bacalhau_client: Any
+) -> dict[str, Any]:
     hook = plane.hook
     published = str(result.param("ChecksumSHA256"))
     if result.type == "s3" and published and not is_composite(published):
@@ -88,10 +91,10 @@ def _restage(plane: Any, result: PublishedResult, bucket: str, prefix: str,
     scratch = Path(tempfile.mkdtemp(prefix="bacalhau-restage-"))
     try:
         (scratch / "download").mkdir()
-        with hook.explained_access_errors("downloading a result from",
-                                          str(result.param("Bucket") or bucket)):
-            archive, digest = download_archive(hook, result, scratch / "download",
-                                               bacalhau_client=bacalhau_client)
+        with hook.explained_access_errors("downloading a result from", str(result.param("Bucket") or bucket)):
+            archive, digest = download_archive(
+                hook, result, scratch / "download", bacalhau_client=bacalhau_client
+            )
         if alias:
             _write_alias(hook, bucket, alias, archive, result, digest)
         done = _already(hook, bucket, prefix, digest)
@@ -100,14 +103,21 @@ def _restage(plane: Any, result: PublishedResult, bucket: str, prefix: str,
         target = f"{prefix}{digest}/"
         safe_extract(archive, scratch / "files")
         staged = plane.stage_quietly(str(scratch / "files"), bucket, target, delete_extra=True)
-        manifest = {"Result": {"Type": result.type, "JobID": result.job_id,
-                               "ExecutionID": result.execution_id},
-                    "SHA256": digest, "Files": len(staged.keys)}
-        hook.client.put_object(Bucket=bucket, Key=f"{prefix}{digest}{MARKER_SUFFIX}",
-                               ChecksumAlgorithm="SHA256", Body=json.dumps(manifest).encode(),
-                               ContentType="application/json")
-        log.info("Re-staged %s result (%d file(s)) at s3://%s/%s", result.type,
-                 len(staged.keys), bucket, target)
+        manifest = {
+            "Result": {"Type": result.type, "JobID": result.job_id, "ExecutionID": result.execution_id},
+            "SHA256": digest,
+            "Files": len(staged.keys),
+        }
+        hook.client.put_object(
+            Bucket=bucket,
+            Key=f"{prefix}{digest}{MARKER_SUFFIX}",
+            ChecksumAlgorithm="SHA256",
+            Body=json.dumps(manifest).encode(),
+            ContentType="application/json",
+        )
+        log.info(
+            "Re-staged %s result (%d file(s)) at s3://%s/%s", result.type, len(staged.keys), bucket, target
+        )
         return _prefix_spec(hook, bucket, target)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)

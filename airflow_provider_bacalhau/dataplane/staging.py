@@ -77,9 +77,14 @@ class StagedInput:
     def source(self) -> S3Source:
         """The S3 input source for what was staged: a prefix, or the one object with its version
         and checksum (S3Source decides which, and drops empty params)."""
-        return S3Source(bucket=self.bucket, key=self.key, region=self.region,
-                        endpoint=self.endpoint, version_id=self.version_id,
-                        checksum_sha256=self.checksum_sha256)
+        return S3Source(
+            bucket=self.bucket,
+            key=self.key,
+            region=self.region,
+            endpoint=self.endpoint,
+            version_id=self.version_id,
+            checksum_sha256=self.checksum_sha256,
+        )
 
     @property
     def is_single_object(self) -> bool:
@@ -111,8 +116,9 @@ def _walk(directory: Path, under: str) -> list[LocalFile]:
         for entry in listed:
             if entry.is_file():  # not broken symlinks, sockets
                 stat = entry.stat()
-                found.append(LocalFile(Path(entry.path), f"{relative}{entry.name}", stat.st_size,
-                                       file_stat(stat)))
+                found.append(
+                    LocalFile(Path(entry.path), f"{relative}{entry.name}", stat.st_size, file_stat(stat))
+                )
     return found  # os.walk's order: a folder's files, then its sub-folders, depth first
 
 
@@ -151,11 +157,17 @@ def collect_files(local_paths: str | os.PathLike | list) -> tuple[list[LocalFile
     seen: dict[str, Path] = {}
     for item in files:
         if item.relative in seen:
-            raise ValueError(f"local_paths: {seen[item.relative]} and {item.path} would both be "
-                             f"stored as {item.relative!r}")
+            raise ValueError(
+                f"local_paths: {seen[item.relative]} and {item.path} would both be "
+                f"stored as {item.relative!r}"
+            )
         seen[item.relative] = item.path
-    single = (len(items) == 1 and len(files) == 1 and Path(os.fspath(items[0])).is_file()
-              and not any(ch in os.fspath(items[0]) for ch in _GLOB_CHARS))
+    single = (
+        len(items) == 1
+        and len(files) == 1
+        and Path(os.fspath(items[0])).is_file()
+        and not any(ch in os.fspath(items[0]) for ch in _GLOB_CHARS)
+    )
     return files, single
 
 
@@ -166,8 +178,11 @@ def list_prefix(client: Any, bucket: str, prefix: str) -> dict[str, dict[str, An
     paginator = client.get_paginator("list_objects_v2")
     for page in paginator.paginate(Bucket=bucket, Prefix=prefix):
         for obj in page.get("Contents", []):
-            found[obj["Key"]] = {"Size": obj["Size"], "ETag": obj.get("ETag", "").strip('"'),
-                                 "ChecksumAlgorithm": obj.get("ChecksumAlgorithm") or []}
+            found[obj["Key"]] = {
+                "Size": obj["Size"],
+                "ETag": obj.get("ETag", "").strip('"'),
+                "ChecksumAlgorithm": obj.get("ChecksumAlgorithm") or [],
+            }
     return found
 
 
@@ -198,11 +213,12 @@ def delete_keys(client: Any, bucket: str, keys: list[str]) -> None:
     """
     failed: dict[str, str] = {}
     for start in range(0, len(keys), 1000):
-        batch = [{"Key": k} for k in keys[start:start + 1000]]
+        batch = [{"Key": k} for k in keys[start : start + 1000]]
         answer = client.delete_objects(Bucket=bucket, Delete={"Objects": batch, "Quiet": True})
         for error in answer.get("Errors") or []:
-            failed[str(error.get("Key", ""))] = (f"{error.get('Code', '?')}: "
-                                                 f"{error.get('Message', '')}".rstrip(": "))
+            failed[str(error.get("Key", ""))] = (
+                f"{error.get('Code', '?')}: {error.get('Message', '')}".rstrip(": ")
+            )
     if failed:
         shown = ", ".join(f"{key} ({why})" for key, why in sorted(failed.items())[:10])
         more = f" and {len(failed) - 10} more" if len(failed) > 10 else ""
@@ -210,7 +226,9 @@ def delete_keys(client: Any, bucket: str, keys: list[str]) -> None:
             f"s3://{bucket}/: S3 refused to delete {len(failed)} of {len(keys)} object(s) that are "
             f"not part of this staging: {shown}{more}. They would stay in the input the job reads; "
             f"check that the AWS connection may delete under this prefix.",
-            bucket=bucket, failed=failed)
+            bucket=bucket,
+            failed=failed,
+        )
 
 
 @dataclass
@@ -236,9 +254,16 @@ class Uploader:
     :param multipart_chunksize: part size of multipart uploads.
     """
 
-    def __init__(self, store: Any, client_factory: Any, *, store_error: Any = None,
-                 max_workers: int = 16, multipart_threshold: int = 64 * MiB,
-                 multipart_chunksize: int = 16 * MiB) -> None:
+    def __init__(
+        self,
+        store: Any,
+        client_factory: Any,
+        *,
+        store_error: Any = None,
+        max_workers: int = 16,
+        multipart_threshold: int = 64 * MiB,
+        multipart_chunksize: int = 16 * MiB,
+    ) -> None:
         self.store = store
         self.client_factory = client_factory
         self.store_error = store_error or (lambda exc, operation: exc)
@@ -256,8 +281,9 @@ class Uploader:
     def _part_size(self, size: int) -> int:
         return self.multipart_chunksize if self._is_multipart(size) else 0
 
-    def _checked_by_head(self, bucket: str, key: str, item: LocalFile, full_b64: str,
-                         listed: dict[str, Any]) -> tuple[Entry, str] | None:
+    def _checked_by_head(
+        self, bucket: str, key: str, item: LocalFile, full_b64: str, listed: dict[str, Any]
+    ) -> tuple[Entry, str] | None:
         """Without a manifest entry: the stored SHA-256 (HEAD) against ours."""
         part_size = self._part_size(item.size)
         head = self.client.head_object(Bucket=bucket, Key=key, ChecksumMode="ENABLED")
@@ -265,49 +291,67 @@ class Uploader:
         if not checksum:  # stored without a SHA-256: re-upload so it gets one
             return None
         etag = head.get("ETag", listed["ETag"]).strip('"')
-        same = matches_stored_checksum(item.path, checksum, full_b64=full_b64 or None, etag=etag,
-                                       part_size=part_size or None)
+        same = matches_stored_checksum(
+            item.path, checksum, full_b64=full_b64 or None, etag=etag, part_size=part_size or None
+        )
         if not same:
             return None
         part = part_size if "-" in etag else 0
         return Entry(item.size, etag, checksum, part), head.get("VersionId", "")
 
-    def _upload(self, bucket: str, key: str, item: LocalFile, data: bytes | None,
-                full_b64: str) -> tuple[Entry, str]:
+    def _upload(
+        self, bucket: str, key: str, item: LocalFile, data: bytes | None, full_b64: str
+    ) -> tuple[Entry, str]:
         import obstore
 
         part_size = self._part_size(item.size)
         try:
-            answer = obstore.put(self.store, key, data if data is not None else item.path,
-                                 use_multipart=bool(part_size), chunk_size=self.multipart_chunksize,
-                                 max_concurrency=min(8, self.max_workers))
+            answer = obstore.put(
+                self.store,
+                key,
+                data if data is not None else item.path,
+                use_multipart=bool(part_size),
+                chunk_size=self.multipart_chunksize,
+                max_concurrency=min(8, self.max_workers),
+            )
         except Exception as exc:  # obstore's errors carry S3's answer: made botocore's
             raise self.store_error(exc, "PutObject") from exc
         etag, version = str(answer.get("e_tag") or "").strip('"'), answer.get("version") or ""
         if not part_size:  # the store sent our bytes' SHA-256, and S3 checked it
             return Entry(item.size, etag, full_b64), version
         head = self.client.head_object(Bucket=bucket, Key=key, ChecksumMode="ENABLED")
-        return (Entry(item.size, head.get("ETag", etag).strip('"'), head.get("ChecksumSHA256", ""),
-                      part_size), head.get("VersionId", version))
+        return (
+            Entry(item.size, head.get("ETag", etag).strip('"'), head.get("ChecksumSHA256", ""), part_size),
+            head.get("VersionId", version),
+        )
 
     @staticmethod
-    def _trusted(item: LocalFile, listed: dict[str, Any] | None, entry: Entry | None,
-                 force: bool) -> Entry | None:
+    def _trusted(
+        item: LocalFile, listed: dict[str, Any] | None, entry: Entry | None, force: bool
+    ) -> Entry | None:
         """The manifest's entry while it still describes what is stored, else None."""
         if entry is None or force or listed is None or entry.size != item.size:
             return None
         return entry if (listed["Size"], listed["ETag"]) == (entry.size, entry.etag) else None
 
-    def _unchanged(self, item: LocalFile, listed: dict[str, Any] | None, entry: Entry | None,
-                   force: bool) -> _Outcome | None:
+    def _unchanged(
+        self, item: LocalFile, listed: dict[str, Any] | None, entry: Entry | None, force: bool
+    ) -> _Outcome | None:
         """Skipped without reading the file: the manifest agrees with S3 and the file's stat."""
         entry = self._trusted(item, listed, entry, force)
         if entry is not None and entry.stat and entry.stat == item.stat:
             return _Outcome(False, entry, full="" if entry.part_size else entry.sha256)
         return None
 
-    def _one(self, bucket: str, key: str, item: LocalFile, listed: dict[str, Any] | None,
-             entry: Entry | None, force: bool) -> _Outcome:
+    def _one(
+        self,
+        bucket: str,
+        key: str,
+        item: LocalFile,
+        listed: dict[str, Any] | None,
+        entry: Entry | None,
+        force: bool,
+    ) -> _Outcome:
         entry = self._trusted(item, listed, entry, force)
         hashed_at = time.time_ns()
         data = None
@@ -319,8 +363,13 @@ class Uploader:
             full_b64 = b64_digest(file_sha256(item.path))
         stat = settled(item.stat, hashed_at)
         if entry is not None:
-            if matches_stored_checksum(item.path, entry.sha256, full_b64=full_b64 or None,
-                                       etag=entry.etag, part_size=entry.part_size or None):
+            if matches_stored_checksum(
+                item.path,
+                entry.sha256,
+                full_b64=full_b64 or None,
+                etag=entry.etag,
+                part_size=entry.part_size or None,
+            ):
                 return _Outcome(False, replace(entry, stat=stat), full=full_b64)
         elif listed is not None and not force and listed["Size"] == item.size:
             checked = self._checked_by_head(bucket, key, item, full_b64, listed)
@@ -329,8 +378,9 @@ class Uploader:
         stored, version = self._upload(bucket, key, item, data, full_b64)
         return _Outcome(True, replace(stored, stat=stat), version, full_b64)
 
-    def stage(self, local_paths: Any, bucket: str, prefix: str, *, force: bool = False,
-              delete_extra: bool = False) -> StagedInput:
+    def stage(
+        self, local_paths: Any, bucket: str, prefix: str, *, force: bool = False, delete_extra: bool = False
+    ) -> StagedInput:
         started = time.monotonic()
         prefix = normalize_prefix(prefix)
         files, single = collect_files(local_paths)
@@ -341,15 +391,24 @@ class Uploader:
         keys = [f"{prefix}{item.relative}" for item in files]
         outcomes: list[_Outcome | None] = [
             self._unchanged(item, existing.get(key), known.get(item.relative), force)
-            for key, item in zip(keys, files)]
+            for key, item in zip(keys, files)
+        ]
         todo = [index for index, outcome in enumerate(outcomes) if outcome is None]
         if todo:
-            with ThreadPoolExecutor(max_workers=self.max_workers,
-                                    thread_name_prefix="bacalhau-stage") as pool:
-                done = pool.map(lambda index: self._one(bucket, keys[index], files[index],
-                                                        existing.get(keys[index]),
-                                                        known.get(files[index].relative), force),
-                                todo)
+            with ThreadPoolExecutor(
+                max_workers=self.max_workers, thread_name_prefix="bacalhau-stage"
+            ) as pool:
+                done = pool.map(
+                    lambda index: self._one(
+                        bucket,
+                        keys[index],
+                        files[index],
+                        existing.get(keys[index]),
+                        known.get(files[index].relative),
+                        force,
+                    ),
+                    todo,
+                )
                 for index, outcome in zip(todo, done):
                     outcomes[index] = outcome
         finished = [outcome for outcome in outcomes if outcome is not None]
@@ -365,9 +424,13 @@ class Uploader:
             delete_keys(self.client, bucket, extra)
             result.deleted = len(extra)
         elif extra and not single:
-            log.warning("s3://%s/%s holds %d object(s) that were not part of this staging; the "
-                        "job will see them too (pass delete_extra=True to remove them)",
-                        bucket, prefix, len(extra))
+            log.warning(
+                "s3://%s/%s holds %d object(s) that were not part of this staging; the "
+                "job will see them too (pass delete_extra=True to remove them)",
+                bucket,
+                prefix,
+                len(extra),
+            )
         entries = {item.relative: outcome.entry for item, outcome in zip(files, finished)}
         if manifest and entries != known:  # written last: it describes what is stored now
             write_manifest(self.store, manifest, entries, self.store_error)
@@ -380,7 +443,11 @@ class Uploader:
                 # A multipart object stores a composite checksum ("<b64>-N" on AWS). Job specs
                 # accept only a full 32-byte digest there, and whether a compute node's
                 # comparison accepts a composite is unverified: leave it out.
-                log.info("s3://%s/%s was uploaded in parts: its stored checksum is a composite, "
-                         "so the input carries no ChecksumSHA256", bucket, result.key)
+                log.info(
+                    "s3://%s/%s was uploaded in parts: its stored checksum is a composite, "
+                    "so the input carries no ChecksumSHA256",
+                    bucket,
+                    result.key,
+                )
         result.seconds = time.monotonic() - started
         return result

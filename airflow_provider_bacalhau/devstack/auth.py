@@ -50,8 +50,12 @@ class AuthConfig:
     def from_config(cls, raw: Any) -> AuthConfig:
         users = []
         for u in items(raw, "users"):
-            user = User(text(u, "username"), text(u, "password"), text(u, "api_key") or text(u, "APIKey"),
-                        _capabilities(dfield(u, "capabilities")))
+            user = User(
+                text(u, "username"),
+                text(u, "password"),
+                text(u, "api_key") or text(u, "APIKey"),
+                _capabilities(dfield(u, "capabilities")),
+            )
             if user.api_key and not 20 <= len(user.api_key) <= 255:
                 raise ValueError("api_key must be 20 to 255 characters")
             if user.username and (not user.username.isalnum() or len(user.password) < 10):
@@ -66,7 +70,16 @@ class AuthConfig:
         return bool(self.users)
 
     def to_dict(self) -> dict:
-        return {"users": [{"username": u.username, "api_key": "***" if u.api_key else "", "capabilities": u.capabilities} for u in self.users]}
+        return {
+            "users": [
+                {
+                    "username": u.username,
+                    "api_key": "***" if u.api_key else "",
+                    "capabilities": u.capabilities,
+                }
+                for u in self.users
+            ]
+        }
 
 
 def required_capability(method: str, path: str) -> str:
@@ -87,7 +100,12 @@ def _allows(capabilities: list[str], needed: str) -> bool:
 
 def check(config: AuthConfig, method: str, path: str, authorization: str) -> tuple[int, str] | None:
     """None when allowed; else (401|403, reason)."""
-    if not config.enabled or path in OPEN_PATHS or path.startswith(OPEN_PREFIXES) or not path.startswith("/api/"):
+    if (
+        not config.enabled
+        or path in OPEN_PATHS
+        or path.startswith(OPEN_PREFIXES)
+        or not path.startswith("/api/")
+    ):
         return None
     scheme, _, credential = authorization.partition(" ")
     user = None
@@ -102,7 +120,9 @@ def check(config: AuthConfig, method: str, path: str, authorization: str) -> tup
             name, _, password = base64.b64decode(credential).decode().partition(":")
         except (binascii.Error, UnicodeDecodeError):
             return 401, "malformed basic authentication header"
-        user = next((u for u in config.users if u.username and u.username == name and u.password == password), None)
+        user = next(
+            (u for u in config.users if u.username and u.username == name and u.password == password), None
+        )
         if user is None:
             return 401, "invalid username or password"
     else:

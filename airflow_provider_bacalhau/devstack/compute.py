@@ -12,13 +12,20 @@ import logging
 import os
 import shutil
 import threading
-from dataclasses import dataclass, field as dataclass_field
+from collections.abc import Callable
+from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from airflow_provider_bacalhau.devstack import inputs as inputs_module
 from airflow_provider_bacalhau.devstack import publishers as publishers_module
-from airflow_provider_bacalhau.devstack.compute_common import ComputeError, S3Clients, host_capacity, same_type
+from airflow_provider_bacalhau.devstack.compute_common import (
+    ComputeError,
+    S3Clients,
+    host_capacity,
+    same_type,
+)
 from airflow_provider_bacalhau.devstack.compute_docker import (
     CANCELLED,
     ContainerSpec,
@@ -36,12 +43,23 @@ log = logging.getLogger(__name__)
 DEFAULT_IMAGE_ALIASES: dict[str, str] = {
     pattern: BUSYBOX_IMAGE
     for pattern in (
-        "busybox", "busybox:*", "busybox@*",
-        "library/busybox", "library/busybox:*",
-        "docker.io/busybox", "docker.io/busybox:*",
-        "docker.io/library/busybox", "docker.io/library/busybox:*",
-        "ubuntu*", "library/ubuntu*", "docker.io/ubuntu*", "docker.io/library/ubuntu*",
-        "alpine*", "library/alpine*", "docker.io/alpine*", "docker.io/library/alpine*",
+        "busybox",
+        "busybox:*",
+        "busybox@*",
+        "library/busybox",
+        "library/busybox:*",
+        "docker.io/busybox",
+        "docker.io/busybox:*",
+        "docker.io/library/busybox",
+        "docker.io/library/busybox:*",
+        "ubuntu*",
+        "library/ubuntu*",
+        "docker.io/ubuntu*",
+        "docker.io/library/ubuntu*",
+        "alpine*",
+        "library/alpine*",
+        "docker.io/alpine*",
+        "docker.io/library/alpine*",
     )
 }
 
@@ -130,7 +148,9 @@ class ComputeNode:
     def __init__(self, settings: ComputeSettings) -> None:
         self.settings = settings
         self._s3 = S3Clients(settings)
-        self._docker = DockerRunner(settings.docker_host, settings.image_aliases) if settings.docker_host else None
+        self._docker = (
+            DockerRunner(settings.docker_host, settings.image_aliases) if settings.docker_host else None
+        )
 
     # --- capabilities -------------------------------------------------------------------------
 
@@ -351,7 +371,9 @@ def validate_docker_params(params: Any) -> str | None:
         return "invalid docker engine param: 'Image' cannot be empty"
     working_dir = text(params, "WorkingDirectory")
     if working_dir and not working_dir.startswith("/"):
-        return f"invalid docker engine param: 'WorkingDirectory' (\"{working_dir}\") must contain absolute path"
+        return (
+            f"invalid docker engine param: 'WorkingDirectory' (\"{working_dir}\") must contain absolute path"
+        )
     for entry in _string_list(field(params, "EnvironmentVariables")) or []:
         name = entry.split("=", 1)[0]
         if name.upper().startswith("BACALHAU_"):
@@ -401,4 +423,3 @@ def _run_output(results_dir: Path, exit_code: int, error: str) -> dict:
         "ExitCode": exit_code,
         "ErrorMsg": error,
     }
-

@@ -119,6 +119,7 @@ def _same_endpoint(a: str, b: str) -> bool:
         parsed = urlparse(url if "://" in url else f"https://{url}")
         port = parsed.port or (443 if parsed.scheme == "https" else 80)
         return parsed.scheme, (parsed.hostname or "").lower(), port
+
     return norm(a) == norm(b)
 
 
@@ -137,9 +138,11 @@ def s3_error(operation: str, error: Exception) -> str:
         parsed = urlparse(url)
         port = parsed.port or (443 if parsed.scheme == "https" else 80)
         # The Go SDK's text for a refused connection, after its 3 attempts (aws retry defaults).
-        return (f"operation error S3: {operation}, exceeded maximum attempts, 3, https response error "
-                f"StatusCode: 0, RequestID: , HostID: , request send failed, {_HTTP_METHODS.get(operation, 'Get')} "
-                f"\"{url}\": dial tcp {parsed.hostname}:{port}: connect: connection refused")
+        return (
+            f"operation error S3: {operation}, exceeded maximum attempts, 3, https response error "
+            f"StatusCode: 0, RequestID: , HostID: , request send failed, {_HTTP_METHODS.get(operation, 'Get')} "
+            f'"{url}": dial tcp {parsed.hostname}:{port}: connect: connection refused'
+        )
     response = getattr(error, "response", None)
     if isinstance(response, dict):
         meta = response.get("ResponseMetadata", {})
@@ -153,8 +156,15 @@ def s3_error(operation: str, error: Exception) -> str:
     return f"operation error S3: {operation}, {error}"
 
 
-_HTTP_METHODS = {"HeadObject": "Head", "PutObject": "Put", "GetObject": "Get", "ListObjectsV2": "Get",
-                 "CreateMultipartUpload": "Post", "UploadPart": "Put", "CompleteMultipartUpload": "Post"}
+_HTTP_METHODS = {
+    "HeadObject": "Head",
+    "PutObject": "Put",
+    "GetObject": "Get",
+    "ListObjectsV2": "Get",
+    "CreateMultipartUpload": "Post",
+    "UploadPart": "Put",
+    "CompleteMultipartUpload": "Post",
+}
 
 
 def _status_text(code: str) -> str:

@@ -11,9 +11,10 @@ import logging
 import re
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from airflow_provider_bacalhau.devstack.compute_common import ComputeError, go_duration
 from airflow_provider_bacalhau.devstack.inputs import Mount
@@ -24,12 +25,28 @@ CANCELLED = "execution cancelled"
 OOM = "memory limit exceeded"
 
 _MEMORY_UNITS = {
-    "": 1, "b": 1,
-    "k": 10**3, "kb": 10**3, "ki": 2**10, "kib": 2**10,
-    "m": 10**6, "mb": 10**6, "mi": 2**20, "mib": 2**20,
-    "g": 10**9, "gb": 10**9, "gi": 2**30, "gib": 2**30,
-    "t": 10**12, "tb": 10**12, "ti": 2**40, "tib": 2**40,
-    "p": 10**15, "pb": 10**15, "pi": 2**50, "pib": 2**50,
+    "": 1,
+    "b": 1,
+    "k": 10**3,
+    "kb": 10**3,
+    "ki": 2**10,
+    "kib": 2**10,
+    "m": 10**6,
+    "mb": 10**6,
+    "mi": 2**20,
+    "mib": 2**20,
+    "g": 10**9,
+    "gb": 10**9,
+    "gi": 2**30,
+    "gib": 2**30,
+    "t": 10**12,
+    "tb": 10**12,
+    "ti": 2**40,
+    "tib": 2**40,
+    "p": 10**15,
+    "pb": 10**15,
+    "pi": 2**50,
+    "pib": 2**50,
 }
 
 

@@ -29,8 +29,8 @@ import socket
 import subprocess
 import tarfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from airflow_provider_bacalhau.devstack.procs import pid_alive
 
@@ -80,7 +80,7 @@ def ping(docker_host: str, timeout: float = 2.0) -> bool:
     """True when the Docker Engine at ``docker_host`` (unix:// or tcp://) answers ``GET /_ping``."""
     try:
         if docker_host.startswith("unix://"):
-            conn: http.client.HTTPConnection = _UnixHTTPConnection(docker_host[len("unix://"):], timeout)
+            conn: http.client.HTTPConnection = _UnixHTTPConnection(docker_host[len("unix://") :], timeout)
         elif docker_host.startswith(("tcp://", "http://")):
             hostport = docker_host.split("://", 1)[1].rstrip("/")
             conn = http.client.HTTPConnection(hostport, timeout=timeout)
@@ -143,8 +143,14 @@ def _apt(*args: str) -> None:
     """Run apt-get with its output captured: callers' stdout (``up`` prints shell exports that
     users ``eval``) must stay clean. The output is shown only when apt-get fails."""
     env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-    done = subprocess.run(["apt-get", *args], env=env, stdin=subprocess.DEVNULL,
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    done = subprocess.run(
+        ["apt-get", *args],
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     if done.returncode != 0:
         tail = "\n".join(done.stdout.splitlines()[-20:])
         raise RuntimeError(f"apt-get {' '.join(args)} failed (exit {done.returncode}):\n{tail}")
@@ -201,10 +207,14 @@ def _start_dockerd(home: Path, sock: Path) -> None:
             leftover.unlink()
     command = [
         shutil.which("dockerd") or "dockerd",
-        "--data-root", str(engine_dir / "data"),
-        "--exec-root", str(exec_root),
-        "-H", f"unix://{sock}",
-        "--pidfile", str(pidfile),
+        "--data-root",
+        str(engine_dir / "data"),
+        "--exec-root",
+        str(exec_root),
+        "-H",
+        f"unix://{sock}",
+        "--pidfile",
+        str(pidfile),
         "--iptables=false",
         "--bridge=none",
     ]
@@ -274,9 +284,20 @@ def busybox_rootfs_tar() -> bytes:
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w") as tar:
         for directory, mode in (
-            ("bin", 0o755), ("sbin", 0o755), ("usr", 0o755), ("usr/bin", 0o755), ("usr/sbin", 0o755),
-            ("etc", 0o755), ("root", 0o700), ("home", 0o755), ("tmp", 0o1777), ("var", 0o755),
-            ("var/tmp", 0o1777), ("proc", 0o555), ("sys", 0o555), ("dev", 0o755),
+            ("bin", 0o755),
+            ("sbin", 0o755),
+            ("usr", 0o755),
+            ("usr/bin", 0o755),
+            ("usr/sbin", 0o755),
+            ("etc", 0o755),
+            ("root", 0o700),
+            ("home", 0o755),
+            ("tmp", 0o1777),
+            ("var", 0o755),
+            ("var/tmp", 0o1777),
+            ("proc", 0o555),
+            ("sys", 0o555),
+            ("dev", 0o755),
         ):
             info = tarfile.TarInfo(directory)
             info.type, info.mode = tarfile.DIRTYPE, mode

@@ -42,7 +42,9 @@ ROUTE_TEMPLATES = (
     "/api/v1/agent/node",
     "/api/v1/agent/config",
 )
-_PATTERNS = [(t, re.compile("^" + re.sub(r"\\\{id\\\}", "[^/]+", re.escape(t)) + "/?$")) for t in ROUTE_TEMPLATES]
+_PATTERNS = [
+    (t, re.compile("^" + re.sub(r"\\\{id\\\}", "[^/]+", re.escape(t)) + "/?$")) for t in ROUTE_TEMPLATES
+]
 
 
 def route_template(path: str) -> str | None:
@@ -85,7 +87,21 @@ class Rule:
         return rule
 
     def to_dict(self) -> dict:
-        return {k: getattr(self, k) for k in ("error_rate", "status", "drop_rate", "drop_after", "every", "action", "times", "latency", "seen", "injected")}
+        return {
+            k: getattr(self, k)
+            for k in (
+                "error_rate",
+                "status",
+                "drop_rate",
+                "drop_after",
+                "every",
+                "action",
+                "times",
+                "latency",
+                "seen",
+                "injected",
+            )
+        }
 
 
 @dataclass
@@ -121,15 +137,25 @@ class Faults:
             if key != "*":
                 method, _, template = key.partition(" ")
                 if not template or template not in ROUTE_TEMPLATES:
-                    raise ValueError(f"unknown route {key!r}; use 'METHOD TEMPLATE' with one of {list(ROUTE_TEMPLATES)}")
+                    raise ValueError(
+                        f"unknown route {key!r}; use 'METHOD TEMPLATE' with one of {list(ROUTE_TEMPLATES)}"
+                    )
             routes[key] = Rule.from_dict(raw)
         return cls(seed=config.get("seed"), latency=float(config.get("latency") or 0), routes=routes)
 
     def to_dict(self) -> dict:
-        return {"seed": self.seed, "latency": self.latency, "routes": {k: r.to_dict() for k, r in self.routes.items()}}
+        return {
+            "seed": self.seed,
+            "latency": self.latency,
+            "routes": {k: r.to_dict() for k, r in self.routes.items()},
+        }
 
     def _rule_for(self, method: str, template: str) -> Rule | None:
-        return self.routes.get(f"{method} {template}") or self.routes.get(f"* {template}") or self.routes.get("*")
+        return (
+            self.routes.get(f"{method} {template}")
+            or self.routes.get(f"* {template}")
+            or self.routes.get("*")
+        )
 
     def decide(self, method: str, path: str) -> Decision:
         template = route_template(path)
@@ -140,7 +166,9 @@ class Faults:
             if rule is None:
                 return Decision(latency=self.latency)
             rule.seen += 1
-            decision = Decision(latency=self.latency + rule.latency, status=int(rule.status), drop_after=rule.drop_after)
+            decision = Decision(
+                latency=self.latency + rule.latency, status=int(rule.status), drop_after=rule.drop_after
+            )
             if rule.times and rule.injected >= rule.times:
                 return decision
             if rule.every:
@@ -185,6 +213,7 @@ class FaultMiddleware:
             return
         if decision.action == "drop" and scope["type"] == "http":
             if decision.drop_after:
+
                 async def swallow(message: dict) -> None:
                     return None
 
@@ -192,11 +221,24 @@ class FaultMiddleware:
             await self._drop(receive, send)
             return
         if decision.action == "error" and scope["type"] == "http":
-            body = {"Status": decision.status, "Message": "devstack fault injection: simulated server error",
-                    "RequestID": _request_id(scope), "Code": _code_for(decision.status), "Component": "APIServer"}
+            body = {
+                "Status": decision.status,
+                "Message": "devstack fault injection: simulated server error",
+                "RequestID": _request_id(scope),
+                "Code": _code_for(decision.status),
+                "Component": "APIServer",
+            }
             payload = json.dumps(body).encode()
-            await send({"type": "http.response.start", "status": decision.status,
-                        "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())]})
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": decision.status,
+                    "headers": [
+                        (b"content-type", b"application/json"),
+                        (b"content-length", str(len(payload)).encode()),
+                    ],
+                }
+            )
             await send({"type": "http.response.body", "body": payload})
             return
         await self.app(scope, receive, send)
@@ -231,11 +273,24 @@ class FaultMiddleware:
                 transport.abort()
                 return
         if decision.action == "error" and "websocket.http.response" in scope.get("extensions", {}):
-            body = {"Status": decision.status, "Message": "devstack fault injection: simulated server error",
-                    "RequestID": _request_id(scope), "Code": _code_for(decision.status), "Component": "APIServer"}
+            body = {
+                "Status": decision.status,
+                "Message": "devstack fault injection: simulated server error",
+                "RequestID": _request_id(scope),
+                "Code": _code_for(decision.status),
+                "Component": "APIServer",
+            }
             payload = json.dumps(body).encode()
-            await send({"type": "websocket.http.response.start", "status": decision.status,
-                        "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())]})
+            await send(
+                {
+                    "type": "websocket.http.response.start",
+                    "status": decision.status,
+                    "headers": [
+                        (b"content-type", b"application/json"),
+                        (b"content-length", str(len(payload)).encode()),
+                    ],
+                }
+            )
             await send({"type": "websocket.http.response.body", "body": payload})
             return
         await send({"type": "websocket.close", "code": 1011})  # refused before the upgrade
@@ -260,5 +315,12 @@ def _request_id(scope: dict) -> str:
 
 
 def _code_for(status: int) -> str:
-    return {429: "ResourceExhausted", 503: "ServiceUnavailable", 501: "NotImplemented", 404: "NotFound",
-            400: "BadRequest", 401: "Unauthorized", 403: "Forbidden"}.get(status, "InternalError")
+    return {
+        429: "ResourceExhausted",
+        503: "ServiceUnavailable",
+        501: "NotImplemented",
+        404: "NotFound",
+        400: "BadRequest",
+        401: "Unauthorized",
+        403: "Forbidden",
+    }.get(status, "InternalError")

@@ -49,8 +49,9 @@ def compile_go(pattern: str) -> Any:
         text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
         code, _, expr = text.partition(": ")
         go_code = _GO_CODES.get(code, code)
-        raise GoRegexpError(f"error parsing regexp: {go_code}: `{expr}`" if expr
-                            else f"error parsing regexp: {go_code}") from None
+        raise GoRegexpError(
+            f"error parsing regexp: {go_code}: `{expr}`" if expr else f"error parsing regexp: {go_code}"
+        ) from None
     except UnicodeError:
         raise GoRegexpError("error parsing regexp: invalid UTF-8") from None
     problem = _stricter_in_go(pattern)
@@ -66,7 +67,7 @@ def _stricter_in_go(pattern: str) -> str | None:
     while pos < len(pattern):
         char = pattern[pos]
         if char == "\\":
-            follower = pattern[pos + 1:pos + 2]
+            follower = pattern[pos + 1 : pos + 2]
             if follower == "Q":
                 close = pattern.find("\\E", pos + 2)
                 pos = len(pattern) if close == -1 else close + 2
@@ -88,10 +89,9 @@ def _stricter_in_go(pattern: str) -> str | None:
                 return "expression nests too deeply"
             for opener in ("(?P<", "(?<"):
                 if pattern.startswith(opener, pos):
-                    name = pattern[pos + len(opener):pattern.find(">", pos)]
-                    if not name or not all(c == "_" or (c.isascii() and c.isalnum())
-                                           for c in name):
-                        return f"invalid named capture: `{pattern[pos:pos + len(opener) + len(name) + 1]}`"
+                    name = pattern[pos + len(opener) : pattern.find(">", pos)]
+                    if not name or not all(c == "_" or (c.isascii() and c.isalnum()) for c in name):
+                        return f"invalid named capture: `{pattern[pos : pos + len(opener) + len(name) + 1]}`"
                     if name in seen:
                         return f"duplicate capture group name: `{name}`"
                     seen.add(name)

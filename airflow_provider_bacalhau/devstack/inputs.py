@@ -113,6 +113,7 @@ def prepare_inputs(input_sources: list, context: InputContext) -> list[Mount]:
 
 # --- s3 ---------------------------------------------------------------------------------------
 
+
 def _fetch_s3(params: Any, context: InputContext) -> Path:
     bucket, key = text(params, "Bucket"), text(params, "Key")
     client = context.clients.client(text(params, "Endpoint"), text(params, "Region"))
@@ -182,7 +183,7 @@ def _explode_key(client: Any, params: Any, bucket: str, key: str) -> list[tuple[
                 object_key = item["Key"]
                 if object_key.endswith("/") or (object_key == prefix and directory_object):
                     continue  # directory markers (and the x-directory object itself) are dropped
-                if filter_text and not pattern.search(object_key[len(prefix):]):
+                if filter_text and not pattern.search(object_key[len(prefix) :]):
                     continue
                 found.append((object_key, ""))
     except ComputeError:
@@ -238,6 +239,7 @@ def _partition(objects: list[tuple[str, str]], params: Any, key: str, count: int
 
 # --- urlDownload --------------------------------------------------------------------------------
 
+
 def _fetch_url(url: str, storage_dir: Path) -> Path:
     parsed = urllib.parse.urlparse(url)
     if parsed.scheme not in ("http", "https"):
@@ -281,6 +283,7 @@ def _download_name(response: Any) -> str:
 
 # --- local --------------------------------------------------------------------------------------
 
+
 def glob_to_regex(pattern: str) -> re.Pattern:
     """doublestar-style matching: ``**`` spans directories, ``*`` and ``?`` stay within one."""
     out, i = [], 0
@@ -307,7 +310,7 @@ def glob_to_regex(pattern: str) -> re.Pattern:
                 out.append(re.escape(char))
                 i += 1
                 continue
-            options = pattern[i + 1:end].split(",")
+            options = pattern[i + 1 : end].split(",")
             out.append("(?:" + "|".join(re.escape(option) for option in options) + ")")
             i = end + 1
         else:
@@ -357,11 +360,12 @@ def _local(params: Any, target: str, allow_list: list[str]) -> Mount:
 
 # --- inline -------------------------------------------------------------------------------------
 
+
 def _inline(url: str, storage_dir: Path) -> Path:
     header, separator, payload = url.partition(",")
     if not header.startswith("data:") or not separator:
         raise ComputeError("invalid inline storage params: URL must be a data: URL")
-    meta = header[len("data:"):].split(";")
+    meta = header[len("data:") :].split(";")
     media_type = meta[0] or "text/plain"
     try:
         data = base64.b64decode(payload) if "base64" in meta[1:] else urllib.parse.unquote_to_bytes(payload)

@@ -18,21 +18,36 @@ from airflow_provider_bacalhau.devstack import logs_api
 from airflow_provider_bacalhau.devstack import store as st
 from airflow_provider_bacalhau.devstack.decode import field, text
 from airflow_provider_bacalhau.devstack.jobspec import (
-    SubmitError, apply_defaults, comparable, force_flag, normalize_submission, validate_for_create,
+    SubmitError,
+    apply_defaults,
+    comparable,
+    force_flag,
+    normalize_submission,
+    validate_for_create,
 )
 from airflow_provider_bacalhau.devstack.store import ApiError
 
 JOBS = "/api/v1/orchestrator/jobs"
-_ZERO_S3_SPEC = {"Bucket": "", "Key": "", "Filter": "", "Region": "", "Endpoint": "", "VersionID": "", "ChecksumSHA256": "",
-                 "Partition": {"Type": "", "Pattern": "", "StartIndex": 0, "EndIndex": 0, "DateFormat": ""}}
+_ZERO_S3_SPEC = {
+    "Bucket": "",
+    "Key": "",
+    "Filter": "",
+    "Region": "",
+    "Endpoint": "",
+    "VersionID": "",
+    "ChecksumSHA256": "",
+    "Partition": {"Type": "", "Pattern": "", "StartIndex": 0, "EndIndex": 0, "DateFormat": ""},
+}
 
 
 def json_answer(body: Any) -> Response:
     """JSON as FastAPI's JSONResponse writes it, without its jsonable_encoder walk over the value
     (the store holds plain JSON already): what keeps a list of 1,000 jobs, or thousands of job
     reads a second, cheap for the server."""
-    return Response(json.dumps(body, ensure_ascii=False, allow_nan=False, separators=(",", ":")),
-                    media_type="application/json")
+    return Response(
+        json.dumps(body, ensure_ascii=False, allow_nan=False, separators=(",", ":")),
+        media_type="application/json",
+    )
 
 
 def bad_request(message: str, component: str = "APIServer", code: str = "InternalError") -> ApiError:
@@ -62,7 +77,9 @@ def q_int(request: Request, name: str, default: int = 0) -> int:
     try:
         return int(value)
     except ValueError as exc:
-        raise bad_request(f'code=400, message=strconv.ParseInt: parsing "{value}": invalid syntax, internal=binding {name}') from exc
+        raise bad_request(
+            f'code=400, message=strconv.ParseInt: parsing "{value}": invalid syntax, internal=binding {name}'
+        ) from exc
 
 
 def encode_token(data: dict) -> str:
@@ -99,7 +116,9 @@ def label_matcher(selectors: list[str]):
         m = re.fullmatch(r"([\w./-]+)\s+(in|notin)\s+\(([^)]*)\)", requirement)
         if m:
             key, op, values = m.group(1), m.group(2), {v.strip() for v in m.group(3).split(",") if v.strip()}
-            checks.append(lambda l, k=key, o=op, v=values: (l.get(k) in v) if o == "in" else (l.get(k) not in v))
+            checks.append(
+                lambda l, k=key, o=op, v=values: (l.get(k) in v) if o == "in" else (l.get(k) not in v)
+            )
             continue
         m = re.fullmatch(r"([\w./-]+)\s*(==|=|!=)\s*([\w./-]*)", requirement)
         if m:
@@ -156,8 +175,13 @@ def register(app: FastAPI, state: Any) -> None:
                 if not force_flag(body) and comparable(job) == comparable(existing):
                     # bacerrors.Newf sets no code and Component "Bacalhau" (pkg/bacerrors/error.go New);
                     # no code means HTTP 500 (orchestrator/endpoint.go SubmitJob)
-                    no_changes = ApiError(500, f"no changes detected for new job spec. Job Name: '{job['Name']}', Job Id: '{job_id}'",
-                                          "", "Bacalhau", hint="Use the --force flag to override this warning")
+                    no_changes = ApiError(
+                        500,
+                        f"no changes detected for new job spec. Job Name: '{job['Name']}', Job Id: '{job_id}'",
+                        "",
+                        "Bacalhau",
+                        hint="Use the --force flag to override this warning",
+                    )
                     no_changes.code = ""  # ApiError would fill in InternalError for a 500
                     raise no_changes
                 # CompareWith counts a new Type as a change, but updateJob (jobstore/boltdb/store.go) copies
@@ -184,22 +208,47 @@ def register(app: FastAPI, state: Any) -> None:
         """listJobs (orchestrator/job.go) over BoltJobStore.getJobs (jobstore/boltdb/store.go)."""
         namespace = request.query_params.get("namespace", "")
         matcher = label_matcher(request.query_params.getlist("labels"))
-        order, reverse, limit, offset = request.query_params.get("order_by", ""), q_bool(request, "reverse"), q_int(request, "limit"), 0
+        order, reverse, limit, offset = (
+            request.query_params.get("order_by", ""),
+            q_bool(request, "reverse"),
+            q_int(request, "limit"),
+            0,
+        )
         token = request.query_params.get("next_token")
         if token:  # the token's order and limit replace the query's, for a stable order across pages
             data = decode_token(token)
-            order, reverse, limit, offset = data.get("order_by", order), bool(data.get("reverse")), int(data.get("limit", 0)), int(data["offset"])
+            order, reverse, limit, offset = (
+                data.get("order_by", order),
+                bool(data.get("reverse")),
+                int(data.get("limit", 0)),
+                int(data["offset"]),
+            )
         if order not in ("created_at", "modified_at", ""):
             # getJobs knows only these two (not modify_time, not id); its plain fmt.Errorf reaches
             # CustomHTTPErrorHandler's default case (middleware/error_handler.go): a bare 500.
             raise ApiError(500, "Internal server error", "InternalError", "Unknown")
         key = "ModifyTime" if order == "modified_at" else "CreateTime"
         with store.lock:  # sort and filter references, encode only the page: 10,000 jobs stay cheap
-            jobs = [j for j in store.jobs.values() if namespace in ("", "*", j["Namespace"]) and matcher(j.get("Labels") or {})]
+            jobs = [
+                j
+                for j in store.jobs.values()
+                if namespace in ("", "*", j["Namespace"]) and matcher(j.get("Labels") or {})
+            ]
             jobs.sort(key=lambda j: j[key], reverse=reverse)
             more = limit > 0 and offset + limit < len(jobs)
-            next_token = encode_token({"offset": offset + limit, "limit": limit, "order_by": order, "reverse": reverse}) if more else ""
-            return json_answer({"Items": jobs[offset: offset + limit] if limit > 0 else jobs[offset:], "NextToken": next_token})
+            next_token = (
+                encode_token(
+                    {"offset": offset + limit, "limit": limit, "order_by": order, "reverse": reverse}
+                )
+                if more
+                else ""
+            )
+            return json_answer(
+                {
+                    "Items": jobs[offset : offset + limit] if limit > 0 else jobs[offset:],
+                    "NextToken": next_token,
+                }
+            )
 
     @app.put(f"{JOBS}/diff")
     async def diff(request: Request) -> dict:
@@ -217,7 +266,10 @@ def register(app: FastAPI, state: Any) -> None:
             raise st.not_found(job["Name"])
         old = json.dumps(comparable(existing), indent=2, sort_keys=True).splitlines()
         new = json.dumps(comparable(job), indent=2, sort_keys=True).splitlines()
-        return {"Diff": "\n".join(difflib.unified_diff(old, new, "current", "new", lineterm="")), "Warnings": warnings}
+        return {
+            "Diff": "\n".join(difflib.unified_diff(old, new, "current", "new", lineterm="")),
+            "Warnings": warnings,
+        }
 
     @app.get(JOBS + "/{id_or_name}")
     def get_job(request: Request, id_or_name: str) -> Response:
@@ -227,9 +279,15 @@ def register(app: FastAPI, state: Any) -> None:
             include = {p.strip() for p in request.query_params.get("include", "").split(",")}
             if "history" in include:
                 version = store.jobs[job_id]["Version"]
-                out["History"] = {"Items": [h for h in store.history[job_id] if h["JobVersion"] == version], "NextToken": ""}
+                out["History"] = {
+                    "Items": [h for h in store.history[job_id] if h["JobVersion"] == version],
+                    "NextToken": "",
+                }
             if "executions" in include:
-                out["Executions"] = {"Items": [execution_json(e) for e in pick_executions(request, job_id)], "NextToken": ""}
+                out["Executions"] = {
+                    "Items": [execution_json(e) for e in pick_executions(request, job_id)],
+                    "NextToken": "",
+                }
             return json_answer(out)
 
     @app.delete(JOBS + "/{id_or_name}")
@@ -270,20 +328,31 @@ def register(app: FastAPI, state: Any) -> None:
             job_id = resolve(request, id_or_name)
             job = store.jobs[job_id]
             version = q_int(request, "job_version") or job["Version"]
-            events = [h for h in store.history[job_id]
-                      if (q_bool(request, "all_job_versions") or h["JobVersion"] == version)
-                      and (event_type == "all" or h["Type"] == ("JobLevel" if event_type == "job" else "ExecutionLevel"))
-                      and (not execution_id or h.get("ExecutionID", "").startswith(execution_id))]
+            events = [
+                h
+                for h in store.history[job_id]
+                if (q_bool(request, "all_job_versions") or h["JobVersion"] == version)
+                and (
+                    event_type == "all"
+                    or h["Type"] == ("JobLevel" if event_type == "job" else "ExecutionLevel")
+                )
+                and (not execution_id or h.get("ExecutionID", "").startswith(execution_id))
+            ]
             if since:
                 stamp = st.rfc3339(since * 1_000_000_000)
                 events = [h for h in events if h["Time"] >= stamp]
-            page = events[offset: offset + limit]
+            page = events[offset : offset + limit]
             terminal = job["State"]["StateType"] in st.TERMINAL_JOB_STATES
             if execution_id:
                 matches = [e for e in store.executions_of(job_id) if e["ID"].startswith(execution_id)]
-                terminal = terminal or (bool(matches) and all(e["ComputeState"]["StateType"] in st.TERMINAL_EXEC_STATES for e in matches))
+                terminal = terminal or (
+                    bool(matches)
+                    and all(e["ComputeState"]["StateType"] in st.TERMINAL_EXEC_STATES for e in matches)
+                )
             more = offset + len(page) < len(events)
-            next_token = encode_token({"offset": offset + len(page), "limit": limit}) if more or not terminal else ""
+            next_token = (
+                encode_token({"offset": offset + len(page), "limit": limit}) if more or not terminal else ""
+            )
             return {"Items": copy.deepcopy(page), "NextToken": next_token}
 
     @app.get(JOBS + "/{id_or_name}/results")
@@ -293,9 +362,17 @@ def register(app: FastAPI, state: Any) -> None:
             job = store.jobs[job_id]
             if job["Type"] not in ("batch", "ops"):
                 raise ApiError(500, "Internal server error", "InternalError", "Unknown")
-            done = [e for e in store.executions_of(job_id, job["Version"]) if e["ComputeState"]["StateType"] == st.EXEC_COMPLETED]
+            done = [
+                e
+                for e in store.executions_of(job_id, job["Version"])
+                if e["ComputeState"]["StateType"] == st.EXEC_COMPLETED
+            ]
             done.sort(key=lambda e: e["CreateTime"])
-            raw = [(e["ID"], copy.deepcopy(e["PublishedResult"])) for e in done if (e.get("PublishedResult") or {}).get("Type")]
+            raw = [
+                (e["ID"], copy.deepcopy(e["PublishedResult"]))
+                for e in done
+                if (e.get("PublishedResult") or {}).get("Type")
+            ]
         return {"Items": [transform_result(state, job_id, eid, r) for eid, r in raw], "NextToken": ""}
 
     @app.put(JOBS + "/{id_or_name}/rerun")
@@ -308,11 +385,21 @@ def register(app: FastAPI, state: Any) -> None:
                 raise bad_request(exc.message, "JobStore", "BadRequest") from exc
             current = store.jobs[job_id]
             if current["State"]["StateType"] in ("Pending", "Queued", "Undefined"):
-                raise ApiError(500, f"cannot rerun job in state {current['State']['StateType']}", "InternalError", "Orchestrator")
+                raise ApiError(
+                    500,
+                    f"cannot rerun job in state {current['State']['StateType']}",
+                    "InternalError",
+                    "Orchestrator",
+                )
             spec = store.job_version(job_id, int(field(body, "JobVersion", 0) or 0))
             scheduler.stop_for_update(job_id)
             updated = store.update_job(job_id, spec)
-        return {"JobID": job_id, "JobVersion": updated["Version"], "EvaluationID": scheduler.enqueue(job_id), "Warnings": None}
+        return {
+            "JobID": job_id,
+            "JobVersion": updated["Version"],
+            "EvaluationID": scheduler.enqueue(job_id),
+            "Warnings": None,
+        }
 
     connected_since = _go_time(time.time())
 
@@ -320,9 +407,17 @@ def register(app: FastAPI, state: Any) -> None:
     def nodes(request: Request) -> dict:
         # apimodels.ListNodesResponse of models.NodeState (pkg/models/node_state.go); states marshal
         # as upper-case strings (node_approval.go, node_connection.go), the swagger's ints are wrong.
-        node = {"Info": state.node_info(), "Membership": "APPROVED", "Connection": "CONNECTED",
-                "ConnectionState": {"Status": "CONNECTED", "LastHeartbeat": _go_time(time.time()),
-                                    "ConnectedSince": connected_since, "DisconnectedSince": _GO_ZERO_TIME}}
+        node = {
+            "Info": state.node_info(),
+            "Membership": "APPROVED",
+            "Connection": "CONNECTED",
+            "ConnectionState": {
+                "Status": "CONNECTED",
+                "LastHeartbeat": _go_time(time.time()),
+                "ConnectedSince": connected_since,
+                "DisconnectedSince": _GO_ZERO_TIME,
+            },
+        }
         # listNodes (pkg/publicapi/endpoint/orchestrator/node.go) binds filter-approval/filter-status.
         approval = request.query_params.get("filter-approval", "").upper()
         status = request.query_params.get("filter-status", "").upper()
@@ -339,17 +434,28 @@ def _go_time(seconds: float) -> str:
     """A time as Go's ``time.Time`` marshals it (RFC 3339 with nanoseconds, UTC)."""
     import datetime as dt
 
-    return dt.datetime.fromtimestamp(seconds, dt.timezone.utc).isoformat().replace("+00:00", "Z")
+    return dt.datetime.fromtimestamp(seconds, dt.UTC).isoformat().replace("+00:00", "Z")
 
 
 def transform_result(state: Any, job_id: str, execution_id: str, result: dict) -> dict:
     """The /results rewriting: s3 *.tar.gz and s3managed become s3PreSigned (reference §2.5)."""
     kind, params = result.get("Type", ""), result.get("Params") or {}
     if kind == "s3" and str(params.get("Key", "")).endswith(".tar.gz"):
-        url = state.presign_get(params.get("Bucket", ""), params["Key"], params.get("Endpoint", ""), params.get("Region", ""))
-        return {"Type": "s3PreSigned", "Params": {"SourceSpec": params, "PreSignedURL": url, "Managed": False}}
+        url = state.presign_get(
+            params.get("Bucket", ""), params["Key"], params.get("Endpoint", ""), params.get("Region", "")
+        )
+        return {
+            "Type": "s3PreSigned",
+            "Params": {"SourceSpec": params, "PreSignedURL": url, "Managed": False},
+        }
     if kind == "s3managed":
-        url = state.presign_get(state.settings.managed_bucket, state.managed_key(params.get("JobID", job_id), params.get("ExecutionID", execution_id)),
-                                expires=state.settings.managed_url_expiration)
-        return {"Type": "s3PreSigned", "Params": {"SourceSpec": copy.deepcopy(_ZERO_S3_SPEC), "PreSignedURL": url, "Managed": True}}
+        url = state.presign_get(
+            state.settings.managed_bucket,
+            state.managed_key(params.get("JobID", job_id), params.get("ExecutionID", execution_id)),
+            expires=state.settings.managed_url_expiration,
+        )
+        return {
+            "Type": "s3PreSigned",
+            "Params": {"SourceSpec": copy.deepcopy(_ZERO_S3_SPEC), "PreSignedURL": url, "Managed": True},
+        }
     return result

@@ -12,7 +12,14 @@ from typing import Any
 from airflow_provider_bacalhau.devstack.decode import field, flag, items, strmap, text
 
 JOB_TYPES = ("batch", "ops", "service", "daemon")
-NETWORK_TYPES = {"default": "Default", "none": "None", "host": "Host", "full": "Full", "http": "HTTP", "bridge": "Bridge"}
+NETWORK_TYPES = {
+    "default": "Default",
+    "none": "None",
+    "host": "Host",
+    "full": "Full",
+    "http": "HTTP",
+    "bridge": "Bridge",
+}
 RESERVED_META = "bacalhau.org/"
 DEFAULT_CPU = "500m"
 DEFAULT_MEMORY = "512Mb"
@@ -59,7 +66,9 @@ def _int(raw: Any, name: str) -> int:
     try:
         return int(value or 0)
     except (TypeError, ValueError):
-        raise SubmitError(f"json: cannot unmarshal {type(value).__name__} into Go struct field .{name} of type int64")
+        raise SubmitError(
+            f"json: cannot unmarshal {type(value).__name__} into Go struct field .{name} of type int64"
+        )
 
 
 def _task(raw: Any) -> dict:
@@ -73,7 +82,11 @@ def _task(raw: Any) -> dict:
         task["Meta"] = meta
     sources = []
     for item in items(raw, "InputSources"):
-        source = {"Alias": text(item, "Alias"), "Target": text(item, "Target"), "Source": _spec_config(field(item, "Source"))}
+        source = {
+            "Alias": text(item, "Alias"),
+            "Target": text(item, "Target"),
+            "Source": _spec_config(field(item, "Source")),
+        }
         sources.append(source)
     if sources:
         task["InputSources"] = sources
@@ -242,7 +255,11 @@ def normalize_submission(raw_job: Any) -> tuple[dict, list[str]]:
         errs.append(f"{job_type} jobs cannot specify count > 1 as they run on all matching nodes")
     constraints = []
     for i, c in enumerate(items(raw_job, "Constraints")):
-        constraint = {"Key": text(c, "Key"), "Operator": text(c, "Operator"), "Values": [str(v) for v in items(c, "Values")]}
+        constraint = {
+            "Key": text(c, "Key"),
+            "Operator": text(c, "Operator"),
+            "Values": [str(v) for v in items(c, "Values")],
+        }
         problem = _validate_constraint(i, constraint)
         if problem:
             errs.append(problem)
@@ -262,7 +279,12 @@ def normalize_submission(raw_job: Any) -> tuple[dict, list[str]]:
     state = field(raw_job, "State")
     if isinstance(state, dict) and text(state, "StateType") not in ("", "Undefined", "0"):
         warnings.append("job state is ignored when submitting a job")
-    for key, label in (("Revision", "revision"), ("Version", "version"), ("CreateTime", "create time"), ("ModifyTime", "modify time")):
+    for key, label in (
+        ("Revision", "revision"),
+        ("Version", "version"),
+        ("CreateTime", "create time"),
+        ("ModifyTime", "modify time"),
+    ):
         if field(raw_job, key):
             warnings.append(f"job {label} is ignored when submitting a job")
     job_id = text(raw_job, "ID")
@@ -311,7 +333,11 @@ def validate_for_create(job: dict) -> None:
         if task.get("ResultPaths") and not task["Publisher"]["Type"]:
             errs.append("publisher must be set if result paths are set")
         t = task["Timeouts"]
-        total, execution, queue = t.get("TotalTimeout", 0), t.get("ExecutionTimeout", 0), t.get("QueueTimeout", 0)
+        total, execution, queue = (
+            t.get("TotalTimeout", 0),
+            t.get("ExecutionTimeout", 0),
+            t.get("QueueTimeout", 0),
+        )
         if total > 0 and execution + queue > total:
             errs.append(
                 f"task timeouts validation failed: execution timeout {go_duration(execution)} and queue timeout "
@@ -323,7 +349,11 @@ def validate_for_create(job: dict) -> None:
 
 def comparable(job: dict) -> dict:
     """The parts of a job Job.CompareWith looks at (server-set fields and bacalhau.org/ meta dropped)."""
-    out = {k: v for k, v in job.items() if k not in ("ID", "State", "Version", "Revision", "CreateTime", "ModifyTime")}
+    out = {
+        k: v
+        for k, v in job.items()
+        if k not in ("ID", "State", "Version", "Revision", "CreateTime", "ModifyTime")
+    }
     out["Meta"] = {k: v for k, v in job.get("Meta", {}).items() if not k.startswith(RESERVED_META)}
     return out
 

@@ -39,16 +39,25 @@ def pick_execution(store: st.Store, job_id: str, execution_id: str, job_version:
     executions = store.executions_of(job_id, job_version or None)
     prefix = f"failed to open log stream for job {job_id}: "  # logsWS wraps ReadLogs errors so
     if not executions:
-        raise ApiError(500, f"{prefix}no executions found for job {job['Name']} with ID {job_id}, "
-                            f"and version {job_version}", "", "Orchestrator")
+        raise ApiError(
+            500,
+            f"{prefix}no executions found for job {job['Name']} with ID {job_id}, and version {job_version}",
+            "",
+            "Orchestrator",
+        )
     if execution_id:
         chosen = next((e for e in executions if e["ID"] == execution_id), None)
     else:
         usable = [e for e in executions if e["ComputeState"]["StateType"] not in _DISCARDED]
         chosen = max(usable, key=lambda e: e["ModifyTime"]) if usable else None
     if chosen is None:
-        raise ApiError(500, f"{prefix}unable to find execution {execution_id} in job {job_id} and job "
-                            f"version {job['Version']}", "", "Orchestrator")
+        raise ApiError(
+            500,
+            f"{prefix}unable to find execution {execution_id} in job {job_id} and job "
+            f"version {job['Version']}",
+            "",
+            "Orchestrator",
+        )
     return chosen["ID"]
 
 
@@ -67,8 +76,12 @@ async def stream_logs(websocket: WebSocket, state: Any, id_or_name: str) -> None
     scheduler = state.scheduler
     raw_version = params.get("job_version") or "0"
     if not raw_version.isdigit():  # echo's binder error, sent as the stream's error (logsWS)
-        await websocket.send_text(error_frame(f'code=400, message=strconv.ParseUint: parsing "{raw_version}": '
-                                              "invalid syntax, internal=binding job_version"))
+        await websocket.send_text(
+            error_frame(
+                f'code=400, message=strconv.ParseUint: parsing "{raw_version}": '
+                "invalid syntax, internal=binding job_version"
+            )
+        )
         return
     try:
         with store.lock:
@@ -129,7 +142,9 @@ def register(app: FastAPI, state: Any) -> None:
             raise ApiError(400, "invalid log settings: expected a JSON object", "BadRequest", "Devstack")
         unknown = set(body) - {"retention", "file_wait"}
         if unknown:
-            raise ApiError(400, f"invalid log settings: unknown keys {sorted(unknown)}", "BadRequest", "Devstack")
+            raise ApiError(
+                400, f"invalid log settings: unknown keys {sorted(unknown)}", "BadRequest", "Devstack"
+            )
         for key, value in body.items():
             if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
                 raise ApiError(400, f"{key}: expected seconds >= 0, got {value!r}", "BadRequest", "Devstack")

@@ -49,7 +49,9 @@ def set_parent_death_signal() -> None:
         pass
 
 
-def spawn(argv: list[str], log_path: Path, env: dict[str, str] | None = None, die_with_parent: bool = False) -> subprocess.Popen:
+def spawn(
+    argv: list[str], log_path: Path, env: dict[str, str] | None = None, die_with_parent: bool = False
+) -> subprocess.Popen:
     """Start ``argv`` in its own session (so stopping it stops its children too), output to a file.
 
     ``die_with_parent`` (for test fixtures) stops the process when the one that spawned it dies,
@@ -136,8 +138,12 @@ def s3_client(endpoint: str, region: str = DEFAULT_REGION):
     )
 
 
-def aws_conn_json(endpoint: str, region: str = DEFAULT_REGION, access_key: str = AWS_ACCESS_KEY_ID,
-                  secret_key: str = AWS_SECRET_ACCESS_KEY) -> str:
+def aws_conn_json(
+    endpoint: str,
+    region: str = DEFAULT_REGION,
+    access_key: str = AWS_ACCESS_KEY_ID,
+    secret_key: str = AWS_SECRET_ACCESS_KEY,
+) -> str:
     """JSON for AIRFLOW_CONN_AWS_DEFAULT pointing at the devstack's S3 server."""
     import json
 

@@ -12,10 +12,11 @@ import tarfile
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from airflow_provider_bacalhau.devstack.compute_common import (
     ComputeError,
@@ -134,7 +135,9 @@ def upload(client: Any, bucket: str, key: str, path: Path, *, aws: bool) -> dict
             raise ComputeError(s3_error("PutObject", exc)) from exc
     algorithm = "SHA256" if aws else "CRC32"
     try:
-        upload_id = client.create_multipart_upload(Bucket=bucket, Key=key, ChecksumAlgorithm=algorithm)["UploadId"]
+        upload_id = client.create_multipart_upload(Bucket=bucket, Key=key, ChecksumAlgorithm=algorithm)[
+            "UploadId"
+        ]
     except Exception as exc:
         raise ComputeError(s3_error("CreateMultipartUpload", exc)) from exc
 
@@ -143,8 +146,14 @@ def upload(client: Any, bucket: str, key: str, path: Path, *, aws: bool) -> dict
             handle.seek((number - 1) * part_size)
             body = handle.read(part_size)
         try:
-            answer = client.upload_part(Bucket=bucket, Key=key, UploadId=upload_id, PartNumber=number, Body=body,
-                                        ChecksumAlgorithm=algorithm)
+            answer = client.upload_part(
+                Bucket=bucket,
+                Key=key,
+                UploadId=upload_id,
+                PartNumber=number,
+                Body=body,
+                ChecksumAlgorithm=algorithm,
+            )
         except Exception as exc:
             raise ComputeError(s3_error("UploadPart", exc)) from exc
         part = {"PartNumber": number, "ETag": answer["ETag"]}
@@ -156,8 +165,9 @@ def upload(client: Any, bucket: str, key: str, path: Path, *, aws: bool) -> dict
         with ThreadPoolExecutor(UPLOAD_CONCURRENCY, thread_name_prefix="devstack-upload") as pool:
             parts = list(pool.map(send, range(1, count + 1)))
         try:
-            return client.complete_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id,
-                                                    MultipartUpload={"Parts": parts})
+            return client.complete_multipart_upload(
+                Bucket=bucket, Key=key, UploadId=upload_id, MultipartUpload={"Parts": parts}
+            )
         except Exception as exc:
             raise ComputeError(s3_error("CompleteMultipartUpload", exc)) from exc
     except BaseException:
@@ -234,8 +244,11 @@ def _put_with_retries(url: str, archive: Path) -> None:
         try:
             with open(archive, "rb") as body:
                 request = urllib.request.Request(
-                    url, data=body, method="PUT",
-                    headers={"Content-Type": "application/octet-stream", "Content-Length": str(size)})
+                    url,
+                    data=body,
+                    method="PUT",
+                    headers={"Content-Type": "application/octet-stream", "Content-Length": str(size)},
+                )
                 with urllib.request.urlopen(request, timeout=120) as response:
                     if 200 <= response.status < 300:
                         return
@@ -254,4 +267,7 @@ def _publish_local(results_dir: Path, context: PublishContext) -> dict:
     partial = context.local_publisher_dir / f".{name}.partial"
     write_tarball(results_dir, partial)
     partial.replace(context.local_publisher_dir / name)
-    return {"Type": "urlDownload", "Params": {"URL": f"{context.local_publisher_base_url.rstrip('/')}/{name}"}}
+    return {
+        "Type": "urlDownload",
+        "Params": {"URL": f"{context.local_publisher_base_url.rstrip('/')}/{name}"},
+    }

@@ -27,8 +27,18 @@ log = logging.getLogger(__name__)
 # The port flags of `weed mini` 4.48 (`weed mini -h`); any left out would open a fixed default
 # port (8333, 9333, 23646, ...) and collide with a second server.
 _PORT_FLAGS = (
-    "s3.port", "s3.port.grpc", "s3.port.iceberg", "s3.port.lance", "master.port", "master.port.grpc",
-    "volume.port", "volume.port.grpc", "filer.port", "filer.port.grpc", "admin.port", "admin.port.grpc",
+    "s3.port",
+    "s3.port.grpc",
+    "s3.port.iceberg",
+    "s3.port.lance",
+    "master.port",
+    "master.port.grpc",
+    "volume.port",
+    "volume.port.grpc",
+    "filer.port",
+    "filer.port.grpc",
+    "admin.port",
+    "admin.port.grpc",
     "metricsPort",
 )
 
@@ -52,8 +62,11 @@ class Identity:
             actions = [f"{action}:{bucket}" for bucket in self.buckets for action in actions]
         else:
             actions = ["Admin", *actions]
-        return {"name": self.access_key, "credentials": [{"accessKey": self.access_key, "secretKey": self.secret_key}],
-                "actions": actions}
+        return {
+            "name": self.access_key,
+            "credentials": [{"accessKey": self.access_key, "secretKey": self.secret_key}],
+            "actions": actions,
+        }
 
 
 def weed_binary() -> str:
@@ -96,21 +109,35 @@ class SeaweedServer:
         admin = Identity(procs.AWS_ACCESS_KEY_ID, procs.AWS_SECRET_ACCESS_KEY)
         config.write_text(json.dumps({"identities": [i.config() for i in (admin, *self.identities)]}))
         return [
-            weed_binary(), "mini", f"-dir={self.data_dir / 'weed'}", f"-ip={procs.LOCALHOST}",
-            f"-ip.bind={procs.LOCALHOST}", "-master.telemetry=false", "-admin.ui=false", "-webdav=false",
+            weed_binary(),
+            "mini",
+            f"-dir={self.data_dir / 'weed'}",
+            f"-ip={procs.LOCALHOST}",
+            f"-ip.bind={procs.LOCALHOST}",
+            "-master.telemetry=false",
+            "-admin.ui=false",
+            "-webdav=false",
             # As AWS: an upload to a missing bucket fails, and only an empty bucket can be deleted.
-            "-s3.autoCreateBucket=false", "-s3.allowDeleteBucketNotEmpty=false",
-            f"-s3.config={config}", *(f"-{flag}={port}" for flag, port in ports.items()),
+            "-s3.autoCreateBucket=false",
+            "-s3.allowDeleteBucketNotEmpty=false",
+            f"-s3.config={config}",
+            *(f"-{flag}={port}" for flag, port in ports.items()),
         ]
 
     def start(self, timeout: float = 60.0) -> SeaweedServer:
         self.port = self.port or procs.free_port()
         (self.data_dir / "weed").mkdir(parents=True, exist_ok=True)
         started = time.monotonic()
-        self.proc = procs.spawn(self.argv(), self.log_path or Path("/dev/null"), die_with_parent=self.die_with_parent)
+        self.proc = procs.spawn(
+            self.argv(), self.log_path or Path("/dev/null"), die_with_parent=self.die_with_parent
+        )
         wait_ready(self.endpoint, timeout, self.proc)
-        log.info("SeaweedFS S3 server ready at %s in %.1f s (pid %s)", self.endpoint,
-                 time.monotonic() - started, self.proc.pid)
+        log.info(
+            "SeaweedFS S3 server ready at %s in %.1f s (pid %s)",
+            self.endpoint,
+            time.monotonic() - started,
+            self.proc.pid,
+        )
         return self
 
     def stop(self) -> None:
@@ -141,10 +168,14 @@ def empty_bucket(client, bucket: str) -> None:
     """Delete every object version and delete marker of ``bucket``."""
     paginator = client.get_paginator("list_object_versions")
     for page in paginator.paginate(Bucket=bucket):
-        doomed = [{"Key": v["Key"], "VersionId": v["VersionId"]}
-                  for v in page.get("Versions", []) + page.get("DeleteMarkers", [])]
+        doomed = [
+            {"Key": v["Key"], "VersionId": v["VersionId"]}
+            for v in page.get("Versions", []) + page.get("DeleteMarkers", [])
+        ]
         for start in range(0, len(doomed), 1000):
-            client.delete_objects(Bucket=bucket, Delete={"Objects": doomed[start:start + 1000], "Quiet": True})
+            client.delete_objects(
+                Bucket=bucket, Delete={"Objects": doomed[start : start + 1000], "Quiet": True}
+            )
 
 
 def delete_all_buckets(endpoint: str) -> None:

@@ -12,8 +12,9 @@ import queue
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable
+from typing import Any
 
 from airflow_provider_bacalhau.devstack import store as st
 from airflow_provider_bacalhau.devstack.jobspec import go_duration
@@ -21,7 +22,9 @@ from airflow_provider_bacalhau.devstack.jobspec import go_duration
 log = logging.getLogger(__name__)
 
 RERUN_LIMIT_REASON = "job already executed on this node more than once"
-LOST_MESSAGE = "execution lost: the devstack server stopped or restarted while it ran (handled like a lost compute node)"
+LOST_MESSAGE = (
+    "execution lost: the devstack server stopped or restarted while it ran (handled like a lost compute node)"
+)
 
 
 #: How long a node keeps an execution's log files after it ends (``executionRootCleanupDelay``,
@@ -68,8 +71,15 @@ class Scheduler:
     :param queue_backoff: seconds between evaluations of a Queued job.
     """
 
-    def __init__(self, store: st.Store, compute: Any, node_id: str, concurrency: int = 2,
-                 presign_managed_put: Callable[[str, str], str] | None = None, queue_backoff: float = 1.0) -> None:
+    def __init__(
+        self,
+        store: st.Store,
+        compute: Any,
+        node_id: str,
+        concurrency: int = 2,
+        presign_managed_put: Callable[[str, str], str] | None = None,
+        queue_backoff: float = 1.0,
+    ) -> None:
         self.store = store
         self.compute = compute
         self.node_id = node_id
@@ -99,7 +109,9 @@ class Scheduler:
         for cancel in list(self.cancels.values()):
             cancel.set()
         # Give running executions a moment to kill their containers before the process exits.
-        waiter = threading.Thread(target=self.pool.shutdown, kwargs={"wait": True, "cancel_futures": True}, daemon=True)
+        waiter = threading.Thread(
+            target=self.pool.shutdown, kwargs={"wait": True, "cancel_futures": True}, daemon=True
+        )
         waiter.start()
         waiter.join(10)
 
@@ -108,10 +120,21 @@ class Scheduler:
         with self.store.lock:
             for execution in self.store.executions.values():
                 if execution["ComputeState"]["StateType"] not in st.TERMINAL_EXEC_STATES:
-                    self.store.update_execution(execution["ID"], compute=st.EXEC_FAILED, message=LOST_MESSAGE,
-                                                desired=st.DESIRED_STOPPED, desired_message=LOST_MESSAGE)
-                    self.store.add_event(execution["JobID"], "Execution", LOST_MESSAGE, execution["ID"],
-                                         {"IsError": "true", "FailsExecution": "true"}, version=execution["JobVersion"])
+                    self.store.update_execution(
+                        execution["ID"],
+                        compute=st.EXEC_FAILED,
+                        message=LOST_MESSAGE,
+                        desired=st.DESIRED_STOPPED,
+                        desired_message=LOST_MESSAGE,
+                    )
+                    self.store.add_event(
+                        execution["JobID"],
+                        "Execution",
+                        LOST_MESSAGE,
+                        execution["ID"],
+                        {"IsError": "true", "FailsExecution": "true"},
+                        version=execution["JobVersion"],
+                    )
             for job_id, job in self.store.jobs.items():
                 if job["State"]["StateType"] not in st.TERMINAL_JOB_STATES:
                     self.enqueue(job_id)
@@ -182,7 +205,9 @@ class Scheduler:
                     live += 1
                     continue
                 failures = [e for e in mine if e["ComputeState"]["StateType"] == st.EXEC_FAILED]
-                reason = self.compute.unsupported_reason(job) or (RERUN_LIMIT_REASON if len(failures) >= 2 else None)
+                reason = self.compute.unsupported_reason(job) or (
+                    RERUN_LIMIT_REASON if len(failures) >= 2 else None
+                )
                 if reason:
                     blocked.append(reason)
                     continue
@@ -229,7 +254,9 @@ class Scheduler:
             for execution in self.store.executions_of(job_id):
                 if execution["ComputeState"]["StateType"] in st.TERMINAL_EXEC_STATES:
                     continue
-                self.store.update_execution(execution["ID"], desired=st.DESIRED_STOPPED, desired_message=message)
+                self.store.update_execution(
+                    execution["ID"], desired=st.DESIRED_STOPPED, desired_message=message
+                )
                 cancel = self.cancels.get(execution["ID"])
                 if cancel is not None:
                     cancel.set()
@@ -237,8 +264,16 @@ class Scheduler:
                     self._finish_cancelled(execution["ID"])
 
     def _finish_cancelled(self, execution_id: str) -> None:
-        execution = self.store.update_execution(execution_id, compute=st.EXEC_CANCELLED, message="execution cancelled")
-        self.store.add_event(execution["JobID"], "Execution", "execution cancelled", execution_id, version=execution["JobVersion"])
+        execution = self.store.update_execution(
+            execution_id, compute=st.EXEC_CANCELLED, message="execution cancelled"
+        )
+        self.store.add_event(
+            execution["JobID"],
+            "Execution",
+            "execution cancelled",
+            execution_id,
+            version=execution["JobVersion"],
+        )
         buffer = self.logs.get(execution_id)
         if buffer:
             buffer.finish()
@@ -252,9 +287,15 @@ class Scheduler:
             if state == "Completed":
                 raise st.ApiError(500, "cannot stop job in state Completed", "", "Orchestrator")
             if state == "Failed":
-                raise st.ApiError(500, f"job {job_id} is in terminal state Failed and cannot transition to Stopped",
-                                  "ConflictJobState", "JobStore")
-            self.store.add_event(job_id, "State Update", "Job requested to stop before completion", details={"Reason": reason})
+                raise st.ApiError(
+                    500,
+                    f"job {job_id} is in terminal state Failed and cannot transition to Stopped",
+                    "ConflictJobState",
+                    "JobStore",
+                )
+            self.store.add_event(
+                job_id, "State Update", "Job requested to stop before completion", details={"Reason": reason}
+            )
             self.store.set_job_state(job_id, "Stopped", reason)
             self._stop_executions(job_id, "job stopped by user" if not reason else reason)
             return str(uuid.uuid4())
@@ -290,8 +331,15 @@ class Scheduler:
             self._set_compute(execution_id, st.EXEC_RUNNING, "running")
 
         request = compute_module.ExecutionRequest(
-            job=job, job_id=job_id, execution_id=execution_id, presign_managed_put=self.presign_managed_put,
-            on_log=buffer.append, on_event=on_event, on_running=on_running, cancel=cancel, partition_index=partition,
+            job=job,
+            job_id=job_id,
+            execution_id=execution_id,
+            presign_managed_put=self.presign_managed_put,
+            on_log=buffer.append,
+            on_event=on_event,
+            on_running=on_running,
+            cancel=cancel,
+            partition_index=partition,
         )
         try:
             outcome = self.compute.run(request)
@@ -307,20 +355,47 @@ class Scheduler:
         # which sets only the states. Their output stays on the logs endpoint while retained.
         with self.store.lock:
             if self._stopping.is_set():  # the server is going down: as lost as after a restart
-                self.store.update_execution(execution_id, compute=st.EXEC_FAILED, message=LOST_MESSAGE, desired=st.DESIRED_STOPPED,
-                                            desired_message=LOST_MESSAGE)
-            elif cancel.is_set() or self.store.executions[execution_id]["DesiredState"]["StateType"] == st.DESIRED_STOPPED:
+                self.store.update_execution(
+                    execution_id,
+                    compute=st.EXEC_FAILED,
+                    message=LOST_MESSAGE,
+                    desired=st.DESIRED_STOPPED,
+                    desired_message=LOST_MESSAGE,
+                )
+            elif (
+                cancel.is_set()
+                or self.store.executions[execution_id]["DesiredState"]["StateType"] == st.DESIRED_STOPPED
+            ):
                 self._finish_cancelled(execution_id)
             elif error:
-                self.store.update_execution(execution_id, compute=st.EXEC_FAILED, message=error, desired=st.DESIRED_STOPPED,
-                                            desired_message="execution failed")
-                self.store.add_event(job_id, "Execution", error, execution_id,
-                                     {"IsError": "true", "FailsExecution": "true"}, version=version)
+                self.store.update_execution(
+                    execution_id,
+                    compute=st.EXEC_FAILED,
+                    message=error,
+                    desired=st.DESIRED_STOPPED,
+                    desired_message="execution failed",
+                )
+                self.store.add_event(
+                    job_id,
+                    "Execution",
+                    error,
+                    execution_id,
+                    {"IsError": "true", "FailsExecution": "true"},
+                    version=version,
+                )
             else:
-                self.store.update_execution(execution_id, compute=st.EXEC_COMPLETED, message="", desired=st.DESIRED_STOPPED,
-                                            desired_message="execution completed", RunOutput=run_output,
-                                            PublishedResult=published or {"Type": ""})
-                self.store.add_event(job_id, "Execution", "Completed", execution_id, {"NewState": "Completed"}, version=version)
+                self.store.update_execution(
+                    execution_id,
+                    compute=st.EXEC_COMPLETED,
+                    message="",
+                    desired=st.DESIRED_STOPPED,
+                    desired_message="execution completed",
+                    RunOutput=run_output,
+                    PublishedResult=published or {"Type": ""},
+                )
+                self.store.add_event(
+                    job_id, "Execution", "Completed", execution_id, {"NewState": "Completed"}, version=version
+                )
             buffer.finish()
         self.enqueue(job_id)
 
@@ -331,5 +406,11 @@ class Scheduler:
                 return
             self.store.update_execution(execution_id, compute=state, message=message)
             if state == st.EXEC_RUNNING:
-                self.store.add_event(execution["JobID"], "Execution", "Running", execution_id, {"NewState": "Running"},
-                                     version=execution["JobVersion"])
+                self.store.add_event(
+                    execution["JobID"],
+                    "Execution",
+                    "Running",
+                    execution_id,
+                    {"NewState": "Running"},
+                    version=execution["JobVersion"],
+                )

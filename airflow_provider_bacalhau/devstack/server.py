@@ -81,13 +81,26 @@ def node_id_for(data_dir: Path) -> str:
 
 
 def version_info() -> dict:
-    return {"Major": "1", "Minor": "9", "GitVersion": GIT_VERSION, "GitCommit": "devstack", "BuildDate": "2026-01-01T00:00:00Z",
-            "GOOS": "linux", "GOARCH": {"x86_64": "amd64", "aarch64": "arm64"}.get(platform.machine(), platform.machine()),
-            "Devstack": STAND_IN_NOTE}
+    return {
+        "Major": "1",
+        "Minor": "9",
+        "GitVersion": GIT_VERSION,
+        "GitCommit": "devstack",
+        "BuildDate": "2026-01-01T00:00:00Z",
+        "GOOS": "linux",
+        "GOARCH": {"x86_64": "amd64", "aarch64": "arm64"}.get(platform.machine(), platform.machine()),
+        "Devstack": STAND_IN_NOTE,
+    }
 
 
 def error_body(exc: ApiError, request_id: str = "") -> dict:
-    body: dict[str, Any] = {"Status": exc.status, "Message": exc.message, "RequestID": request_id, "Code": exc.code, "Component": exc.component}
+    body: dict[str, Any] = {
+        "Status": exc.status,
+        "Message": exc.message,
+        "RequestID": request_id,
+        "Code": exc.code,
+        "Component": exc.component,
+    }
     if exc.hint:
         body["Hint"] = exc.hint
     if exc.details:
@@ -124,30 +137,57 @@ class Gate:
             if parsed is None:
                 failure = (400, {"Error": f"Invalid client version {client_version}"})
             elif parsed < MIN_CLIENT_VERSION:
-                failure = (403, {"Error": "Client version is outdated. Update your client", "MinVersion": "1.4.0",
-                                 "ClientVersion": client_version, "ServerVersion": SERVER_VERSION})
+                failure = (
+                    403,
+                    {
+                        "Error": "Client version is outdated. Update your client",
+                        "MinVersion": "1.4.0",
+                        "ClientVersion": client_version,
+                        "ServerVersion": SERVER_VERSION,
+                    },
+                )
         if failure is None:
             method = "GET" if scope["type"] == "websocket" else scope["method"]
             denied = authz.check(self.holder.auth, method, path, headers.get("authorization", ""))
             if denied:
                 status, reason = denied
                 code = "Unauthorized" if status == 401 else "Forbidden"
-                message = "unauthorized: missing or invalid credentials" if status == 401 else f"forbidden: {reason}"
-                failure = (status, error_body(ApiError(status, message, code, "Authorizer", details={"reason": reason}), request_id))
+                message = (
+                    "unauthorized: missing or invalid credentials"
+                    if status == 401
+                    else f"forbidden: {reason}"
+                )
+                failure = (
+                    status,
+                    error_body(
+                        ApiError(status, message, code, "Authorizer", details={"reason": reason}), request_id
+                    ),
+                )
         if failure is not None:
             if scope["type"] == "websocket":
                 await send({"type": "websocket.close", "code": 1008})
                 return
             payload = json.dumps(failure[1]).encode()
-            await send({"type": "http.response.start", "status": failure[0], "headers": [
-                (b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode()),
-                (b"x-request-id", reply_id.encode())]})
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": failure[0],
+                    "headers": [
+                        (b"content-type", b"application/json"),
+                        (b"content-length", str(len(payload)).encode()),
+                        (b"x-request-id", reply_id.encode()),
+                    ],
+                }
+            )
             await send({"type": "http.response.body", "body": payload})
             return
 
         async def send_with_id(message: dict) -> None:
             if message["type"] == "http.response.start":
-                message = {**message, "headers": [*message.get("headers", []), (b"x-request-id", reply_id.encode())]}
+                message = {
+                    **message,
+                    "headers": [*message.get("headers", []), (b"x-request-id", reply_id.encode())],
+                }
             await send(message)
 
         await self.app(scope, receive, send_with_id)
@@ -164,28 +204,48 @@ class Devstack:
         self.auth = authz.AuthConfig.from_config(settings.auth or {})
         self.store = Store(settings.data_dir)
         self.local_publisher_port = local_results.choose_port(
-            settings.data_dir, settings.local_publisher_address, settings.local_publisher_port)
+            settings.data_dir, settings.local_publisher_address, settings.local_publisher_port
+        )
         self.local_results = local_results.LocalResultServer(
-            self.local_publisher_dir, settings.local_publisher_address, self.local_publisher_port)
+            self.local_publisher_dir, settings.local_publisher_address, self.local_publisher_port
+        )
         self.compute = compute if compute is not None else self._real_compute()
-        self.scheduler = Scheduler(self.store, self.compute, self.node_id, settings.concurrency,
-                                   presign_managed_put=self.presign_managed_put, queue_backoff=settings.queue_backoff)
+        self.scheduler = Scheduler(
+            self.store,
+            self.compute,
+            self.node_id,
+            settings.concurrency,
+            presign_managed_put=self.presign_managed_put,
+            queue_backoff=settings.queue_backoff,
+        )
         self._s3 = None
 
     def _real_compute(self) -> Any:
         from airflow_provider_bacalhau.devstack import compute
 
         s = self.settings
-        return compute.ComputeNode(compute.ComputeSettings(
-            data_dir=s.data_dir / "compute", node_id=self.node_id, docker_host=s.docker_host,
-            image_aliases=dict(getattr(compute, "DEFAULT_IMAGE_ALIASES", {})),
-            s3_default_endpoint=s.node_s3_endpoint or s.s3_endpoint, s3_only_default=bool(s.node_s3_endpoint),
-            aws_access_key_id=s.aws_access_key_id if s.node_aws_access_key_id is None else s.node_aws_access_key_id,
-            aws_secret_access_key=(s.aws_secret_access_key if s.node_aws_secret_access_key is None
-                                   else s.node_aws_secret_access_key), region=s.region,
-            allow_listed_local_paths=list(s.allow_listed_local_paths), local_publisher_dir=self.local_publisher_dir,
-            local_publisher_base_url=self.local_publisher_url,
-        ))
+        return compute.ComputeNode(
+            compute.ComputeSettings(
+                data_dir=s.data_dir / "compute",
+                node_id=self.node_id,
+                docker_host=s.docker_host,
+                image_aliases=dict(getattr(compute, "DEFAULT_IMAGE_ALIASES", {})),
+                s3_default_endpoint=s.node_s3_endpoint or s.s3_endpoint,
+                s3_only_default=bool(s.node_s3_endpoint),
+                aws_access_key_id=s.aws_access_key_id
+                if s.node_aws_access_key_id is None
+                else s.node_aws_access_key_id,
+                aws_secret_access_key=(
+                    s.aws_secret_access_key
+                    if s.node_aws_secret_access_key is None
+                    else s.node_aws_secret_access_key
+                ),
+                region=s.region,
+                allow_listed_local_paths=list(s.allow_listed_local_paths),
+                local_publisher_dir=self.local_publisher_dir,
+                local_publisher_base_url=self.local_publisher_url,
+            )
+        )
 
     def reap_orphan_containers(self) -> None:
         """Containers of this node left by a previous worker (restart) belong to lost executions."""
@@ -195,7 +255,9 @@ class Devstack:
             import docker
 
             client = docker.DockerClient(base_url=self.settings.docker_host, timeout=30)
-            for container in client.containers.list(all=True, filters={"label": f"bacalhau-devstack.node={self.node_id}"}):
+            for container in client.containers.list(
+                all=True, filters={"label": f"bacalhau-devstack.node={self.node_id}"}
+            ):
                 container.remove(force=True)
                 log.info("removed container %s of a lost execution", container.short_id)
             client.close()
@@ -215,10 +277,14 @@ class Devstack:
             import boto3
             from botocore.config import Config
 
-            self._s3 = boto3.client("s3", endpoint_url=self.settings.s3_endpoint, region_name=self.settings.region,
-                                    aws_access_key_id=self.settings.aws_access_key_id,
-                                    aws_secret_access_key=self.settings.aws_secret_access_key,
-                                    config=Config(signature_version="s3v4", s3={"addressing_style": "path"}))
+            self._s3 = boto3.client(
+                "s3",
+                endpoint_url=self.settings.s3_endpoint,
+                region_name=self.settings.region,
+                aws_access_key_id=self.settings.aws_access_key_id,
+                aws_secret_access_key=self.settings.aws_secret_access_key,
+                config=Config(signature_version="s3v4", s3={"addressing_style": "path"}),
+            )
         return self._s3
 
     def managed_key(self, job_id: str, execution_id: str) -> str:
@@ -227,43 +293,77 @@ class Devstack:
 
     def presign_managed_put(self, job_id: str, execution_id: str) -> str:
         return self.s3().generate_presigned_url(
-            "put_object", ExpiresIn=self.settings.managed_url_expiration,
+            "put_object",
+            ExpiresIn=self.settings.managed_url_expiration,
             # A bare PutObject, no ContentType (s3managed/url_generator.go GeneratePresignedPutURL);
             # the node's PUT then sends an unsigned Content-Type, which SeaweedFS and AWS accept.
-            Params={"Bucket": self.settings.managed_bucket, "Key": self.managed_key(job_id, execution_id)})
+            Params={"Bucket": self.settings.managed_bucket, "Key": self.managed_key(job_id, execution_id)},
+        )
 
-    def presign_get(self, bucket: str, key: str, endpoint: str = "", region: str = "", expires: int = 900) -> str:
+    def presign_get(
+        self, bucket: str, key: str, endpoint: str = "", region: str = "", expires: int = 900
+    ) -> str:
         client = self.s3()
         if endpoint and endpoint.rstrip("/") != self.settings.s3_endpoint.rstrip("/"):
             import boto3
             from botocore.config import Config
 
-            client = boto3.client("s3", endpoint_url=endpoint, region_name=region or self.settings.region,
-                                  aws_access_key_id=self.settings.aws_access_key_id,
-                                  aws_secret_access_key=self.settings.aws_secret_access_key,
-                                  config=Config(signature_version="s3v4", s3={"addressing_style": "path"}))
-        return client.generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=expires)
+            client = boto3.client(
+                "s3",
+                endpoint_url=endpoint,
+                region_name=region or self.settings.region,
+                aws_access_key_id=self.settings.aws_access_key_id,
+                aws_secret_access_key=self.settings.aws_secret_access_key,
+                config=Config(signature_version="s3v4", s3={"addressing_style": "path"}),
+            )
+        return client.generate_presigned_url(
+            "get_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=expires
+        )
 
     def node_info(self) -> dict:
         compute_info = self.compute.node_info() if hasattr(self.compute, "node_info") else {}
         # A hybrid node: the compute decorator makes it "Compute" (pkg/compute/node_info_decorator.go).
-        return {"NodeID": self.node_id, "NodeType": "Compute", "Labels": {"devstack": "true"},
-                "SupportedProtocols": ["ncl/v1"], "ComputeNodeInfo": compute_info, "BacalhauVersion": version_info()}
+        return {
+            "NodeID": self.node_id,
+            "NodeType": "Compute",
+            "Labels": {"devstack": "true"},
+            "SupportedProtocols": ["ncl/v1"],
+            "ComputeNodeInfo": compute_info,
+            "BacalhauVersion": version_info(),
+        }
 
     def agent_config(self) -> dict:
         s = self.settings
-        return {"config": {
-            "API": {"Host": "127.0.0.1", "Port": int(s.public_url.rsplit(":", 1)[-1].split("/")[0] or 1234)},
-            "NameProvider": "devstack",
-            "Orchestrator": {"Enabled": True}, "Compute": {"Enabled": True, "AllowListedLocalPaths": s.allow_listed_local_paths},
-            "JobDefaults": {"Batch": {"Task": {"Resources": {"CPU": "500m", "Memory": "512Mb"}}}},
-            "Publishers": {"Types": {"S3Managed": {"Bucket": s.managed_bucket, "Key": s.managed_key_prefix, "Region": s.region,
-                                                   "Endpoint": s.s3_endpoint,
-                                                   "PreSignedURLExpiration": go_duration(s.managed_url_expiration)},
-                                     # S3.PreSignedURLExpiration has no default: 0, left out (omitempty)
-                                     "S3": {"PreSignedURLDisabled": False}}},
-            "Devstack": {"Note": STAND_IN_NOTE, "Concurrency": s.concurrency, "S3Endpoint": s.s3_endpoint},
-        }}
+        return {
+            "config": {
+                "API": {
+                    "Host": "127.0.0.1",
+                    "Port": int(s.public_url.rsplit(":", 1)[-1].split("/")[0] or 1234),
+                },
+                "NameProvider": "devstack",
+                "Orchestrator": {"Enabled": True},
+                "Compute": {"Enabled": True, "AllowListedLocalPaths": s.allow_listed_local_paths},
+                "JobDefaults": {"Batch": {"Task": {"Resources": {"CPU": "500m", "Memory": "512Mb"}}}},
+                "Publishers": {
+                    "Types": {
+                        "S3Managed": {
+                            "Bucket": s.managed_bucket,
+                            "Key": s.managed_key_prefix,
+                            "Region": s.region,
+                            "Endpoint": s.s3_endpoint,
+                            "PreSignedURLExpiration": go_duration(s.managed_url_expiration),
+                        },
+                        # S3.PreSignedURLExpiration has no default: 0, left out (omitempty)
+                        "S3": {"PreSignedURLDisabled": False},
+                    }
+                },
+                "Devstack": {
+                    "Note": STAND_IN_NOTE,
+                    "Concurrency": s.concurrency,
+                    "S3Endpoint": s.s3_endpoint,
+                },
+            }
+        }
 
     def restart_soon(self) -> None:
         """Flush and exit with RESTART_EXIT_CODE; the ``serve`` supervisor starts a fresh worker."""
@@ -293,8 +393,14 @@ def create_app(settings: ServerSettings, compute: Any = None) -> FastAPI:
             state.local_results.stop()
             state.store.close()
 
-    app = FastAPI(title="Bacalhau devstack", description=STAND_IN_NOTE, docs_url=None, redoc_url=None, openapi_url=None,
-                  lifespan=lifespan)
+    app = FastAPI(
+        title="Bacalhau devstack",
+        description=STAND_IN_NOTE,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+        lifespan=lifespan,
+    )
     app.state.devstack = state
 
     @app.exception_handler(ApiError)
@@ -315,8 +421,14 @@ def create_app(settings: ServerSettings, compute: Any = None) -> FastAPI:
         err = ApiError(500, "Internal server error", "InternalError", "Unknown")
         return JSONResponse(error_body(err, request.headers.get("x-request-id", "")), status_code=500)
 
-    for path, target in (("/", "/api/v1/agent/version"), ("/version", "/api/v1/agent/version"), ("/livez", "/api/v1/agent/alive")):
-        app.add_api_route(path, lambda target=target: RedirectResponse(target, status_code=301), methods=["GET"])
+    for path, target in (
+        ("/", "/api/v1/agent/version"),
+        ("/version", "/api/v1/agent/version"),
+        ("/livez", "/api/v1/agent/alive"),
+    ):
+        app.add_api_route(
+            path, lambda target=target: RedirectResponse(target, status_code=301), methods=["GET"]
+        )
 
     @app.get("/api/v1/agent/alive")
     def alive() -> dict:
@@ -399,12 +511,19 @@ def _register_admin(app: FastAPI, state: Devstack) -> None:
     @app.get("/devstack/v1/jobs")
     def all_jobs() -> dict:
         with state.store.lock:
-            return {"Items": sorted((dict(j) for j in state.store.jobs.values()), key=lambda j: j["CreateTime"])}
+            return {
+                "Items": sorted((dict(j) for j in state.store.jobs.values()), key=lambda j: j["CreateTime"])
+            }
 
     @app.get("/devstack/v1/info")
     def info() -> dict:
-        return {"Note": STAND_IN_NOTE, "NodeID": state.node_id, "PID": os.getpid(), "Concurrency": state.settings.concurrency,
-                "LocalPublisherURL": state.local_publisher_url}
+        return {
+            "Note": STAND_IN_NOTE,
+            "NodeID": state.node_id,
+            "PID": os.getpid(),
+            "Concurrency": state.settings.concurrency,
+            "LocalPublisherURL": state.local_publisher_url,
+        }
 
     @app.get("/jobs/{job_id}")
     def webui_job(job_id: str) -> HTMLResponse:
@@ -413,5 +532,7 @@ def _register_admin(app: FastAPI, state: Devstack) -> None:
         except ApiError:
             return HTMLResponse(f"<p>job {job_id} not found</p>", status_code=404)
         pretty = json.dumps(job, indent=2).replace("&", "&amp;").replace("<", "&lt;")
-        return HTMLResponse(f"<html><body><h1>{job['Name']} ({job['State']['StateType']})</h1><p>{STAND_IN_NOTE}</p>"
-                            f"<pre>{pretty}</pre></body></html>")
+        return HTMLResponse(
+            f"<html><body><h1>{job['Name']} ({job['State']['StateType']})</h1><p>{STAND_IN_NOTE}</p>"
+            f"<pre>{pretty}</pre></body></html>"
+        )

@@ -144,22 +144,44 @@ def up(
     docker_host, started_engine = _engine(engine_home) if with_engine else ("", False)
     s3_pid = 0
     if s3_endpoint is None:
-        s3 = s3server.SeaweedServer(home / S3_DATA, _pick_port(s3_port, DEFAULT_S3_PORT), home / "logs" / "s3.log",
-                                    die_with_parent).start()
+        s3 = s3server.SeaweedServer(
+            home / S3_DATA, _pick_port(s3_port, DEFAULT_S3_PORT), home / "logs" / "s3.log", die_with_parent
+        ).start()
         s3_endpoint, s3_pid = s3.endpoint, s3.proc.pid
     try:
         create_buckets(s3_endpoint)
         port = _pick_port(api_port, DEFAULT_API_PORT)
-        argv = [sys.executable, "-m", "airflow_provider_bacalhau.devstack", "serve", "--port", str(port),
-                "--data-dir", str(home / "data"), "--s3-endpoint", s3_endpoint, "--concurrency", str(concurrency),
-                "--docker-host", docker_host, *(extra_args or [])]
+        argv = [
+            sys.executable,
+            "-m",
+            "airflow_provider_bacalhau.devstack",
+            "serve",
+            "--port",
+            str(port),
+            "--data-dir",
+            str(home / "data"),
+            "--s3-endpoint",
+            s3_endpoint,
+            "--concurrency",
+            str(concurrency),
+            "--docker-host",
+            docker_host,
+            *(extra_args or []),
+        ]
         if faults:
             argv += ["--faults", faults]
         if auth:
             argv += ["--auth", auth]
         server = procs.spawn(argv, home / "logs" / "server.log", die_with_parent=die_with_parent)
-        state = StackState(str(home), port, s3_endpoint, server.pid, s3_pid, docker_host,
-                           engine_home=str(_engine_marker(engine_home).parent.parent) if started_engine else "")
+        state = StackState(
+            str(home),
+            port,
+            s3_endpoint,
+            server.pid,
+            s3_pid,
+            docker_host,
+            engine_home=str(_engine_marker(engine_home).parent.parent) if started_engine else "",
+        )
         _state_file(home).write_text(json.dumps(asdict(state), indent=2))
         procs.wait_http_ok(f"{state.api_url}/api/v1/agent/alive", timeout=60, proc=server)
     except BaseException:
@@ -199,7 +221,13 @@ def env_vars(state: StackState) -> dict[str, str]:
         "BACALHAU_API_HOST": procs.LOCALHOST,
         "BACALHAU_API_PORT": str(state.api_port),
         "AIRFLOW_CONN_BACALHAU_DEFAULT": json.dumps(
-            {"conn_type": "bacalhau", "host": procs.LOCALHOST, "port": state.api_port, "extra": {"webui_url": api_url}}),
+            {
+                "conn_type": "bacalhau",
+                "host": procs.LOCALHOST,
+                "port": state.api_port,
+                "extra": {"webui_url": api_url},
+            }
+        ),
         "AIRFLOW_CONN_AWS_DEFAULT": procs.aws_conn_json(state.s3_endpoint, state.region),
         "AWS_ENDPOINT_URL_S3": state.s3_endpoint,
         "AWS_ACCESS_KEY_ID": procs.AWS_ACCESS_KEY_ID,

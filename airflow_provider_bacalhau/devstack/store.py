@@ -14,7 +14,7 @@ import os
 import threading
 import time
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -34,9 +34,21 @@ DESIRED_PENDING, DESIRED_RUNNING, DESIRED_STOPPED = 0, 1, 2
 class ApiError(Exception):
     """An error answered in Bacalhau's APIError shape."""
 
-    def __init__(self, status: int, message: str, code: str = "", component: str = "", hint: str = "", details: dict | None = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        code: str = "",
+        component: str = "",
+        hint: str = "",
+        details: dict | None = None,
+    ) -> None:
         super().__init__(message)
-        self.status, self.message, self.code = status, message, code or ("InternalError" if status >= 500 else "")
+        self.status, self.message, self.code = (
+            status,
+            message,
+            code or ("InternalError" if status >= 500 else ""),
+        )
         self.component, self.hint, self.details = component, hint, details or {}
 
 
@@ -49,7 +61,7 @@ def now_ns() -> int:
 
 
 def rfc3339(ns: int) -> str:
-    dt = datetime.fromtimestamp(ns / 1e9, tz=timezone.utc)
+    dt = datetime.fromtimestamp(ns / 1e9, tz=UTC)
     return dt.strftime("%Y-%m-%dT%H:%M:%S.%f").rstrip("0").rstrip(".") + "Z"
 
 
@@ -129,7 +141,13 @@ class Store:
             with self.lock:
                 self._dirty.clear()
                 text = json.dumps(
-                    {"jobs": self.jobs, "versions": self.versions, "executions": self.executions, "history": self.history, "seq": self.seq}
+                    {
+                        "jobs": self.jobs,
+                        "versions": self.versions,
+                        "executions": self.executions,
+                        "history": self.history,
+                        "seq": self.seq,
+                    }
                 )
             tmp = self.path.with_suffix(".tmp")
             tmp.write_text(text)
@@ -161,7 +179,9 @@ class Store:
             if len(matches) == 1:
                 return matches[0]
             if len(matches) > 1:
-                raise ApiError(500, f"multiple jobs found for id {id_or_name}", "MultipleJobsFound", "JobStore")
+                raise ApiError(
+                    500, f"multiple jobs found for id {id_or_name}", "MultipleJobsFound", "JobStore"
+                )
             raise not_found(id_or_name)
 
     def find_by_name(self, name: str, namespace: str) -> dict | None:
@@ -180,7 +200,9 @@ class Store:
                 return copy.deepcopy(current)
             versions = self.versions[job_id]
             if version < 1 or version > len(versions):
-                raise ApiError(404, f"job version {version} not found for job {job_id}", "NotFound", "JobStore")
+                raise ApiError(
+                    404, f"job version {version} not found for job {job_id}", "NotFound", "JobStore"
+                )
             return copy.deepcopy(versions[version - 1])
 
     def executions_of(self, job_id: str, version: int | None = None) -> list[dict]:
@@ -192,7 +214,13 @@ class Store:
     def create_job(self, job: dict) -> dict:
         with self.lock:
             ts = now_ns()
-            job.update(State={"StateType": "Pending", "Message": ""}, Version=1, Revision=1, CreateTime=ts, ModifyTime=ts)
+            job.update(
+                State={"StateType": "Pending", "Message": ""},
+                Version=1,
+                Revision=1,
+                CreateTime=ts,
+                ModifyTime=ts,
+            )
             self.jobs[job["ID"]] = job
             self._by_name[(job["Namespace"], job["Name"])] = job["ID"]
             self.versions[job["ID"]] = [copy.deepcopy(job)]
@@ -207,8 +235,13 @@ class Store:
             old = self.jobs[job_id]
             ts = now_ns()
             spec.update(
-                ID=job_id, Name=old["Name"], Namespace=old["Namespace"], Version=old["Version"] + 1,
-                Revision=old["Revision"] + 1, CreateTime=old["CreateTime"], ModifyTime=ts,
+                ID=job_id,
+                Name=old["Name"],
+                Namespace=old["Namespace"],
+                Version=old["Version"] + 1,
+                Revision=old["Revision"] + 1,
+                CreateTime=old["CreateTime"],
+                ModifyTime=ts,
                 State={"StateType": "Pending", "Message": ""},
             )
             self.jobs[job_id] = spec
@@ -233,11 +266,24 @@ class Store:
             job["ModifyTime"] = now_ns()
             self.versions[job_id][job["Version"] - 1]["State"] = job["State"]
             event_details = {"NewState": state, **({"IsError": "true"} if state == "Failed" else {})}
-            self.add_event(job_id, "State Update", f"Job state updated to {state}" + (f": {message}" if message else ""), details=event_details)
+            self.add_event(
+                job_id,
+                "State Update",
+                f"Job state updated to {state}" + (f": {message}" if message else ""),
+                details=event_details,
+            )
             self.mark_dirty()
             return True
 
-    def add_event(self, job_id: str, topic: str, message: str, execution_id: str = "", details: dict | None = None, version: int | None = None) -> None:
+    def add_event(
+        self,
+        job_id: str,
+        topic: str,
+        message: str,
+        execution_id: str = "",
+        details: dict | None = None,
+        version: int | None = None,
+    ) -> None:
         with self.lock:
             job = self.jobs.get(job_id)
             if job is None:
@@ -260,21 +306,36 @@ class Store:
             self.history[job_id].append(record)
             self.mark_dirty()
 
-    def new_execution(self, job_id: str, node_id: str, eval_id: str, partition: int, previous: str = "") -> dict:
+    def new_execution(
+        self, job_id: str, node_id: str, eval_id: str, partition: int, previous: str = ""
+    ) -> dict:
         with self.lock:
             job = self.jobs[job_id]
             ts = now_ns()
             execution = {
-                "ID": new_execution_id(), "Namespace": job["Namespace"], "EvalID": eval_id, "Name": "",
-                "NodeID": node_id, "JobID": job_id, "JobVersion": job["Version"],
-                "AllocatedResources": {"Tasks": {
-                    task["Name"]: allocated_resources(task.get("Resources") or {}) for task in job["Tasks"][:1]}},
+                "ID": new_execution_id(),
+                "Namespace": job["Namespace"],
+                "EvalID": eval_id,
+                "Name": "",
+                "NodeID": node_id,
+                "JobID": job_id,
+                "JobVersion": job["Version"],
+                "AllocatedResources": {
+                    "Tasks": {
+                        task["Name"]: allocated_resources(task.get("Resources") or {})
+                        for task in job["Tasks"][:1]
+                    }
+                },
                 "DesiredState": {"StateType": DESIRED_RUNNING, "Message": "execution scheduled"},
                 "ComputeState": {"StateType": EXEC_BID_ACCEPTED, "Message": "bid accepted"},
                 "PublishedResult": {"Type": ""},
                 "RunOutput": None,
-                "PreviousExecution": previous, "NextExecution": "", "FollowupEvalID": "",
-                "Revision": 1, "CreateTime": ts, "ModifyTime": ts,
+                "PreviousExecution": previous,
+                "NextExecution": "",
+                "FollowupEvalID": "",
+                "Revision": 1,
+                "CreateTime": ts,
+                "ModifyTime": ts,
             }
             if partition:
                 execution["PartitionIndex"] = partition
@@ -282,12 +343,21 @@ class Store:
             self._executions_of.setdefault(job_id, []).append(execution["ID"])
             if previous and previous in self.executions:
                 self.executions[previous]["NextExecution"] = execution["ID"]
-            self.add_event(job_id, "Scheduling", f"Requested execution on {node_id}", execution_id=execution["ID"])
+            self.add_event(
+                job_id, "Scheduling", f"Requested execution on {node_id}", execution_id=execution["ID"]
+            )
             self.mark_dirty()
             return execution
 
-    def update_execution(self, execution_id: str, compute: int | None = None, message: str | None = None, desired: int | None = None,
-                         desired_message: str = "", **fields: Any) -> dict:
+    def update_execution(
+        self,
+        execution_id: str,
+        compute: int | None = None,
+        message: str | None = None,
+        desired: int | None = None,
+        desired_message: str = "",
+        **fields: Any,
+    ) -> dict:
         with self.lock:
             execution = self.executions[execution_id]
             if compute is not None:

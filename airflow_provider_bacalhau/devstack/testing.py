@@ -16,7 +16,6 @@ import pytest
 
 from airflow_provider_bacalhau.devstack import procs, s3server
 
-
 #: A second S3 identity that may use only :data:`LIMITED_BUCKET`: for access-denied tests.
 LIMITED_IDENTITY = s3server.Identity("devstack-limited-key", "devstack-limited-secret", ("devstack-limited",))
 LIMITED_BUCKET = LIMITED_IDENTITY.buckets[0]
@@ -64,8 +63,9 @@ class S3Server:
 @pytest.fixture(scope="session")
 def s3_server(tmp_path_factory: pytest.TempPathFactory):
     home = tmp_path_factory.mktemp("s3-server")
-    server = s3server.SeaweedServer(home, log_path=home / "weed.log", die_with_parent=True,
-                                    identities=(LIMITED_IDENTITY, SECRET_IDENTITY)).start()
+    server = s3server.SeaweedServer(
+        home, log_path=home / "weed.log", die_with_parent=True, identities=(LIMITED_IDENTITY, SECRET_IDENTITY)
+    ).start()
     try:
         yield S3Server(server)
     finally:

@@ -35,8 +35,7 @@ class ComputeS3View:
             else:
                 object.__setattr__(self, name, value.strip())
         if self.endpoint and "://" not in self.endpoint:
-            raise ValueError(f"s3_endpoint: must be a URL such as http://minio:9000, got "
-                             f"{self.endpoint!r}")
+            raise ValueError(f"s3_endpoint: must be a URL such as http://minio:9000, got {self.endpoint!r}")
 
     def overridden(self, endpoint: str | None = None, region: str | None = None) -> ComputeS3View:
         """This view with per-operator overrides; None keeps a value, "" clears it."""
@@ -64,8 +63,9 @@ class ComputeS3View:
         return out
 
 
-def compute_s3_view_for(bacalhau_hook: Any, endpoint: str | None = None,
-                        region: str | None = None) -> ComputeS3View:
+def compute_s3_view_for(
+    bacalhau_hook: Any, endpoint: str | None = None, region: str | None = None
+) -> ComputeS3View:
     """A Bacalhau hook's view with overrides; the connection is not read when both overrides are
     given or ``bacalhau_hook`` is None."""
     if bacalhau_hook is not None and (endpoint is None or region is None):
@@ -75,13 +75,19 @@ def compute_s3_view_for(bacalhau_hook: Any, endpoint: str | None = None,
     return base.overridden(endpoint, region)
 
 
-def warn_if_nodes_miss_airflows_store(view: ComputeS3View, airflow_endpoint: str, aws_conn_id: str | None,
-                                      logger: Any, what: str = "S3 inputs") -> None:
+def warn_if_nodes_miss_airflows_store(
+    view: ComputeS3View, airflow_endpoint: str, aws_conn_id: str | None, logger: Any, what: str = "S3 inputs"
+) -> None:
     """Warn when specs go without an Endpoint while Airflow's AWS connection names one. Before the
     two views were split that endpoint went into job specs; now a node uses AWS or its default."""
     if view.endpoint or not airflow_endpoint:
         return
-    logger.warning("%s go to the compute nodes without an S3 Endpoint (AWS, or each node's default), "
-                   "while the AWS connection %r reaches S3 at %s. If the nodes reach that same store, "
-                   "set s3_endpoint in the Bacalhau connection's extra (or on the operator) to the "
-                   "address they reach it at.", what, aws_conn_id, airflow_endpoint)
+    logger.warning(
+        "%s go to the compute nodes without an S3 Endpoint (AWS, or each node's default), "
+        "while the AWS connection %r reaches S3 at %s. If the nodes reach that same store, "
+        "set s3_endpoint in the Bacalhau connection's extra (or on the operator) to the "
+        "address they reach it at.",
+        what,
+        aws_conn_id,
+        airflow_endpoint,
+    )

@@ -22,7 +22,12 @@ from urllib.parse import quote
 
 from airflow.providers.common.compat.sdk import AirflowNotFoundException, BaseHook
 
-from airflow_provider_bacalhau.client import AsyncBacalhauClient, BacalhauClient, ClientConfig, shared_http_client
+from airflow_provider_bacalhau.client import (
+    AsyncBacalhauClient,
+    BacalhauClient,
+    ClientConfig,
+    shared_http_client,
+)
 from airflow_provider_bacalhau.client.config import DEFAULT_PORT, build_base_url, parse_bool, parse_port
 from airflow_provider_bacalhau.errors import BacalhauApiError
 from airflow_provider_bacalhau.hooks._compute_s3 import ComputeS3View
@@ -62,15 +67,17 @@ def config_from_connection(conn: Any, extras: dict) -> ClientConfig:
         try:
             settings[name] = kind(str(raw).strip())
         except ValueError:
-            raise ValueError(f"extra.{name}: expected {'a number of seconds' if kind is float else 'a whole number'}, "
-                             f"got {raw!r}") from None
+            raise ValueError(
+                f"extra.{name}: expected {'a number of seconds' if kind is float else 'a whole number'}, "
+                f"got {raw!r}"
+            ) from None
     try:
         return ClientConfig(**settings)
     except ValueError as exc:  # name the connection's fields, not the config's
         text = str(exc)
         for mine, theirs in (("timeout:", "extra.timeout:"), ("max_retries:", "extra.max_retries:")):
             if text.startswith(mine):
-                text = theirs + text[len(mine):]
+                text = theirs + text[len(mine) :]
         raise ValueError(text) from None
 
 
@@ -121,8 +128,9 @@ class BacalhauHook(BaseHook):
                 s3_view = ComputeS3View()
             else:
                 config = config_from_connection(conn, extras)
-                s3_view = ComputeS3View(_extra(extras, "s3_endpoint") or "",
-                                        _extra(extras, "s3_region") or "")
+                s3_view = ComputeS3View(
+                    _extra(extras, "s3_endpoint") or "", _extra(extras, "s3_region") or ""
+                )
         except ValueError as exc:
             raise ValueError(f"Bacalhau connection {self.bacalhau_conn_id!r}: {exc}") from None
         self._webui_url = (_extra(extras, "webui_url") or "").rstrip("/") or None
@@ -150,7 +158,10 @@ class BacalhauHook(BaseHook):
         if self._config is not None:
             return self._config
         try:
-            from airflow.providers.common.compat.connection import get_async_connection, get_async_extra_dejson
+            from airflow.providers.common.compat.connection import (
+                get_async_connection,
+                get_async_extra_dejson,
+            )
         except ImportError:  # older common-compat (the 1.12 floor too): the blocking lookup in a thread
             from asgiref.sync import sync_to_async
 
@@ -181,8 +192,9 @@ class BacalhauHook(BaseHook):
     def get_conn(self) -> BacalhauClient:
         return self.get_client()
 
-    async def get_async_client(self, *, max_retries: int | None = None,
-                               namespace: str | None = None) -> AsyncBacalhauClient:
+    async def get_async_client(
+        self, *, max_retries: int | None = None, namespace: str | None = None
+    ) -> AsyncBacalhauClient:
         """An async client on the pool shared by every client of this config on this event loop.
 
         Closing it does not close the shared pool. ``max_retries`` overrides the connection's
@@ -190,8 +202,9 @@ class BacalhauHook(BaseHook):
         both without leaving the shared pool.
         """
         config = await self.async_client_config()
-        client = AsyncBacalhauClient(self._in_namespace(config, namespace),
-                                     http_client=shared_http_client(config))
+        client = AsyncBacalhauClient(
+            self._in_namespace(config, namespace), http_client=shared_http_client(config)
+        )
         return client if max_retries is None else client.with_max_retries(max_retries)
 
     def compute_s3_view(self) -> ComputeS3View:

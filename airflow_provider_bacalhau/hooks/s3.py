@@ -54,8 +54,13 @@ class BacalhauS3Hook(BaseHook):
     default_conn_name = "aws_default"
     hook_name = "Bacalhau S3 (through an AWS connection)"
 
-    def __init__(self, aws_conn_id: str | None = "aws_default", *, max_workers: int = 16,
-                 compute_s3: ComputeS3View | None = None) -> None:
+    def __init__(
+        self,
+        aws_conn_id: str | None = "aws_default",
+        *,
+        max_workers: int = 16,
+        compute_s3: ComputeS3View | None = None,
+    ) -> None:
         super().__init__()
         self.compute_s3 = compute_s3 or ComputeS3View()
         self.aws_conn_id = aws_conn_id
@@ -72,8 +77,7 @@ class BacalhauS3Hook(BaseHook):
 
         hook = self.s3_hook
         with self.explained_settings_errors():
-            config = hook.config.merge(Config(max_pool_connections=self.max_workers + 4,
-                                              **config_kwargs))
+            config = hook.config.merge(Config(max_pool_connections=self.max_workers + 4, **config_kwargs))
             return hook.get_client_type(region_name=hook.region_name, config=config)
 
     @contextmanager
@@ -92,8 +96,10 @@ class BacalhauS3Hook(BaseHook):
                 raise ValueError(f"{where}: extra.endpoint_url: {exc}") from None
             raise
         except (AttributeError, TypeError) as exc:  # e.g. config_kwargs given as a string
-            raise ValueError(f"{where}: a setting in its extra has the wrong type (config_kwargs and "
-                             f"service_config are mappings): {exc.__class__.__name__}: {exc}") from None
+            raise ValueError(
+                f"{where}: a setting in its extra has the wrong type (config_kwargs and "
+                f"service_config are mappings): {exc.__class__.__name__}: {exc}"
+            ) from None
 
     @cached_property
     def client(self) -> Any:
@@ -115,18 +121,21 @@ class BacalhauS3Hook(BaseHook):
         hook = self.s3_hook
         endpoint = self.endpoint_url
         style = (hook.config.s3 or {}).get("addressing_style")
-        options: Any = {"allow_http": endpoint.startswith("http://"),
-                                   "pool_max_idle_per_host": str(self.max_workers + 4)}
+        options: Any = {
+            "allow_http": endpoint.startswith("http://"),
+            "pool_max_idle_per_host": str(self.max_workers + 4),
+        }
         if hook.verify is False:
             options["allow_invalid_certificates"] = True
-        config: dict[str, Any] = {"region": self.region_name or "us-east-1",
-                                  "checksum_algorithm": "sha256",
-                                  # One SHA-256 pass, not two: the signed x-amz-checksum-sha256
-                                  # header, which S3 checks against the bytes, guards the body
-                                  # as a signed payload hash would.
-                                  "unsigned_payload": True,
-                                  "virtual_hosted_style_request": style == "virtual"
-                                  or (not endpoint and style != "path")}
+        config: dict[str, Any] = {
+            "region": self.region_name or "us-east-1",
+            "checksum_algorithm": "sha256",
+            # One SHA-256 pass, not two: the signed x-amz-checksum-sha256
+            # header, which S3 checks against the bytes, guards the body
+            # as a signed payload hash would.
+            "unsigned_payload": True,
+            "virtual_hosted_style_request": style == "virtual" or (not endpoint and style != "path"),
+        }
         if endpoint:
             config["endpoint"] = endpoint
         credentials = hook.get_session(region_name=hook.region_name).get_credentials()
@@ -148,10 +157,13 @@ class BacalhauS3Hook(BaseHook):
             return exc
         message = _STORE_MESSAGE.search(text)
         status = _STORE_STATUS.search(text)
-        return ClientError({"Error": {"Code": code.group(1),
-                                      "Message": message.group(1) if message else ""},
-                            "ResponseMetadata": {"HTTPStatusCode": int(status.group(1))
-                                                 if status else 0}}, operation)
+        return ClientError(
+            {
+                "Error": {"Code": code.group(1), "Message": message.group(1) if message else ""},
+                "ResponseMetadata": {"HTTPStatusCode": int(status.group(1)) if status else 0},
+            },
+            operation,
+        )
 
     @contextmanager
     def explained_access_errors(self, action: str, bucket: str) -> Iterator[None]:
@@ -170,7 +182,9 @@ class BacalhauS3Hook(BaseHook):
                 f"S3 refused the AWS connection {self.aws_conn_id!r} while {action} "
                 f"s3://{bucket}/: {_ACCESS_ERRORS[code]} ({code}: {error.get('Message', '')}). "
                 f"Check the connection's credentials and the bucket's access rights.",
-                conn_id=self.aws_conn_id, code=code) from exc
+                conn_id=self.aws_conn_id,
+                code=code,
+            ) from exc
 
     @property
     def endpoint_url(self) -> str:
@@ -204,6 +218,9 @@ class _StoreCredentials:
 
     def __call__(self) -> dict[str, Any]:
         frozen = self.credentials.get_frozen_credentials()
-        return {"access_key_id": frozen.access_key, "secret_access_key": frozen.secret_key,
-                "token": frozen.token,
-                "expires_at": datetime.now(UTC) + timedelta(minutes=5)}
+        return {
+            "access_key_id": frozen.access_key,
+            "secret_access_key": frozen.secret_key,
+            "token": frozen.token,
+            "expires_at": datetime.now(UTC) + timedelta(minutes=5),
+        }

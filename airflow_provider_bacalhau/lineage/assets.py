@@ -40,9 +40,7 @@ def collector_is_active() -> bool:
 
 def _add(collector: Any, method: str, context: Any, name: DatasetName) -> None:
     add = getattr(collector, method)
-    if name.namespace.startswith(
-        "s3://"
-    ):  # as S3Hook does: the amazon provider's s3 factory
+    if name.namespace.startswith("s3://"):  # as S3Hook does: the amazon provider's s3 factory
         bucket = name.namespace[len("s3://") :]
         key = "" if name.name == "/" else name.name
         add(context=context, scheme="s3", asset_kwargs={"bucket": bucket, "key": key})
@@ -106,11 +104,7 @@ def emit_outlet_events(
                     )
                     added.append(name.uri)
             elif isinstance(outlet, Asset):
-                events[outlet].extra.update(
-                    {EXTRA_JOB_ID: job_id, EXTRA_RESULTS: results}
-                )
+                events[outlet].extra.update({EXTRA_JOB_ID: job_id, EXTRA_RESULTS: results})
     except Exception:
-        log.warning(
-            "Could not add asset events for Bacalhau job %s", job_id, exc_info=True
-        )
+        log.warning("Could not add asset events for Bacalhau job %s", job_id, exc_info=True)
     return added

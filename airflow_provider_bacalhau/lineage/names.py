@@ -48,13 +48,9 @@ def _url_dataset(url: str) -> DatasetName | None:
     parts = urlsplit(url)
     if not parts.scheme or not parts.hostname:
         return None
-    host = parts.hostname + (
-        f":{parts.port}" if parts.port else ""
-    )  # no user:password@
+    host = parts.hostname + (f":{parts.port}" if parts.port else "")  # no user:password@
     path = parts.path or "/"
-    return DatasetName(
-        f"{parts.scheme}://{host}", path, f"{parts.scheme}://{host}{path}"
-    )
+    return DatasetName(f"{parts.scheme}://{host}", path, f"{parts.scheme}://{host}{path}")
 
 
 def orchestrator_host(base_url: str) -> str:
@@ -78,9 +74,7 @@ def source_dataset(source: Any) -> DatasetName | None:
     if kind in ("urldownload", "url") and get(params, "URL"):
         return _url_dataset(str(get(params, "URL")))
     if kind == "ipfs" and get(params, "CID"):
-        return DatasetName(
-            "ipfs", str(get(params, "CID")), f"ipfs://{get(params, 'CID')}"
-        )
+        return DatasetName("ipfs", str(get(params, "CID")), f"ipfs://{get(params, 'CID')}")
     return None
 
 
@@ -98,14 +92,8 @@ def result_dataset(result: Any, orchestrator: str = "") -> DatasetName | None:
         return source_dataset({"Type": "s3", "Params": result.params})
     if result.type == "s3managed" and result.job_id:
         host = orchestrator or "unknown"
-        name = (
-            f"{result.job_id}/{result.execution_id}"
-            if result.execution_id
-            else result.job_id
-        )
-        return DatasetName(
-            f"{S3MANAGED_SCHEME}://{host}", name, f"{S3MANAGED_SCHEME}://{host}/{name}"
-        )
+        name = f"{result.job_id}/{result.execution_id}" if result.execution_id else result.job_id
+        return DatasetName(f"{S3MANAGED_SCHEME}://{host}", name, f"{S3MANAGED_SCHEME}://{host}/{name}")
     if result.type == "urlDownload":
         return _url_dataset(str(result.param("URL")))
     if result.type == "ipfs":
@@ -131,9 +119,7 @@ def _tasks(response: Mapping[str, Any]) -> list[Mapping[str, Any]]:
     job = get(response, "Job")
     job = job if isinstance(job, Mapping) else response
     tasks = get(job, "Tasks") or []
-    return (
-        [t for t in tasks if isinstance(t, Mapping)] if isinstance(tasks, list) else []
-    )
+    return [t for t in tasks if isinstance(t, Mapping)] if isinstance(tasks, list) else []
 
 
 def job_inputs(response: Mapping[str, Any]) -> list[DatasetName]:
@@ -167,9 +153,7 @@ def job_images(response: Mapping[str, Any]) -> list[str]:
     return images
 
 
-def run_facet_fields(
-    response: Mapping[str, Any], job_url: str | None, orchestrator: str
-) -> dict[str, Any]:
+def run_facet_fields(response: Mapping[str, Any], job_url: str | None, orchestrator: str) -> dict[str, Any]:
     """The fields of the ``bacalhau`` run facet: ids, version, executions, image, link.
 
     Only identifiers and states: never the spec's environment, parameters or credentials.

@@ -60,6 +60,4 @@ def operator_lineage(
             externalQueryId=job["jobId"],
             source=f"bacalhau://{job.get('orchestrator') or 'unknown'}",
         )
-    return OperatorLineage(
-        inputs=_datasets(inputs), outputs=_datasets(outputs), run_facets=run_facets
-    )
+    return OperatorLineage(inputs=_datasets(inputs), outputs=_datasets(outputs), run_facets=run_facets)

@@ -93,9 +93,17 @@ class BaseBacalhauJobOperator(TemplateErrorsFailMixin, JobLineageMixin, JobCompl
         the worker and in the triggerer alike. False logs only the final output.
     """
 
-    template_fields: ClassVar[tuple[str, ...]] = ("inputs", "inputs_target", "staging_bucket", "job_name",
-                                                  "namespace", "bacalhau_conn_id", "aws_conn_id",
-                                                  "s3_endpoint", "s3_region")
+    template_fields: ClassVar[tuple[str, ...]] = (
+        "inputs",
+        "inputs_target",
+        "staging_bucket",
+        "job_name",
+        "namespace",
+        "bacalhau_conn_id",
+        "aws_conn_id",
+        "s3_endpoint",
+        "s3_region",
+    )
     operator_extra_links = (BacalhauJobLink(),)
     ui_color = "#cfe8ff"
 
@@ -187,12 +195,20 @@ class BaseBacalhauJobOperator(TemplateErrorsFailMixin, JobLineageMixin, JobCompl
             deadline = time.time() + (self.timeout or UNLIMITED_WAIT_SECONDS)
             if self.deferrable:
                 self._defer(context, job_id, deadline)
-            self.log.info("Waiting for Bacalhau job %s in the worker (poll every %ss)", job_id,
-                          self.poll_interval)
+            self.log.info(
+                "Waiting for Bacalhau job %s in the worker (poll every %ss)", job_id, self.poll_interval
+            )
             # The waiting loop retries transient errors between polls: none inside a poll. API
             # errors that last end the wait as an "error" event, which execute_complete reports.
-            event = wait_in_worker(client.with_max_retries(0), job_id, self.poll_interval, deadline,
-                                   self.log, self.bacalhau_namespace, stream_logs=self.stream_logs)
+            event = wait_in_worker(
+                client.with_max_retries(0),
+                job_id,
+                self.poll_interval,
+                deadline,
+                self.log,
+                self.bacalhau_namespace,
+                stream_logs=self.stream_logs,
+            )
         return self.execute_complete(context, event)
 
     def _look_once(self, client: Any, job_id: str) -> dict | None:
@@ -277,22 +293,38 @@ class BaseBacalhauJobOperator(TemplateErrorsFailMixin, JobLineageMixin, JobCompl
             state = status.state.value
             owner = ((previous.get("Job") or {}).get("Meta") or {}).get(TASK_INSTANCE_META)
             if owner != job.meta[TASK_INSTANCE_META]:
-                self.log.warning("Bacalhau job %s (name %s, %s) belongs to another task instance (%s): "
-                                 "submitting a new version for this one, which stops it if still "
-                                 "running; give each task instance its own job_name", status.job_id,
-                                 name, state, owner or "not submitted by Airflow")
+                self.log.warning(
+                    "Bacalhau job %s (name %s, %s) belongs to another task instance (%s): "
+                    "submitting a new version for this one, which stops it if still "
+                    "running; give each task instance its own job_name",
+                    status.job_id,
+                    name,
+                    state,
+                    owner or "not submitted by Airflow",
+                )
                 force = True
             elif not status.is_terminal:
-                self.log.info("Re-attaching to Bacalhau job %s (%s, version %s) submitted by an "
-                              "earlier try", status.job_id, state, status.version)
+                self.log.info(
+                    "Re-attaching to Bacalhau job %s (%s, version %s) submitted by an earlier try",
+                    status.job_id,
+                    state,
+                    status.version,
+                )
                 return status.job_id, None
             elif job_accepted(status, self.fail_on_nonzero_exit):
-                self.log.info("Bacalhau job %s (%s) already completed for this task instance: "
-                              "reusing its results without running it again", status.job_id, name)
+                self.log.info(
+                    "Bacalhau job %s (%s) already completed for this task instance: "
+                    "reusing its results without running it again",
+                    status.job_id,
+                    name,
+                )
                 return status.job_id, previous
             else:
-                self.log.info("Bacalhau job %s ended %s in an earlier try: submitting a new version",
-                              status.job_id, state)
+                self.log.info(
+                    "Bacalhau job %s ended %s in an earlier try: submitting a new version",
+                    status.job_id,
+                    state,
+                )
                 force = True  # an identical spec would be refused with "no changes detected"
         self._add_inputs(job, client)
         check_node_support(client, job, self.node_support_check, self.log)  # NodeSupportError
@@ -315,12 +347,14 @@ class BaseBacalhauJobOperator(TemplateErrorsFailMixin, JobLineageMixin, JobCompl
         try:
             job_id = (client.get_job(name).get("Job") or {}).get("ID")
         except BacalhauApiError as exc:
-            raise AirflowException(f"Submitting Bacalhau job {name!r} failed: {cause}; looking it up "
-                                   f"by name failed too: {exc}") from exc
+            raise AirflowException(
+                f"Submitting Bacalhau job {name!r} failed: {cause}; looking it up by name failed too: {exc}"
+            ) from exc
         if not job_id:
             raise AirflowException(f"Submitting Bacalhau job {name!r} failed: {cause}")
-        self.log.info("Bacalhau already has job %s with this exact spec (name %s): re-attaching to it",
-                      job_id, name)
+        self.log.info(
+            "Bacalhau already has job %s with this exact spec (name %s): re-attaching to it", job_id, name
+        )
         return job_id
 
     def prepare_job(self, context: Any, name: str) -> Any:
@@ -334,8 +368,12 @@ class BaseBacalhauJobOperator(TemplateErrorsFailMixin, JobLineageMixin, JobCompl
             # A bad spec does not get better by retrying: fail without retries.
             raise AirflowFailException(f"Invalid Bacalhau job spec: {exc}") from exc
         if job.name and job.name != name and not self.job_name:
-            self.log.info("Replacing the spec's Name %r with %r (one name per task instance keeps "
-                          "retries from duplicating the job; pass job_name= to choose)", job.name, name)
+            self.log.info(
+                "Replacing the spec's Name %r with %r (one name per task instance keeps "
+                "retries from duplicating the job; pass job_name= to choose)",
+                job.name,
+                name,
+            )
         job.name = name
         if self.namespace:
             job.namespace = self.namespace
@@ -365,9 +403,16 @@ class BaseBacalhauJobOperator(TemplateErrorsFailMixin, JobLineageMixin, JobCompl
             bucket_name(self.staging_bucket, "staging_bucket")
         from airflow_provider_bacalhau.dataplane.inputs import resolve_inputs
 
-        return list(resolve_inputs(self.inputs, target=self.inputs_target, aws_conn_id=self.aws_conn_id,
-                                   bacalhau_client=client, staging_bucket=self.staging_bucket,
-                                   compute_s3=self.compute_s3_view()))
+        return list(
+            resolve_inputs(
+                self.inputs,
+                target=self.inputs_target,
+                aws_conn_id=self.aws_conn_id,
+                bacalhau_client=client,
+                staging_bucket=self.staging_bucket,
+                compute_s3=self.compute_s3_view(),
+            )
+        )
 
     # -- cancelling ----------------------------------------------------------------------------
     def on_kill(self) -> None:

@@ -42,8 +42,7 @@ def coerce_publisher(value: Any, field: str = "publisher") -> Any:
 
             bucket, key = parse_s3_uri(text, field)
             return publisher_from_spec({"Type": "s3", "Params": {"Bucket": bucket, "Key": key}}, field)
-        raise SpecError(field, "use s3managed, local, ipfs, noop, an s3://bucket/key URI or a mapping",
-                        value)
+        raise SpecError(field, "use s3managed, local, ipfs, noop, an s3://bucket/key URI or a mapping", value)
     if isinstance(value, Mapping):
         keys = {str(k).lower(): k for k in value}
         if "params" in keys or set(keys) <= {"type"}:
@@ -133,11 +132,26 @@ def as_str_list(value: Any, field: str) -> list[str]:
     raise SpecError(field, "must be a string or a list of strings", value)
 
 
-def build_docker_job(*, image: Any, entrypoint: Any, parameters: Any, env: Any, working_dir: Any,
-                     publisher: Any, result_paths: Any, resources: Any, timeouts: Any, count: Any,
-                     constraints: Any, labels: Any, namespace: Any, network: Any,
-                     job_type: str = "batch", task_name: str = "main",
-                     compute_s3: Any = None) -> Any:
+def build_docker_job(
+    *,
+    image: Any,
+    entrypoint: Any,
+    parameters: Any,
+    env: Any,
+    working_dir: Any,
+    publisher: Any,
+    result_paths: Any,
+    resources: Any,
+    timeouts: Any,
+    count: Any,
+    constraints: Any,
+    labels: Any,
+    namespace: Any,
+    network: Any,
+    job_type: str = "batch",
+    task_name: str = "main",
+    compute_s3: Any = None,
+) -> Any:
     """A validated one-task Docker :class:`~airflow_provider_bacalhau.spec.Job`.
 
     ``compute_s3`` (a :class:`~airflow_provider_bacalhau.hooks._compute_s3.ComputeS3View`) places
@@ -149,25 +163,39 @@ def build_docker_job(*, image: Any, entrypoint: Any, parameters: Any, env: Any, 
         raise SpecError("image", "a Docker image is required", image)
     if env is not None and not isinstance(env, (Mapping, list, tuple)):
         raise SpecError("env", "must be a mapping {NAME: value} or a list of 'NAME=value'", env)
-    for name, value in (env.items() if isinstance(env, Mapping) else ()):
+    for name, value in env.items() if isinstance(env, Mapping) else ():
         if not isinstance(name, str) or not name.strip() or "=" in name:
             raise SpecError("env", "variable names must be non-empty strings without '='", name)
         if isinstance(value, (bool, Mapping, list, tuple)) or value is None:
             raise SpecError(f"env.{name}", "must be a string or a number", value)
-    engine = DockerEngine(image.strip(), as_str_list(entrypoint, "entrypoint"),
-                          as_str_list(parameters, "parameters"),
-                          environment_variables=env or [], working_directory=working_dir or "")
+    engine = DockerEngine(
+        image.strip(),
+        as_str_list(entrypoint, "entrypoint"),
+        as_str_list(parameters, "parameters"),
+        environment_variables=env or [],
+        working_directory=working_dir or "",
+    )
     if isinstance(count, str) and count.strip().isdigit():  # a rendered template gives text
         count = int(count)
     pub = place_s3_publisher(coerce_publisher(publisher), compute_s3)
-    task = Task(engine, task_name, pub,
-                result_paths=coerce_result_paths(result_paths, pub is not None),
-                resources=coerce_part(resources, Resources, "resources"),
-                network=coerce_part(network, Network, "network", word_key="Type"),
-                timeouts=coerce_part(timeouts, Timeouts, "timeouts"))
+    task = Task(
+        engine,
+        task_name,
+        pub,
+        result_paths=coerce_result_paths(result_paths, pub is not None),
+        resources=coerce_part(resources, Resources, "resources"),
+        network=coerce_part(network, Network, "network", word_key="Type"),
+        timeouts=coerce_part(timeouts, Timeouts, "timeouts"),
+    )
     if labels is not None and not isinstance(labels, Mapping):
         raise SpecError("labels", "must be a mapping of label names to values", labels)
-    job = Job(task, namespace=namespace or "", type=job_type, count=1 if count is None else count,
-              constraints=coerce_constraints(constraints), labels=dict(labels or {}))
+    job = Job(
+        task,
+        namespace=namespace or "",
+        type=job_type,
+        count=1 if count is None else count,
+        constraints=coerce_constraints(constraints),
+        labels=dict(labels or {}),
+    )
     job.validate()
     return job

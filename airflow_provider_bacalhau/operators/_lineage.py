@@ -29,9 +29,7 @@ class JobLineageMixin:
 
     _lineage_job: dict | None = None
 
-    def execute_complete(
-        self, context: Any, event: dict[str, Any] | None = None
-    ) -> list[dict]:
+    def execute_complete(self, context: Any, event: dict[str, Any] | None = None) -> list[dict]:
         results = super().execute_complete(context, event)  # type: ignore[misc]
         self._report_assets(context, results)
         return results
@@ -41,14 +39,10 @@ class JobLineageMixin:
         from airflow_provider_bacalhau.lineage import assets, names
 
         job_id = self.bacalhau_job_id or ""
-        uris = assets.emit_outlet_events(
-            context, self.outlets, results, job_id, self._orchestrator()
-        )
+        uris = assets.emit_outlet_events(context, self.outlets, results, job_id, self._orchestrator())
         for uri in uris:
             self.log.info("Asset event for Bacalhau job %s: %s", job_id, uri)
-        if (
-            not assets.collector_is_active()
-        ):  # nobody reads hook lineage: skip the API call
+        if not assets.collector_is_active():  # nobody reads hook lineage: skip the API call
             return
         job = self._finished_job(job_id)
         outputs = [
@@ -56,9 +50,7 @@ class JobLineageMixin:
             for n in (names.result_dataset(r) for r in results)
             if n is not None and n.namespace.startswith("s3://")
         ]
-        assets.record(
-            self.hook, inputs=names.job_inputs(job) if job else [], outputs=outputs
-        )
+        assets.record(self.hook, inputs=names.job_inputs(job) if job else [], outputs=outputs)
 
     # -- OpenLineage -------------------------------------------------------------------------
     def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
@@ -98,9 +90,7 @@ class JobLineageMixin:
                 with self.get_bacalhau_client() as client:
                     self._lineage_job = client.get_job(job_id, include=("executions",))
             except Exception as exc:  # noqa: BLE001 (lineage never fails a task; the reason is logged)
-                self.log.warning(
-                    "Lineage: could not read Bacalhau job %s: %s", job_id, exc
-                )
+                self.log.warning("Lineage: could not read Bacalhau job %s: %s", job_id, exc)
         return self._lineage_job
 
     def _orchestrator(self) -> str:

@@ -19,17 +19,19 @@ from airflow_provider_bacalhau.errors import BacalhauApiError, NodeSupportError
 
 #: Values of the operators' ``node_support_check`` argument.
 NODE_SUPPORT_CHECKS = ("warn", "fail", "off")
-_KINDS = (("engine", "ExecutionEngines"), ("input source", "StorageSources"),
-          ("publisher", "Publishers"))
-_S3_HINT = ("a node without AWS credentials reports s3 as not installed: give the nodes "
-            "credentials (their AWS default chain)")
+_KINDS = (("engine", "ExecutionEngines"), ("input source", "StorageSources"), ("publisher", "Publishers"))
+_S3_HINT = (
+    "a node without AWS credentials reports s3 as not installed: give the nodes "
+    "credentials (their AWS default chain)"
+)
 
 
 def check_mode(value: Any) -> str:
     mode = str(value or "").strip().lower()
     if mode not in NODE_SUPPORT_CHECKS:
-        raise ValueError(f"node_support_check: must be one of {', '.join(NODE_SUPPORT_CHECKS)}, "
-                         f"got {value!r}")
+        raise ValueError(
+            f"node_support_check: must be one of {', '.join(NODE_SUPPORT_CHECKS)}, got {value!r}"
+        )
     return mode
 
 
@@ -52,8 +54,9 @@ def needed_parts(job: Mapping[str, Any]) -> list[tuple[str, str]]:
     needed: list[tuple[str, str]] = []
     for task in _get(job, "Tasks") or []:
         parts = [("engine", _type_of(_get(task, "Engine")))]
-        parts += [("input source", _type_of(_get(item, "Source")))
-                  for item in _get(task, "InputSources") or []]
+        parts += [
+            ("input source", _type_of(_get(item, "Source"))) for item in _get(task, "InputSources") or []
+        ]
         publisher = _type_of(_get(task, "Publisher"))
         if publisher:  # no publisher: nothing is published, nothing to install
             parts.append(("publisher", publisher))
@@ -66,8 +69,9 @@ def needed_parts(job: Mapping[str, Any]) -> list[tuple[str, str]]:
 def _usable(node: Mapping[str, Any]) -> bool:
     # The scheduler only places work on approved, connected compute nodes.
     membership = str(_get(node, "Membership") or "APPROVED").upper()
-    status = str(_get(_get(node, "ConnectionState"), "Status") or _get(node, "Connection")
-                 or "CONNECTED").upper()
+    status = str(
+        _get(_get(node, "ConnectionState"), "Status") or _get(node, "Connection") or "CONNECTED"
+    ).upper()
     info = _get(node, "Info") or {}
     node_type = str(_get(info, "NodeType") or "Compute").lower()
     return membership == "APPROVED" and status == "CONNECTED" and node_type == "compute"
@@ -84,13 +88,11 @@ def missing_support(nodes: list[Mapping[str, Any]], needed: list[tuple[str, str]
     fields = dict(_KINDS)
     usable = [n for n in nodes if isinstance(n, Mapping) and _usable(n)]
     if not usable:
-        return (f"no approved, connected compute node among the {len(nodes)} node(s) the "
-                f"network lists")
+        return f"no approved, connected compute node among the {len(nodes)} node(s) the network lists"
     for node in usable:
         if all(kind_type.lower() in _installed(node, fields[kind]) for kind, kind_type in needed):
             return None
-    nowhere = [(k, t) for k, t in needed
-               if not any(t.lower() in _installed(n, fields[k]) for n in usable)]
+    nowhere = [(k, t) for k, t in needed if not any(t.lower() in _installed(n, fields[k]) for n in usable)]
     if nowhere:
         names = ", ".join(f"{kind} {name!r}" for kind, name in nowhere)
         reason = f"no compute node (of {len(usable)}) reports {names} as installed"
@@ -113,14 +115,19 @@ def check_node_support(client: Any, job: Any, mode: str, log: logging.Logger) ->
     try:
         nodes = client.list_nodes()
     except BacalhauApiError as exc:
-        log.warning("Could not list the network's nodes to check that one supports this job "
-                    "(%s); submitting without that check", exc)
+        log.warning(
+            "Could not list the network's nodes to check that one supports this job "
+            "(%s); submitting without that check",
+            exc,
+        )
         return
     reason = missing_support(list(nodes or []), needed)
     if reason is None:
         return
-    message = (f"Bacalhau job {payload.get('Name') or ''!r}: {reason}. Bacalhau would accept it "
-               f"and then fail it with 'not enough nodes'.")
+    message = (
+        f"Bacalhau job {payload.get('Name') or ''!r}: {reason}. Bacalhau would accept it "
+        f"and then fail it with 'not enough nodes'."
+    )
     if mode == "fail":
         raise NodeSupportError(message)
     log.warning("%s Submitting anyway (node_support_check='warn').", message)

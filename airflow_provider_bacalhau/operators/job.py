@@ -79,10 +79,10 @@ class BacalhauJobOperator(BaseBacalhauJobOperator):
     def _read_job_file(self, path: str, context: Any) -> Any:
         """The job file's text, rendered with ``context``; a ``Job`` for an absolute path that the
         template loader does not know (read as it is, not rendered)."""
+        import jinja2
+
         from airflow_provider_bacalhau.errors import SpecError
         from airflow_provider_bacalhau.spec import Job
-
-        import jinja2
 
         text = self._job_file_source(path)
         if text is not None:
@@ -91,13 +91,17 @@ class BacalhauJobOperator(BaseBacalhauJobOperator):
                 return self.render_template(text, context)
             except jinja2.TemplateError as exc:
                 line = f" at line {exc.lineno}" if getattr(exc, "lineno", None) else ""
-                raise SpecError("job", f"Jinja template error{line}: {exc.__class__.__name__}: {exc}",
-                                path) from exc
+                raise SpecError(
+                    "job", f"Jinja template error{line}: {exc.__class__.__name__}: {exc}", path
+                ) from exc
         if os.path.isfile(path):  # an absolute path Jinja's loader could not find: not templated
             self.log.info("Reading job file %s (outside the template search path: not rendered)", path)
             return Job.from_file(path)
-        raise SpecError("job", "job file not found in the DAG folder, the DAG's "
-                               "template_searchpath, or as an absolute path", path)
+        raise SpecError(
+            "job",
+            "job file not found in the DAG folder, the DAG's template_searchpath, or as an absolute path",
+            path,
+        )
 
     def _job_file_source(self, path: str) -> str | None:
         """The text of ``path`` through the DAG's template loader (DAG folder, template_searchpath)."""
@@ -150,8 +154,19 @@ class BacalhauDockerJobOperator(BaseBacalhauJobOperator):
     """
 
     template_fields: ClassVar[tuple[str, ...]] = (
-        "image", "entrypoint", "parameters", "env", "working_dir", "publisher", "result_paths",
-        "job_resources", "timeouts", "count", "constraints", "labels", "network",
+        "image",
+        "entrypoint",
+        "parameters",
+        "env",
+        "working_dir",
+        "publisher",
+        "result_paths",
+        "job_resources",
+        "timeouts",
+        "count",
+        "constraints",
+        "labels",
+        "network",
         *BaseBacalhauJobOperator.template_fields,
     )
 
@@ -193,9 +208,20 @@ class BacalhauDockerJobOperator(BaseBacalhauJobOperator):
 
     def build_job(self, context: Any) -> Any:
         return build_docker_job(
-            image=self.image, entrypoint=self.entrypoint, parameters=self.parameters, env=self.env,
-            working_dir=self.working_dir, publisher=self.publisher, result_paths=self.result_paths,
-            resources=self.job_resources, timeouts=self.timeouts, count=self.count,
-            constraints=self.constraints, labels=self.labels, namespace=self.namespace,
-            network=self.network, job_type=self.job_type, compute_s3=self.compute_s3_view(),
+            image=self.image,
+            entrypoint=self.entrypoint,
+            parameters=self.parameters,
+            env=self.env,
+            working_dir=self.working_dir,
+            publisher=self.publisher,
+            result_paths=self.result_paths,
+            resources=self.job_resources,
+            timeouts=self.timeouts,
+            count=self.count,
+            constraints=self.constraints,
+            labels=self.labels,
+            namespace=self.namespace,
+            network=self.network,
+            job_type=self.job_type,
+            compute_s3=self.compute_s3_view(),
         )

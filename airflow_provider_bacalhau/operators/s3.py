@@ -46,15 +46,31 @@ class BacalhauS3StageOperator(TemplateErrorsFailMixin, BaseOperator):
     :param s3_region: Region for the returned spec (None: the connection's; "": none).
     """
 
-    template_fields: Sequence[str] = ("local_paths", "bucket", "prefix", "aws_conn_id",
-                                      "bacalhau_conn_id", "s3_endpoint", "s3_region")
+    template_fields: Sequence[str] = (
+        "local_paths",
+        "bucket",
+        "prefix",
+        "aws_conn_id",
+        "bacalhau_conn_id",
+        "s3_endpoint",
+        "s3_region",
+    )
     ui_color = "#cfe8fc"
 
-    def __init__(self, *, local_paths: str | list[str], bucket: str, prefix: str = "",
-                 aws_conn_id: str | None = "aws_default", force: bool = False,
-                 delete_extra: bool = False, bacalhau_conn_id: str | None = "bacalhau_default",
-                 s3_endpoint: str | None = None, s3_region: str | None = None,
-                 **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        local_paths: str | list[str],
+        bucket: str,
+        prefix: str = "",
+        aws_conn_id: str | None = "aws_default",
+        force: bool = False,
+        delete_extra: bool = False,
+        bacalhau_conn_id: str | None = "bacalhau_default",
+        s3_endpoint: str | None = None,
+        s3_region: str | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self.bacalhau_conn_id = bacalhau_conn_id
         self.s3_endpoint = s3_endpoint
@@ -88,10 +104,12 @@ class BacalhauS3StageOperator(TemplateErrorsFailMixin, BaseOperator):
             view = compute_s3_view_for(self.hook, self.s3_endpoint, self.s3_region)
             hook = BacalhauS3Hook(aws_conn_id=self.aws_conn_id, compute_s3=view)
             # Files that are missing and AWS settings botocore refuses are ValueErrors too.
-            staged = S3DataPlane(hook).stage(self.local_paths, bucket, prefix,
-                                             force=self.force, delete_extra=self.delete_extra)
-        warn_if_nodes_miss_airflows_store(view, hook.endpoint_url, self.aws_conn_id, self.log,
-                                          "The staged spec and the jobs reading it")
+            staged = S3DataPlane(hook).stage(
+                self.local_paths, bucket, prefix, force=self.force, delete_extra=self.delete_extra
+            )
+        warn_if_nodes_miss_airflows_store(
+            view, hook.endpoint_url, self.aws_conn_id, self.log, "The staged spec and the jobs reading it"
+        )
         self._staged_key = staged.key
         return staged.to_spec()
 
@@ -105,8 +123,9 @@ class BacalhauS3StageOperator(TemplateErrorsFailMixin, BaseOperator):
 
         paths = self.local_paths if isinstance(self.local_paths, (list, tuple)) else [self.local_paths]
         key = self._staged_key if self._staged_key is not None else normalize_prefix(self.prefix)
-        return operator_lineage(inputs=[names.local_dataset(p) for p in paths],
-                                outputs=[names.s3_dataset(self.bucket, key)])
+        return operator_lineage(
+            inputs=[names.local_dataset(p) for p in paths], outputs=[names.s3_dataset(self.bucket, key)]
+        )
 
     def get_openlineage_facets_on_failure(self, task_instance: Any) -> Any:
         return self.get_openlineage_facets_on_complete(task_instance)
@@ -134,15 +153,31 @@ class BacalhauFetchResultsOperator(TemplateErrorsFailMixin, BaseOperator):
     :param s3_region: with ``restage_to``: Region of the returned specs (None: the connection's).
     """
 
-    template_fields: Sequence[str] = ("results", "job_id", "destination", "restage_to", "aws_conn_id",
-                                      "bacalhau_conn_id", "s3_endpoint", "s3_region")
+    template_fields: Sequence[str] = (
+        "results",
+        "job_id",
+        "destination",
+        "restage_to",
+        "aws_conn_id",
+        "bacalhau_conn_id",
+        "s3_endpoint",
+        "s3_region",
+    )
     ui_color = "#cfe8fc"
 
-    def __init__(self, *, results: Any = None, job_id: str | None = None,
-                 destination: str | None = None, restage_to: str | None = None,
-                 aws_conn_id: str | None = "aws_default",
-                 bacalhau_conn_id: str = "bacalhau_default", s3_endpoint: str | None = None,
-                 s3_region: str | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        results: Any = None,
+        job_id: str | None = None,
+        destination: str | None = None,
+        restage_to: str | None = None,
+        aws_conn_id: str | None = "aws_default",
+        bacalhau_conn_id: str = "bacalhau_default",
+        s3_endpoint: str | None = None,
+        s3_region: str | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self.s3_endpoint = s3_endpoint
         self.s3_region = s3_region
@@ -173,16 +208,18 @@ class BacalhauFetchResultsOperator(TemplateErrorsFailMixin, BaseOperator):
             try:
                 results = json.loads(results)
             except ValueError:
-                raise ValueError("results: got text that is not JSON; pass the job operator's "
-                                 ".output (an XComArg) or render templates as native objects"
-                                 ) from None
+                raise ValueError(
+                    "results: got text that is not JSON; pass the job operator's "
+                    ".output (an XComArg) or render templates as native objects"
+                ) from None
         if results is None:
             if not self.job_id:
                 raise ValueError("results: give results (an XCom list) or job_id")
             status = JobStatus.from_api(client.get_job(self.job_id, include=("executions",)))
             results = [r.to_dict() for r in status.results]
-            self.log.info("Job %s: %d published result(s) from completed executions",
-                          self.job_id, len(results))
+            self.log.info(
+                "Job %s: %d published result(s) from completed executions", self.job_id, len(results)
+            )
         if not isinstance(results, list):
             results = [results]
         out = []
@@ -190,8 +227,10 @@ class BacalhauFetchResultsOperator(TemplateErrorsFailMixin, BaseOperator):
             if hasattr(result, "to_dict"):
                 result = result.to_dict()
             if not isinstance(result, dict):
-                raise ValueError(f"results[{i}]: a published result is a mapping {{Type, Params, "
-                                 f"JobID, ExecutionID}}, got {type(result).__name__}")
+                raise ValueError(
+                    f"results[{i}]: a published result is a mapping {{Type, Params, "
+                    f"JobID, ExecutionID}}, got {type(result).__name__}"
+                )
             try:
                 out.append(PublishedResult.from_dict(result).to_dict())
             except ValueError as exc:
@@ -211,8 +250,10 @@ class BacalhauFetchResultsOperator(TemplateErrorsFailMixin, BaseOperator):
         except Exception:
             orchestrator = ""
         inputs = [names.result_dataset(r, orchestrator) for r in self._lineage_results or []]
-        outputs = [names.source_dataset(o) if isinstance(o, dict) else names.local_dataset(o)
-                   for o in self._lineage_outputs or []]
+        outputs = [
+            names.source_dataset(o) if isinstance(o, dict) else names.local_dataset(o)
+            for o in self._lineage_outputs or []
+        ]
         return operator_lineage(inputs=names.unique(inputs), outputs=names.unique(outputs))
 
     def get_openlineage_facets_on_failure(self, task_instance: Any) -> Any:
@@ -246,27 +287,38 @@ class BacalhauFetchResultsOperator(TemplateErrorsFailMixin, BaseOperator):
             paths = []
             for index, result in enumerate(results):
                 name = result.get("ExecutionID") or str(index)
-                path = S3DataPlane(hook).fetch_result(result, Path(self.destination, name),
-                                                      bacalhau_client=client)
+                path = S3DataPlane(hook).fetch_result(
+                    result, Path(self.destination, name), bacalhau_client=client
+                )
                 paths.append(str(path))
-        self.log.info("Fetched %d result(s) into %s in %.2f s", len(paths), self.destination,
-                      time.monotonic() - started)
+        self.log.info(
+            "Fetched %d result(s) into %s in %.2f s", len(paths), self.destination, time.monotonic() - started
+        )
         return paths
 
-    def _restage(self, results: list[dict[str, Any]], hook: Any, client: Any,
-                 started: float) -> list[dict[str, Any]]:
-        from airflow_provider_bacalhau.hooks._compute_s3 import compute_s3_view_for
+    def _restage(
+        self, results: list[dict[str, Any]], hook: Any, client: Any, started: float
+    ) -> list[dict[str, Any]]:
         from airflow_provider_bacalhau.dataplane.inputs import parse_s3_uri, resolve_inputs
+        from airflow_provider_bacalhau.hooks._compute_s3 import compute_s3_view_for
 
         bucket, prefix = parse_s3_uri(self.restage_to, "restage_to")
         view = compute_s3_view_for(self.hook, self.s3_endpoint, self.s3_region)
         specs = []
         for result in results:
-            [item] = resolve_inputs(result, s3_hook=hook, bacalhau_client=client,
-                                    staging_bucket=bucket, staging_prefix=prefix or "",
-                                    compute_s3=view)
+            [item] = resolve_inputs(
+                result,
+                s3_hook=hook,
+                bacalhau_client=client,
+                staging_bucket=bucket,
+                staging_prefix=prefix or "",
+                compute_s3=view,
+            )
             specs.append(item.source.to_spec())
-        self.log.info("Re-staged %d result(s) under %s in %.2f s", len(specs), self.restage_to,
-                      time.monotonic() - started)
+        self.log.info(
+            "Re-staged %d result(s) under %s in %.2f s",
+            len(specs),
+            self.restage_to,
+            time.monotonic() - started,
+        )
         return specs
-

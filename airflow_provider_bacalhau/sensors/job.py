@@ -9,7 +9,6 @@ from typing import Any, ClassVar
 from airflow.providers.common.compat.sdk import BaseSensorOperator, PokeReturnValue
 
 from airflow_provider_bacalhau.errors import BacalhauApiError
-from airflow_provider_bacalhau.spec._common import check_text
 from airflow_provider_bacalhau.failures import (
     BacalhauJobError,
     BacalhauSensorTimeoutError,
@@ -17,6 +16,7 @@ from airflow_provider_bacalhau.failures import (
     invalid_arguments_fail,
 )
 from airflow_provider_bacalhau.links.job import BacalhauJobLink
+from airflow_provider_bacalhau.spec._common import check_text
 from airflow_provider_bacalhau.waiting import (
     DEFER_TIMEOUT_PADDING_SECONDS,
     JOB_ID_KEY,
@@ -82,11 +82,13 @@ class BacalhauJobSensor(TemplateErrorsFailMixin, JobCompletionMixin, BaseSensorO
                 return client.get_job(self.job_id)
         except BacalhauApiError as exc:
             if is_transient(exc):
-                self.log.warning("Bacalhau job %s: transient API error, will look again: %s",
-                                 self.job_id, exc)
+                self.log.warning(
+                    "Bacalhau job %s: transient API error, will look again: %s", self.job_id, exc
+                )
                 return None
-            raise BacalhauJobError(f"Cannot read Bacalhau job {self.job_id!r}: {exc}",
-                                   job_id=self.bacalhau_job_id) from exc
+            raise BacalhauJobError(
+                f"Cannot read Bacalhau job {self.job_id!r}: {exc}", job_id=self.bacalhau_job_id
+            ) from exc
 
     def _remember(self, context: Any, job_id: str) -> None:
         if self.bacalhau_job_id == job_id:
@@ -133,10 +135,14 @@ class BacalhauJobSensor(TemplateErrorsFailMixin, JobCompletionMixin, BaseSensorO
                 return self.execute_complete(context, event_from_response(response, self.bacalhau_namespace))
         wait = float(self.timeout)
         self.defer(
-            trigger=BacalhauJobTrigger(job_id=job_id, bacalhau_conn_id=self.bacalhau_conn_id,
-                                       namespace=self.bacalhau_namespace,
-                                       poll_interval=float(self.poke_interval),
-                                       deadline=time.time() + wait, stop_on_kill=False),
+            trigger=BacalhauJobTrigger(
+                job_id=job_id,
+                bacalhau_conn_id=self.bacalhau_conn_id,
+                namespace=self.bacalhau_namespace,
+                poll_interval=float(self.poke_interval),
+                deadline=time.time() + wait,
+                stop_on_kill=False,
+            ),
             method_name="execute_complete",
             timeout=timedelta(seconds=wait + DEFER_TIMEOUT_PADDING_SECONDS),
         )

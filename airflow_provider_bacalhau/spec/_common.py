@@ -47,8 +47,9 @@ def as_list(value: Any, path: str) -> list[Any]:
     return list(value)
 
 
-def warn_unknown(mapping: Mapping[str, Any], known: Iterable[str], path: str,
-                 ignored: Iterable[str] = ()) -> None:
+def warn_unknown(
+    mapping: Mapping[str, Any], known: Iterable[str], path: str, ignored: Iterable[str] = ()
+) -> None:
     """Log keys Bacalhau would silently ignore (a typo there otherwise goes unnoticed)."""
     known_l = {k.lower() for k in known}
     ignored_l = {k.lower() for k in ignored}
@@ -59,8 +60,7 @@ def warn_unknown(mapping: Mapping[str, Any], known: Iterable[str], path: str,
             LOG.warning("%s: unknown field, Bacalhau ignores it", where)
 
 
-def warn_once(owner: object, message: str, path: str, *args: Any,
-              level: int = logging.WARNING) -> None:
+def warn_once(owner: object, message: str, path: str, *args: Any, level: int = logging.WARNING) -> None:
     """Log ``message % (path, *args)`` unless ``owner`` (a spec object) has logged it before.
 
     One build validates the same objects several times (a source alone, among the inputs, inside
@@ -80,6 +80,7 @@ def join(path: str, name: str) -> str:
 
 
 # --- checks -------------------------------------------------------------------------------
+
 
 def check_text(value: Any, path: str, *, required: bool = False) -> str:
     if value is None:
@@ -142,11 +143,21 @@ def check_env_name(name: Any, path: str) -> None:
     if not isinstance(name, str) or not name:
         raise SpecError(path, "environment variable name must be a non-empty string", name)
     if name.upper().startswith("BACALHAU_"):
-        raise SpecError(path, "environment variable names must not start with BACALHAU_ "
-                              "(reserved for Bacalhau's own variables)", name)
+        raise SpecError(
+            path,
+            "environment variable names must not start with BACALHAU_ "
+            "(reserved for Bacalhau's own variables)",
+            name,
+        )
     # per character, as Go's strings.ToUpper maps runes one to one ('ß' stays 'ß')
     upper = all(len(ch.upper()) != 1 or ch.upper() == ch for ch in name)
-    if not upper or not name[0].isalpha() or \
-            not all(ch.isalpha() or ch.isdecimal() or ch == "_" for ch in name):
-        raise SpecError(path, "environment variable names must be upper case letters, digits and "
-                              "'_', starting with a letter", name)
+    if (
+        not upper
+        or not name[0].isalpha()
+        or not all(ch.isalpha() or ch.isdecimal() or ch == "_" for ch in name)
+    ):
+        raise SpecError(
+            path,
+            "environment variable names must be upper case letters, digits and '_', starting with a letter",
+            name,
+        )

@@ -45,8 +45,13 @@ class CustomSpec:
     def validate(self, path: str = "Engine") -> None:
         check_text(self.type, f"{path}.Type", required=True)
         as_mapping(self.params, f"{path}.Params")
-        warn_once(self, "%s.Type: %s type %r is not one the provider knows (%s); Bacalhau "
-                        "accepts it at submit and runs it only on a node with that plugin, "
-                        "otherwise the job fails with 'not enough nodes'",
-                  path, self.kind, self.type, self.known)
-
+        warn_once(
+            self,
+            "%s.Type: %s type %r is not one the provider knows (%s); Bacalhau "
+            "accepts it at submit and runs it only on a node with that plugin, "
+            "otherwise the job fails with 'not enough nodes'",
+            path,
+            self.kind,
+            self.type,
+            self.known,
+        )

@@ -55,19 +55,26 @@ class DockerEngine:
         self.environment_variables = _env_list(self.environment_variables)
 
     def to_spec(self) -> dict[str, Any]:
-        params = {"Image": self.image, "Entrypoint": self.entrypoint,
-                  "Parameters": self.parameters,
-                  "EnvironmentVariables": self.environment_variables,
-                  "WorkingDirectory": self.working_directory}
+        params = {
+            "Image": self.image,
+            "Entrypoint": self.entrypoint,
+            "Parameters": self.parameters,
+            "EnvironmentVariables": self.environment_variables,
+            "WorkingDirectory": self.working_directory,
+        }
         return {"Type": self.TYPE, "Params": {k: v for k, v in params.items() if v}}
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any], path: str = "Engine.Params") -> DockerEngine:
         known = ("Image", "Entrypoint", "Parameters", "EnvironmentVariables", "WorkingDirectory")
         warn_unknown(params, known, path)
-        return cls(get(params, "Image") or "", get(params, "Entrypoint"),
-                   get(params, "Parameters"), get(params, "EnvironmentVariables"),
-                   get(params, "WorkingDirectory") or "")
+        return cls(
+            get(params, "Image") or "",
+            get(params, "Entrypoint"),
+            get(params, "Parameters"),
+            get(params, "EnvironmentVariables"),
+            get(params, "WorkingDirectory") or "",
+        )
 
     def validate(self, path: str = "Engine") -> None:
         p = f"{path}.Params"
@@ -83,8 +90,12 @@ class DockerEngine:
                 raise SpecError(ipath, "must be a string ('KEY=VALUE')", item)
             name = item.split("=", 1)[0]
             if name.upper().startswith("BACALHAU_"):
-                raise SpecError(ipath, "environment variable names must not start with "
-                                       "BACALHAU_ (reserved for Bacalhau's own variables)", name)
+                raise SpecError(
+                    ipath,
+                    "environment variable names must not start with "
+                    "BACALHAU_ (reserved for Bacalhau's own variables)",
+                    name,
+                )
         check_absolute(self.working_directory, f"{p}.WorkingDirectory", required=False)
 
 
@@ -114,19 +125,26 @@ class WasmEngine:
             self.environment_variables = {}
 
     def to_spec(self) -> dict[str, Any]:
-        params = {"EntryModule": self.entry_module, "Entrypoint": self.entrypoint,
-                  "Parameters": self.parameters, "ImportModules": self.import_modules,
-                  "EnvironmentVariables": self.environment_variables}
+        params = {
+            "EntryModule": self.entry_module,
+            "Entrypoint": self.entrypoint,
+            "Parameters": self.parameters,
+            "ImportModules": self.import_modules,
+            "EnvironmentVariables": self.environment_variables,
+        }
         return {"Type": self.TYPE, "Params": {k: v for k, v in params.items() if v}}
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any], path: str = "Engine.Params") -> WasmEngine:
-        known = ("EntryModule", "Entrypoint", "Parameters", "ImportModules",
-                 "EnvironmentVariables")
+        known = ("EntryModule", "Entrypoint", "Parameters", "ImportModules", "EnvironmentVariables")
         warn_unknown(params, known, path)
-        return cls(get(params, "EntryModule") or "", get(params, "Entrypoint") or "",
-                   get(params, "Parameters"), get(params, "ImportModules"),
-                   get(params, "EnvironmentVariables"))
+        return cls(
+            get(params, "EntryModule") or "",
+            get(params, "Entrypoint") or "",
+            get(params, "Parameters"),
+            get(params, "ImportModules"),
+            get(params, "EnvironmentVariables"),
+        )
 
     def validate(self, path: str = "Engine") -> None:
         p = f"{path}.Params"
@@ -142,8 +160,12 @@ class WasmEngine:
         if self.environment_variables:
             # v1.9.3's wasm EngineSpec has no such field (pkg/executor/wasm/models/types.go), and
             # json.Unmarshal drops it on the node: sent as given, but it has no effect.
-            warn_once(self, "%s.EnvironmentVariables is ignored by Bacalhau v1.9.3's wasm "
-                            "executor; set the task's Env instead", p)
+            warn_once(
+                self,
+                "%s.EnvironmentVariables is ignored by Bacalhau v1.9.3's wasm "
+                "executor; set the task's Env instead",
+                p,
+            )
 
 
 @dataclass

@@ -69,8 +69,8 @@ def _go_only_error(pattern: str) -> str | None:
         elif ch == "[":
             in_class = True
             # a ']' right after '[' or '[^' is a literal member of the class
-            j = i + 1 + (pattern[i + 1:i + 2] == "^")
-            if pattern[j:j + 1] == "]":
+            j = i + 1 + (pattern[i + 1 : i + 2] == "^")
+            if pattern[j : j + 1] == "]":
                 i = j
         elif ch == "(":
             depth += 1
@@ -93,5 +93,5 @@ def _group_name(pattern: str, start: int) -> str | None:
     for opener in ("(?P<", "(?<"):
         if pattern.startswith(opener, start):
             end = pattern.find(">", start + len(opener))
-            return pattern[start + len(opener):end] if end >= 0 else ""
+            return pattern[start + len(opener) : end] if end >= 0 else ""
     return None

@@ -35,12 +35,21 @@ from airflow_provider_bacalhau.spec.parts import (
 from airflow_provider_bacalhau.spec.publishers import publisher_from_spec
 from airflow_provider_bacalhau.spec.sources import InputSource
 
-_JOB_FIELDS = ("Name", "Namespace", "Type", "Priority", "Count", "Constraints", "Labels", "Meta",
-               "Tasks")
+_JOB_FIELDS = ("Name", "Namespace", "Type", "Priority", "Count", "Constraints", "Labels", "Meta", "Tasks")
 # Set by the server; present when a spec is copied from a GET answer. Ignored quietly.
 _SERVER_FIELDS = ("ID", "State", "Version", "Revision", "CreateTime", "ModifyTime")
-_TASK_FIELDS = ("Name", "Engine", "Publisher", "Env", "Meta", "InputSources", "ResultPaths",
-                "Resources", "Network", "Timeouts")
+_TASK_FIELDS = (
+    "Name",
+    "Engine",
+    "Publisher",
+    "Env",
+    "Meta",
+    "InputSources",
+    "ResultPaths",
+    "Resources",
+    "Network",
+    "Timeouts",
+)
 
 
 def parse_text(text: str, where: str = "spec") -> Any:
@@ -81,8 +90,9 @@ def read_file(path: str | os.PathLike[str]) -> tuple[Any, str]:
         try:
             return json.loads(text), where
         except json.JSONDecodeError as exc:
-            raise SpecError(where, f"JSON syntax error at line {exc.lineno}, column {exc.colno}: "
-                                   f"{exc.msg}") from exc
+            raise SpecError(
+                where, f"JSON syntax error at line {exc.lineno}, column {exc.colno}: {exc.msg}"
+            ) from exc
     return parse_text(text, where), where
 
 
@@ -96,10 +106,11 @@ def job_from_mapping(data: Any) -> Job:
     warn_unknown(data, _JOB_FIELDS, "", ignored=_SERVER_FIELDS)
     if not has(data, "Tasks") or get(data, "Tasks") in (None, []):
         raise SpecError("Tasks", "missing job tasks: a job needs exactly one task")
-    tasks = [task_from_mapping(t, f"Tasks[{i}]")
-             for i, t in enumerate(as_list(get(data, "Tasks"), "Tasks"))]
-    constraints = [Constraint.from_dict(c, f"Constraints[{i}]")
-                   for i, c in enumerate(as_list(get(data, "Constraints"), "Constraints"))]
+    tasks = [task_from_mapping(t, f"Tasks[{i}]") for i, t in enumerate(as_list(get(data, "Tasks"), "Tasks"))]
+    constraints = [
+        Constraint.from_dict(c, f"Constraints[{i}]")
+        for i, c in enumerate(as_list(get(data, "Constraints"), "Constraints"))
+    ]
     count = get(data, "Count")
     return Job(
         name=get(data, "Name") or "",
@@ -122,8 +133,11 @@ def task_from_mapping(data: Any, path: str = "Tasks[0]") -> Task:
         raise SpecError(f"{path}.Engine", "a task needs an Engine (e.g. Type docker)")
     publisher = get(data, "Publisher")
     # The server normalises "no publisher" to {"Type": ""}: read that back as none.
-    if isinstance(publisher, Mapping) and not str(get(publisher, "Type") or "").strip() \
-            and not get(publisher, "Params"):
+    if (
+        isinstance(publisher, Mapping)
+        and not str(get(publisher, "Type") or "").strip()
+        and not get(publisher, "Params")
+    ):
         publisher = None
     parts: dict[str, Any] = {}
     for key, cls in (("Resources", Resources), ("Network", Network), ("Timeouts", Timeouts)):
@@ -132,13 +146,14 @@ def task_from_mapping(data: Any, path: str = "Tasks[0]") -> Task:
     return Task(
         engine=engine_from_spec(engine, f"{path}.Engine"),
         name=get(data, "Name") if has(data, "Name") else "main",
-        publisher=None if publisher is None else publisher_from_spec(publisher,
-                                                                     f"{path}.Publisher"),
+        publisher=None if publisher is None else publisher_from_spec(publisher, f"{path}.Publisher"),
         env=str_map(get(data, "Env")),
         meta=str_map(get(data, "Meta")),
         input_sources=inputs_from_list(get(data, "InputSources"), f"{path}.InputSources"),
-        result_paths=[ResultPath.from_dict(r, f"{path}.ResultPaths[{i}]") for i, r in
-                      enumerate(as_list(get(data, "ResultPaths"), f"{path}.ResultPaths"))],
+        result_paths=[
+            ResultPath.from_dict(r, f"{path}.ResultPaths[{i}]")
+            for i, r in enumerate(as_list(get(data, "ResultPaths"), f"{path}.ResultPaths"))
+        ],
         **parts,
     )
 
@@ -149,20 +164,28 @@ def inputs_from_list(items: Any, path: str) -> list[InputSource]:
     for i, item in enumerate(items):
         item = as_mapping(item, f"{path}[{i}]")
         if has(item, "Target") and not has(item, "Source"):
-            neighbours = [j for j in (i - 1, i + 1) if 0 <= j < len(items)
-                          and isinstance(items[j], Mapping) and has(items[j], "Source")
-                          and not has(items[j], "Target")]
+            neighbours = [
+                j
+                for j in (i - 1, i + 1)
+                if 0 <= j < len(items)
+                and isinstance(items[j], Mapping)
+                and has(items[j], "Source")
+                and not has(items[j], "Target")
+            ]
             if neighbours:
                 raise SpecError(
                     f"{path}[{i}].Target",
                     f"Target belongs in the same list item as Source: this item has only a "
                     f"Target and {path}[{neighbours[0]}] has a Source without one. Write "
                     f"'- Source: {{...}}' and 'Target: ...' at the same indentation, with no "
-                    f"'-' before Target", get(item, "Target"))
-            raise SpecError(f"{path}[{i}].Source", "input source has a Target but no Source",
-                            dict(item))
+                    f"'-' before Target",
+                    get(item, "Target"),
+                )
+            raise SpecError(f"{path}[{i}].Source", "input source has a Target but no Source", dict(item))
     for i, item in enumerate(items):
         if not get(item, "Target"):
-            raise SpecError(f"{path}[{i}].Target", "input source is missing a Target (the "
-                                                   "absolute path where the data appears)")
+            raise SpecError(
+                f"{path}[{i}].Target",
+                "input source is missing a Target (the absolute path where the data appears)",
+            )
     return [InputSource.from_dict(item, f"{path}[{i}]") for i, item in enumerate(items)]

@@ -76,10 +76,12 @@ class Task:
         if isinstance(self.publisher, Mapping):
             self.publisher = publisher_from_spec(self.publisher)
         self.env, self.meta = _mapify(self.env), _mapify(self.meta)
-        self.input_sources = [InputSource.from_dict(i) if isinstance(i, Mapping) else i
-                              for i in _listify(self.input_sources)]
-        self.result_paths = [ResultPath.from_dict(r) if isinstance(r, Mapping) else r
-                             for r in _listify(self.result_paths)]
+        self.input_sources = [
+            InputSource.from_dict(i) if isinstance(i, Mapping) else i for i in _listify(self.input_sources)
+        ]
+        self.result_paths = [
+            ResultPath.from_dict(r) if isinstance(r, Mapping) else r for r in _listify(self.result_paths)
+        ]
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"Name": self.name, "Engine": self.engine.to_spec()}
@@ -93,8 +95,11 @@ class Task:
             out["InputSources"] = [i.to_dict() for i in self.input_sources]
         if self.result_paths:
             out["ResultPaths"] = [r.to_dict() for r in self.result_paths]
-        for key, part in (("Resources", self.resources), ("Network", self.network),
-                          ("Timeouts", self.timeouts)):
+        for key, part in (
+            ("Resources", self.resources),
+            ("Network", self.network),
+            ("Timeouts", self.timeouts),
+        ):
             if part:
                 out[key] = part.to_dict()
         return out
@@ -104,8 +109,7 @@ class Task:
         if self.engine is None:
             raise SpecError(f"{path}.Engine", "a task needs an Engine (e.g. Type docker)")
         if not hasattr(self.engine, "to_spec"):
-            raise SpecError(f"{path}.Engine", "must be an engine object or {Type, Params}",
-                            self.engine)
+            raise SpecError(f"{path}.Engine", "must be an engine object or {Type, Params}", self.engine)
         self.engine.validate(f"{path}.Engine")
         if self.publisher is not None:
             self.publisher.validate(f"{path}.Publisher")
@@ -113,14 +117,15 @@ class Task:
         for name, value in self.env.items():
             check_env_name(name, f"{path}.Env.{name}")
             if not value:
-                raise SpecError(f"{path}.Env.{name}", "environment variable values must not be "
-                                                      "empty", value)
+                raise SpecError(f"{path}.Env.{name}", "environment variable values must not be empty", value)
         check_str_map(self.meta, f"{path}.Meta")
         self._validate_inputs(path)
         self._validate_results(path)
-        for key, part, cls in (("Resources", self.resources, Resources),
-                               ("Network", self.network, Network),
-                               ("Timeouts", self.timeouts, Timeouts)):
+        for key, part, cls in (
+            ("Resources", self.resources, Resources),
+            ("Network", self.network, Network),
+            ("Timeouts", self.timeouts, Timeouts),
+        ):
             if part is not None:
                 if not isinstance(part, cls):
                     raise SpecError(f"{path}.{key}", f"must be a {cls.__name__}", part)
@@ -141,16 +146,18 @@ class Task:
             item.validate(ipath)
             _mount_target(self, item.target, f"{ipath}.Target", docker)
             if item.target in targets:
-                raise SpecError(f"{ipath}.Target", f"same Target as InputSources"
-                                                   f"[{targets[item.target]}]; targets must be "
-                                                   f"unique", item.target)
+                raise SpecError(
+                    f"{ipath}.Target",
+                    f"same Target as InputSources[{targets[item.target]}]; targets must be unique",
+                    item.target,
+                )
             targets[item.target] = i
-            _repeated_mount(self, cleaned, item.target, i, f"{ipath}.Target", "InputSources",
-                            docker)
+            _repeated_mount(self, cleaned, item.target, i, f"{ipath}.Target", "InputSources", docker)
             if item.alias:
                 if item.alias in aliases:
-                    raise SpecError(f"{ipath}.Alias", f"same Alias as InputSources"
-                                                      f"[{aliases[item.alias]}]", item.alias)
+                    raise SpecError(
+                        f"{ipath}.Alias", f"same Alias as InputSources[{aliases[item.alias]}]", item.alias
+                    )
                 aliases[item.alias] = i
 
     def _validate_results(self, path: str) -> None:
@@ -164,30 +171,33 @@ class Task:
                 raise SpecError(rpath, "must be a ResultPath", item)
             item.validate(rpath)
             if item.name in names:
-                raise SpecError(f"{rpath}.Name", f"same Name as ResultPaths[{names[item.name]}]",
-                                item.name)
+                raise SpecError(f"{rpath}.Name", f"same Name as ResultPaths[{names[item.name]}]", item.name)
             if item.path in paths:
-                raise SpecError(f"{rpath}.Path", f"same Path as ResultPaths[{paths[item.path]}]",
-                                item.path)
+                raise SpecError(f"{rpath}.Path", f"same Path as ResultPaths[{paths[item.path]}]", item.path)
             names[item.name], paths[item.path] = i, i
             _repeated_mount(self, cleaned, item.path, i, f"{rpath}.Path", "ResultPaths", docker)
         if self.result_paths and self.publisher is None:
-            warn_once(self, "%s.ResultPaths is set but there is no Publisher: Bacalhau rejects "
-                            "this unless the network has a default publisher", path)
+            warn_once(
+                self,
+                "%s.ResultPaths is set but there is no Publisher: Bacalhau rejects "
+                "this unless the network has a default publisher",
+                path,
+            )
 
 
 def _mount_target(task: Task, target: str, path: str, docker: bool) -> None:
     if posixpath.isabs(target):
         return
     if docker:
-        raise SpecError(path, "must be an absolute path (start with '/'): Docker mounts the "
-                              "input there", target)
-    warn_once(task, "%s: %r is not an absolute path; engines other than docker may accept it",
-              path, target)
+        raise SpecError(
+            path, "must be an absolute path (start with '/'): Docker mounts the input there", target
+        )
+    warn_once(task, "%s: %r is not an absolute path; engines other than docker may accept it", path, target)
 
 
-def _repeated_mount(task: Task, seen: dict[str, int], value: str, index: int, path: str,
-                    what: str, docker: bool) -> None:
+def _repeated_mount(
+    task: Task, seen: dict[str, int], value: str, index: int, path: str, what: str, docker: bool
+) -> None:
     """'/a' and '/a/' pass Go's exact comparison but are one mount point for Docker."""
     clean = posixpath.normpath(value) if value else value
     if clean in seen:
@@ -224,18 +234,28 @@ class Job:
     meta: dict[str, str]
     tasks: list[Task]
 
-    def __init__(self, task: Task | None = None, *, name: str = "", namespace: str = "",
-                 type: str = "batch", priority: int = 0, count: int = 1,
-                 constraints: Sequence[Constraint] | None = None,
-                 labels: Mapping[str, str] | None = None, meta: Mapping[str, str] | None = None,
-                 tasks: Sequence[Task] | None = None) -> None:
+    def __init__(
+        self,
+        task: Task | None = None,
+        *,
+        name: str = "",
+        namespace: str = "",
+        type: str = "batch",
+        priority: int = 0,
+        count: int = 1,
+        constraints: Sequence[Constraint] | None = None,
+        labels: Mapping[str, str] | None = None,
+        meta: Mapping[str, str] | None = None,
+        tasks: Sequence[Task] | None = None,
+    ) -> None:
         if task is not None and tasks:
             raise SpecError("Tasks", "give either task or tasks, not both")
         self.tasks = [task] if task is not None else list(tasks or [])
         self.name, self.namespace, self.type = name, namespace, type
         self.priority, self.count = priority, count
-        self.constraints = [Constraint.from_dict(c) if isinstance(c, Mapping) else c
-                            for c in (constraints or [])]
+        self.constraints = [
+            Constraint.from_dict(c) if isinstance(c, Mapping) else c for c in (constraints or [])
+        ]
         # non-mappings are kept as given so validate() can name the field
         self.labels = dict(labels) if isinstance(labels, Mapping) else (labels or {})
         self.meta = dict(meta) if isinstance(meta, Mapping) else (meta or {})
@@ -248,17 +268,39 @@ class Job:
         return self.tasks[0]
 
     @classmethod
-    def docker(cls, image: str, *, entrypoint: Sequence[str] | None = None,
-               parameters: Sequence[str] | None = None, env: Mapping[str, str] | None = None,
-               inputs: Sequence[InputSource] | None = None, publisher: Publisher | None = None,
-               result_paths: Sequence[ResultPath] | None = None, resources: Resources | None = None,
-               network: Network | None = None, timeouts: Timeouts | None = None,
-               working_directory: str = "", task_name: str = "main", **job_fields: Any) -> Job:
+    def docker(
+        cls,
+        image: str,
+        *,
+        entrypoint: Sequence[str] | None = None,
+        parameters: Sequence[str] | None = None,
+        env: Mapping[str, str] | None = None,
+        inputs: Sequence[InputSource] | None = None,
+        publisher: Publisher | None = None,
+        result_paths: Sequence[ResultPath] | None = None,
+        resources: Resources | None = None,
+        network: Network | None = None,
+        timeouts: Timeouts | None = None,
+        working_directory: str = "",
+        task_name: str = "main",
+        **job_fields: Any,
+    ) -> Job:
         """A job running one Docker task; ``job_fields`` are Job's keyword arguments."""
-        engine = DockerEngine(image, list(entrypoint or []), list(parameters or []),
-                              working_directory=working_directory)
-        task = Task(engine, task_name, publisher, dict(env or {}), {}, list(inputs or []),
-                    list(result_paths or []), resources, network, timeouts)
+        engine = DockerEngine(
+            image, list(entrypoint or []), list(parameters or []), working_directory=working_directory
+        )
+        task = Task(
+            engine,
+            task_name,
+            publisher,
+            dict(env or {}),
+            {},
+            list(inputs or []),
+            list(result_paths or []),
+            resources,
+            network,
+            timeouts,
+        )
         return cls(task, **job_fields)
 
     # --- loading (see loading.py) -----------------------------------------------------------
@@ -328,16 +370,16 @@ class Job:
         jtype = check_text(self.type, "Type", required=True)
         if jtype not in JOB_TYPES:
             if jtype.strip().lower() in JOB_TYPES:
-                raise SpecError("Type", f"job type must be lower case: use "
-                                        f"{jtype.strip().lower()!r}", jtype)
+                raise SpecError("Type", f"job type must be lower case: use {jtype.strip().lower()!r}", jtype)
             raise SpecError("Type", f"unknown job type; known: {', '.join(JOB_TYPES)}", jtype)
         check_int(self.priority, "Priority", minimum=None)
         count = check_int(self.count, "Count", minimum=None)
         if count < 0:
             raise SpecError("Count", "must be >= 0", count)
         if jtype in ("daemon", "ops") and count > 1:
-            raise SpecError("Count", f"{jtype} jobs run on every matching node and cannot have "
-                                     f"Count > 1", count)
+            raise SpecError(
+                "Count", f"{jtype} jobs run on every matching node and cannot have Count > 1", count
+            )
         for i, constraint in enumerate(as_list(self.constraints, "Constraints")):
             if not isinstance(constraint, Constraint):
                 raise SpecError(f"Constraints[{i}]", "must be a Constraint", constraint)
@@ -350,8 +392,9 @@ class Job:
         if len(tasks) > 1:
             # Accepted with a warning by SanitizeSubmission (pkg/models/job.go), which drops the
             # extra tasks: the job still runs.
-            warn_once(self, "%s: Bacalhau runs only the first task and drops the other %d",
-                      "Tasks", len(tasks) - 1)
+            warn_once(
+                self, "%s: Bacalhau runs only the first task and drops the other %d", "Tasks", len(tasks) - 1
+            )
         if not isinstance(tasks[0], Task):
             raise SpecError("Tasks[0]", "must be a Task", tasks[0])
         tasks[0].validate("Tasks[0]")
@@ -365,11 +408,14 @@ class Job:
         partitions/count must be greater than 0" (pkg/s3/partitioning.go): on every node."""
         for i, item in enumerate(task.input_sources):
             if isinstance(item.source, S3Source):
-                raise SpecError(f"Tasks[0].InputSources[{i}].Source.Type",
-                                f"an s3 input cannot be used in a {jtype} job: Bacalhau sets "
-                                f"Count to 0 for {jtype} jobs and the node's S3 input then fails "
-                                f"('job partitions/count must be greater than 0'); use a batch "
-                                f"or service job, or a urlDownload input", item.source.TYPE)
+                raise SpecError(
+                    f"Tasks[0].InputSources[{i}].Source.Type",
+                    f"an s3 input cannot be used in a {jtype} job: Bacalhau sets "
+                    f"Count to 0 for {jtype} jobs and the node's S3 input then fails "
+                    f"('job partitions/count must be greater than 0'); use a batch "
+                    f"or service job, or a urlDownload input",
+                    item.source.TYPE,
+                )
 
 
 def coerce_job(value: Any) -> Job:

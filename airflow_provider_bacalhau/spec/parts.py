@@ -87,14 +87,15 @@ class Resources:
     def from_dict(cls, mapping: Mapping[str, Any], path: str = "Resources") -> Resources:
         mapping = as_mapping(mapping, path)
         warn_unknown(mapping, ("CPU", "Memory", "Disk", "GPU"), path)
-        return cls(get(mapping, "CPU"), get(mapping, "Memory"), get(mapping, "Disk"),
-                   get(mapping, "GPU"))
+        return cls(get(mapping, "CPU"), get(mapping, "Memory"), get(mapping, "Disk"), get(mapping, "GPU"))
 
     def validate(self, path: str = "Resources") -> None:
-        checks = (("CPU", self.cpu, _CPU, "a CPU quantity such as '2', '0.5' or '500m'"),
-                  ("Memory", self.memory, _BYTES, "a size such as '512mb' or '2gib'"),
-                  ("Disk", self.disk, _BYTES, "a size such as '10gb'"),
-                  ("GPU", self.gpu, _GPU, "a whole number such as '1'"))
+        checks = (
+            ("CPU", self.cpu, _CPU, "a CPU quantity such as '2', '0.5' or '500m'"),
+            ("Memory", self.memory, _BYTES, "a size such as '512mb' or '2gib'"),
+            ("Disk", self.disk, _BYTES, "a size such as '10gb'"),
+            ("GPU", self.gpu, _GPU, "a whole number such as '1'"),
+        )
         for name, value, pattern, what in checks:
             text = check_text(value, f"{path}.{name}")
             norm = text.lower().replace(" ", "")
@@ -149,16 +150,17 @@ class Network:
     def validate(self, path: str = "Network") -> None:
         ntype = check_text(self.type, f"{path}.Type") or "Default"
         if ntype not in NETWORK_TYPES:
-            raise SpecError(f"{path}.Type", f"unknown network type; known: "
-                                            f"{', '.join(NETWORK_TYPES)}", self.type)
+            raise SpecError(
+                f"{path}.Type", f"unknown network type; known: {', '.join(NETWORK_TYPES)}", self.type
+            )
         if as_list(self.domains, f"{path}.Domains") and ntype != "HTTP":
-            raise SpecError(f"{path}.Domains", "domains can only be set with network Type HTTP",
-                            self.domains)
+            raise SpecError(f"{path}.Domains", "domains can only be set with network Type HTTP", self.domains)
         # Full is the deprecated name of Host and takes ports too (pkg/models/network.go
         # SupportPortAllocation)
         if as_list(self.ports, f"{path}.Ports") and ntype not in ("Host", "Full", "Bridge"):
-            raise SpecError(f"{path}.Ports", "ports can only be set with network Type Host, Full "
-                                             "or Bridge", self.ports)
+            raise SpecError(
+                f"{path}.Ports", "ports can only be set with network Type Host, Full or Bridge", self.ports
+            )
 
 
 @dataclass
@@ -179,8 +181,11 @@ class Timeouts:
         return any((self.execution_timeout, self.queue_timeout, self.total_timeout))
 
     def to_dict(self) -> dict[str, Any]:
-        out = {"ExecutionTimeout": self.execution_timeout, "QueueTimeout": self.queue_timeout,
-               "TotalTimeout": self.total_timeout}
+        out = {
+            "ExecutionTimeout": self.execution_timeout,
+            "QueueTimeout": self.queue_timeout,
+            "TotalTimeout": self.total_timeout,
+        }
         return {k: v for k, v in out.items() if v}
 
     @classmethod
@@ -196,9 +201,11 @@ class Timeouts:
         queue = check_int(self.queue_timeout, f"{path}.QueueTimeout")
         total = check_int(self.total_timeout, f"{path}.TotalTimeout")
         if total > 0 and execution + queue > total:
-            raise SpecError(f"{path}.TotalTimeout", f"ExecutionTimeout ({execution}) + "
-                                                    f"QueueTimeout ({queue}) must not exceed "
-                                                    f"TotalTimeout", total)
+            raise SpecError(
+                f"{path}.TotalTimeout",
+                f"ExecutionTimeout ({execution}) + QueueTimeout ({queue}) must not exceed TotalTimeout",
+                total,
+            )
 
 
 CONSTRAINT_OPERATORS = ("=", "==", "!=", "in", "notin", "exists", "!", "gt", "lt")
@@ -233,8 +240,7 @@ class Constraint:
     def from_dict(cls, mapping: Mapping[str, Any], path: str = "Constraint") -> Constraint:
         mapping = as_mapping(mapping, path)
         warn_unknown(mapping, ("Key", "Operator", "Values"), path)
-        return cls(get(mapping, "Key") or "", get(mapping, "Operator") or "",
-                   get(mapping, "Values"))
+        return cls(get(mapping, "Key") or "", get(mapping, "Operator") or "", get(mapping, "Values"))
 
     def validate(self, path: str = "Constraint") -> None:
         check_text(self.key, f"{path}.Key", required=True)
@@ -243,8 +249,9 @@ class Constraint:
         # fails in labels.NewRequirement (orchestrator/selection/ranking/labels.go RankNodes), so
         # the job can never be scheduled on any network.
         if op not in CONSTRAINT_OPERATORS:
-            raise SpecError(f"{path}.Operator", f"unknown operator; known: "
-                                                f"{' '.join(CONSTRAINT_OPERATORS)}", op)
+            raise SpecError(
+                f"{path}.Operator", f"unknown operator; known: {' '.join(CONSTRAINT_OPERATORS)}", op
+            )
         values = as_list(self.values, f"{path}.Values")
         if op in ("in", "notin"):
             ok, need = len(values) >= 1, "at least one value"

@@ -38,12 +38,22 @@ def check_key_placeholders(owner: object, key: str, path: str) -> None:
             continue
         near = [p for p in PLACEHOLDERS if p.lower() == found.lower()]
         if near:
-            warn_once(owner, "%s: placeholder %s is not replaced (placeholders are "
-                             "case-sensitive): did you mean %s? It stays in the key as text",
-                      path, found, near[0])
+            warn_once(
+                owner,
+                "%s: placeholder %s is not replaced (placeholders are "
+                "case-sensitive): did you mean %s? It stays in the key as text",
+                path,
+                found,
+                near[0],
+            )
         else:
-            warn_once(owner, "%s: %s is not a Bacalhau placeholder and stays in the key as "
-                             "text; known: %s", path, found, ", ".join(PLACEHOLDERS))
+            warn_once(
+                owner,
+                "%s: %s is not a Bacalhau placeholder and stays in the key as text; known: %s",
+                path,
+                found,
+                ", ".join(PLACEHOLDERS),
+            )
 
 
 def _compress_to_encoding(compress: Any, path: str) -> str:
@@ -52,8 +62,7 @@ def _compress_to_encoding(compress: Any, path: str) -> str:
     if not isinstance(compress, bool):
         raise SpecError(path, "must be true or false", compress)
     encoding = "gzip" if compress else "plain"
-    LOG.info("%s: Compress is not a Bacalhau v1.9 parameter; sending Encoding=%r instead",
-             path, encoding)
+    LOG.info("%s: Compress is not a Bacalhau v1.9 parameter; sending Encoding=%r instead", path, encoding)
     return encoding
 
 
@@ -89,32 +98,48 @@ class S3Publisher:
         return self.encoding == "gzip"
 
     def to_spec(self) -> dict[str, Any]:
-        params = {"Bucket": self.bucket, "Key": self.key, "Endpoint": self.endpoint,
-                  "Region": self.region, "Encoding": self.encoding}
+        params = {
+            "Bucket": self.bucket,
+            "Key": self.key,
+            "Endpoint": self.endpoint,
+            "Region": self.region,
+            "Encoding": self.encoding,
+        }
         return {"Type": self.TYPE, "Params": {k: v for k, v in params.items() if v}}
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any], path: str = "Publisher.Params") -> S3Publisher:
-        warn_unknown(params, ("Bucket", "Key", "Endpoint", "Region", "Encoding", "Compress"), path,
-                     ignored=("VersionID", "ChecksumSHA256"))
+        warn_unknown(
+            params,
+            ("Bucket", "Key", "Endpoint", "Region", "Encoding", "Compress"),
+            path,
+            ignored=("VersionID", "ChecksumSHA256"),
+        )
         for name in ("VersionID", "ChecksumSHA256"):
             if get(params, name):
-                LOG.warning("%s.%s is a published-result field, not a publisher parameter; "
-                            "ignored", path, name)
+                LOG.warning(
+                    "%s.%s is a published-result field, not a publisher parameter; ignored", path, name
+                )
         compress = get(params, "Compress")
         encoding = get(params, "Encoding") or "gzip"
         if compress is not None:
             encoding = _compress_to_encoding(compress, f"{path}.Compress")
-        return cls(get(params, "Bucket") or "", get(params, "Key") or "",
-                   get(params, "Endpoint") or "", get(params, "Region") or "", encoding)
+        return cls(
+            get(params, "Bucket") or "",
+            get(params, "Key") or "",
+            get(params, "Endpoint") or "",
+            get(params, "Region") or "",
+            encoding,
+        )
 
     def validate(self, path: str = "Publisher") -> None:
         p = f"{path}.Params"
         check_bucket(self.bucket, f"{p}.Bucket")
         key = check_text(self.key, f"{p}.Key")
         if not key:  # "invalid s3 params. key cannot be empty" on the node (s3/types.go)
-            raise SpecError(f"{p}.Key", "the s3 publisher needs a Key (e.g. 'results/{jobID}/"
-                                        "{executionID}')", self.key)
+            raise SpecError(
+                f"{p}.Key", "the s3 publisher needs a Key (e.g. 'results/{jobID}/{executionID}')", self.key
+            )
         check_key_placeholders(self, key, f"{p}.Key")
         check_text(self.endpoint, f"{p}.Endpoint")
         check_text(self.region, f"{p}.Region")
@@ -167,10 +192,14 @@ class NoopPublisher(_NoParams):
     TYPE: ClassVar[str] = "noop"
 
 
-Publisher = Union[S3Publisher, S3ManagedPublisher, LocalPublisher, IPFSPublisher, NoopPublisher,
-                  CustomSpec]
-PUBLISHER_TYPES = {"s3": S3Publisher, "s3managed": S3ManagedPublisher, "local": LocalPublisher,
-                   "ipfs": IPFSPublisher, "noop": NoopPublisher}
+Publisher = Union[S3Publisher, S3ManagedPublisher, LocalPublisher, IPFSPublisher, NoopPublisher, CustomSpec]
+PUBLISHER_TYPES = {
+    "s3": S3Publisher,
+    "s3managed": S3ManagedPublisher,
+    "local": LocalPublisher,
+    "ipfs": IPFSPublisher,
+    "noop": NoopPublisher,
+}
 KNOWN_PUBLISHERS = "s3, s3managed, local, ipfs, noop"
 
 

@@ -52,8 +52,9 @@ class PublishedResult:
             self.execution_id = self.execution_id or str(get(self.params, "ExecutionID") or "")
 
     @classmethod
-    def from_api(cls, mapping: Mapping[str, Any], job_id: str = "",
-                 execution_id: str = "") -> PublishedResult:
+    def from_api(
+        cls, mapping: Mapping[str, Any], job_id: str = "", execution_id: str = ""
+    ) -> PublishedResult:
         """From the raw ``Execution.PublishedResult`` (``{"Type", "Params"}``)."""
         mapping = as_mapping(mapping, "PublishedResult")
         rtype = get(mapping, "Type")
@@ -66,13 +67,16 @@ class PublishedResult:
     def from_dict(cls, mapping: Mapping[str, Any]) -> PublishedResult:
         """Inverse of :meth:`to_dict`; a bare ``{"Type", "Params"}`` is accepted too."""
         mapping = as_mapping(mapping, "PublishedResult")
-        return cls.from_api(mapping, str(get(mapping, "JobID") or ""),
-                            str(get(mapping, "ExecutionID") or ""))
+        return cls.from_api(mapping, str(get(mapping, "JobID") or ""), str(get(mapping, "ExecutionID") or ""))
 
     def to_dict(self) -> dict[str, Any]:
         """``{"Type", "Params", "JobID", "ExecutionID"}``: plain JSON (what goes into XCom)."""
-        return {"Type": self.type, "Params": copy.deepcopy(self.params), "JobID": self.job_id,
-                "ExecutionID": self.execution_id}
+        return {
+            "Type": self.type,
+            "Params": copy.deepcopy(self.params),
+            "JobID": self.job_id,
+            "ExecutionID": self.execution_id,
+        }
 
     def param(self, name: str, default: Any = "") -> Any:
         """A param by name, in any key case."""
@@ -97,7 +101,11 @@ class PublishedResult:
     def source_spec(self) -> dict[str, Any]:
         """This result as an input ``{"Type", "Params"}`` with empty values dropped (s3 only)."""
         if not self.is_s3:
-            raise SpecError("PublishedResult.Type", f"only an s3 result is usable as an input "
-                                                    f"source as-is; a {self.type} result must be "
-                                                    f"downloaded and re-staged first", self.type)
+            raise SpecError(
+                "PublishedResult.Type",
+                f"only an s3 result is usable as an input "
+                f"source as-is; a {self.type} result must be "
+                f"downloaded and re-staged first",
+                self.type,
+            )
         return S3Source.from_params(self.params, "PublishedResult.Params").to_spec()

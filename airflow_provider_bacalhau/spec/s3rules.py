@@ -31,8 +31,7 @@ def check_bucket(value: Any, path: str) -> None:
     if not text:
         raise SpecError(path, "bucket must not be empty", value)
     if text.lower().startswith("s3://") or "://" in text:
-        raise SpecError(path, "give the bare bucket name, not an s3:// URI (the rest goes in Key)",
-                        value)
+        raise SpecError(path, "give the bare bucket name, not an s3:// URI (the rest goes in Key)", value)
     if "/" in text:
         raise SpecError(path, "bucket must not contain '/' (put the path part in Key)", value)
     if any(ch.isspace() for ch in text):
@@ -45,15 +44,17 @@ def check_checksum(value: str, path: str) -> None:
     """S3 compares ChecksumSHA256 as a string: it must be the base64 of the 32-byte digest."""
     if _HEX64.match(value):
         hint = base64.b64encode(bytes.fromhex(value.removeprefix("0x"))).decode()
-        raise SpecError(path, f"must be base64 (as S3 reports it), not hex; base64 of this digest "
-                              f"is {hint!r}", value)
+        raise SpecError(
+            path, f"must be base64 (as S3 reports it), not hex; base64 of this digest is {hint!r}", value
+        )
     try:
         raw = base64.b64decode(value, validate=True)
     except (binascii.Error, ValueError):
         raw = b""
     if len(raw) != 32:
-        raise SpecError(path, "must be the base64 of a 32-byte SHA-256 digest (44 characters "
-                              "ending in '=')", value)
+        raise SpecError(
+            path, "must be the base64 of a 32-byte SHA-256 digest (44 characters ending in '=')", value
+        )
 
 
 def check_composite_checksum(value: str, path: str) -> None:
@@ -69,9 +70,12 @@ def check_composite_checksum(value: str, path: str) -> None:
 def check_go_regex(value: str, path: str) -> None:
     problem = go_regex_error(value)
     if problem:
-        raise SpecError(path, f"invalid regular expression for Go's RE2 syntax, which the "
-                              f"compute node uses (no lookaround or backreference): {problem}",
-                        value)
+        raise SpecError(
+            path,
+            f"invalid regular expression for Go's RE2 syntax, which the "
+            f"compute node uses (no lookaround or backreference): {problem}",
+            value,
+        )
 
 
 def validate_partition(part: Mapping[str, Any], path: str) -> None:
@@ -79,8 +83,11 @@ def validate_partition(part: Mapping[str, Any], path: str) -> None:
     (pkg/s3/types.go SourceSpec.Validate via DecodeSourceSpec), so each failure here is sure."""
     ptype = get(part, "Type", "") or ""
     if not isinstance(ptype, str) or (ptype and ptype not in PARTITION_TYPES):
-        raise SpecError(f"{path}.Type", f"must be one of {', '.join(PARTITION_TYPES)} (lower "
-                                        f"case: the node compares it exactly)", ptype)
+        raise SpecError(
+            f"{path}.Type",
+            f"must be one of {', '.join(PARTITION_TYPES)} (lower case: the node compares it exactly)",
+            ptype,
+        )
     for name in ("StartIndex", "EndIndex"):
         if get(part, name) is not None:  # mapstructure.Decode refuses a non-integer
             check_int(get(part, name), f"{path}.{name}", minimum=None)

@@ -81,16 +81,20 @@ class S3Source:
 
     def to_spec(self) -> dict[str, Any]:
         params = {
-            "Bucket": self.bucket, "Key": self.key, "Filter": self.filter, "Region": self.region,
-            "Endpoint": self.endpoint, "VersionID": self.version_id,
-            "ChecksumSHA256": self.checksum_sha256, "Partition": self.partition,
+            "Bucket": self.bucket,
+            "Key": self.key,
+            "Filter": self.filter,
+            "Region": self.region,
+            "Endpoint": self.endpoint,
+            "VersionID": self.version_id,
+            "ChecksumSHA256": self.checksum_sha256,
+            "Partition": self.partition,
         }
         return {"Type": self.TYPE, "Params": {k: v for k, v in params.items() if v}}
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any], path: str = "Source.Params") -> S3Source:
-        known = ("Bucket", "Key", "Filter", "Region", "Endpoint", "VersionID", "ChecksumSHA256",
-                 "Partition")
+        known = ("Bucket", "Key", "Filter", "Region", "Endpoint", "VersionID", "ChecksumSHA256", "Partition")
         warn_unknown(params, known, path)
         values = {_snake(k): get(params, k) for k in known}
         for name, value in values.items():
@@ -108,19 +112,29 @@ class S3Source:
                 check_composite_checksum(self.checksum_sha256, f"{p}.ChecksumSHA256")
             if self.filter:
                 # explodeKey compiles Filter only when listing, so a single key ignores it
-                warn_once(self, "%s.Filter is ignored by Bacalhau: Key %r names a single "
-                                "object, and Filter applies to a prefix or a trailing '*' only",
-                          p, self.key)
+                warn_once(
+                    self,
+                    "%s.Filter is ignored by Bacalhau: Key %r names a single "
+                    "object, and Filter applies to a prefix or a trailing '*' only",
+                    p,
+                    self.key,
+                )
         else:
             if self.filter:
                 check_go_regex(self.filter, f"{p}.Filter")
             kind = "a prefix" if self.key else "the whole bucket"
-            for name, value in (("VersionID", self.version_id),
-                                ("ChecksumSHA256", self.checksum_sha256)):
+            for name, value in (("VersionID", self.version_id), ("ChecksumSHA256", self.checksum_sha256)):
                 if value:
-                    warn_once(self, "%s.%s is ignored by Bacalhau: Key %r names %s, and %s "
-                                    "applies to a single object only", p, name, self.key, kind,
-                              name)
+                    warn_once(
+                        self,
+                        "%s.%s is ignored by Bacalhau: Key %r names %s, and %s "
+                        "applies to a single object only",
+                        p,
+                        name,
+                        self.key,
+                        kind,
+                        name,
+                    )
         if self.partition is not None:
             validate_partition(as_mapping(self.partition, f"{p}.Partition"), f"{p}.Partition")
 
@@ -175,8 +189,9 @@ class LocalSource:
         return {"Type": self.type, "Params": params}
 
     @classmethod
-    def from_params(cls, params: Mapping[str, Any], path: str = "Source.Params",
-                    type: str = "local") -> LocalSource:
+    def from_params(
+        cls, params: Mapping[str, Any], path: str = "Source.Params", type: str = "local"
+    ) -> LocalSource:
         warn_unknown(params, ("SourcePath", "ReadWrite", "CreateAs"), path)
         rw = get(params, "ReadWrite", False)
         if isinstance(rw, str):
@@ -191,14 +206,14 @@ class LocalSource:
         if self.type not in ("local", "localDirectory"):
             raise SpecError(f"{path}.Type", "must be 'local' or 'localDirectory'", self.type)
         if self.type == "localDirectory":
-            warn_once(self, "%s.Type 'localDirectory' is a deprecated alias of 'local'", path,
-                      level=logging.INFO)
+            warn_once(
+                self, "%s.Type 'localDirectory' is a deprecated alias of 'local'", path, level=logging.INFO
+            )
         check_absolute(self.source_path, f"{path}.Params.SourcePath")
         if not isinstance(self.read_write, bool):
             raise SpecError(f"{path}.Params.ReadWrite", "must be true or false", self.read_write)
         if self.create_as not in ("", "dir", "file", "noCreate"):
-            raise SpecError(f"{path}.Params.CreateAs", "must be dir, file or noCreate",
-                            self.create_as)
+            raise SpecError(f"{path}.Params.CreateAs", "must be dir, file or noCreate", self.create_as)
 
 
 @dataclass
@@ -246,8 +261,14 @@ class InlineSource:
 
 
 Source = Union[S3Source, URLSource, LocalSource, IPFSSource, InlineSource, CustomSpec]
-SOURCE_TYPES = {"s3": S3Source, "urldownload": URLSource, "local": LocalSource,
-                "localdirectory": LocalSource, "ipfs": IPFSSource, "inline": InlineSource}
+SOURCE_TYPES = {
+    "s3": S3Source,
+    "urldownload": URLSource,
+    "local": LocalSource,
+    "localdirectory": LocalSource,
+    "ipfs": IPFSSource,
+    "inline": InlineSource,
+}
 KNOWN_SOURCES = "s3, urlDownload, local, localDirectory, ipfs, inline"
 
 
@@ -264,10 +285,14 @@ def source_from_spec(spec: Any, path: str = "Source") -> Source:
         # Kept as an error: these are Bacalhau's result and downloader types
         # (pkg/downloader/util/utils.go), which no storage provider registers, and a user who
         # writes one means a published result, which the inputs helper turns into an input.
-        raise SpecError(f"{path}.Type", f"unknown input source type; known: {KNOWN_SOURCES} "
-                                        f"(that is a result type, not an input type; use "
-                                        f"PublishedResult and the inputs helper to turn it into "
-                                        f"an input)", stype)
+        raise SpecError(
+            f"{path}.Type",
+            f"unknown input source type; known: {KNOWN_SOURCES} "
+            f"(that is a result type, not an input type; use "
+            f"PublishedResult and the inputs helper to turn it into "
+            f"an input)",
+            stype,
+        )
     if cls is None:  # a storage plugin: see spec/custom.py
         return CustomSpec(stype, dict(params), "input source", KNOWN_SOURCES)
     if cls is LocalSource:
@@ -306,27 +331,34 @@ class InputSource:
         source = get(mapping, "Source")
         if source is None:
             raise SpecError(f"{path}.Source", "input source has no Source", dict(mapping))
-        return cls(get(mapping, "Target", "") or "",
-                    source_from_spec(source, f"{path}.Source"), get(mapping, "Alias", "") or "")
+        return cls(
+            get(mapping, "Target", "") or "",
+            source_from_spec(source, f"{path}.Source"),
+            get(mapping, "Alias", "") or "",
+        )
 
     def validate(self, path: str = "InputSource") -> None:
         target = check_text(self.target, f"{path}.Target")
         if not target.strip():  # "input source is missing a target" (pkg/models/input_source.go)
-            raise SpecError(f"{path}.Target", "input source is missing a Target (the absolute "
-                                              "path where the data appears)", self.target)
+            raise SpecError(
+                f"{path}.Target",
+                "input source is missing a Target (the absolute path where the data appears)",
+                self.target,
+            )
         # whether it must be absolute depends on the engine: Task checks that
         check_text(self.alias, f"{path}.Alias")
         if not hasattr(self.source, "validate"):
-            raise SpecError(f"{path}.Source", "must be a source object or {Type, Params}",
-                            self.source)
+            raise SpecError(f"{path}.Source", "must be a source object or {Type, Params}", self.source)
         self.source.validate(f"{path}.Source")
 
 
 def _snake(name: str) -> str:
     return {"VersionID": "version_id", "ChecksumSHA256": "checksum_sha256"}.get(
-        name, re.sub(r"(?<!^)([A-Z])", r"_\1", name).lower())
+        name, re.sub(r"(?<!^)([A-Z])", r"_\1", name).lower()
+    )
 
 
 def _pascal(name: str) -> str:
     return {"version_id": "VersionID", "checksum_sha256": "ChecksumSHA256"}.get(
-        name, "".join(part.capitalize() for part in name.split("_")))
+        name, "".join(part.capitalize() for part in name.split("_"))
+    )

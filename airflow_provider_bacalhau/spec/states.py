@@ -88,15 +88,28 @@ class ExecutionState(enum.IntEnum):
         return cls.UNDEFINED
 
 
-_TERMINAL_EXECUTION = frozenset({
-    ExecutionState.ASK_FOR_BID_REJECTED, ExecutionState.BID_REJECTED, ExecutionState.COMPLETED,
-    ExecutionState.FAILED, ExecutionState.CANCELLED,
-})
+_TERMINAL_EXECUTION = frozenset(
+    {
+        ExecutionState.ASK_FOR_BID_REJECTED,
+        ExecutionState.BID_REJECTED,
+        ExecutionState.COMPLETED,
+        ExecutionState.FAILED,
+        ExecutionState.CANCELLED,
+    }
+)
 # v1.5 had no Running/Publishing, so the later states sat two lower.
-_V15 = {0: ExecutionState.UNDEFINED, 1: ExecutionState.NEW, 2: ExecutionState.ASK_FOR_BID,
-        3: ExecutionState.ASK_FOR_BID_ACCEPTED, 4: ExecutionState.ASK_FOR_BID_REJECTED,
-        5: ExecutionState.BID_ACCEPTED, 6: ExecutionState.BID_REJECTED,
-        7: ExecutionState.COMPLETED, 8: ExecutionState.FAILED, 9: ExecutionState.CANCELLED}
+_V15 = {
+    0: ExecutionState.UNDEFINED,
+    1: ExecutionState.NEW,
+    2: ExecutionState.ASK_FOR_BID,
+    3: ExecutionState.ASK_FOR_BID_ACCEPTED,
+    4: ExecutionState.ASK_FOR_BID_REJECTED,
+    5: ExecutionState.BID_ACCEPTED,
+    6: ExecutionState.BID_REJECTED,
+    7: ExecutionState.COMPLETED,
+    8: ExecutionState.FAILED,
+    9: ExecutionState.CANCELLED,
+}
 
 
 class DesiredState(enum.IntEnum):
@@ -182,7 +195,9 @@ class Execution:
         if isinstance(raw_result, Mapping) and str(get(raw_result, "Type") or "").strip():
             result = PublishedResult.from_api(raw_result, job_id, exec_id)
         return cls(
-            id=exec_id, node_id=str(get(m, "NodeID") or ""), job_id=job_id,
+            id=exec_id,
+            node_id=str(get(m, "NodeID") or ""),
+            job_id=job_id,
             job_version=_int_or_none(get(m, "JobVersion")),
             compute_state=ExecutionState.from_api(get(compute, "StateType", 0), legacy_v15),
             compute_message=str(get(compute, "Message") or ""),
@@ -195,13 +210,11 @@ class Execution:
     @property
     def exit_code_failed(self) -> bool:
         """Completed, but the container exited non-zero (Bacalhau does not fail those)."""
-        return (self.compute_state is ExecutionState.COMPLETED
-                and self.run_output.exit_code not in (None, 0))
+        return self.compute_state is ExecutionState.COMPLETED and self.run_output.exit_code not in (None, 0)
 
     def describe(self) -> str:
         out = self.run_output
-        parts = [f"execution {self.id or '?'} on node {self.node_id or '?'}: "
-                 f"{self.compute_state.label}"]
+        parts = [f"execution {self.id or '?'} on node {self.node_id or '?'}: {self.compute_state.label}"]
         if self.compute_message:
             parts.append(f"message: {self.compute_message}")
         if out.error_msg:
@@ -213,7 +226,8 @@ class Execution:
         if tail:
             note = " (Bacalhau kept only the first 2 KiB)" if out.stderr_truncated else ""
             text += f"\n  stderr (last {STDERR_TAIL_LINES} lines{note}):\n" + "\n".join(
-                f"    {line}" for line in tail.splitlines())
+                f"    {line}" for line in tail.splitlines()
+            )
         return text
 
 
@@ -241,16 +255,18 @@ class JobStatus:
         version = _int_or_none(get(job, "Version"))
         raw_execs = get(resp, "Executions")
         items = get(raw_execs, "Items") if isinstance(raw_execs, Mapping) else raw_execs
-        executions = [Execution.from_api(e, legacy_v15) for e in (items or [])
-                      if isinstance(e, Mapping)]
+        executions = [Execution.from_api(e, legacy_v15) for e in (items or []) if isinstance(e, Mapping)]
         if version is not None:  # older servers send no JobVersion: keep those
-            executions = [e for e in executions
-                          if e.job_version is None or e.job_version == version]
+            executions = [e for e in executions if e.job_version is None or e.job_version == version]
         return cls(
-            job_id=str(get(job, "ID") or ""), name=str(get(job, "Name") or ""),
-            namespace=str(get(job, "Namespace") or ""), type=str(get(job, "Type") or ""),
-            version=version, state=JobState.from_api(get(state, "StateType", "Undefined")),
-            message=str(get(state, "Message") or ""), executions=executions,
+            job_id=str(get(job, "ID") or ""),
+            name=str(get(job, "Name") or ""),
+            namespace=str(get(job, "Namespace") or ""),
+            type=str(get(job, "Type") or ""),
+            version=version,
+            state=JobState.from_api(get(state, "StateType", "Undefined")),
+            message=str(get(state, "Message") or ""),
+            executions=executions,
         )
 
     @property
@@ -264,8 +280,7 @@ class JobStatus:
         Exit codes are only known when the answer included executions (``include=executions``);
         a missing ExitCode counts as 0.
         """
-        return self.state is JobState.COMPLETED and not any(
-            e.exit_code_failed for e in self.executions)
+        return self.state is JobState.COMPLETED and not any(e.exit_code_failed for e in self.executions)
 
     @property
     def completed_executions(self) -> list[Execution]:
@@ -274,8 +289,7 @@ class JobStatus:
     @property
     def results(self) -> list[PublishedResult]:
         """Published results of the Completed executions of the latest version."""
-        return [e.published_result for e in self.completed_executions
-                if e.published_result is not None]
+        return [e.published_result for e in self.completed_executions if e.published_result is not None]
 
     def failure_summary(self) -> str:
         """Why the job did not succeed: job message, then the executions that explain it."""
@@ -287,9 +301,18 @@ class JobStatus:
             head += f": {self.message}"
         if self.state is JobState.COMPLETED and any(e.exit_code_failed for e in self.executions):
             head += " (but an execution exited with a non-zero code)"
-        bad = [e for e in self.executions if e.exit_code_failed or e.run_output.error_msg
-               or e.compute_state in (ExecutionState.FAILED, ExecutionState.CANCELLED,
-                                      ExecutionState.BID_REJECTED,
-                                      ExecutionState.ASK_FOR_BID_REJECTED)]
+        bad = [
+            e
+            for e in self.executions
+            if e.exit_code_failed
+            or e.run_output.error_msg
+            or e.compute_state
+            in (
+                ExecutionState.FAILED,
+                ExecutionState.CANCELLED,
+                ExecutionState.BID_REJECTED,
+                ExecutionState.ASK_FOR_BID_REJECTED,
+            )
+        ]
         lines = [head] + [f"- {e.describe()}" for e in (bad or self.executions)]
         return "\n".join(lines)

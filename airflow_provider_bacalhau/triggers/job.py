@@ -108,8 +108,9 @@ class BacalhauJobTrigger(BaseTrigger):
             event = await self._watch()
         except Exception as exc:  # any surprise ends the wait visibly, never silently
             self.log.exception("Watching Bacalhau job %s failed", self.job_id)
-            event = make_event("error", self.job_id, f"watching the job failed: {exc}",
-                               namespace=self.namespace)
+            event = make_event(
+                "error", self.job_id, f"watching the job failed: {exc}", namespace=self.namespace
+            )
         self._fired = True
         yield TriggerEvent(event)
 
@@ -154,9 +155,12 @@ class BacalhauJobTrigger(BaseTrigger):
         from airflow_provider_bacalhau.waiting.live_logs import LiveLogs
         from airflow_provider_bacalhau.waiting.log_follower import LogFollower, stream_opener
 
-        return LogFollower(LiveLogs(self.poll_interval), stream_opener(client.config, self.job_id, self.namespace),
-                           lambda line: self.log.info("%s", line),
-                           lambda failures: retry_delay(failures, self.poll_interval))
+        return LogFollower(
+            LiveLogs(self.poll_interval),
+            stream_opener(client.config, self.job_id, self.namespace),
+            lambda line: self.log.info("%s", line),
+            lambda failures: retry_delay(failures, self.poll_interval),
+        )
 
     async def on_kill(self) -> None:
         """Stop the job when a user kills the deferred task (called by Airflow >= 3.3 only)."""
@@ -183,12 +187,17 @@ class BacalhauJobTrigger(BaseTrigger):
         try:
             safe = await self.safe_to_cancel()
         except Exception:  # unknown is not killed: a running job is never stopped on a guess
-            self.log.warning("Could not read the task state of Bacalhau job %s: leaving it running",
-                             self.job_id, exc_info=True)
+            self.log.warning(
+                "Could not read the task state of Bacalhau job %s: leaving it running",
+                self.job_id,
+                exc_info=True,
+            )
             return
         if not safe:
-            self.log.info("Bacalhau job %s keeps running: its task is still deferred (triggerer restart "
-                          "or handover)", self.job_id)
+            self.log.info(
+                "Bacalhau job %s keeps running: its task is still deferred (triggerer restart or handover)",
+                self.job_id,
+            )
             return
         await self.on_kill()
 

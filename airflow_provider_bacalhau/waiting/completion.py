@@ -38,7 +38,9 @@ def _clip(text: str | None, truncated: bool) -> tuple[str, bool]:
     return text, bool(truncated)
 
 
-def log_run_outputs(status: Any, log: logging.Logger, streamed: dict[str, dict[str, Any]] | None = None) -> None:
+def log_run_outputs(
+    status: Any, log: logging.Logger, streamed: dict[str, dict[str, Any]] | None = None
+) -> None:
     """Show each execution's state, exit code, stdout and stderr (first 2 KiB) in the task log.
 
     ``streamed`` (see :meth:`~airflow_provider_bacalhau.waiting.live_logs.LiveLogs.summary`) says
@@ -49,9 +51,14 @@ def log_run_outputs(status: Any, log: logging.Logger, streamed: dict[str, dict[s
         run = execution.run_output
         state = getattr(execution.compute_state, "label", execution.compute_state)
         exit_code = getattr(run, "exit_code", None) if run is not None else None
-        log.info("Execution %s on node %s: %s, exit code %s%s", execution.id, execution.node_id or "-",
-                 state, "-" if exit_code is None else exit_code,
-                 f" ({execution.compute_message})" if execution.compute_message else "")
+        log.info(
+            "Execution %s on node %s: %s, exit code %s%s",
+            execution.id,
+            execution.node_id or "-",
+            state,
+            "-" if exit_code is None else exit_code,
+            f" ({execution.compute_message})" if execution.compute_message else "",
+        )
         if run is None:
             continue
         shown = streamed.get(execution.id, {})
@@ -65,8 +72,9 @@ def log_run_outputs(status: Any, log: logging.Logger, streamed: dict[str, dict[s
                 text = text[skip:]
             if not text:
                 continue
-            note = ("first 2 KiB; truncated, the full stream is in the published results" if cut
-                    else "complete")
+            note = (
+                "first 2 KiB; truncated, the full stream is in the published results" if cut else "complete"
+            )
             if skip:
                 note += "; the part already shown in the live log is left out"
             log.info("%s of %s (%s):\n%s", stream, execution.id, note, text.rstrip("\n"))
@@ -130,14 +138,16 @@ class JobCompletionMixin:
         streamed = streamed_from_event(event)
         status_name = event["status"]
         if status_name == "error":
-            raise BacalhauJobError(f"Waiting for Bacalhau job {job_id} failed: {event.get('message')}",
-                                   job_id=job_id)
+            raise BacalhauJobError(
+                f"Waiting for Bacalhau job {job_id} failed: {event.get('message')}", job_id=job_id
+            )
         if status_name == "timeout":
             if isinstance(event.get("job"), dict):
                 log_run_outputs(JobStatus.from_api(event["job"]), self.log, streamed)
             self._stop_after_timeout(context, job_id)
-            raise self.timeout_error(event.get("message") or f"Timed out waiting for Bacalhau job {job_id}",
-                                     job_id=job_id)
+            raise self.timeout_error(
+                event.get("message") or f"Timed out waiting for Bacalhau job {job_id}", job_id=job_id
+            )
 
         status = JobStatus.from_api(event["job"])
         log_run_outputs(status, self.log, streamed)
@@ -149,11 +159,15 @@ class JobCompletionMixin:
             self.log.error("Bacalhau job %s did not succeed:\n%s", job_id, summary)
             raise BacalhauJobFailedError(
                 f"Bacalhau job {job_id} ended {status.state.value} without success: {summary}",
-                job_id=job_id, state=status.state.value,
+                job_id=job_id,
+                state=status.state.value,
             )
         if not status.succeeded:
-            self.log.warning("Bacalhau job %s completed with a non-zero exit code; accepted because "
-                             "fail_on_nonzero_exit is False", job_id)
+            self.log.warning(
+                "Bacalhau job %s completed with a non-zero exit code; accepted because "
+                "fail_on_nonzero_exit is False",
+                job_id,
+            )
         results = [result.to_dict() for result in status.results]
         self.log.info("Bacalhau job %s completed: %d published result(s)", job_id, len(results))
         return results
@@ -170,8 +184,9 @@ class JobCompletionMixin:
             with self.get_bacalhau_client(status.namespace or None) as client:
                 return failed_output(client, status, self.log)
         except Exception as exc:  # e.g. the connection cannot be read: the job's own messages stand
-            self.log.warning("Could not read the failed executions' logs of Bacalhau job %s: %s",
-                             status.job_id, exc)
+            self.log.warning(
+                "Could not read the failed executions' logs of Bacalhau job %s: %s", status.job_id, exc
+            )
             return ""
 
     def _stop_after_timeout(self, context: Any, job_id: str) -> None:

@@ -18,8 +18,9 @@ EVENT_STATUSES = ("success", "failed", "timeout", "error")
 EVENT_JOB_FIELDS = ("ID", "Name", "Namespace", "Type", "Version", "State")
 
 
-def make_event(status: str, job_id: str, message: str, job: dict | None = None,
-               namespace: str | None = None) -> dict[str, Any]:
+def make_event(
+    status: str, job_id: str, message: str, job: dict | None = None, namespace: str | None = None
+) -> dict[str, Any]:
     """The JSON payload every wait ends with.
 
     :param status: one of :data:`EVENT_STATUSES`.
@@ -32,8 +33,13 @@ def make_event(status: str, job_id: str, message: str, job: dict | None = None,
     """
     if not namespace and isinstance(job, dict) and isinstance(job.get("Job"), dict):
         namespace = job["Job"].get("Namespace") or None
-    return {"status": status, "job_id": job_id, "message": message, "job": slim_response(job),
-            "namespace": namespace or None}
+    return {
+        "status": status,
+        "job_id": job_id,
+        "message": message,
+        "job": slim_response(job),
+        "namespace": namespace or None,
+    }
 
 
 def slim_response(response: dict | None) -> dict | None:
@@ -45,8 +51,10 @@ def slim_response(response: dict | None) -> dict | None:
         slim["Job"] = {k: v for k, v in response["Job"].items() if k in EVENT_JOB_FIELDS}
     executions = response.get("Executions")
     if isinstance(executions, dict) and isinstance(executions.get("Items"), list):
-        items = [{k: v for k, v in item.items() if k != "Job"} if isinstance(item, dict) else item
-                 for item in executions["Items"]]
+        items = [
+            {k: v for k, v in item.items() if k != "Job"} if isinstance(item, dict) else item
+            for item in executions["Items"]
+        ]
         slim["Executions"] = {**executions, "Items": items}
     return slim
 

@@ -33,8 +33,9 @@ def needs_logs(execution: Any) -> bool:
     return execution.compute_state in (ExecutionState.FAILED, ExecutionState.CANCELLED) and not has_run_output
 
 
-def failed_output(client: Any, status: Any, log: logging.Logger, budget: float = TOTAL_SECONDS,
-                  clock: Any = time.monotonic) -> str:
+def failed_output(
+    client: Any, status: Any, log: logging.Logger, budget: float = TOTAL_SECONDS, clock: Any = time.monotonic
+) -> str:
     """The tails of the failed executions' output, as text for the failure message ("" if none).
 
     :param client: a :class:`~airflow_provider_bacalhau.client.BacalhauClient`.
@@ -49,15 +50,25 @@ def failed_output(client: Any, status: Any, log: logging.Logger, budget: float =
     for execution in wanted:
         remaining = deadline - clock()
         if remaining < 0.2:
-            sections.append(f"Output of execution {execution.id}: not read (the {budget:g} s for logs were used up)")
+            sections.append(
+                f"Output of execution {execution.id}: not read (the {budget:g} s for logs were used up)"
+            )
             continue
         try:
-            kept = client.job_logs_tail(status.job_id, execution.id, lines=TAIL_LINES, max_bytes=TAIL_BYTES,
-                                        timeout=remaining, read_limit=READ_LIMIT,
-                                        namespace=status.namespace or None)
+            kept = client.job_logs_tail(
+                status.job_id,
+                execution.id,
+                lines=TAIL_LINES,
+                max_bytes=TAIL_BYTES,
+                timeout=remaining,
+                read_limit=READ_LIMIT,
+                namespace=status.namespace or None,
+            )
         except BacalhauLogsError as exc:
             log.info("No output of execution %s from the logs endpoint: %s", execution.id, exc)
-            sections.append(f"Output of execution {execution.id}: not available from the logs endpoint ({exc.message})")
+            sections.append(
+                f"Output of execution {execution.id}: not available from the logs endpoint ({exc.message})"
+            )
             continue
         except Exception as exc:  # logs are extra information: never the reason a task fails
             log.warning("Reading the logs of execution %s failed: %s", execution.id, exc, exc_info=True)

@@ -83,12 +83,23 @@ class LiveLogs:
     :param clock: monotonic clock (for tests).
     """
 
-    def __init__(self, interval: float, *, max_lines: int = MAX_LINES_PER_INTERVAL,
-                 max_bytes: int = MAX_BYTES_PER_INTERVAL, max_line: int = MAX_LINE_CHARS,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        interval: float,
+        *,
+        max_lines: int = MAX_LINES_PER_INTERVAL,
+        max_bytes: int = MAX_BYTES_PER_INTERVAL,
+        max_line: int = MAX_LINE_CHARS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         if interval <= 0 or max_lines <= 0 or max_bytes <= 0 or max_line <= 0:
             raise ValueError("interval, max_lines, max_bytes and max_line: must be > 0")
-        self.interval, self.max_lines, self.max_bytes, self.max_line = interval, max_lines, max_bytes, max_line
+        self.interval, self.max_lines, self.max_bytes, self.max_line = (
+            interval,
+            max_lines,
+            max_bytes,
+            max_line,
+        )
         self.clock = clock
         self.executions: dict[str, _Followed] = {}
         self.multiple = False
@@ -134,13 +145,13 @@ class LiveLogs:
         already = followed.taken.get(stream, 0)
         if start + len(text) <= already:
             return []
-        text = text[max(0, already - start):]
+        text = text[max(0, already - start) :]
         followed.taken[stream] = start + len(chunk.text)
         pieces = (followed.partial.get(stream, "") + text).split("\n")
         followed.partial[stream] = pieces.pop()
         while len(followed.partial[stream]) > self.max_line:
-            pieces.append(followed.partial[stream][:self.max_line])
-            followed.partial[stream] = followed.partial[stream][self.max_line:]
+            pieces.append(followed.partial[stream][: self.max_line])
+            followed.partial[stream] = followed.partial[stream][self.max_line :]
         return self._emit(execution_id, stream, pieces)
 
     def stream_ended(self, execution_id: str, how: str) -> bool:
@@ -173,8 +184,11 @@ class LiveLogs:
     def summary(self) -> dict[str, dict[str, Any]]:
         """What was taken per execution, for the completion step (it skips that part of the final
         output): ``{execution_id: {"stdout": chars, "stderr": chars, "complete": bool}}``."""
-        return {eid: {STDOUT: f.taken[STDOUT], STDERR: f.taken[STDERR], "complete": f.complete}
-                for eid, f in self.executions.items() if f.taken[STDOUT] or f.taken[STDERR] or f.complete}
+        return {
+            eid: {STDOUT: f.taken[STDOUT], STDERR: f.taken[STDERR], "complete": f.complete}
+            for eid, f in self.executions.items()
+            if f.taken[STDOUT] or f.taken[STDERR] or f.complete
+        }
 
     # -- caps -------------------------------------------------------------------------------------
     def _emit(self, execution_id: str, stream: str, texts: list[str]) -> list[str]:
@@ -205,9 +219,11 @@ class LiveLogs:
     def _drop_note(self) -> list[str]:
         if not self._dropped_lines:
             return []
-        note = (f"... {self._dropped_lines} line(s) ({self._dropped_bytes} bytes) of output not shown: the live log "
-                f"keeps at most {self.max_lines} lines and {self.max_bytes} bytes per {self.interval:g} s; the "
-                f"full output is in the job's published stdout/stderr")
+        note = (
+            f"... {self._dropped_lines} line(s) ({self._dropped_bytes} bytes) of output not shown: the live log "
+            f"keeps at most {self.max_lines} lines and {self.max_bytes} bytes per {self.interval:g} s; the "
+            f"full output is in the job's published stdout/stderr"
+        )
         self._dropped_lines = self._dropped_bytes = 0
         return [note]
 

@@ -38,8 +38,16 @@ def stream_opener(config: Any, job_id: str, namespace: str | None = None) -> Ope
     """Open one execution's log with ``follow=true`` through the client's log reader."""
 
     def open_stream(execution_id: str) -> AsyncIterable[logs.LogChunk]:
-        read = logs.open_read(config, job_id, execution_id, follow=True, namespace=namespace,
-                              max_bytes=FOLLOW_MAX_BYTES, timeout=FOLLOW_READ_SECONDS, open_timeout=OPEN_SECONDS)
+        read = logs.open_read(
+            config,
+            job_id,
+            execution_id,
+            follow=True,
+            namespace=namespace,
+            max_bytes=FOLLOW_MAX_BYTES,
+            timeout=FOLLOW_READ_SECONDS,
+            open_timeout=OPEN_SECONDS,
+        )
         return logs.AsyncLogStream(read)
 
     return open_stream
@@ -54,8 +62,13 @@ class LogFollower:
     :param retry_delay: seconds before the n-th reconnect in a row.
     """
 
-    def __init__(self, live: LiveLogs, open_stream: Opener, emit: Callable[[str], None],
-                 retry_delay: Callable[[int], float]) -> None:
+    def __init__(
+        self,
+        live: LiveLogs,
+        open_stream: Opener,
+        emit: Callable[[str], None],
+        retry_delay: Callable[[int], float],
+    ) -> None:
         self.live = live
         self.open_stream = open_stream
         self.emit = emit
@@ -126,8 +139,9 @@ class ThreadedLogFollower:
     (:meth:`sleep`), so every log call stays on the task's own thread.
     """
 
-    def __init__(self, live: LiveLogs, open_stream: Opener, retry_delay: Callable[[int], float],
-                 log: logging.Logger) -> None:
+    def __init__(
+        self, live: LiveLogs, open_stream: Opener, retry_delay: Callable[[int], float], log: logging.Logger
+    ) -> None:
         self.log = log
         self.lines: queue.SimpleQueue[str] = queue.SimpleQueue()
         self.loop = asyncio.new_event_loop()

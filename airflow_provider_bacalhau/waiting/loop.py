@@ -29,8 +29,9 @@ def retry_delay(errors_in_a_row: int, poll_interval: float) -> float:
     return backoff_delay(errors_in_a_row - 1, FIRST_RETRY_DELAY, poll_interval)
 
 
-def watch_job(job_id: str, poll_interval: float, deadline: float, log: logging.Logger,
-              namespace: str | None = None) -> Generator[str | Sleep, Any, dict[str, Any]]:
+def watch_job(
+    job_id: str, poll_interval: float, deadline: float, log: logging.Logger, namespace: str | None = None
+) -> Generator[str | Sleep, Any, dict[str, Any]]:
     """The one waiting loop, without I/O: the worker and the trigger only drive it.
 
     It yields :data:`POLL` (send back the ``GET /jobs/{id}?include=executions`` answer, or the
@@ -48,12 +49,18 @@ def watch_job(job_id: str, poll_interval: float, deadline: float, log: logging.L
         answer = yield POLL
         if isinstance(answer, BaseException):
             if not is_transient(answer):
-                return make_event("error", job_id, f"cannot read Bacalhau job {job_id}: {answer}",
-                                  last_response, namespace)
+                return make_event(
+                    "error", job_id, f"cannot read Bacalhau job {job_id}: {answer}", last_response, namespace
+                )
             errors_in_a_row += 1
             delay = retry_delay(errors_in_a_row, poll_interval)
-            log.warning("Bacalhau job %s: transient API error (%s); retry %d in %.1fs", job_id,
-                        answer, errors_in_a_row, delay)
+            log.warning(
+                "Bacalhau job %s: transient API error (%s); retry %d in %.1fs",
+                job_id,
+                answer,
+                errors_in_a_row,
+                delay,
+            )
         else:
             errors_in_a_row = 0
             last_response = answer
@@ -63,20 +70,35 @@ def watch_job(job_id: str, poll_interval: float, deadline: float, log: logging.L
                 return event_from_response(answer, namespace)
             if status.state.value != last_state:
                 last_state = status.state.value
-                log.info("Bacalhau job %s is %s%s", job_id, last_state,
-                         f" ({status.message})" if status.message else "")
+                log.info(
+                    "Bacalhau job %s is %s%s",
+                    job_id,
+                    last_state,
+                    f" ({status.message})" if status.message else "",
+                )
             delay = poll_interval
         remaining = deadline - time.time()
         if remaining <= 0 or (errors_in_a_row and delay >= remaining):
             where = f"still {last_state}" if last_state else "not observed"
-            return make_event("timeout", job_id, f"Bacalhau job {job_id} {where} at the wait's deadline",
-                              last_response, namespace)
+            return make_event(
+                "timeout",
+                job_id,
+                f"Bacalhau job {job_id} {where} at the wait's deadline",
+                last_response,
+                namespace,
+            )
         yield Sleep(min(delay, remaining))
 
 
-def wait_in_worker(client: Any, job_id: str, poll_interval: float, deadline: float,
-                   log: logging.Logger, namespace: str | None = None,
-                   stream_logs: bool = False) -> dict[str, Any]:
+def wait_in_worker(
+    client: Any,
+    job_id: str,
+    poll_interval: float,
+    deadline: float,
+    log: logging.Logger,
+    namespace: str | None = None,
+    stream_logs: bool = False,
+) -> dict[str, Any]:
     """Drive :func:`watch_job` from the worker (blocking) and return its event.
 
     :param client: a :class:`~airflow_provider_bacalhau.client.BacalhauClient` asking in
@@ -112,10 +134,15 @@ def wait_in_worker(client: Any, job_id: str, poll_interval: float, deadline: flo
             follower.close(drain=0)
 
 
-def _worker_follower(client: Any, job_id: str, poll_interval: float, log: logging.Logger,
-                     namespace: str | None) -> Any:
+def _worker_follower(
+    client: Any, job_id: str, poll_interval: float, log: logging.Logger, namespace: str | None
+) -> Any:
     from airflow_provider_bacalhau.waiting.live_logs import LiveLogs
     from airflow_provider_bacalhau.waiting.log_follower import ThreadedLogFollower, stream_opener
 
-    return ThreadedLogFollower(LiveLogs(poll_interval), stream_opener(client.config, job_id, namespace),
-                               lambda failures: retry_delay(failures, poll_interval), log)
+    return ThreadedLogFollower(
+        LiveLogs(poll_interval),
+        stream_opener(client.config, job_id, namespace),
+        lambda failures: retry_delay(failures, poll_interval),
+        log,
+    )

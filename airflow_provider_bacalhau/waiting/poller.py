@@ -82,8 +82,12 @@ def scan_changes(stop_at: int | None, limit: int, max_pages: int = MAX_PAGES) ->
     the server does not order the list by ``ModifyTime``, newest first: stopping at a time is then
     unsafe.
     """
-    query: dict[str, Any] = {"labels": WATCH_SELECTOR, "order_by": "modified_at", "reverse": "true",
-                             "limit": limit}
+    query: dict[str, Any] = {
+        "labels": WATCH_SELECTOR,
+        "order_by": "modified_at",
+        "reverse": "true",
+        "limit": limit,
+    }
     scan = Scan()
     while True:
         answer = yield query
@@ -96,7 +100,9 @@ def scan_changes(stop_at: int | None, limit: int, max_pages: int = MAX_PAGES) ->
         # last one read, and are harmless.
         previous = None
         for item in items:
-            stamp, job_id = (item.get("ModifyTime"), item.get("ID")) if isinstance(item, dict) else (None, None)
+            stamp, job_id = (
+                (item.get("ModifyTime"), item.get("ID")) if isinstance(item, dict) else (None, None)
+            )
             if not isinstance(stamp, int) or not isinstance(job_id, str):
                 raise ListUnusable("a listed job has no ID or no integer ModifyTime")
             if previous is not None and stamp > previous:
@@ -177,7 +183,9 @@ class JobWatch:
         if not self.batched:
             await asyncio.sleep(seconds)
         else:
-            end = time.monotonic() + min(max(seconds, deadline - time.time()), max(seconds, FULL_READ_SECONDS))
+            end = time.monotonic() + min(
+                max(seconds, deadline - time.time()), max(seconds, FULL_READ_SECONDS)
+            )
             while not self._changed and self.batched:
                 remaining = end - time.monotonic()
                 if remaining <= 0:
@@ -287,8 +295,13 @@ class SharedPoller:
         except Exception as exc:  # noqa: BLE001 - whatever went wrong, the triggers fall back to reads
             self._failed(exc)
             return
-        log.debug("Shared job list: %d request(s) in %.3fs, %d job(s) changed, %d watched", found.requests,
-                  time.monotonic() - started, len(found.listed), len(self.watches))
+        log.debug(
+            "Shared job list: %d request(s) in %.3fs, %d job(s) changed, %d watched",
+            found.requests,
+            time.monotonic() - started,
+            len(found.listed),
+            len(self.watches),
+        )
         self._take(found)
 
     def _take(self, found: Scan) -> None:
@@ -304,8 +317,11 @@ class SharedPoller:
                     watch.listed = max(stamp, watch.listed or 0)
                     watch.notify(changed=True)
         if not found.complete:  # changes may hide past the pages read: every trigger reads once
-            log.warning("The shared Bacalhau job list had more than %d pages of changes; every "
-                        "watched job is read once", MAX_PAGES)
+            log.warning(
+                "The shared Bacalhau job list had more than %d pages of changes; every "
+                "watched job is read once",
+                MAX_PAGES,
+            )
             self._reset(wake=True)
             fresh = True
         if fresh:  # reads from now on are covered by this watermark
@@ -323,8 +339,11 @@ class SharedPoller:
             log.info("The shared Bacalhau job list failed (%s); retrying at the next poll", exc)
             return
         if self.healthy:
-            log.warning("The shared Bacalhau job list cannot be used (%s); each trigger polls its own "
-                        "job until it can", exc)
+            log.warning(
+                "The shared Bacalhau job list cannot be used (%s); each trigger polls its own "
+                "job until it can",
+                exc,
+            )
         self.healthy = False
         self._reset(wake=True)
         self.established.set()  # nobody waits for a watermark that is not coming

@@ -22,8 +22,12 @@ with DAG(
         task_id="ticker",
         image="busybox:1.37.0",
         entrypoint=["sh", "-c"],
-        parameters=[('for i in $(seq 1 {{ params.lines }}); do echo "tick $i of {{ params.lines }}"; '
-                     'sleep {{ params.interval }}; done')],
+        parameters=[
+            (
+                'for i in $(seq 1 {{ params.lines }}); do echo "tick $i of {{ params.lines }}"; '
+                "sleep {{ params.interval }}; done"
+            )
+        ],
         timeouts={"ExecutionTimeout": 600},
         poll_interval=float(os.environ.get("BACALHAU_EXAMPLES_POLL_INTERVAL", "5")),
     )
