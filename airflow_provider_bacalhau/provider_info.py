@@ -72,7 +72,9 @@ def provider_info() -> dict:
     return {
         "package-name": "airflow-provider-bacalhau",
         "name": "Bacalhau",
-        "description": "Run Bacalhau compute-over-data jobs from Airflow: S3 staging, publishing and chaining.",
+        "description": (
+            "Run Bacalhau compute-over-data jobs from Airflow: S3 staging, publishing and chaining."
+        ),
         "versions": [__version__],
         "integrations": [
             {

@@ -66,8 +66,10 @@ def main() -> int:
     own_cpu = statistics.median(s["own_cpu_ms"] for s in own)
     loaded = over_airflow[-1]["loaded"]
     print(
-        f"operators + sensor + trigger over `import airflow`: median {total:.1f} ms wall, {total_cpu:.1f} ms CPU "
-        f"(wall min {min(s['total_ms'] for s in over_airflow):.1f}, max {max(s['total_ms'] for s in over_airflow):.1f}; "
+        f"operators + sensor + trigger over `import airflow`: median {total:.1f} ms wall, "
+        f"{total_cpu:.1f} ms CPU "
+        f"(wall min {min(s['total_ms'] for s in over_airflow):.1f}, "
+        f"max {max(s['total_ms'] for s in over_airflow):.1f}; "
         f"{args.runs} fresh interpreters); budget {args.budget_ms:.0f} ms"
     )
     print(

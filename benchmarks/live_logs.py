@@ -90,7 +90,8 @@ def describe(name: str, values: list[float]) -> str:
     if not values:
         return f"{name}: no lines"
     return (
-        f"{name}: n={len(values)} median {statistics.median(values):.3f} s, p95 {percentile(values, 0.95):.3f} s, "
+        f"{name}: n={len(values)} median {statistics.median(values):.3f} s, "
+        f"p95 {percentile(values, 0.95):.3f} s, "
         f"max {max(values):.3f} s"
     )
 

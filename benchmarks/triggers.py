@@ -460,9 +460,9 @@ def print_table(results: list[dict[str, Any]]) -> None:
     cells = [[fmt(read(f)) for f in results] for _, read in ROWS]
     width = max(len(label) for label, _ in ROWS)
     widths = [max(len(h), *(len(row[i]) for row in cells)) for i, h in enumerate(heads)]
-    print(" | ".join([" " * width, *(h.rjust(w) for h, w in zip(heads, widths))]))
-    for (label, _), row in zip(ROWS, cells):
-        print(" | ".join([label.ljust(width), *(c.rjust(w) for c, w in zip(row, widths))]))
+    print(" | ".join([" " * width, *(h.rjust(w) for h, w in zip(heads, widths, strict=True))]))
+    for (label, _), row in zip(ROWS, cells, strict=True):
+        print(" | ".join([label.ljust(width), *(c.rjust(w) for c, w in zip(row, widths, strict=True))]))
 
 
 def run(args: argparse.Namespace) -> int:

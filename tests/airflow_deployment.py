@@ -13,6 +13,7 @@ group, always; a deployment started as a context manager is stopped on any exit.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -82,10 +83,8 @@ class Component:
         """Send ``sig`` to the whole group (the component and every process it spawned)."""
         if self.proc is None:
             return
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(self.proc.pid, sig)
-        except ProcessLookupError:
-            pass
 
     def stop(self, timeout: float = 20.0) -> None:
         """SIGTERM to the group, SIGKILL to what is left after ``timeout``; reaps the leader."""
@@ -97,10 +96,8 @@ class Component:
             self.proc.poll()
             time.sleep(0.2)
         self.signal(signal.SIGKILL)
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):
             self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            pass
 
     def kill(self) -> None:
         """A crash: SIGKILL to the group, no chance to clean up."""

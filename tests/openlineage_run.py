@@ -2,8 +2,8 @@
 
 Usage: ``python tests/openlineage_run.py DAG_FILE DAG_ID CONF_JSON TASK_ID...``. The caller sets
 the environment first (AIRFLOW_HOME, connections, the OpenLineage transport): Airflow reads it at
-import time, which is why this runs in its own process. A stdout line ``LINEAGE-SUMMARY <json>`` gives: the run's
-state, the return values of the given tasks, and what the hook-lineage collector holds.
+import time, which is why this runs in its own process. A stdout line ``LINEAGE-SUMMARY <json>``
+gives: the run's state, the return values of the given tasks, and what the hook-lineage collector holds.
 """
 
 from __future__ import annotations

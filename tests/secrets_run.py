@@ -4,9 +4,9 @@ Usage: ``python tests/secrets_run.py PLAN_JSON``. The plan is
 ``{"runs": [{"dag_file", "dag_id", "conf"}...], "bad_conn_ids": {"bacalhau", "aws", "bacalhau_refused"}}``.
 The caller sets the environment (AIRFLOW_HOME, connections holding the secrets, OpenLineage
 transport) first: Airflow reads it at import time. Every DAG runs through ``dag.test()``; then the
-connections pointing at a closed port, and one whose secret the API refuses, are used and their exceptions printed (str, repr, every
-chained cause) so the caller can search them. A stdout line ``SECRETS-SUMMARY <json>`` gives each
-run's state and its task states.
+connections pointing at a closed port, and one whose secret the API refuses, are used and their
+exceptions printed (str, repr, every chained cause) so the caller can search them. A stdout line
+``SECRETS-SUMMARY <json>`` gives each run's state and its task states.
 """
 
 from __future__ import annotations

@@ -182,9 +182,11 @@ def test_config_repr_hides_secrets_and_is_hashable():
 )
 def test_error_bodies_become_bacalhau_api_errors(fake_api, reply, expected):
     fake_api.script("GET", f"{JOBS}/j-abc", reply)
-    with BacalhauClient(ClientConfig(base_url=fake_api.url, max_retries=0)) as client:
-        with pytest.raises(BacalhauApiError) as caught:
-            client.get_job("j-abc")
+    with (
+        BacalhauClient(ClientConfig(base_url=fake_api.url, max_retries=0)) as client,
+        pytest.raises(BacalhauApiError) as caught,
+    ):
+        client.get_job("j-abc")
     error = caught.value
     assert (error.method, error.path) == ("GET", f"{JOBS}/j-abc")
     for attribute, value in expected.items():
@@ -194,9 +196,11 @@ def test_error_bodies_become_bacalhau_api_errors(fake_api, reply, expected):
 
 def test_non_json_success_is_a_clear_error(fake_api):
     fake_api.script("GET", "/api/v1/agent/version", Reply(200, "<html>proxy login</html>"))
-    with BacalhauClient(ClientConfig(base_url=fake_api.url)) as client:
-        with pytest.raises(BacalhauApiError, match="expected a JSON answer"):
-            client.version()
+    with (
+        BacalhauClient(ClientConfig(base_url=fake_api.url)) as client,
+        pytest.raises(BacalhauApiError, match="expected a JSON answer"),
+    ):
+        client.version()
 
 
 # -- core units -------------------------------------------------------------------------------------

@@ -220,9 +220,11 @@ def test_the_handshake_logged_at_debug_shows_no_credential(wss_logs, tls_materia
 
 def test_default_verification_refuses_the_self_signed_server(wss_logs):
     url, _ = wss_logs
-    with BacalhauClient(ClientConfig(base_url=url)) as client:
-        with pytest.raises(BacalhauLogsError, match="CERTIFICATE_VERIFY_FAILED"):
-            list(client.job_logs("j-1"))
+    with (
+        BacalhauClient(ClientConfig(base_url=url)) as client,
+        pytest.raises(BacalhauLogsError, match="CERTIFICATE_VERIFY_FAILED"),
+    ):
+        list(client.job_logs("j-1"))
 
 
 def test_tail_of_one_long_non_ascii_line_is_not_empty():

@@ -305,9 +305,11 @@ def test_spec_job_bodies_fit_the_swagger(client, fake_api):
 
 def test_submit_to_an_unreachable_server_says_so():
     """Never connected: a plain 'cannot reach' error, not 'may or may not have been created'."""
-    with BacalhauClient(fast(f"http://127.0.0.1:{free_port()}", max_retries=1)) as c:
-        with pytest.raises(BacalhauApiError) as caught:
-            c.submit_job(example_job(name=None))
+    with (
+        BacalhauClient(fast(f"http://127.0.0.1:{free_port()}", max_retries=1)) as c,
+        pytest.raises(BacalhauApiError) as caught,
+    ):
+        c.submit_job(example_job(name=None))
     assert "cannot reach Bacalhau" in str(caught.value)
     assert "no Name" not in str(caught.value)
 

@@ -18,9 +18,11 @@ def anyio_backend():
 
 def test_default_verification_rejects_a_self_signed_server_without_retrying(tls_api):
     tls_api.script("GET", VERSION, Reply(200, {"GitVersion": "v1.9.3"}))
-    with BacalhauClient(ClientConfig(base_url=tls_api.url, backoff=5, max_retries=3)) as client:
-        with pytest.raises(BacalhauApiError, match="TLS certificate verification failed"):
-            client.version()  # a backoff of 5 s per retry would show up as a slow test
+    with (
+        BacalhauClient(ClientConfig(base_url=tls_api.url, backoff=5, max_retries=3)) as client,
+        pytest.raises(BacalhauApiError, match="TLS certificate verification failed"),
+    ):
+        client.version()  # a backoff of 5 s per retry would show up as a slow test
     assert tls_api.count("GET") == 0
 
 

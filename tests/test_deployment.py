@@ -123,7 +123,8 @@ def _serialized_links(deployment, dag_id: str, task_id: str) -> dict:
 
     with sqlite3.connect(deployment.home / "airflow.db") as db:
         data, compressed = db.execute(
-            "SELECT data, data_compressed FROM serialized_dag WHERE dag_id = ? ORDER BY created_at DESC LIMIT 1",
+            "SELECT data, data_compressed FROM serialized_dag WHERE dag_id = ? "
+            "ORDER BY created_at DESC LIMIT 1",
             (dag_id,),
         ).fetchone()
     dag = json.loads(data if data is not None else zlib.decompress(compressed))["dag"]

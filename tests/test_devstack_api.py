@@ -388,7 +388,8 @@ def test_history_cursor_stays_open_until_terminal(api):
         ),
         (
             [{"Key": "g", "Operator": "!", "Values": ["x"]}],
-            "constraint 1 validation failed: selector values must be empty for Exists or KeyNotInImap operators",
+            "constraint 1 validation failed: selector values must be empty for Exists or "
+            "KeyNotInImap operators",
         ),
         (
             [{"Key": "z", "Operator": "=", "Values": ["a", "b"]}],

@@ -132,7 +132,8 @@ def test_s3_prefix_and_checksummed_object_published_as_gzip(node, s3, bucket):
         Bucket=bucket, Key="data/single/one.csv", Body=b"x,y\n1,2\n", ChecksumAlgorithm="SHA256"
     )
     job = docker_job(
-        "cd /in && find . -type f | sort > /outputs/listing; cp /single/one.csv /outputs/copy.csv; echo hello",
+        "cd /in && find . -type f | sort > /outputs/listing; "
+        "cp /single/one.csv /outputs/copy.csv; echo hello",
         inputs=[
             s3_input("/in", bucket, "data/in/"),
             s3_input("/single", bucket, "data/single/one.csv", ChecksumSHA256=put["ChecksumSHA256"]),

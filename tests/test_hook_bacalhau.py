@@ -196,7 +196,8 @@ def test_hooks_package_imports_lazily():
     code = (
         "import sys\n"
         "import airflow_provider_bacalhau.hooks, airflow_provider_bacalhau.provider_info\n"
-        "assert not [m for m in sys.modules if m == 'airflow' or m.startswith('airflow_provider_bacalhau.hooks.')]\n"
+        "assert not [m for m in sys.modules\n"
+        "            if m == 'airflow' or m.startswith('airflow_provider_bacalhau.hooks.')]\n"
         "from airflow_provider_bacalhau.hooks import BacalhauHook\n"
         "assert 'airflow_provider_bacalhau.hooks.s3' not in sys.modules\n"
         "assert 'boto3' not in sys.modules\n"

@@ -24,7 +24,10 @@ pytestmark = pytest.mark.docker
 LOGS = "GET /api/v1/orchestrator/jobs/{id}/logs"
 #: Prints ``tick <i> <uptime>`` once a second: /proc/uptime is the host kernel's clock, so the
 #: delay from print to log line can be measured here (10 ms resolution).
-TICKS = 'for i in $(seq 1 {n}); do echo "tick $i $(cut -d" " -f1 /proc/uptime)"; echo "warn $i" >&2; sleep {pause}; done'
+TICKS = (
+    'for i in $(seq 1 {n}); do echo "tick $i $(cut -d" " -f1 /proc/uptime)"; '
+    'echo "warn $i" >&2; sleep {pause}; done'
+)
 
 
 def uptime() -> float:
@@ -65,7 +68,7 @@ def timed_logs() -> Iterator[list[tuple[float, str]]]:
         processors.clear()
         processors.extend(saved)
         structlog.configure(processors=processors)
-        for lg, level in zip(loggers, levels):
+        for lg, level in zip(loggers, levels, strict=True):
             lg.removeHandler(handler)
             lg.setLevel(level)
 

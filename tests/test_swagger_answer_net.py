@@ -68,9 +68,11 @@ def test_resource_strings_in_allocated_resources_are_refused(answering_server):
     # What the devstack once sent: the job's resource strings where v1.9.3 has models.Resources.
     url, answers = answering_server
     answers["body"] = {"Items": [_execution({"CPU": "500m", "Memory": "512mb"})], "NextToken": ""}
-    with BacalhauClient(ClientConfig(base_url=url, max_retries=0)) as client:
-        with pytest.raises(jsonschema.ValidationError, match="500m"):
-            client.list_executions("j-1")
+    with (
+        BacalhauClient(ClientConfig(base_url=url, max_retries=0)) as client,
+        pytest.raises(jsonschema.ValidationError, match="500m"),
+    ):
+        client.list_executions("j-1")
     with pytest.raises(jsonschema.ValidationError, match="500m"):
         httpx.get(url + EXECUTIONS)
 

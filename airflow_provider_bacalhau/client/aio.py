@@ -145,7 +145,8 @@ class AsyncBacalhauClient(Operations):
         job_version: int | None = None,
         namespace: str | None = None,
     ) -> logs.LogTail:
-        """:meth:`BacalhauClient.job_logs_tail <airflow_provider_bacalhau.client.BacalhauClient.job_logs_tail>`."""
+        """:meth:`BacalhauClient.job_logs_tail
+        <airflow_provider_bacalhau.client.BacalhauClient.job_logs_tail>`."""
         read = logs.open_read(
             self.config,
             job_id_or_name,

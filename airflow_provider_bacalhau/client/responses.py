@@ -124,7 +124,8 @@ def decode_json(response: httpx.Response, method: str, path: str) -> Any:
     except (ValueError, UnicodeDecodeError):
         snippet = response.text[:200] if response.content else ""
         raise BacalhauApiError(
-            f"expected a JSON answer, got {response.headers.get('content-type', 'no content type')}: {snippet!r}",
+            f"expected a JSON answer, got "
+            f"{response.headers.get('content-type', 'no content type')}: {snippet!r}",
             status=response.status_code,
             method=method,
             path=path,

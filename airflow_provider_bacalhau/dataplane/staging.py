@@ -391,7 +391,7 @@ class Uploader:
         keys = [f"{prefix}{item.relative}" for item in files]
         outcomes: list[_Outcome | None] = [
             self._unchanged(item, existing.get(key), known.get(item.relative), force)
-            for key, item in zip(keys, files)
+            for key, item in zip(keys, files, strict=True)
         ]
         todo = [index for index, outcome in enumerate(outcomes) if outcome is None]
         if todo:
@@ -409,11 +409,11 @@ class Uploader:
                     ),
                     todo,
                 )
-                for index, outcome in zip(todo, done):
+                for index, outcome in zip(todo, done, strict=True):
                     outcomes[index] = outcome
         finished = [outcome for outcome in outcomes if outcome is not None]
         result = StagedInput(bucket=bucket, key=keys[0] if single else prefix, keys=keys)
-        for item, outcome in zip(files, finished):
+        for item, outcome in zip(files, finished, strict=False):
             if outcome.uploaded:
                 result.uploaded += 1
                 result.bytes_uploaded += item.size
@@ -431,7 +431,7 @@ class Uploader:
                 prefix,
                 len(extra),
             )
-        entries = {item.relative: outcome.entry for item, outcome in zip(files, finished)}
+        entries = {item.relative: outcome.entry for item, outcome in zip(files, finished, strict=False)}
         if manifest and entries != known:  # written last: it describes what is stored now
             write_manifest(self.store, manifest, entries, self.store_error)
         if single:

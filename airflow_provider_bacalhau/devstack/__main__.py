@@ -3,9 +3,11 @@
 
     python -m airflow_provider_bacalhau.devstack up       # engine + SeaweedFS S3 + API server, prints exports
     python -m airflow_provider_bacalhau.devstack env      # print the exports again
-    python -m airflow_provider_bacalhau.devstack down     # stop everything `up` started (--keep-data keeps S3 objects)
+    python -m airflow_provider_bacalhau.devstack down     # stop everything `up` started
+                                                          # (--keep-data keeps S3 objects)
     python -m airflow_provider_bacalhau.devstack restart  # restart the API server, keeping its jobs
-    python -m airflow_provider_bacalhau.devstack engine   # only make sure a Docker Engine + busybox image exist
+    python -m airflow_provider_bacalhau.devstack engine   # only make sure a Docker Engine
+                                                          # + busybox image exist
     python -m airflow_provider_bacalhau.devstack serve    # run the API server in the foreground
 """
 
@@ -238,7 +240,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if state is None or not stack.is_running(state):
         print(
-            f"devstack is not running (home {home}); start it with: python -m airflow_provider_bacalhau.devstack up",
+            f"devstack is not running (home {home}); start it with: "
+            "python -m airflow_provider_bacalhau.devstack up",
             file=sys.stderr,
         )
         return 1
@@ -246,7 +249,8 @@ def main(argv: list[str] | None = None) -> int:
         print(stack.env_lines(state))
     elif args.command == "status":
         print(
-            f"running: API {state.api_url}, S3 {state.s3_endpoint}, server pid {state.server_pid}, docker {state.docker_host or 'none'}"
+            f"running: API {state.api_url}, S3 {state.s3_endpoint}, server pid {state.server_pid}, "
+            f"docker {state.docker_host or 'none'}"
         )
     elif args.command == "restart":
         stack.restart(state)

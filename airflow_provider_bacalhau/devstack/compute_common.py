@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import threading
@@ -34,10 +35,8 @@ def go_duration(seconds: float) -> str:
 def host_capacity(path: Path) -> dict:
     """``models.Resources`` of this host (CPU cores, bytes; zero fields omitted, as omitempty)."""
     memory = 0
-    try:
+    with contextlib.suppress(ValueError, OSError, AttributeError):
         memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (ValueError, OSError, AttributeError):
-        pass
     try:
         disk = shutil.disk_usage(path if path.exists() else path.anchor or "/").free
     except OSError:
@@ -140,7 +139,8 @@ def s3_error(operation: str, error: Exception) -> str:
         # The Go SDK's text for a refused connection, after its 3 attempts (aws retry defaults).
         return (
             f"operation error S3: {operation}, exceeded maximum attempts, 3, https response error "
-            f"StatusCode: 0, RequestID: , HostID: , request send failed, {_HTTP_METHODS.get(operation, 'Get')} "
+            f"StatusCode: 0, RequestID: , HostID: , request send failed, "
+            f"{_HTTP_METHODS.get(operation, 'Get')} "
             f'"{url}": dial tcp {parsed.hostname}:{port}: connect: connection refused'
         )
     response = getattr(error, "response", None)

@@ -117,17 +117,24 @@ def label_matcher(selectors: list[str]):
         if m:
             key, op, values = m.group(1), m.group(2), {v.strip() for v in m.group(3).split(",") if v.strip()}
             checks.append(
-                lambda l, k=key, o=op, v=values: (l.get(k) in v) if o == "in" else (l.get(k) not in v)
+                lambda labels, k=key, o=op, v=values: (
+                    (labels.get(k) in v) if o == "in" else (labels.get(k) not in v)
+                )
             )
             continue
         m = re.fullmatch(r"([\w./-]+)\s*(==|=|!=)\s*([\w./-]*)", requirement)
         if m:
             key, op, value = m.groups()
-            checks.append(lambda l, k=key, o=op, v=value: (l.get(k) == v) if o != "!=" else (l.get(k) != v))
+            checks.append(
+                lambda labels, k=key, o=op, v=value: (
+                    (labels.get(k) == v) if o != "!=" else (labels.get(k) != v)
+                )
+            )
             continue
         m = re.fullmatch(r"(!?)([\w./-]+)", requirement)
         if m:
-            checks.append(lambda l, neg=bool(m.group(1)), k=m.group(2): (k in l) != neg)
+            negated, key = bool(m.group(1)), m.group(2)
+            checks.append(lambda labels, neg=negated, k=key: (k in labels) != neg)
             continue
         raise bad_request(f"unable to parse requirement: {requirement}", "JobStore", "BadRequest")
     return lambda labels: all(check(labels) for check in checks)
@@ -177,7 +184,8 @@ def register(app: FastAPI, state: Any) -> None:
                     # no code means HTTP 500 (orchestrator/endpoint.go SubmitJob)
                     no_changes = ApiError(
                         500,
-                        f"no changes detected for new job spec. Job Name: '{job['Name']}', Job Id: '{job_id}'",
+                        f"no changes detected for new job spec. Job Name: '{job['Name']}', "
+                        f"Job Id: '{job_id}'",
                         "",
                         "Bacalhau",
                         hint="Use the --force flag to override this warning",

@@ -68,7 +68,7 @@ def _int(raw: Any, name: str) -> int:
     except (TypeError, ValueError):
         raise SubmitError(
             f"json: cannot unmarshal {type(value).__name__} into Go struct field .{name} of type int64"
-        )
+        ) from None
 
 
 def _task(raw: Any) -> dict:
@@ -340,7 +340,8 @@ def validate_for_create(job: dict) -> None:
         )
         if total > 0 and execution + queue > total:
             errs.append(
-                f"task timeouts validation failed: execution timeout {go_duration(execution)} and queue timeout "
+                f"task timeouts validation failed: execution timeout {go_duration(execution)} "
+                "and queue timeout "
                 f"{go_duration(queue)} should be less than total timeout {go_duration(total)}"
             )
     if errs:

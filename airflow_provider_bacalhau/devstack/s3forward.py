@@ -9,6 +9,7 @@ so signatures made for the node's address verify at the server.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import socket
 import threading
@@ -91,10 +92,8 @@ class _Pair:
                 dest.sendall(data)
         except OSError:
             pass
-        try:
+        with contextlib.suppress(OSError):
             dest.shutdown(socket.SHUT_WR)  # pass the end of the stream on
-        except OSError:
-            pass
         with self._lock:
             self._open -= 1
             last = self._open == 0

@@ -162,7 +162,7 @@ class Scheduler:
                     if when <= now:
                         del self._wakeups[job_id]
                         self.enqueue(job_id)
-                for job_id, job in self.store.jobs.items():
+                for job in self.store.jobs.values():
                     self._check_total_timeout(job, now)
             self.expire_logs(now)
 
@@ -222,7 +222,10 @@ class Scheduler:
                 self.store.set_job_state(job_id, "Completed")
 
     def _blocked(self, job: dict, wanted: int, reasons: list[str], live: int) -> None:
-        message = f"not enough nodes to run job. requested: {wanted}, available: 1, suitable: 0.\n• Node {self.node_id}: {reasons[0]}"
+        message = (
+            f"not enough nodes to run job. requested: {wanted}, available: 1, suitable: 0.\n"
+            f"• Node {self.node_id}: {reasons[0]}"
+        )
         queue_timeout = job["Tasks"][0]["Timeouts"].get("QueueTimeout", 0)
         waited = time.time() - self._version_start(job)
         if queue_timeout > 0 and waited < queue_timeout:
@@ -297,7 +300,7 @@ class Scheduler:
                 job_id, "State Update", "Job requested to stop before completion", details={"Reason": reason}
             )
             self.store.set_job_state(job_id, "Stopped", reason)
-            self._stop_executions(job_id, "job stopped by user" if not reason else reason)
+            self._stop_executions(job_id, reason if reason else "job stopped by user")
             return str(uuid.uuid4())
 
     def stop_for_update(self, job_id: str) -> None:

@@ -31,13 +31,17 @@ log = logging.getLogger(__name__)
 
 SERVER_VERSION = "1.9.3"
 GIT_VERSION = "v1.9.3-devstack"
-STAND_IN_NOTE = "airflow-provider-bacalhau devstack: a single-node development and test stand-in for Bacalhau v1.9.3, not a Bacalhau replacement"
+STAND_IN_NOTE = (
+    "airflow-provider-bacalhau devstack: a single-node development and test stand-in for "
+    "Bacalhau v1.9.3, not a Bacalhau replacement"
+)
 MIN_CLIENT_VERSION = (1, 4, 0)
 
 
 @dataclass
 class ServerSettings:
-    """Everything the devstack server needs; see ``python -m airflow_provider_bacalhau.devstack serve --help``.
+    """Everything the devstack server needs; see
+    ``python -m airflow_provider_bacalhau.devstack serve --help``.
 
     :param data_dir: where the job store, node ID and execution files live.
     :param public_url: the URL clients use to reach this server.

@@ -2,8 +2,8 @@
 
 S3 follows the amazon provider (``airflow.providers.amazon.aws.assets.s3``, which hook lineage
 goes through): namespace ``s3://<bucket>``, name the key or prefix without a trailing ``/`` (as
-Airflow normalises an Asset URI; ``/`` for a whole bucket), Asset URI ``s3://<bucket>/<key>``. The compute nodes' Endpoint is not part of the name, as in the amazon
-provider. Other kinds:
+Airflow normalises an Asset URI; ``/`` for a whole bucket), Asset URI ``s3://<bucket>/<key>``.
+The compute nodes' Endpoint is not part of the name, as in the amazon provider. Other kinds:
 
 - an ``s3managed`` result: namespace ``bacalhau-s3managed://<orchestrator host:port>`` (the
   orchestrator owns the bucket, which the API does not name), name ``<job id>/<execution id>``;

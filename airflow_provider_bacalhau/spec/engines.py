@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Union
+from typing import Any, ClassVar
 
 from airflow_provider_bacalhau.errors import SpecError
 from airflow_provider_bacalhau.spec._common import (
@@ -196,7 +196,7 @@ class NoopEngine:
         as_mapping(self.params, f"{path}.Params")
 
 
-Engine = Union[DockerEngine, WasmEngine, NoopEngine, CustomSpec]
+Engine = DockerEngine | WasmEngine | NoopEngine | CustomSpec
 ENGINE_TYPES = {"docker": DockerEngine, "wasm": WasmEngine, "noop": NoopEngine}
 KNOWN_ENGINES = "docker, wasm, noop"
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import InitVar, dataclass
-from typing import Any, ClassVar, Union
+from typing import Any, ClassVar
 
 from airflow_provider_bacalhau.errors import SpecError
 from airflow_provider_bacalhau.spec._common import (
@@ -192,7 +192,7 @@ class NoopPublisher(_NoParams):
     TYPE: ClassVar[str] = "noop"
 
 
-Publisher = Union[S3Publisher, S3ManagedPublisher, LocalPublisher, IPFSPublisher, NoopPublisher, CustomSpec]
+Publisher = S3Publisher | S3ManagedPublisher | LocalPublisher | IPFSPublisher | NoopPublisher | CustomSpec
 PUBLISHER_TYPES = {
     "s3": S3Publisher,
     "s3managed": S3ManagedPublisher,

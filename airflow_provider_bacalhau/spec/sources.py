@@ -6,7 +6,7 @@ import logging
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar, Union
+from typing import Any, ClassVar
 from urllib.parse import urlparse
 
 from airflow_provider_bacalhau.errors import SpecError
@@ -260,7 +260,7 @@ class InlineSource:
         check_text(self.url, f"{path}.Params.URL", required=True)
 
 
-Source = Union[S3Source, URLSource, LocalSource, IPFSSource, InlineSource, CustomSpec]
+Source = S3Source | URLSource | LocalSource | IPFSSource | InlineSource | CustomSpec
 SOURCE_TYPES = {
     "s3": S3Source,
     "urldownload": URLSource,

@@ -18,7 +18,8 @@ from airflow_provider_bacalhau.spec.results import PublishedResult
 STDERR_TAIL_LINES = 20
 
 
-class JobState(str, enum.Enum):
+# StrEnum would change str() of a member ("Running" instead of "JobState.RUNNING").
+class JobState(str, enum.Enum):  # noqa: UP042
     UNDEFINED = "Undefined"
     PENDING = "Pending"
     QUEUED = "Queued"

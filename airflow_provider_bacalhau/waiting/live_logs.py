@@ -220,7 +220,8 @@ class LiveLogs:
         if not self._dropped_lines:
             return []
         note = (
-            f"... {self._dropped_lines} line(s) ({self._dropped_bytes} bytes) of output not shown: the live log "
+            f"... {self._dropped_lines} line(s) ({self._dropped_bytes} bytes) of output not shown: "
+            "the live log "
             f"keeps at most {self.max_lines} lines and {self.max_bytes} bytes per {self.interval:g} s; the "
             f"full output is in the job's published stdout/stderr"
         )

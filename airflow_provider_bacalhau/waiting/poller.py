@@ -24,6 +24,7 @@ async client.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 import time
@@ -151,10 +152,8 @@ class JobWatch:
     async def ready(self, timeout: float) -> None:
         """Wait (at most ``timeout`` s) for the poller's watermark, so the first read is covered."""
         if ENABLED and self.poller.watermark is None and self.poller.healthy:
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.poller.established.wait(), timeout)
-            except TimeoutError:
-                pass
         self.read_epoch = self.poller.epoch
 
     def saw(self, answer: Any) -> None:
