@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from functools import cached_property
 from typing import Any
+from urllib.parse import urlsplit
 
 from airflow.providers.common.compat.sdk import BaseHook
 
@@ -190,11 +191,26 @@ class BacalhauS3Hook(BaseHook):
     def endpoint_url(self) -> str:
         """The connection's S3 endpoint, or "" for AWS itself."""
         with self.explained_settings_errors():
-            return self.s3_hook.conn_config.get_service_endpoint_url("s3") or ""
+            endpoint = self.s3_hook.conn_config.get_service_endpoint_url("s3") or ""
+        parts = urlsplit(endpoint)
+        if endpoint and (parts.scheme not in ("http", "https") or not parts.hostname):
+            # Checked here, not by the transfer engine: obstore's own error would not name the field.
+            shown = f": {endpoint!r}" if "@" not in endpoint else ""  # never echo user:password@
+            raise ValueError(
+                f"AWS connection {self.aws_conn_id!r}: extra.endpoint_url: not an http(s) URL{shown}"
+            )
+        return endpoint
 
     @property
     def region_name(self) -> str:
-        return self.s3_hook.region_name or self.client.meta.region_name or ""
+        region = self.s3_hook.region_name
+        if not region:
+            return self.client.meta.region_name or ""
+        from botocore.utils import validate_region_name
+
+        with self.explained_settings_errors():  # obstore would take any text: check it as boto3 does
+            validate_region_name(region)
+        return region
 
     def object_exists(self, bucket: str, key: str) -> bool:
         """HEAD ``key``: True when it exists, False when S3 says there is no such object."""
