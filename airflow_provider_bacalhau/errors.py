@@ -55,6 +55,9 @@ class BacalhauApiError(Exception):
     The text never holds credentials.
     """
 
+    #: Set by the client on a transport error (no answer): whether a retry may help.
+    transport_retryable: bool
+
     def __init__(
         self,
         message: str,

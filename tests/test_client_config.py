@@ -211,7 +211,7 @@ def test_sync_and_async_clients_expose_the_same_methods():
         sync_method, async_method = getattr(BacalhauClient, name), getattr(AsyncBacalhauClient, name)
         assert inspect.signature(sync_method) == inspect.signature(async_method)
         assert inspect.iscoroutinefunction(async_method) and not inspect.iscoroutinefunction(sync_method)
-    assert str(inspect.signature(BacalhauClient.get_results).return_annotation) == "list[dict]"
+    assert str(inspect.signature(BacalhauClient.get_results).return_annotation) == "list[dict[str, Any]]"
 
 
 def test_submit_is_retried_when_the_connection_never_opened():

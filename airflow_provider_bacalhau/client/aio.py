@@ -73,7 +73,7 @@ class AsyncBacalhauClient(Operations):
     """
 
     @staticmethod
-    def _wrap(operation: Callable) -> Callable:
+    def _wrap(operation: Callable[..., Any]) -> Callable[..., Any]:
         @functools.wraps(operation)
         async def method(self: AsyncBacalhauClient, *args: Any, **kwargs: Any) -> Any:
             return await self._run(operation(self, *args, **kwargs))

@@ -14,6 +14,7 @@ import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 DEFAULT_HOST = "127.0.0.1"
@@ -151,7 +152,7 @@ class ClientConfig:
             raise ValueError("backoff: delays must be >= 0")
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides) -> ClientConfig:
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> ClientConfig:
         """Settings from ``BACALHAU_API_*`` environment variables, as the Bacalhau CLI reads them.
 
         :param environ: the variables (default ``os.environ``).
@@ -180,7 +181,7 @@ class ClientConfig:
         if bool(username) != bool(password):
             missing = "BACALHAU_API_PASSWORD" if username else "BACALHAU_API_USERNAME"
             raise ValueError(f"{missing}: must be set together with the other basic-auth variable")
-        settings: dict = {
+        settings: dict[str, Any] = {
             "base_url": build_base_url(get("BACALHAU_API_HOST"), port, use_tls),
             "api_key": api_key,
             "username": username,

@@ -17,7 +17,7 @@ import random
 import time
 from collections.abc import Callable, Generator, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 from urllib.parse import quote
 
 import httpx
@@ -76,8 +76,9 @@ def job_path(job_id_or_name: str, *suffix: str) -> str:
     return "/".join([JOBS, quote(str(job_id_or_name), safe=""), *suffix])
 
 
-def job_payload(job: Any, namespace: str | None) -> dict:
+def job_payload(job: Any, namespace: str | None) -> dict[str, Any]:
     """The JSON of the ``Job`` field from a spec ``Job`` (anything with ``to_dict()``) or a mapping."""
+    payload: dict[str, Any]
     if hasattr(job, "to_dict"):
         payload = job.to_dict()
     elif isinstance(job, Mapping):
@@ -119,7 +120,7 @@ def _describe(outcome: Any) -> str:
 def backoff_delay(attempt: int, first: float, cap: float) -> float:
     """The one backoff: ``first * 2**attempt`` capped at ``cap``, with jitter over its upper half
     (many clients, or triggers, that failed together do not retry together)."""
-    base = min(cap, first * (2**attempt))
+    base: float = min(cap, first * (2**attempt))
     return base / 2 + random.uniform(0, base / 2)
 
 
@@ -152,14 +153,15 @@ def _retry_submit(outcome: Any) -> bool:
     return never_reached_server(outcome) and is_retryable_transport_error(outcome)
 
 
-def _public(method: Callable) -> Callable:
+def _public(method: Callable[..., Any]) -> Callable[..., Any]:
     """Show the wrapped endpoint's real return type (``dict``, not ``Op[dict]``) to help()/IDEs."""
-    operation = method.__wrapped__
+    target: Any = method  # a function made by functools.wraps: has __wrapped__, takes __signature__
+    operation = target.__wrapped__
     returns = operation.__annotations__.get("return")
     if isinstance(returns, str) and returns.startswith("Op[") and returns.endswith("]"):
         returns = returns[3:-1]
     method.__annotations__ = {**operation.__annotations__, "return": returns}
-    method.__signature__ = inspect.signature(operation).replace(return_annotation=returns)
+    target.__signature__ = inspect.signature(operation).replace(return_annotation=returns)
     return method
 
 
@@ -171,7 +173,8 @@ class Operations:
     """
 
     config: ClientConfig
-    _wrap: Callable[[Callable], Callable]
+    _http: Any  # the subclass's httpx client (sync or async)
+    _wrap: Callable[[Callable[..., Any]], Callable[..., Any]]
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -181,7 +184,8 @@ class Operations:
     def with_max_retries(self, max_retries: int) -> Any:
         """A client of the same class on the same connection pool, with another retry budget
         (a caller that retries between calls itself passes 0). Closing it leaves the pool open."""
-        return type(self)(dataclasses.replace(self.config, max_retries=max_retries), http_client=self._http)
+        client_class: Any = type(self)  # each subclass (sync, async) takes ``http_client``
+        return client_class(dataclasses.replace(self.config, max_retries=max_retries), http_client=self._http)
 
     # -- building and sending ---------------------------------------------------------------
 
@@ -252,16 +256,17 @@ class Operations:
 
     def _call(
         self, method: str, path: str, params: Mapping[str, Any] | None = None, body: Any = None
-    ) -> Op[Any]:
+    ) -> Op[dict[str, Any]]:
         """One idempotent call (reads, stop): retried on connection trouble, 429 and 502/503/504."""
         outcome = yield from self._send(self._request(method, path, params, body), _retry_read)
         if isinstance(outcome, httpx.Response) and outcome.status_code == 200:
-            return decode_json(outcome, method, path)
+            # Every endpoint answers a JSON object.
+            return cast("dict[str, Any]", decode_json(outcome, method, path))
         raise self._raise_for(outcome, method, path)
 
     # -- endpoints ----------------------------------------------------------------------------
 
-    def submit_job(self, job: Any, force: bool = False) -> Op[dict]:
+    def submit_job(self, job: Any, force: bool = False) -> Op[dict[str, Any]]:
         """Submit (or, for an existing ``Name`` on v1.8+, update) a job.
 
         Returns ``{"JobID", "EvaluationID", "Warnings"}``. Never creates a second job by retrying:
@@ -280,7 +285,7 @@ class Operations:
         for round_ in range(self.config.max_retries + 1):
             outcome = yield from self._send(request, _retry_submit)
             if isinstance(outcome, httpx.Response) and outcome.status_code == 200:
-                return decode_json(outcome, "PUT", JOBS)
+                return cast("dict[str, Any]", decode_json(outcome, "PUT", JOBS))
             error = self._raise_for(outcome, "PUT", JOBS)
             if round_ and error.is_no_changes and name:
                 # An earlier, ambiguous attempt did apply: this PUT just found it unchanged.
@@ -311,7 +316,9 @@ class Operations:
             yield Sleep(self._delay(round_, outcome))
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def _find_submitted(self, name: str, namespace: str | None, cause: BacalhauApiError) -> Op[dict | None]:
+    def _find_submitted(
+        self, name: str, namespace: str | None, cause: BacalhauApiError
+    ) -> Op[dict[str, Any] | None]:
         params = {"namespace": namespace} if namespace else None
         try:
             answer = yield from self._call("GET", job_path(name), params)
@@ -341,36 +348,40 @@ class Operations:
             "Warnings": [f"submit answer lost ({cause.message}); job found by name {name!r}"],
         }
 
-    def get_job(self, job_id_or_name: str, include: Iterable[str] | None = ("executions",)) -> Op[dict]:
+    def get_job(
+        self, job_id_or_name: str, include: Iterable[str] | None = ("executions",)
+    ) -> Op[dict[str, Any]]:
         """``GET /jobs/{id}``; ``include`` from ``"executions"``, ``"history"``."""
         include_param = ",".join(include) if include else None
         return (yield from self._call("GET", job_path(job_id_or_name), {"include": include_param}))
 
-    def list_executions(self, job_id_or_name: str, **filters: Any) -> Op[list[dict]]:
+    def list_executions(self, job_id_or_name: str, **filters: Any) -> Op[list[dict[str, Any]]]:
         """Executions of the latest job version (filters: ``order_by``, ``reverse``, ``job_version``...)."""
         answer = yield from self._call("GET", job_path(job_id_or_name, "executions"), filters)
         return list(answer.get("Items") or [])
 
-    def get_history(self, job_id_or_name: str, next_token: str | None = None, **filters: Any) -> Op[dict]:
+    def get_history(
+        self, job_id_or_name: str, next_token: str | None = None, **filters: Any
+    ) -> Op[dict[str, Any]]:
         """One page of history ``{"Items", "NextToken"}``; follow ``NextToken`` until it is empty."""
         params = {**filters, "next_token": next_token}
         return (yield from self._call("GET", job_path(job_id_or_name, "history"), params))
 
-    def get_results(self, job_id_or_name: str) -> Op[list[dict]]:
+    def get_results(self, job_id_or_name: str) -> Op[list[dict[str, Any]]]:
         """Published results, as rewritten by the server (pre-signed URLs; see the reference §2.5)."""
         answer = yield from self._call("GET", job_path(job_id_or_name, "results"))
         return list(answer.get("Items") or [])
 
-    def stop_job(self, job_id_or_name: str, reason: str | None = None) -> Op[dict]:
+    def stop_job(self, job_id_or_name: str, reason: str | None = None) -> Op[dict[str, Any]]:
         """Stop a job. The reason goes in the JSON body (what the server reads) and the query."""
         body = {"reason": reason} if reason else None
         return (yield from self._call("DELETE", job_path(job_id_or_name), {"reason": reason}, body))
 
-    def list_jobs(self, **filters: Any) -> Op[dict]:
+    def list_jobs(self, **filters: Any) -> Op[dict[str, Any]]:
         """``{"Items", "NextToken"}``; filters: ``limit``, ``next_token``, ``labels``, ``order_by``..."""
         return (yield from self._call("GET", JOBS, filters))
 
-    def list_nodes(self, **filters: Any) -> Op[list[dict]]:
+    def list_nodes(self, **filters: Any) -> Op[list[dict[str, Any]]]:
         """The network's nodes as ``NodeState`` dicts (``Info``, ``Membership``, ``ConnectionState``).
 
         Filters: ``limit``, ``order_by``, ``reverse``, ``labels`` and the server's own spellings
@@ -382,11 +393,11 @@ class Operations:
         answer = yield from self._call("GET", NODES, filters)
         return list(answer.get("Nodes") or [])
 
-    def alive(self) -> Op[dict]:
+    def alive(self) -> Op[dict[str, Any]]:
         return (yield from self._call("GET", f"{AGENT}/alive"))
 
-    def version(self) -> Op[dict]:
+    def version(self) -> Op[dict[str, Any]]:
         return (yield from self._call("GET", f"{AGENT}/version"))
 
-    def node_info(self) -> Op[dict]:
+    def node_info(self) -> Op[dict[str, Any]]:
         return (yield from self._call("GET", f"{AGENT}/node"))

@@ -26,7 +26,7 @@ def redact(text: str, secrets: Iterable[str]) -> str:
     return text
 
 
-def _field(body: dict, name: str) -> Any:
+def _field(body: dict[str, Any], name: str) -> Any:
     """Go decodes JSON keys case-insensitively; accept any casing of a field the same way."""
     if name in body:
         return body[name]

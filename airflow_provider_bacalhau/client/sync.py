@@ -30,7 +30,7 @@ class BacalhauClient(Operations):
     """
 
     @staticmethod
-    def _wrap(operation: Callable) -> Callable:
+    def _wrap(operation: Callable[..., Any]) -> Callable[..., Any]:
         @functools.wraps(operation)
         def method(self: BacalhauClient, *args: Any, **kwargs: Any) -> Any:
             return self._run(operation(self, *args, **kwargs))

@@ -33,7 +33,8 @@ class CustomSpec:
     known: str = ""
 
     def __post_init__(self) -> None:
-        if self.params is None:
+        given: Any = self.params  # callers may pass None
+        if given is None:
             self.params = {}
 
     def to_spec(self) -> dict[str, Any]:

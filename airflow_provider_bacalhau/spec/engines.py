@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 from airflow_provider_bacalhau.errors import SpecError
 from airflow_provider_bacalhau.spec._common import (
@@ -121,7 +121,8 @@ class WasmEngine:
     def __post_init__(self) -> None:
         self.parameters = _as_list_or_raw(self.parameters)
         self.import_modules = _as_list_or_raw(self.import_modules)
-        if self.environment_variables is None:
+        given: Any = self.environment_variables  # callers may pass None
+        if given is None:
             self.environment_variables = {}
 
     def to_spec(self) -> dict[str, Any]:
@@ -179,7 +180,8 @@ class NoopEngine:
     params: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if self.params is None:
+        given: Any = self.params  # callers may pass None
+        if given is None:
             self.params = {}
 
     def to_spec(self) -> dict[str, Any]:
@@ -197,14 +199,18 @@ class NoopEngine:
 
 
 Engine = DockerEngine | WasmEngine | NoopEngine | CustomSpec
-ENGINE_TYPES = {"docker": DockerEngine, "wasm": WasmEngine, "noop": NoopEngine}
+ENGINE_TYPES: dict[str, type[DockerEngine | WasmEngine | NoopEngine]] = {
+    "docker": DockerEngine,
+    "wasm": WasmEngine,
+    "noop": NoopEngine,
+}
 KNOWN_ENGINES = "docker, wasm, noop"
 
 
 def engine_from_spec(spec: Any, path: str = "Engine") -> Engine:
     """Build an engine from ``{"Type": ..., "Params": {...}}`` written with keys in any case."""
     if isinstance(spec, (*ENGINE_TYPES.values(), CustomSpec)):
-        return spec
+        return cast("Engine", spec)  # mypy does not narrow on a tuple built at run time
     spec = as_mapping(spec, path)
     warn_unknown(spec, ("Type", "Params"), path)
     etype = check_text(get(spec, "Type", ""), f"{path}.Type", required=True).strip()

@@ -7,7 +7,7 @@ import os
 import posixpath
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from airflow_provider_bacalhau.errors import SpecError
 from airflow_provider_bacalhau.spec._common import (
@@ -71,10 +71,12 @@ class Task:
     timeouts: Timeouts | None = None
 
     def __post_init__(self) -> None:
-        if isinstance(self.engine, Mapping):
-            self.engine = engine_from_spec(self.engine)
-        if isinstance(self.publisher, Mapping):
-            self.publisher = publisher_from_spec(self.publisher)
+        engine: Any = self.engine  # a spec mapping is accepted too
+        if isinstance(engine, Mapping):
+            self.engine = engine_from_spec(engine)
+        publisher: Any = self.publisher
+        if isinstance(publisher, Mapping):
+            self.publisher = publisher_from_spec(publisher)
         self.env, self.meta = _mapify(self.env), _mapify(self.meta)
         self.input_sources = [
             InputSource.from_dict(i) if isinstance(i, Mapping) else i for i in _listify(self.input_sources)
@@ -84,7 +86,8 @@ class Task:
         ]
 
     def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"Name": self.name, "Engine": self.engine.to_spec()}
+        # No engine fails here (AttributeError), as it always did; validate() names the field.
+        out: dict[str, Any] = {"Name": self.name, "Engine": cast("Engine", self.engine).to_spec()}
         if self.publisher is not None:
             out["Publisher"] = self.publisher.to_spec()
         if self.env:
@@ -243,7 +246,7 @@ class Job:
         type: str = "batch",
         priority: int = 0,
         count: int = 1,
-        constraints: Sequence[Constraint] | None = None,
+        constraints: Sequence[Constraint | Mapping[str, Any]] | None = None,
         labels: Mapping[str, str] | None = None,
         meta: Mapping[str, str] | None = None,
         tasks: Sequence[Task] | None = None,

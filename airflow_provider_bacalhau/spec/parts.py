@@ -225,10 +225,11 @@ class Constraint:
     values: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        if self.values is None:
+        given: Any = self.values  # callers may pass None or a tuple
+        if given is None:
             self.values = []
-        elif isinstance(self.values, tuple):
-            self.values = list(self.values)
+        elif isinstance(given, tuple):
+            self.values = list(given)
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"Key": self.key, "Operator": self.operator}

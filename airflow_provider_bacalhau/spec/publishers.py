@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import InitVar, dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Self, cast
 
 from airflow_provider_bacalhau.errors import SpecError
 from airflow_provider_bacalhau.spec._common import (
@@ -155,7 +155,7 @@ class _NoParams:
         return {"Type": self.TYPE}
 
     @classmethod
-    def from_params(cls, params: Mapping[str, Any], path: str = "Publisher.Params") -> Any:
+    def from_params(cls, params: Mapping[str, Any], path: str = "Publisher.Params") -> Self:
         if params:
             LOG.warning("%s: the %s publisher takes no parameters; ignored", path, cls.TYPE)
         return cls()
@@ -193,7 +193,9 @@ class NoopPublisher(_NoParams):
 
 
 Publisher = S3Publisher | S3ManagedPublisher | LocalPublisher | IPFSPublisher | NoopPublisher | CustomSpec
-PUBLISHER_TYPES = {
+PUBLISHER_TYPES: dict[
+    str, type[S3Publisher | S3ManagedPublisher | LocalPublisher | IPFSPublisher | NoopPublisher]
+] = {
     "s3": S3Publisher,
     "s3managed": S3ManagedPublisher,
     "local": LocalPublisher,
@@ -206,7 +208,7 @@ KNOWN_PUBLISHERS = "s3, s3managed, local, ipfs, noop"
 def publisher_from_spec(spec: Any, path: str = "Publisher") -> Publisher:
     """Build a publisher from ``{"Type": ..., "Params": {...}}`` written with keys in any case."""
     if isinstance(spec, (*PUBLISHER_TYPES.values(), CustomSpec)):
-        return spec
+        return cast("Publisher", spec)  # mypy does not narrow on a tuple built at run time
     spec = as_mapping(spec, path)
     warn_unknown(spec, ("Type", "Params"), path)
     # A blank Type with Params passes submit (SpecConfig.ValidateAllowBlank) but no node has a

@@ -6,7 +6,7 @@ import logging
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 from urllib.parse import urlparse
 
 from airflow_provider_bacalhau.errors import SpecError
@@ -33,7 +33,7 @@ _CREATE_AS = {"": "", "dir": "dir", "file": "file", "nocreate": "noCreate"}
 
 def _clean_partition(partition: Any) -> dict[str, Any] | None:
     if not isinstance(partition, Mapping):
-        return partition  # validate() reports it
+        return partition  # type: ignore[no-any-return]  # not a map: validate() reports it
     out = {}
     for name in _PARTITION_KEYS:
         value = get(partition, name)
@@ -261,7 +261,7 @@ class InlineSource:
 
 
 Source = S3Source | URLSource | LocalSource | IPFSSource | InlineSource | CustomSpec
-SOURCE_TYPES = {
+SOURCE_TYPES: dict[str, type[S3Source | URLSource | LocalSource | IPFSSource | InlineSource]] = {
     "s3": S3Source,
     "urldownload": URLSource,
     "local": LocalSource,
@@ -275,7 +275,7 @@ KNOWN_SOURCES = "s3, urlDownload, local, localDirectory, ipfs, inline"
 def source_from_spec(spec: Any, path: str = "Source") -> Source:
     """Build a source from ``{"Type": ..., "Params": {...}}`` written with keys in any case."""
     if isinstance(spec, (*SOURCE_TYPES.values(), CustomSpec)):
-        return spec
+        return cast("Source", spec)  # mypy does not narrow on a tuple built at run time
     spec = as_mapping(spec, path)
     warn_unknown(spec, ("Type", "Params"), path)
     stype = check_text(get(spec, "Type", ""), f"{path}.Type", required=True).strip()

@@ -35,7 +35,8 @@ def default_deferrable() -> bool:
     """The ``[operators] default_deferrable`` setting (False when unset)."""
     from airflow.providers.common.compat.sdk import conf
 
-    return conf.getboolean("operators", "default_deferrable", fallback=False)
+    deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False)
+    return deferrable
 
 
 def task_label(context: Any) -> str:

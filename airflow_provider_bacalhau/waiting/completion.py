@@ -117,7 +117,7 @@ class JobCompletionMixin:
         except Exception:  # a partial context must not hide the real outcome
             return f"Airflow: {why}"
 
-    def execute_complete(self, context: Any, event: dict[str, Any] | None = None) -> list[dict]:
+    def execute_complete(self, context: Any, event: dict[str, Any] | None = None) -> list[dict[str, Any]]:
         """Finish the task from a wait's event: log, decide through ``JobStatus``, return results.
 
         Returns the published results (``PublishedResult.to_dict()``, one per completed execution).

@@ -19,7 +19,7 @@ EVENT_JOB_FIELDS = ("ID", "Name", "Namespace", "Type", "Version", "State")
 
 
 def make_event(
-    status: str, job_id: str, message: str, job: dict | None = None, namespace: str | None = None
+    status: str, job_id: str, message: str, job: dict[str, Any] | None = None, namespace: str | None = None
 ) -> dict[str, Any]:
     """The JSON payload every wait ends with.
 
@@ -42,7 +42,7 @@ def make_event(
     }
 
 
-def slim_response(response: dict | None) -> dict | None:
+def slim_response(response: dict[str, Any] | None) -> dict[str, Any] | None:
     """Keep what JobStatus reads: no job spec (env values!) and no per-execution spec copies."""
     if not isinstance(response, dict):
         return response
@@ -59,7 +59,7 @@ def slim_response(response: dict | None) -> dict | None:
     return slim
 
 
-def event_from_response(response: dict, namespace: str | None = None) -> dict[str, Any]:
+def event_from_response(response: dict[str, Any], namespace: str | None = None) -> dict[str, Any]:
     """Turn a terminal ``GET /jobs/{id}?include=executions`` answer into a completion event."""
     from airflow_provider_bacalhau.spec import JobStatus
 

@@ -73,7 +73,7 @@ class LogFollower:
         self.open_stream = open_stream
         self.emit = emit
         self.retry_delay = retry_delay
-        self._tasks: dict[str, asyncio.Task] = {}
+        self._tasks: dict[str, asyncio.Task[None]] = {}
         self._connected: set[str] = set()  # executions with a connection open now
 
     def observe(self, answer: Any) -> None:

@@ -43,7 +43,7 @@ def watch_job(
     from airflow_provider_bacalhau.spec import JobStatus
 
     last_state: str | None = None
-    last_response: dict | None = None
+    last_response: dict[str, Any] | None = None
     errors_in_a_row = 0
     while True:
         answer = yield POLL
@@ -124,7 +124,7 @@ def wait_in_worker(
                 follower.observe(answer)
             step = watch.send(answer)
     except StopIteration as done:
-        event = done.value
+        event: dict[str, Any] = done.value
         if follower is not None:
             event["streamed"] = follower.close()
             follower = None

@@ -75,7 +75,9 @@ def page_limit(last_listed: int) -> int:
     return max(MIN_PAGE, min(MAX_PAGE, 2 * last_listed + 10))
 
 
-def scan_changes(stop_at: int | None, limit: int, max_pages: int = MAX_PAGES) -> Generator[dict, dict, Scan]:
+def scan_changes(
+    stop_at: int | None, limit: int, max_pages: int = MAX_PAGES
+) -> Generator[dict[str, Any], dict[str, Any], Scan]:
     """Read the labelled jobs newest first, back to ``stop_at`` (unix ns, inclusive).
 
     Yields the query of each list request and takes its answer (``{"Items", "NextToken"}``).
@@ -161,7 +163,7 @@ class JobWatch:
         if isinstance(answer, BaseException) or not isinstance(answer, dict):
             self.errored = True  # the waiting loop retries on its own schedule
             return
-        job: dict = answer["Job"] if isinstance(answer.get("Job"), dict) else {}
+        job: dict[str, Any] = answer["Job"] if isinstance(answer.get("Job"), dict) else {}
         self.errored = False
         self.poller.identify(self, job.get("ID"))
         stamp = job.get("ModifyTime")
@@ -220,7 +222,7 @@ class SharedPoller:
         self.failures = 0
         self.last_listed = 0
         self.requests = 0  # list requests made, for tests and the benchmark
-        self._task: asyncio.Task | None = None
+        self._task: asyncio.Task[None] | None = None
 
     def register(self, poll_interval: float) -> JobWatch:
         watch = JobWatch(self, poll_interval)
@@ -256,7 +258,8 @@ class SharedPoller:
         interval = min((w.poll_interval for w in self.watches), default=5.0)
         if self.healthy:
             return interval
-        return min(MAX_RETRY_SECONDS, interval * 2 ** min(self.failures, 10))
+        backed_off: float = min(MAX_RETRY_SECONDS, interval * 2 ** min(self.failures, 10))
+        return backed_off
 
     async def _run(self) -> None:
         from airflow_provider_bacalhau.client.aio import AsyncBacalhauClient
