@@ -1,10 +1,10 @@
 # Two user-facing targets: `make test` and `make demo`. Everything else is set-up they call
-# (`make docs` builds the documentation; `make test` builds it first, so a broken page fails CI).
+# (`make lint` and `make docs` run first in `make test`, so a lint finding or a broken page fails CI).
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
 .PHONY: test demo docs
-test: $(VENV)/.installed docs
+test: $(VENV)/.installed lint docs
 	$(PY) -m airflow_provider_bacalhau.devstack engine -- $(PY) -m pytest $(PYTEST_ARGS)
 
 demo: $(VENV)/.installed
@@ -18,7 +18,7 @@ $(VENV)/.installed: pyproject.toml requirements.lock scripts/bootstrap.sh
 	bash scripts/bootstrap.sh $(VENV)
 	touch $@
 
-# Lint, format and types (not yet part of `make test`): ruff's and mypy's config is in pyproject.toml.
+# Lint, format and types (the first step of `make test`): ruff's and mypy's config is in pyproject.toml.
 .PHONY: lint
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
