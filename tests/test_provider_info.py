@@ -9,6 +9,7 @@ import sys
 import types
 from pathlib import Path
 
+import certifi
 import pytest
 from airflow_helpers import AIRFLOW_VERSION
 
@@ -107,7 +108,7 @@ def test_every_form_field_is_read_by_the_hook(monkeypatch, name):
     values = {
         "use_tls": "true",
         "insecure": "true",
-        "ca_file": __file__,
+        "ca_file": certifi.where(),  # the hook checks that it is a PEM bundle
         "webui_url": "http://ui",
         "namespace": "ns",
         "s3_endpoint": "http://seaweed.internal:8333",
