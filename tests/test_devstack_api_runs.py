@@ -47,8 +47,9 @@ def test_execution_states_and_run_output(api):
 
 def test_concurrency_bound_keeps_extra_executions_bid_accepted(api, devstack):
     tag = unique("conc")
-    ids = [submit(api, busybox_job("sleep 1", Meta={"t": tag}))["JobID"] for _ in range(3)]
-    deadline = time.monotonic() + 15
+    # Long enough that two run while the third waits even when container starts are slow.
+    ids = [submit(api, busybox_job("sleep 5", Meta={"t": tag}))["JobID"] for _ in range(3)]
+    deadline = time.monotonic() + 30
     seen_waiting = False
     while time.monotonic() < deadline:
         states = [get_job(api, j)["Executions"]["Items"][0]["ComputeState"]["StateType"] for j in ids]
