@@ -139,6 +139,11 @@ def test_a_deferred_task_marked_failed_stops_its_job(api, devstack):
     api.wait_for_task_state(dag_id, run_id, "ticker", "deferred", timeout=90)
     job_id = _job_id(api, dag_id, run_id, "ticker")
     assert e2e.devstack_job(devstack, job_id)["State"]["StateType"] == "Running"
+    # Only a trigger that runs can stop its job: wait until the triggerer has picked it up (its
+    # streamed lines are in the task log). Marked failed before that, Airflow calls no hook at all.
+    e2e.wait_for(
+        lambda: "stdout | tick 1 of" in api.log(dag_id, run_id, "ticker"), 120, "the trigger running"
+    )
 
     api.set_task_state(dag_id, run_id, "ticker", "failed")
     job = e2e.wait_for(
