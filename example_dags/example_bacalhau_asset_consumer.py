@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pendulum
 from airflow.providers.common.compat.assets import AssetAlias
-from airflow.sdk import DAG, Param, task
+from airflow.providers.common.compat.sdk import DAG, Param, task
 
 from airflow_provider_bacalhau.operators import (
     BacalhauDockerJobOperator,

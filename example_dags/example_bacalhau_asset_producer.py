@@ -22,7 +22,7 @@ import os
 
 import pendulum
 from airflow.providers.common.compat.assets import AssetAlias
-from airflow.sdk import DAG, Param
+from airflow.providers.common.compat.sdk import DAG, Param
 
 from airflow_provider_bacalhau.operators import BacalhauDockerJobOperator
 
