@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 
 import pendulum
-from airflow.sdk import DAG, Param
+from airflow.providers.common.compat.sdk import DAG, Param
 
 from airflow_provider_bacalhau.operators import BacalhauDockerJobOperator
 
