@@ -31,8 +31,7 @@ from typing import Any
 
 import pytest
 import yaml
-from airflow.providers.common.compat.sdk import AirflowFailException
-from airflow.sdk import DAG
+from airflow.providers.common.compat.sdk import DAG, AirflowFailException
 from airflow_helpers import FakeTaskInstance, airflow_db, fake_context, record_logs, run_dag, unique_dag_id  # noqa: F401
 
 from airflow_provider_bacalhau.devstack.testing import SECRET_IDENTITY

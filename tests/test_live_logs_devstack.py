@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from datetime import datetime
 
 import pytest
-from airflow.sdk import DAG
+from airflow.providers.common.compat.sdk import DAG
 from airflow_helpers import airflow_db, run_dag, unique_dag_id  # noqa: F401  (airflow_db: fixture)
 from devstack_helpers import busybox_job
 

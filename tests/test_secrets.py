@@ -48,7 +48,7 @@ SECRETS = {"api_key": API_KEY, "password": PASSWORD, "aws_secret": AWS_SECRET, "
 
 FAILING_DAG = """
 import pendulum
-from airflow.sdk import DAG
+from airflow.providers.common.compat.sdk import DAG
 from airflow_provider_bacalhau.operators import BacalhauDockerJobOperator, BacalhauS3StageOperator
 
 with DAG("secrets_failing_job", schedule=None, start_date=pendulum.datetime(2025, 1, 1, tz="UTC")):
