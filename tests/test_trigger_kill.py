@@ -60,6 +60,37 @@ def task_row(dag_id: str, run_id: str, task_id: str) -> dict:
         return {"state": ti.state, "trigger_id": ti.trigger_id, "next_kwargs": ti.next_kwargs}
 
 
+def resume_task(dag, run_id: str, task_id: str) -> str:
+    """Run a task instance whose trigger has fired, as the worker the scheduler sends does (it
+    resumes in ``execute_complete``); returns the state it ends in."""
+    from airflow.models.taskinstance import TaskInstance
+    from airflow.utils.session import create_session
+    from airflow.utils.state import TaskInstanceState
+
+    with create_session() as session:
+        ti = session.query(TaskInstance).filter_by(dag_id=dag.dag_id, run_id=run_id, task_id=task_id).one()
+        if not AIRFLOW_V3:
+            ti.task = dag.get_task(task_id)
+            ti.run(ignore_all_deps=True, ignore_ti_state=True, session=session)
+            return ti.state
+        from airflow.sdk.api.datamodels._generated import TaskInstance as TaskInstanceSDK
+        from airflow.sdk.execution_time.supervisor import run_task_in_process
+
+        ti.state = TaskInstanceState.QUEUED  # what the scheduler does before it sends a worker
+        session.commit()
+        sdk_ti = TaskInstanceSDK(
+            id=ti.id,
+            task_id=ti.task_id,
+            dag_id=ti.dag_id,
+            run_id=ti.run_id,
+            try_number=ti.try_number,
+            map_index=ti.map_index,
+            dag_version_id=ti.dag_version_id,
+        )
+    run_task_in_process(ti=sdk_ti, task=dag.get_task(task_id))
+    return task_row(dag.dag_id, run_id, task_id)["state"]
+
+
 def mark_failed(dag_id: str, run_id: str, task_id: str) -> None:
     """What "Mark failed" does to a deferred task instance's row."""
     from airflow.models.taskinstance import TaskInstance
@@ -165,7 +196,10 @@ def deferred(airflow_db, devstack_env, client, tmp_path):
             stop_reason=f"Airflow task {dag_id}.long_job was killed while deferred",
         )
         trigger_id = defer_on_trigger(dag_id, run_id, "long_job", trigger)
+        made.append(dag)
         return dag_id, run_id, job_id, trigger_id
+
+    made: list = []
 
     started: list[Triggerer] = []
 
@@ -174,13 +208,13 @@ def deferred(airflow_db, devstack_env, client, tmp_path):
         started.append(triggerer)
         return triggerer
 
-    yield make, start_triggerer
+    yield make, start_triggerer, made
     for triggerer in started:
         triggerer.stop()
 
 
 def test_marking_a_deferred_task_failed_stops_its_job(deferred, client):
-    make, start_triggerer = deferred
+    make, start_triggerer, _ = deferred
     dag_id, run_id, job_id, trigger_id = make("sleep 120")
     triggerer = start_triggerer()
     wait_for(lambda: trigger_owner(trigger_id), 90, f"the triggerer to take trigger {trigger_id}\n")
@@ -208,8 +242,8 @@ def test_marking_a_deferred_task_failed_stops_its_job(deferred, client):
     assert "Could not stop Bacalhau job" not in log
 
 
-def test_a_triggerer_restart_leaves_the_job_running_and_the_task_gets_its_event(deferred, client):
-    make, start_triggerer = deferred
+def test_a_triggerer_restart_leaves_the_job_running_and_the_task_finishes(deferred, client):
+    make, start_triggerer, made = deferred
     dag_id, run_id, job_id, trigger_id = make("sleep 45; echo done")
     first = start_triggerer()
     owner = wait_for(lambda: trigger_owner(trigger_id), 90, f"the triggerer to take trigger {trigger_id}")
@@ -238,6 +272,7 @@ def test_a_triggerer_restart_leaves_the_job_running_and_the_task_gets_its_event(
     event = row["next_kwargs"]["event"]
     assert event["status"] == "success" and event["job_id"] == job_id, event
     assert job_state(client, job_id).state.value == "Completed"
+    assert resume_task(made[-1], run_id, "long_job") == "success"
 
 
 def test_the_version_decides_which_hook_stops_the_job():
