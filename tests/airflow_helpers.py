@@ -100,6 +100,21 @@ def sync_dag(dag: Any) -> None:
         )
 
 
+def sdk_task_instance(ti: Any) -> Any:
+    """The Task SDK's view of a task instance row (Airflow 3), as a worker is handed it."""
+    from airflow.sdk.api.datamodels._generated import TaskInstance as TaskInstanceSDK
+
+    return TaskInstanceSDK(
+        id=ti.id,
+        task_id=ti.task_id,
+        dag_id=ti.dag_id,
+        run_id=ti.run_id,
+        try_number=ti.try_number,
+        map_index=ti.map_index,
+        dag_version_id=ti.dag_version_id,
+    )
+
+
 def create_run(dag: Any) -> tuple[str, str]:
     """A running DagRun of ``dag`` (synced first) with its task instances, as the scheduler makes
     one; returns ``(dag_id, run_id)``."""

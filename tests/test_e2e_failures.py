@@ -19,7 +19,7 @@ from pathlib import Path
 
 import e2e_helpers as e2e
 import pytest
-from airflow_helpers import airflow_db  # noqa: F401  (fixture)
+from airflow_helpers import airflow_db, sdk_task_instance  # noqa: F401  (fixture)
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
@@ -186,7 +186,6 @@ def defer_in_a_real_run(dag, task_id: str):
     from airflow.models.dagrun import DagRun, get_or_create_dagrun
     from airflow.sdk import timezone
     from airflow.sdk._shared.module_loading import import_string
-    from airflow.sdk.api.datamodels._generated import TaskInstance as TaskInstanceSDK
     from airflow.sdk.execution_time.comms import DeferTask
     from airflow.sdk.execution_time.supervisor import run_task_in_process
     from airflow.sdk.serde import deserialize
@@ -214,15 +213,7 @@ def defer_in_a_real_run(dag, task_id: str):
         ti.try_number += 1
         ti.state = TaskInstanceState.QUEUED
         session.commit()
-        sdk_ti = TaskInstanceSDK(
-            id=ti.id,
-            task_id=ti.task_id,
-            dag_id=ti.dag_id,
-            run_id=ti.run_id,
-            try_number=ti.try_number,
-            map_index=ti.map_index,
-            dag_version_id=ti.dag_version_id,
-        )
+        sdk_ti = sdk_task_instance(ti)
         session.expunge(run)
     result = run_task_in_process(ti=sdk_ti, task=dag.get_task(task_id))
     assert isinstance(result.msg, DeferTask), result.msg

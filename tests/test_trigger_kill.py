@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 from airflow.providers.common.compat.sdk import DAG
-from airflow_helpers import AIRFLOW_V3, airflow_db, create_run, unique_dag_id  # noqa: F401
+from airflow_helpers import AIRFLOW_V3, airflow_db, create_run, sdk_task_instance, unique_dag_id  # noqa: F401
 from devstack_helpers import busybox_job
 
 from airflow_provider_bacalhau.operators import BacalhauJobOperator
@@ -73,20 +73,11 @@ def resume_task(dag, run_id: str, task_id: str) -> str:
             ti.task = dag.get_task(task_id)
             ti.run(ignore_all_deps=True, ignore_ti_state=True, session=session)
             return ti.state
-        from airflow.sdk.api.datamodels._generated import TaskInstance as TaskInstanceSDK
         from airflow.sdk.execution_time.supervisor import run_task_in_process
 
         ti.state = TaskInstanceState.QUEUED  # what the scheduler does before it sends a worker
         session.commit()
-        sdk_ti = TaskInstanceSDK(
-            id=ti.id,
-            task_id=ti.task_id,
-            dag_id=ti.dag_id,
-            run_id=ti.run_id,
-            try_number=ti.try_number,
-            map_index=ti.map_index,
-            dag_version_id=ti.dag_version_id,
-        )
+        sdk_ti = sdk_task_instance(ti)
     run_task_in_process(ti=sdk_ti, task=dag.get_task(task_id))
     return task_row(dag.dag_id, run_id, task_id)["state"]
 
