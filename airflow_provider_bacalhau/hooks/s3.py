@@ -225,13 +225,6 @@ class BacalhauS3Hook(BaseHook):
         return True
 
 
-# obstore treats a set that expires within 5 minutes as stale and asks again before every request,
-# which takes the GIL and botocore's lock each time. 12 minutes keeps a set for 7 minutes; botocore
-# refreshes assumed-role credentials 15 minutes before they expire, so a frozen set always
-# outlives the time it is handed out for.
-_STORE_CREDENTIALS_TTL = timedelta(minutes=12)
-
-
 class _StoreCredentials:
     """obstore's credential provider over the boto3 session's credentials: refreshable ones
     (assumed roles) stay fresh, because obstore asks again once a handed-out set expires."""
@@ -245,5 +238,5 @@ class _StoreCredentials:
             "access_key_id": frozen.access_key,
             "secret_access_key": frozen.secret_key,
             "token": frozen.token,
-            "expires_at": datetime.now(UTC) + _STORE_CREDENTIALS_TTL,
+            "expires_at": datetime.now(UTC) + timedelta(minutes=5),
         }
