@@ -46,7 +46,6 @@ from airflow_provider_bacalhau.waiting import (
     wait_in_worker,
 )
 from airflow_provider_bacalhau.waiting.completion import JobCompletionMixin, job_accepted
-from airflow_provider_bacalhau.waiting.poller import WATCH_LABEL, WATCH_LABEL_VALUE
 
 
 class BaseBacalhauJobOperator(TemplateErrorsFailMixin, JobLineageMixin, JobCompletionMixin, BaseOperator):
@@ -378,6 +377,9 @@ class BaseBacalhauJobOperator(TemplateErrorsFailMixin, JobLineageMixin, JobCompl
         if self.namespace:
             job.namespace = self.namespace
         job.meta = {**job.meta, TASK_INSTANCE_META: task_instance_key(context)}
+        # Imported here: the poller is the triggerer's, not needed to parse a DAG file.
+        from airflow_provider_bacalhau.waiting.poller import WATCH_LABEL, WATCH_LABEL_VALUE
+
         # Lets one triggerer watch all its jobs through one list request per poll (waiting/poller.py).
         job.labels = {**job.labels, WATCH_LABEL: WATCH_LABEL_VALUE}
         return job
