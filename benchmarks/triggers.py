@@ -311,7 +311,7 @@ def run_mode(args: argparse.Namespace) -> int:
     os.environ["AIRFLOW_HOME"] = str(work / "airflow")
     os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
     from airflow_provider_bacalhau.devstack import procs
-    from airflow_provider_bacalhau.waiting import poller
+    from airflow_provider_bacalhau.waiting import list_scan, poller
 
     poller.ENABLED = args.one_mode == "new"
     port = procs.free_port()
@@ -344,7 +344,7 @@ def run_mode(args: argparse.Namespace) -> int:
 
         load_average = os.getloadavg()[0]  # the machine is shared: other load slows every wall time
         submit0 = time.perf_counter()
-        labels = {poller.WATCH_LABEL: poller.WATCH_LABEL_VALUE}  # as the operators label their jobs
+        labels = {list_scan.WATCH_LABEL: list_scan.WATCH_LABEL_VALUE}  # as the operators label their jobs
         with BacalhauClient(ClientConfig(base_url=f"http://127.0.0.1:{port}")) as client:
 
             def submit(i: int) -> str:
@@ -355,7 +355,7 @@ def run_mode(args: argparse.Namespace) -> int:
             with ThreadPoolExecutor(8) as pool:
                 job_ids = list(pool.map(submit, range(args.jobs)))
             while True:  # all of them Running (held) before any trigger starts
-                listed = client.list_jobs(labels=poller.WATCH_SELECTOR)["Items"]
+                listed = client.list_jobs(labels=list_scan.WATCH_SELECTOR)["Items"]
                 if sum(j["State"]["StateType"] == "Running" for j in listed) == args.jobs:
                     break
                 time.sleep(1)

@@ -23,7 +23,7 @@ from airflow_provider_bacalhau.client.aio import (
 from airflow_provider_bacalhau.hooks.bacalhau import BacalhauHook
 from airflow_provider_bacalhau.triggers.job import BacalhauJobTrigger
 from airflow_provider_bacalhau.waiting import poller
-from airflow_provider_bacalhau.waiting.poller import WATCH_LABEL, WATCH_LABEL_VALUE
+from airflow_provider_bacalhau.waiting.list_scan import WATCH_LABEL, WATCH_LABEL_VALUE
 
 LABELS = {WATCH_LABEL: WATCH_LABEL_VALUE}
 

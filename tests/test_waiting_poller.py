@@ -12,16 +12,16 @@ import pytest
 
 from airflow_provider_bacalhau.errors import BacalhauApiError
 from airflow_provider_bacalhau.waiting import poller
-from airflow_provider_bacalhau.waiting.poller import (
+from airflow_provider_bacalhau.waiting.list_scan import (
     MAX_PAGE,
     MIN_PAGE,
     WATCH_LABEL,
     WATCH_SELECTOR,
     ListUnusable,
-    SharedPoller,
     page_limit,
     scan_changes,
 )
+from airflow_provider_bacalhau.waiting.poller import SharedPoller
 
 
 @pytest.fixture

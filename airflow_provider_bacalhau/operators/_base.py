@@ -46,7 +46,7 @@ from airflow_provider_bacalhau.waiting import (
     wait_in_worker,
 )
 from airflow_provider_bacalhau.waiting.completion import JobCompletionMixin, job_accepted
-from airflow_provider_bacalhau.waiting.poller import WATCH_LABEL, WATCH_LABEL_VALUE
+from airflow_provider_bacalhau.waiting.list_scan import WATCH_LABEL, WATCH_LABEL_VALUE
 
 
 class BaseBacalhauJobOperator(TemplateErrorsFailMixin, JobLineageMixin, JobCompletionMixin, BaseOperator):
@@ -378,7 +378,7 @@ class BaseBacalhauJobOperator(TemplateErrorsFailMixin, JobLineageMixin, JobCompl
         if self.namespace:
             job.namespace = self.namespace
         job.meta = {**job.meta, TASK_INSTANCE_META: task_instance_key(context)}
-        # Lets one triggerer watch all its jobs through one list request per poll (waiting/poller.py).
+        # Lets one triggerer watch all its jobs through one list request per poll (waiting/list_scan.py).
         job.labels = {**job.labels, WATCH_LABEL: WATCH_LABEL_VALUE}
         return job
 
