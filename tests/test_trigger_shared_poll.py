@@ -114,8 +114,9 @@ def test_operators_label_the_jobs_they_submit(devstack_env, devstack):
     assert stored["Labels"] == {"team": "data", WATCH_LABEL: WATCH_LABEL_VALUE}
 
 
-async def watch_all(job_ids: list[str], poll_interval: float) -> tuple[list[dict], int, int]:
-    """Run one trigger per job on this loop; returns the events, the job reads and the list requests."""
+async def watch_all(job_ids: list[str], poll_interval: float) -> tuple[list[dict], int, int, int]:
+    """Run one trigger per job on this loop; returns the events, the triggers' own job reads, the
+    poller's list requests and the job reads the poller made for the triggers."""
     http = shared_http_client(await BacalhauHook().async_client_config())
     reads = 0
 
@@ -124,7 +125,12 @@ async def watch_all(job_ids: list[str], poll_interval: float) -> tuple[list[dict
         reads += request.url.path != JOBS
 
     http.event_hooks = {"request": [count], "response": []}
-    lists_before = sum(p.requests for p in poller._POLLERS.get(asyncio.get_running_loop(), {}).values())
+
+    def poller_requests() -> tuple[int, int]:
+        pollers = poller._POLLERS.get(asyncio.get_running_loop(), {}).values()
+        return sum(p.requests for p in pollers), sum(p.reads for p in pollers)
+
+    before = poller_requests()
     triggers = [
         BacalhauJobTrigger(j, poll_interval=poll_interval, deadline=time.time() + 90) for j in job_ids
     ]
@@ -134,31 +140,34 @@ async def watch_all(job_ids: list[str], poll_interval: float) -> tuple[list[dict
             return [e.payload async for e in trigger.run()]
 
         events = await asyncio.gather(*(events_of(t) for t in triggers))
-        lists = sum(p.requests for p in poller._POLLERS[asyncio.get_running_loop()].values()) - lists_before
+        after = poller_requests()
     finally:
         await close_shared_http_clients()
-    return [e for batch in events for e in batch], reads, lists
+    lists, poller_reads = after[0] - before[0], after[1] - before[1]
+    return [e for batch in events for e in batch], reads, lists, poller_reads
 
 
 @pytest.mark.anyio
 async def test_labelled_jobs_are_read_only_when_they_change(devstack_env, api):
     job_ids = [submit(api, {**busybox_job("sleep 3"), "Labels": LABELS})["JobID"] for _ in range(4)]
     started = time.monotonic()
-    events, reads, lists = await watch_all(job_ids, poll_interval=0.25)
+    events, reads, lists, poller_reads = await watch_all(job_ids, poll_interval=0.25)
     polls = (time.monotonic() - started) / 0.25
     assert [e["status"] for e in events] == ["success"] * 4
-    # Each trigger reads at the start and after each state change (Pending, Running, Completed),
-    # not every poll: per-job polling would have made about `polls` reads per job.
-    assert polls > 10 and reads <= 4 * len(job_ids), (reads, polls)
+    # Each trigger reads its job once, at the start. The poller reads a job after each of its state
+    # changes (Running, Completed) and hands the answer over: per-job polling would have made
+    # about `polls` reads per job, and woken triggers would each read again.
+    assert polls > 10 and reads == len(job_ids), (reads, polls)
     assert lists >= polls / 2  # about one list request per poll, for all of them
+    assert len(job_ids) <= poller_reads <= 3 * len(job_ids)
 
 
 @pytest.mark.anyio
 async def test_a_job_without_the_label_is_polled_by_its_trigger(devstack_env, api):
     job_id = submit(api, busybox_job("sleep 3"))["JobID"]  # e.g. submitted by another tool
-    events, reads, _ = await watch_all([job_id], poll_interval=0.25)
+    events, reads, _, poller_reads = await watch_all([job_id], poll_interval=0.25)
     assert events[0]["status"] == "success"
-    assert reads >= 6  # its own read every poll (a labelled job: at most 4, see above)
+    assert reads >= 6 and poller_reads == 0  # its own read every poll (a labelled job: one)
 
 
 @pytest.mark.anyio
@@ -167,7 +176,7 @@ async def test_a_server_that_cannot_list_falls_back_to_reads(devstack_env, devst
     devstack.set_faults(routes={f"GET {JOBS}": {"every": 1, "status": 500}})  # e.g. an older server
     try:
         with record_logs(poller.__name__) as logs:
-            events, reads, lists = await watch_all(job_ids, poll_interval=0.25)
+            events, reads, lists, _ = await watch_all(job_ids, poll_interval=0.25)
     finally:
         devstack.clear_faults()
     assert [e["status"] for e in events] == ["success", "success"]
