@@ -9,8 +9,10 @@ checked against the swagger (tests/conftest.py) and decoded by Bacalhau's genera
 from __future__ import annotations
 
 import asyncio
+import socket
 import time
 
+import httpx
 import pytest
 from airflow_helpers import FakeTaskInstance, fake_context, record_logs
 from bacalhau_apiclient.api_client import ApiClient
@@ -182,3 +184,22 @@ async def test_a_server_that_cannot_list_falls_back_to_reads(devstack_env, devst
     assert [e["status"] for e in events] == ["success", "success"]
     assert lists >= 1 and reads >= 2 * 6  # each trigger reads every poll again
     assert any("cannot be used" in m for m in logs.messages("warning"))
+
+
+def test_an_idle_connection_stays_open_between_two_polls(devstack):
+    # v1.9.3 keeps an idle connection 20 s (ReadTimeout, no IdleTimeout: pkg/publicapi/config.go),
+    # so a poller's connection lives from one 5 s poll to the next; uvicorn's default closed it at 5 s.
+    url = httpx.URL(devstack.api_url)
+    with socket.create_connection((url.host, url.port), timeout=10) as sock:
+        sock.sendall(f"GET /api/v1/agent/alive HTTP/1.1\r\nHost: {url.host}\r\n\r\n".encode())
+        assert sock.recv(65536).startswith(b"HTTP/1.1 200")
+        time.sleep(6.5)
+        sock.setblocking(False)
+        closed = False
+        try:
+            while chunk := sock.recv(65536):  # the rest of the answer, if it came in two parts
+                assert b"HTTP/1.1" not in chunk
+            closed = True  # end of stream
+        except BlockingIOError:
+            pass  # nothing more to read and no end of stream: still open
+        assert not closed, "the server closed an idle keep-alive connection within 6.5 s"
