@@ -9,8 +9,10 @@ checked against the swagger (tests/conftest.py) and decoded by Bacalhau's genera
 from __future__ import annotations
 
 import asyncio
+import socket
 import time
 
+import httpx
 import pytest
 from airflow_helpers import FakeTaskInstance, fake_context, record_logs
 from bacalhau_apiclient.api_client import ApiClient
@@ -23,7 +25,7 @@ from airflow_provider_bacalhau.client.aio import (
 from airflow_provider_bacalhau.hooks.bacalhau import BacalhauHook
 from airflow_provider_bacalhau.triggers.job import BacalhauJobTrigger
 from airflow_provider_bacalhau.waiting import poller
-from airflow_provider_bacalhau.waiting.poller import WATCH_LABEL, WATCH_LABEL_VALUE
+from airflow_provider_bacalhau.waiting.list_scan import WATCH_LABEL, WATCH_LABEL_VALUE
 
 LABELS = {WATCH_LABEL: WATCH_LABEL_VALUE}
 
@@ -114,8 +116,9 @@ def test_operators_label_the_jobs_they_submit(devstack_env, devstack):
     assert stored["Labels"] == {"team": "data", WATCH_LABEL: WATCH_LABEL_VALUE}
 
 
-async def watch_all(job_ids: list[str], poll_interval: float) -> tuple[list[dict], int, int]:
-    """Run one trigger per job on this loop; returns the events, the job reads and the list requests."""
+async def watch_all(job_ids: list[str], poll_interval: float) -> tuple[list[dict], int, int, int]:
+    """Run one trigger per job on this loop; returns the events, the triggers' own job reads, the
+    poller's list requests and the job reads the poller made for the triggers."""
     http = shared_http_client(await BacalhauHook().async_client_config())
     reads = 0
 
@@ -124,7 +127,12 @@ async def watch_all(job_ids: list[str], poll_interval: float) -> tuple[list[dict
         reads += request.url.path != JOBS
 
     http.event_hooks = {"request": [count], "response": []}
-    lists_before = sum(p.requests for p in poller._POLLERS.get(asyncio.get_running_loop(), {}).values())
+
+    def poller_requests() -> tuple[int, int]:
+        pollers = poller._POLLERS.get(asyncio.get_running_loop(), {}).values()
+        return sum(p.requests for p in pollers), sum(p.reads for p in pollers)
+
+    before = poller_requests()
     triggers = [
         BacalhauJobTrigger(j, poll_interval=poll_interval, deadline=time.time() + 90) for j in job_ids
     ]
@@ -134,31 +142,34 @@ async def watch_all(job_ids: list[str], poll_interval: float) -> tuple[list[dict
             return [e.payload async for e in trigger.run()]
 
         events = await asyncio.gather(*(events_of(t) for t in triggers))
-        lists = sum(p.requests for p in poller._POLLERS[asyncio.get_running_loop()].values()) - lists_before
+        after = poller_requests()
     finally:
         await close_shared_http_clients()
-    return [e for batch in events for e in batch], reads, lists
+    lists, poller_reads = after[0] - before[0], after[1] - before[1]
+    return [e for batch in events for e in batch], reads, lists, poller_reads
 
 
 @pytest.mark.anyio
 async def test_labelled_jobs_are_read_only_when_they_change(devstack_env, api):
     job_ids = [submit(api, {**busybox_job("sleep 3"), "Labels": LABELS})["JobID"] for _ in range(4)]
     started = time.monotonic()
-    events, reads, lists = await watch_all(job_ids, poll_interval=0.25)
+    events, reads, lists, poller_reads = await watch_all(job_ids, poll_interval=0.25)
     polls = (time.monotonic() - started) / 0.25
     assert [e["status"] for e in events] == ["success"] * 4
-    # Each trigger reads at the start and after each state change (Pending, Running, Completed),
-    # not every poll: per-job polling would have made about `polls` reads per job.
-    assert polls > 10 and reads <= 4 * len(job_ids), (reads, polls)
+    # Each trigger reads its job once, at the start. The poller reads a job after each of its state
+    # changes (Running, Completed) and hands the answer over: per-job polling would have made
+    # about `polls` reads per job, and woken triggers would each read again.
+    assert polls > 10 and reads == len(job_ids), (reads, polls)
     assert lists >= polls / 2  # about one list request per poll, for all of them
+    assert len(job_ids) <= poller_reads <= 3 * len(job_ids)
 
 
 @pytest.mark.anyio
 async def test_a_job_without_the_label_is_polled_by_its_trigger(devstack_env, api):
     job_id = submit(api, busybox_job("sleep 3"))["JobID"]  # e.g. submitted by another tool
-    events, reads, _ = await watch_all([job_id], poll_interval=0.25)
+    events, reads, _, poller_reads = await watch_all([job_id], poll_interval=0.25)
     assert events[0]["status"] == "success"
-    assert reads >= 6  # its own read every poll (a labelled job: at most 4, see above)
+    assert reads >= 6 and poller_reads == 0  # its own read every poll (a labelled job: one)
 
 
 @pytest.mark.anyio
@@ -167,9 +178,28 @@ async def test_a_server_that_cannot_list_falls_back_to_reads(devstack_env, devst
     devstack.set_faults(routes={f"GET {JOBS}": {"every": 1, "status": 500}})  # e.g. an older server
     try:
         with record_logs(poller.__name__) as logs:
-            events, reads, lists = await watch_all(job_ids, poll_interval=0.25)
+            events, reads, lists, _ = await watch_all(job_ids, poll_interval=0.25)
     finally:
         devstack.clear_faults()
     assert [e["status"] for e in events] == ["success", "success"]
     assert lists >= 1 and reads >= 2 * 6  # each trigger reads every poll again
     assert any("cannot be used" in m for m in logs.messages("warning"))
+
+
+def test_an_idle_connection_stays_open_between_two_polls(devstack):
+    # v1.9.3 keeps an idle connection 20 s (ReadTimeout, no IdleTimeout: pkg/publicapi/config.go),
+    # so a poller's connection lives from one 5 s poll to the next; uvicorn's default closed it at 5 s.
+    url = httpx.URL(devstack.api_url)
+    with socket.create_connection((url.host, url.port), timeout=10) as sock:
+        sock.sendall(f"GET /api/v1/agent/alive HTTP/1.1\r\nHost: {url.host}\r\n\r\n".encode())
+        assert sock.recv(65536).startswith(b"HTTP/1.1 200")
+        time.sleep(6.5)
+        sock.setblocking(False)
+        closed = False
+        try:
+            while chunk := sock.recv(65536):  # the rest of the answer, if it came in two parts
+                assert b"HTTP/1.1" not in chunk
+            closed = True  # end of stream
+        except BlockingIOError:
+            pass  # nothing more to read and no end of stream: still open
+        assert not closed, "the server closed an idle keep-alive connection within 6.5 s"

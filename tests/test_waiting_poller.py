@@ -12,16 +12,16 @@ import pytest
 
 from airflow_provider_bacalhau.errors import BacalhauApiError
 from airflow_provider_bacalhau.waiting import poller
-from airflow_provider_bacalhau.waiting.poller import (
+from airflow_provider_bacalhau.waiting.list_scan import (
     MAX_PAGE,
     MIN_PAGE,
     WATCH_LABEL,
     WATCH_SELECTOR,
     ListUnusable,
-    SharedPoller,
     page_limit,
     scan_changes,
 )
+from airflow_provider_bacalhau.waiting.poller import SharedPoller
 
 
 @pytest.fixture
@@ -109,12 +109,16 @@ def test_page_size_follows_what_changed_last_time():
 
 
 class ScriptedList:
-    """Stands in for the poller's client: answers list requests from a mutable job table."""
+    """Stands in for the poller's client: answers list requests and job reads from a mutable table."""
 
     def __init__(self) -> None:
         self.jobs: dict[str, int] = {}
         self.error: Exception | None = None
         self.calls = 0
+        self.read_error: Exception | None = None
+        self.read_seconds = 0.0
+        self.reads: list[str] = []  # job IDs in the order they were read
+        self.in_flight = self.max_in_flight = 0
 
     def touch(self, job_id: str) -> int:
         self.jobs[job_id] = time.time_ns()
@@ -126,6 +130,18 @@ class ScriptedList:
             raise self.error
         items = sorted((job(j, t) for j, t in self.jobs.items()), key=lambda i: -i["ModifyTime"])
         return {"Items": items[: int(query.get("limit") or 1000)], "NextToken": ""}
+
+    async def get_job(self, job_id: str) -> dict:
+        self.reads.append(job_id)
+        self.in_flight += 1
+        self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            await asyncio.sleep(self.read_seconds)
+            if self.read_error is not None:
+                raise self.read_error
+            return read(self, job_id)
+        finally:
+            self.in_flight -= 1
 
     async def close(self) -> None:
         pass
@@ -240,7 +256,8 @@ async def test_a_transient_list_error_keeps_the_watermark():
     server.error = None
     server.touch("a")
     await shared.poll_once()
-    assert watch._changed  # the change made while the list failed is still seen
+    await asyncio.wait_for(watch.wait(5.0, time.time() + 60), 1)  # the change made while the list
+    assert watch.take_answer() == read(server, "a")  # failed is still seen, and read
     shared.unregister(watch)
 
 
@@ -256,3 +273,118 @@ async def test_disabled_means_every_trigger_polls_on_its_own(monkeypatch):
     watch.saw(read(server, "a"))
     assert not watch.batched
     shared.unregister(watch)
+
+
+async def covered_watches(server: ScriptedList, shared: SharedPoller, job_ids: list[str]) -> list:
+    """One watch per job, each read once after the watermark (what a trigger's first read does)."""
+    watches = []
+    for job_id in job_ids:
+        watch = shared.register(5.0)
+        await watch.ready(1)
+        watch.saw(read(server, job_id))
+        assert watch.batched
+        watches.append(watch)
+    return watches
+
+
+@pytest.mark.anyio
+async def test_the_poller_reads_a_changed_job_and_hands_its_trigger_the_answer():
+    server = ScriptedList()
+    server.touch("a"), server.touch("b")
+    shared = scripted_poller(server)
+    await shared.poll_once()
+    a, b = await covered_watches(server, shared, ["a", "b"])
+    stamp = server.touch("a")
+    await shared.poll_once()
+    await asyncio.wait_for(a.wait(5.0, time.time() + 60), 1)  # woken by the poller's read
+    assert server.reads == ["a"] and shared.reads == 1  # not b: it did not change
+    answer = a.take_answer()
+    assert answer == read(server, "a") and answer["Job"]["ModifyTime"] == stamp
+    assert a.take_answer() is None  # once: a later wake-up reads again
+    assert b.take_answer() is None
+    a.saw(answer)  # the trigger judges it as its own read; nothing left to read
+    assert a.batched and not a._changed
+    await shared.poll_once()
+    await asyncio.sleep(0.05)
+    assert server.reads == ["a"]
+    a.close(), b.close()
+
+
+@pytest.mark.anyio
+async def test_changed_jobs_are_read_oldest_change_first_a_few_at_a_time():
+    server = ScriptedList()
+    job_ids = [f"j{i}" for i in range(12)]
+    for job_id in job_ids:
+        server.touch(job_id)
+    shared = scripted_poller(server)
+    await shared.poll_once()
+    watches = await covered_watches(server, shared, job_ids)
+    order = list(reversed(job_ids))  # they change in this order: j11 first
+    for job_id in order:
+        server.touch(job_id)
+        await asyncio.sleep(0.001)
+    server.read_seconds = 0.02
+    await shared.poll_once()
+    await asyncio.wait_for(asyncio.gather(*(w.wait(5.0, time.time() + 60) for w in watches)), 5)
+    assert server.reads == order, "the list is newest first; the reads go oldest first"
+    assert server.max_in_flight == poller.READERS
+    assert all(w.take_answer() is not None for w in watches)
+    for watch in watches:
+        watch.close()
+    assert not shared._readers
+
+
+@pytest.mark.anyio
+async def test_a_read_the_poller_cannot_make_is_left_to_the_trigger():
+    server = ScriptedList()
+    server.touch("a")
+    shared = scripted_poller(server)
+    await shared.poll_once()
+    [watch] = await covered_watches(server, shared, ["a"])
+    server.touch("a")
+    server.read_error = BacalhauApiError("unavailable", status=503)
+    await shared.poll_once()
+    await asyncio.wait_for(watch.wait(5.0, time.time() + 60), 1)  # woken all the same
+    assert server.reads == ["a"]
+    assert watch.take_answer() is None  # so the trigger reads, and its loop judges any error
+    watch.close()
+
+
+@pytest.mark.anyio
+async def test_an_answer_older_than_the_triggers_own_read_is_dropped():
+    server = ScriptedList()
+    server.touch("a")
+    shared = scripted_poller(server)
+    await shared.poll_once()
+    [watch] = await covered_watches(server, shared, ["a"])
+    server.touch("a")
+    server.read_seconds = 0.2
+    await shared.poll_once()
+    await asyncio.sleep(0.05)  # the poller's read is in flight...
+    server.touch("a")
+    watch.saw(read(server, "a"))  # ...when the trigger reads on its own (e.g. its 15-minute read)
+    await asyncio.sleep(0.3)
+    assert server.reads == ["a"] and watch.take_answer() is None
+    watch.close()
+
+
+@pytest.mark.anyio
+async def test_the_first_wait_for_a_watermark_is_long_but_ends_at_the_deadline(monkeypatch):
+    class Config:  # a hashable stand-in: it picks the poller
+        pass
+
+    class Client:
+        config = Config()
+
+    slow = asyncio.Event()
+
+    async def no_scan(self):  # the first list request does not answer
+        await slow.wait()
+
+    monkeypatch.setattr(SharedPoller, "_run", no_scan)
+    started = time.monotonic()
+    watch = await poller.watch(Client(), 0.1, deadline=time.time() + 0.5)
+    waited = time.monotonic() - started
+    assert 0.4 < waited < 2, "not one poll interval (0.1 s): up to the deadline"
+    assert poller.FIRST_WATERMARK_SECONDS >= 60
+    watch.close()

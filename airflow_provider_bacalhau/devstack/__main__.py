@@ -135,7 +135,7 @@ def _worker(args: argparse.Namespace) -> int:
 
     import uvicorn
 
-    from airflow_provider_bacalhau.devstack.server import ServerSettings, create_app
+    from airflow_provider_bacalhau.devstack.server import KEEP_ALIVE_SECONDS, ServerSettings, create_app
 
     settings = ServerSettings(
         data_dir=args.data_dir,
@@ -153,7 +153,14 @@ def _worker(args: argparse.Namespace) -> int:
         **_node_credentials(args.node_aws_credentials),
     )
     app = create_app(settings)
-    uvicorn.Server(uvicorn.Config(app, fd=args.worker_fd, log_level="warning", ws="websockets-sansio")).run()
+    config = uvicorn.Config(
+        app,
+        fd=args.worker_fd,
+        log_level="warning",
+        ws="websockets-sansio",
+        timeout_keep_alive=KEEP_ALIVE_SECONDS,
+    )
+    uvicorn.Server(config).run()
     return 0
 
 

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 import copy
 import difflib
 import json
-import re
 import time
 from typing import Any
 
@@ -25,6 +22,16 @@ from airflow_provider_bacalhau.devstack.jobspec import (
     normalize_submission,
     validate_for_create,
 )
+from airflow_provider_bacalhau.devstack.query import (
+    bad_request,
+    decode_token,
+    encode_token,
+    json_answer,
+    json_body,
+    label_matcher,
+    q_bool,
+    q_int,
+)
 from airflow_provider_bacalhau.devstack.store import ApiError
 
 JOBS = "/api/v1/orchestrator/jobs"
@@ -40,116 +47,17 @@ _ZERO_S3_SPEC = {
 }
 
 
-def json_answer(body: Any) -> Response:
-    """JSON as FastAPI's JSONResponse writes it, without its jsonable_encoder walk over the value
-    (the store holds plain JSON already): what keeps a list of 1,000 jobs, or thousands of job
-    reads a second, cheap for the server."""
-    return Response(
-        json.dumps(body, ensure_ascii=False, allow_nan=False, separators=(",", ":")),
-        media_type="application/json",
-    )
-
-
-def bad_request(message: str, component: str = "APIServer", code: str = "InternalError") -> ApiError:
-    return ApiError(400, message, code, component)
-
-
-async def json_body(request: Request, required: bool = True) -> Any:
-    raw = await request.body()
-    if not raw.strip():
-        if required:
-            raise bad_request("code=400, message=Request body can not be empty")
-        return {}
-    try:
-        return json.loads(raw)
-    except ValueError as exc:
-        raise bad_request(f"code=400, message=Syntax error: {exc}") from exc
-
-
-def q_bool(request: Request, name: str) -> bool:
-    return request.query_params.get(name, "").lower() in ("true", "1")
-
-
-def q_int(request: Request, name: str, default: int = 0) -> int:
-    value = request.query_params.get(name, "")
-    if not value:
-        return default
-    try:
-        return int(value)
-    except ValueError as exc:
-        raise bad_request(
-            f'code=400, message=strconv.ParseInt: parsing "{value}": invalid syntax, internal=binding {name}'
-        ) from exc
-
-
-def encode_token(data: dict) -> str:
-    return base64.urlsafe_b64encode(json.dumps(data).encode()).decode()
-
-
-def decode_token(token: str) -> dict:
-    try:
-        data = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
-        if not isinstance(data, dict) or int(data.get("offset", 0)) < 0:
-            raise ValueError
-        return data
-    except (ValueError, binascii.Error, TypeError) as exc:
-        raise bad_request(f"invalid next token: {token}", "JobStore", "BadRequest") from exc
-
-
-def _split_selector(selector: str) -> list[str]:
-    parts, depth, current = [], 0, ""
-    for ch in selector:
-        depth += ch == "("
-        depth -= ch == ")"
-        if ch == "," and depth == 0:
-            parts.append(current)
-            current = ""
-        else:
-            current += ch
-    return [p.strip() for p in [*parts, current] if p.strip()]
-
-
-def label_matcher(selectors: list[str]):
-    """Kubernetes label-selector subset: k=v, k==v, k!=v, k in (a,b), k notin (a,b), k, !k."""
-    checks = []
-    for requirement in (r for s in selectors for r in _split_selector(s)):
-        m = re.fullmatch(r"([\w./-]+)\s+(in|notin)\s+\(([^)]*)\)", requirement)
-        if m:
-            key, op, values = m.group(1), m.group(2), {v.strip() for v in m.group(3).split(",") if v.strip()}
-            checks.append(
-                lambda labels, k=key, o=op, v=values: (
-                    (labels.get(k) in v) if o == "in" else (labels.get(k) not in v)
-                )
-            )
-            continue
-        m = re.fullmatch(r"([\w./-]+)\s*(==|=|!=)\s*([\w./-]*)", requirement)
-        if m:
-            key, op, value = m.groups()
-            checks.append(
-                lambda labels, k=key, o=op, v=value: (
-                    (labels.get(k) == v) if o != "!=" else (labels.get(k) != v)
-                )
-            )
-            continue
-        m = re.fullmatch(r"(!?)([\w./-]+)", requirement)
-        if m:
-            negated, key = bool(m.group(1)), m.group(2)
-            checks.append(lambda labels, neg=negated, k=key: (k in labels) != neg)
-            continue
-        raise bad_request(f"unable to parse requirement: {requirement}", "JobStore", "BadRequest")
-    return lambda labels: all(check(labels) for check in checks)
-
-
 def register(app: FastAPI, state: Any) -> None:
     store: st.Store = state.store
     scheduler = state.scheduler
 
-    def execution_json(execution: dict) -> dict:
-        out = copy.deepcopy(execution)
+    def execution_view(execution: dict) -> dict:
+        """The execution with its job version, as Bacalhau answers it. It shares the stored dicts
+        (no copy of a job spec per execution per read): encode it while holding the store's lock."""
         versions = store.versions.get(execution["JobID"], [])
         if 0 < execution["JobVersion"] <= len(versions):
-            out["Job"] = copy.deepcopy(versions[execution["JobVersion"] - 1])
-        return out
+            return {**execution, "Job": versions[execution["JobVersion"] - 1]}
+        return execution
 
     def resolve(request: Request, id_or_name: str) -> str:
         return store.resolve(id_or_name, request.query_params.get("namespace") or "default")
@@ -283,7 +191,7 @@ def register(app: FastAPI, state: Any) -> None:
     def get_job(request: Request, id_or_name: str) -> Response:
         with store.lock:
             job_id = resolve(request, id_or_name)
-            out: dict[str, Any] = {"Job": store.job_version(job_id, q_int(request, "job_version"))}
+            out: dict[str, Any] = {"Job": store.job_view(job_id, q_int(request, "job_version"))}
             include = {p.strip() for p in request.query_params.get("include", "").split(",")}
             if "history" in include:
                 version = store.jobs[job_id]["Version"]
@@ -293,10 +201,10 @@ def register(app: FastAPI, state: Any) -> None:
                 }
             if "executions" in include:
                 out["Executions"] = {
-                    "Items": [execution_json(e) for e in pick_executions(request, job_id)],
+                    "Items": [execution_view(e) for e in pick_executions(request, job_id)],
                     "NextToken": "",
                 }
-            return json_answer(out)
+            return json_answer(out)  # under the lock: the answer shares the stored dicts
 
     @app.delete(JOBS + "/{id_or_name}")
     async def stop_job(request: Request, id_or_name: str) -> dict:
@@ -310,19 +218,20 @@ def register(app: FastAPI, state: Any) -> None:
             return {"EvaluationID": scheduler.stop_job(job_id, reason)}
 
     @app.get(JOBS + "/{id_or_name}/executions")
-    def list_executions(request: Request, id_or_name: str) -> dict:
+    def list_executions(request: Request, id_or_name: str) -> Response:
         with store.lock:
             job_id = resolve(request, id_or_name)
-            return {"Items": [execution_json(e) for e in pick_executions(request, job_id)], "NextToken": ""}
+            items = [execution_view(e) for e in pick_executions(request, job_id)]
+            return json_answer({"Items": items, "NextToken": ""})
 
     @app.get(JOBS + "/{id_or_name}/versions")
-    def list_versions(request: Request, id_or_name: str) -> dict:
+    def list_versions(request: Request, id_or_name: str) -> Response:
         with store.lock:
             job_id = resolve(request, id_or_name)
-            return {"Items": copy.deepcopy(store.versions[job_id]), "NextToken": ""}
+            return json_answer({"Items": store.versions[job_id], "NextToken": ""})
 
     @app.get(JOBS + "/{id_or_name}/history")
-    def history(request: Request, id_or_name: str) -> dict:
+    def history(request: Request, id_or_name: str) -> Response:
         event_type = request.query_params.get("event_type") or "all"
         if event_type not in ("all", "job", "execution"):
             raise bad_request(f"invalid event type: {event_type}", "JobStore", "BadRequest")
@@ -361,7 +270,7 @@ def register(app: FastAPI, state: Any) -> None:
             next_token = (
                 encode_token({"offset": offset + len(page), "limit": limit}) if more or not terminal else ""
             )
-            return {"Items": copy.deepcopy(page), "NextToken": next_token}
+            return json_answer({"Items": page, "NextToken": next_token})
 
     @app.get(JOBS + "/{id_or_name}/results")
     def results(request: Request, id_or_name: str) -> dict:

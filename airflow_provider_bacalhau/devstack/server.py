@@ -36,6 +36,10 @@ STAND_IN_NOTE = (
     "Bacalhau v1.9.3, not a Bacalhau replacement"
 )
 MIN_CLIENT_VERSION = (1, 4, 0)
+#: How long an idle keep-alive connection stays open. v1.9.3's API server sets ReadTimeout 20 s and
+#: no IdleTimeout (pkg/publicapi/config.go, server.go), and Go's http.Server then uses ReadTimeout
+#: for idle connections. uvicorn's default of 5 s closed a poller's connection between two 5 s polls.
+KEEP_ALIVE_SECONDS = 20
 
 
 @dataclass

@@ -193,17 +193,22 @@ class Store:
         return self.jobs[job_id]
 
     def job_version(self, job_id: str, version: int = 0) -> dict:
-        """The job at ``version`` (0 = latest) with the current state and times."""
+        """A copy of the job at ``version`` (0 = latest) with the current state and times."""
+        with self.lock:
+            return copy.deepcopy(self.job_view(job_id, version))
+
+    def job_view(self, job_id: str, version: int = 0) -> dict:
+        """The stored job at ``version`` itself: only to encode while holding :attr:`lock`."""
         with self.lock:
             current = self.jobs[job_id]
             if not version or version == current["Version"]:
-                return copy.deepcopy(current)
+                return current
             versions = self.versions[job_id]
             if version < 1 or version > len(versions):
                 raise ApiError(
                     404, f"job version {version} not found for job {job_id}", "NotFound", "JobStore"
                 )
-            return copy.deepcopy(versions[version - 1])
+            return versions[version - 1]
 
     def executions_of(self, job_id: str, version: int | None = None) -> list[dict]:
         with self.lock:

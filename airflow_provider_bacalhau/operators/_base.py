@@ -377,10 +377,10 @@ class BaseBacalhauJobOperator(TemplateErrorsFailMixin, JobLineageMixin, JobCompl
         if self.namespace:
             job.namespace = self.namespace
         job.meta = {**job.meta, TASK_INSTANCE_META: task_instance_key(context)}
-        # Imported here: the poller is the triggerer's, not needed to parse a DAG file.
-        from airflow_provider_bacalhau.waiting.poller import WATCH_LABEL, WATCH_LABEL_VALUE
+        # Imported here: the list scan is the triggerer's, not needed to parse a DAG file.
+        from airflow_provider_bacalhau.waiting.list_scan import WATCH_LABEL, WATCH_LABEL_VALUE
 
-        # Lets one triggerer watch all its jobs through one list request per poll (waiting/poller.py).
+        # Lets one triggerer watch all its jobs through one list request per poll (waiting/list_scan.py).
         job.labels = {**job.labels, WATCH_LABEL: WATCH_LABEL_VALUE}
         return job
 

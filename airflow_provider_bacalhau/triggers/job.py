@@ -116,14 +116,15 @@ class BacalhauJobTrigger(BaseTrigger):
 
     async def _watch(self) -> dict[str, Any]:
         """Drive the shared waiting loop (:func:`watch_job`) with the async client; between reads,
-        wait on the event loop's shared job list (:mod:`~airflow_provider_bacalhau.waiting.poller`)."""
+        wait on the event loop's shared job list (:mod:`~airflow_provider_bacalhau.waiting.poller`).
+        When the poller has read the changed job already, its answer is the read."""
         from airflow_provider_bacalhau.waiting import poller
 
         # The loop retries transient errors itself, between polls: no retries inside a poll.
         client = await self._client(max_retries=0)
         follower = self._log_follower(client) if self.stream_logs else None
         watch = watch_job(self.job_id, self.poll_interval, self.deadline, self.log, self.namespace)
-        changes = await poller.watch(client, self.poll_interval)
+        changes = await poller.watch(client, self.poll_interval, self.deadline)
         step = next(watch)
         try:
             while True:
@@ -131,10 +132,12 @@ class BacalhauJobTrigger(BaseTrigger):
                     await changes.wait(step.seconds, self.deadline)
                     step = watch.send(None)
                     continue
-                try:
-                    answer: Any = await client.get_job(self.job_id)
-                except Exception as exc:  # judged by the loop: transient or not
-                    answer = exc
+                answer: Any = changes.take_answer()
+                if answer is None:
+                    try:
+                        answer = await client.get_job(self.job_id)
+                    except Exception as exc:  # judged by the loop: transient or not
+                        answer = exc
                 changes.saw(answer)
                 if follower is not None:
                     follower.observe(answer)

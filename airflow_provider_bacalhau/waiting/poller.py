@@ -1,24 +1,20 @@
 """One list request per poll for every job a triggerer watches, instead of one GET per job.
 
 Every trigger on an event loop registers its job here (:func:`watch`). One :class:`SharedPoller`
-per event loop and client configuration (server, credentials, namespace) asks
-``GET /api/v1/orchestrator/jobs?labels=airflow-provider-bacalhau=true&order_by=modified_at&reverse=true``
-once per poll interval and reads it newest first, only back to the newest ``ModifyTime`` of its
-previous scan. The triggers whose jobs changed are woken and make their usual
-``GET /jobs/{id}?include=executions`` through :func:`~airflow_provider_bacalhau.waiting.loop.watch_job`,
-which stays the one state decision. The others sleep.
+per event loop and client configuration (server, credentials, namespace) scans the labelled job
+list once per poll interval (:mod:`.list_scan`: newest change first, back to the watermark). It
+then reads the jobs that changed itself (``GET /jobs/{id}?include=executions``, the read a trigger
+would make), oldest change first and :data:`READERS` at a time, and hands each trigger its answer,
+which :func:`~airflow_provider_bacalhau.waiting.loop.watch_job` judges as if the trigger had read
+it: one state decision. The other triggers sleep. A few reads at a time, in the order the jobs
+changed, rather than a burst of one read per changed trigger on the event loop at once: when
+1,000 jobs end together, the first to end are seen first.
 
-v1.9.3 bumps a job's ``ModifyTime`` on every job state change (``updateJobState`` in
-``pkg/jobstore/boltdb/store.go``) and sorts the whole labelled list by it before paging
-(``getJobs``), so a change made after a scan has a newer ``ModifyTime`` than anything that scan
-saw. A job is watched through the list once its trigger has read it after the poller's current
+A job is watched through the list once its trigger has read it after the poller's current
 watermark was set (:func:`watch` waits for the first one); every later change is then newer than
 the watermark. Until then, and wherever the list cannot answer (a server without the order or the
 label selector, an error, a job without the provider's label, a read error being retried), the
 trigger polls on its own, as before: :meth:`JobWatch.wait` is then a plain sleep.
-
-The scan itself is sans-IO (:func:`scan_changes`); :class:`SharedPoller` drives it with the
-async client.
 """
 
 from __future__ import annotations
@@ -26,24 +22,24 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import heapq
+import itertools
 import logging
 import time
 import weakref
-from collections.abc import Generator
-from dataclasses import dataclass, field
 from typing import Any
+
+from airflow_provider_bacalhau.waiting.list_scan import (
+    MAX_PAGES,
+    WATCH_LABEL,
+    WATCH_LABEL_VALUE,
+    Scan,
+    page_limit,
+    scan_changes,
+)
 
 log = logging.getLogger(__name__)
 
-#: The label the operators put on every job they submit (a valid Kubernetes label key and value,
-#: as the server's ``labels.ParseToRequirements`` needs), and the selector that lists those jobs.
-WATCH_LABEL = "airflow-provider-bacalhau"
-WATCH_LABEL_VALUE = "true"
-WATCH_SELECTOR = f"{WATCH_LABEL}={WATCH_LABEL_VALUE}"
-#: Page sizes of one scan: small while few jobs change, larger when many do.
-MIN_PAGE, MAX_PAGE = 20, 1000
-#: Pages one scan may read; past them the scan is incomplete and every trigger reads once.
-MAX_PAGES = 50
 #: A trigger watched through the list still reads its job this often, in case the list misses it.
 FULL_READ_SECONDS = 900.0
 #: Longest pause between two list attempts while the server cannot answer them.
@@ -52,78 +48,13 @@ MAX_RETRY_SECONDS = 300.0
 LIST_RETRIES = 2
 #: Transient list errors in a row that are only retried; one more and every trigger polls itself.
 TRANSIENT_FAILURES_KEPT = 2
+#: Jobs the poller reads at once after a scan; the rest wait their turn, oldest change first.
+READERS = 4
+#: Longest wait of a trigger for the poller's first watermark (one list request), so that its first
+#: read is covered by the list; under load that first request can take long.
+FIRST_WATERMARK_SECONDS = 60.0
 #: False: every trigger polls on its own (what ``benchmarks/triggers.py`` compares against).
 ENABLED = True
-
-
-class ListUnusable(Exception):
-    """The list answer cannot be trusted to show every change (e.g. it is not ordered)."""
-
-
-@dataclass
-class Scan:
-    """What one scan found: the newest ``ModifyTime`` listed per job ID, and how far it read."""
-
-    listed: dict[str, int] = field(default_factory=dict)
-    newest: int | None = None
-    complete: bool = True
-    requests: int = 0
-
-
-def page_limit(last_listed: int) -> int:
-    """About twice what changed at the last scan: one request per scan, as a rule."""
-    return max(MIN_PAGE, min(MAX_PAGE, 2 * last_listed + 10))
-
-
-def scan_changes(
-    stop_at: int | None, limit: int, max_pages: int = MAX_PAGES
-) -> Generator[dict[str, Any], dict[str, Any], Scan]:
-    """Read the labelled jobs newest first, back to ``stop_at`` (unix ns, inclusive).
-
-    Yields the query of each list request and takes its answer (``{"Items", "NextToken"}``).
-    ``stop_at=None`` reads one page (it only sets a watermark). Raises :class:`ListUnusable` when
-    the server does not order the list by ``ModifyTime``, newest first: stopping at a time is then
-    unsafe.
-    """
-    query: dict[str, Any] = {
-        "labels": WATCH_SELECTOR,
-        "order_by": "modified_at",
-        "reverse": "true",
-        "limit": limit,
-    }
-    scan = Scan()
-    while True:
-        answer = yield query
-        scan.requests += 1
-        items = answer.get("Items") if isinstance(answer, dict) else None
-        if not isinstance(items, list):
-            raise ListUnusable(f"the job list answer has no Items list: {str(answer)[:200]}")
-        # Ordered within a page. Across pages, jobs changed meanwhile moved to the front and
-        # pushed the ones already read into the next page: those come again, newer than the
-        # last one read, and are harmless.
-        previous = None
-        for item in items:
-            stamp, job_id = (
-                (item.get("ModifyTime"), item.get("ID")) if isinstance(item, dict) else (None, None)
-            )
-            if not isinstance(stamp, int) or not isinstance(job_id, str):
-                raise ListUnusable("a listed job has no ID or no integer ModifyTime")
-            if previous is not None and stamp > previous:
-                raise ListUnusable("the job list is not ordered by ModifyTime, newest first")
-            previous = stamp
-            if scan.newest is None:
-                scan.newest = stamp
-            if stop_at is not None and stamp < stop_at:
-                return scan
-            scan.listed[job_id] = max(scan.listed.get(job_id, 0), stamp)
-        token = answer.get("NextToken")
-        if stop_at is None or not token:
-            return scan
-        if scan.requests >= max_pages:
-            scan.complete = False
-            return scan
-        # The token carries the order and the limit; the label selector is read from the query.
-        query = {"labels": WATCH_SELECTOR, "next_token": token}
 
 
 class JobWatch:
@@ -139,6 +70,9 @@ class JobWatch:
         self.errored = False
         self.covered = False
         self.read_epoch = poller.epoch
+        self.reads = 0  # the trigger's reads so far (saw() calls)
+        self.queued = False  # in the poller's read queue
+        self._answer: dict[str, Any] | None = None  # the poller's read, not yet taken
         self._changed = False
         self._wake = asyncio.Event()
 
@@ -160,6 +94,8 @@ class JobWatch:
 
     def saw(self, answer: Any) -> None:
         """Record what the trigger's read returned: the job's answer, or the exception raised."""
+        self.reads += 1
+        self._answer = None
         if isinstance(answer, BaseException) or not isinstance(answer, dict):
             self.errored = True  # the waiting loop retries on its own schedule
             return
@@ -173,6 +109,17 @@ class JobWatch:
         # Read after the watermark was set: every later change is newer than the watermark.
         self.covered = self.read_epoch == self.poller.epoch and self.poller.watermark is not None
         self._changed = self.listed is not None and self.seen is not None and self.listed > self.seen
+
+    def take_answer(self) -> dict[str, Any] | None:
+        """The poller's read of the changed job, once (None: the trigger reads it itself)."""
+        answer, self._answer = self._answer, None
+        return answer
+
+    def deliver(self, answer: dict[str, Any] | None) -> None:
+        """Called by the poller with its read of the changed job (None: it could not read it)."""
+        if self.batched:  # else the trigger polls on its own: a held answer would only be stale
+            self._answer = answer
+        self.notify(changed=True)
 
     def notify(self, changed: bool) -> None:
         """Called by the poller: the job changed (read it), or the poller's state did."""
@@ -206,8 +153,8 @@ class JobWatch:
 class SharedPoller:
     """The one list request per poll interval of every :class:`JobWatch` of one client config.
 
-    It lists through a client of its own (same configuration, its own connection), so a scan never
-    queues behind the triggers' reads.
+    It lists and reads through a client of its own (same configuration, its own connections), so a
+    scan never queues behind the triggers' own reads.
     """
 
     def __init__(self, config: Any, client: Any = None) -> None:
@@ -222,6 +169,10 @@ class SharedPoller:
         self.failures = 0
         self.last_listed = 0
         self.requests = 0  # list requests made, for tests and the benchmark
+        self.reads = 0  # job reads made for the triggers
+        self._queue: list[tuple[int, int, JobWatch]] = []  # heap: (listed ModifyTime, order, watch)
+        self._order = itertools.count()
+        self._readers: set[asyncio.Task[None]] = set()
         self._task: asyncio.Task[None] | None = None
 
     def register(self, poll_interval: float) -> JobWatch:
@@ -250,9 +201,11 @@ class SharedPoller:
                 same.discard(watch)
                 if not same:
                     del self.by_id[watch.job_id]
-        if not self.watches and self._task is not None:
-            self._task.cancel()
-            self._task = None
+        if not self.watches:
+            self._stop_readers()
+            if self._task is not None:
+                self._task.cancel()
+                self._task = None
 
     def _interval(self) -> float:
         interval = min((w.poll_interval for w in self.watches), default=5.0)
@@ -275,6 +228,8 @@ class SharedPoller:
                 next_scan = loop.time() + self._interval()  # one scan per interval, however long it takes
                 await self.poll_once()
         finally:
+            readers = self._stop_readers()
+            await asyncio.gather(*readers, return_exceptions=True)
             self._reset(wake=False)
             if own:
                 await self.client.close()
@@ -317,7 +272,10 @@ class SharedPoller:
             for watch in self.by_id.get(job_id, ()):
                 if watch.seen is not None and stamp > watch.seen:
                     watch.listed = max(stamp, watch.listed or 0)
-                    watch.notify(changed=True)
+                    if watch.batched:
+                        self._enqueue(watch)
+                    else:  # it polls on its own; the next covered wait returns at once
+                        watch.notify(changed=True)
         if not found.complete:  # changes may hide past the pages read: every trigger reads once
             log.warning(
                 "The shared Bacalhau job list had more than %d pages of changes; every "
@@ -330,6 +288,43 @@ class SharedPoller:
             self.epoch += 1
             self.established.set()
         self.watermark = max(self.watermark or 0, found.newest or 0)
+
+    def _enqueue(self, watch: JobWatch) -> None:
+        if not watch.queued:
+            watch.queued = True
+            heapq.heappush(self._queue, (watch.listed or 0, next(self._order), watch))
+        loop = asyncio.get_running_loop()
+        while len(self._readers) < min(READERS, len(self._queue)):
+            reader = loop.create_task(self._read_changed(), name="bacalhau-shared-poller-read")
+            self._readers.add(reader)
+            reader.add_done_callback(self._readers.discard)
+
+    async def _read_changed(self) -> None:
+        """One of the :data:`READERS`: read the queued jobs, oldest change first, for their triggers."""
+        while self._queue:
+            _, _, watch = heapq.heappop(self._queue)
+            watch.queued = False
+            if watch not in self.watches or not watch.batched or watch.job_id is None:
+                continue  # gone, or it reads on its own now
+            reads = watch.reads
+            self.reads += 1
+            try:
+                answer: dict[str, Any] | None = await self.client.get_job(watch.job_id)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - the trigger reads it itself and judges the error
+                log.debug(
+                    "Shared read of Bacalhau job %s failed (%s); its trigger reads it", watch.job_id, exc
+                )
+                answer = None
+            if watch.reads == reads:  # else the trigger read it meanwhile, and that read is newer
+                watch.deliver(answer)
+
+    def _stop_readers(self) -> list[asyncio.Task[None]]:
+        readers = list(self._readers)
+        for reader in readers:
+            reader.cancel()
+        return readers
 
     def _failed(self, exc: Exception) -> None:
         """A transient error keeps the watermark (the next scan reads back to it); a lasting one,
@@ -353,6 +348,9 @@ class SharedPoller:
     def _reset(self, wake: bool) -> None:
         self.watermark = None
         self.established.clear()
+        for _, _, queued in self._queue:  # not batched any more: each reads on its own
+            queued.queued = False
+        self._queue.clear()
         for watch in self.watches:
             was_batched = watch.covered
             watch.covered = False
@@ -374,11 +372,11 @@ def shared_poller(config: Any) -> SharedPoller:
     return poller
 
 
-async def watch(client: Any, poll_interval: float) -> JobWatch:
+async def watch(client: Any, poll_interval: float, deadline: float | None = None) -> JobWatch:
     """Register one trigger's job with the shared poller; ``close()`` the result when done.
 
-    Returns once the poller has a watermark (at most one poll interval), so that the trigger's
-    first read is already covered by the list.
+    Returns once the poller has a watermark (at most :data:`FIRST_WATERMARK_SECONDS`, and not past
+    ``deadline``, unix time), so that the trigger's first read is already covered by the list.
 
     :param client: the trigger's :class:`~airflow_provider_bacalhau.client.aio.AsyncBacalhauClient`
         (its configuration picks the poller).
@@ -387,5 +385,8 @@ async def watch(client: Any, poll_interval: float) -> JobWatch:
     shared = shared_poller(client.config)
     registered = shared.register(poll_interval)
     shared.start()
-    await registered.ready(poll_interval)
+    timeout = FIRST_WATERMARK_SECONDS
+    if deadline is not None:
+        timeout = max(0.0, min(timeout, deadline - time.time()))
+    await registered.ready(timeout)
     return registered
