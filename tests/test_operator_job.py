@@ -207,6 +207,55 @@ def test_on_kill_stops_the_job(devstack_env, client, ti):
     assert status.state.value == "Stopped" and "optest.run" in status.message and "killed" in status.message
 
 
+STOP_ROUTE = "DELETE /api/v1/orchestrator/jobs/{id}"
+
+
+def stops_sent(devstack) -> int:
+    """Stop requests the devstack has seen since the counting rule was set (it injects nothing)."""
+    import httpx
+
+    faults = httpx.get(f"{devstack.api_url}/devstack/v1/faults", timeout=30).json()
+    return faults["routes"][STOP_ROUTE]["seen"]
+
+
+@pytest.mark.parametrize("deferrable", [False, True])
+def test_on_kill_after_the_job_was_seen_ended_sends_no_stop(devstack_env, devstack, ti, deferrable):
+    """Found by the fault suite: a task killed after it had seen its job end (while it logs or
+    pushes its results) stopped the job again; with a retry that had already submitted a new
+    version under the same ID, that stop hit the new version."""
+    op = op_for("echo done", deferrable=deferrable)
+    context = fake_context(ti)
+    if deferrable:
+        with pytest.raises(TaskDeferred) as deferred:
+            op.execute(context)
+        job_id = deferred.value.trigger.job_id
+        op = op_for("echo done", deferrable=True)  # the resumed task is a new operator object
+        op.execute_complete(context, make_event_when_done(devstack_env, job_id))
+    else:
+        op.execute(context)
+    devstack.set_faults(routes={STOP_ROUTE: {}})  # counts requests, injects nothing
+    try:
+        op.on_kill()
+        assert stops_sent(devstack) == 0
+        # The control: an operator that has not seen the job end sends the stop (which the
+        # devstack refuses, as Bacalhau does for a Completed job).
+        unaware = op_for("echo done")
+        unaware.bacalhau_job_id = ti.xcoms["bacalhau_job_id"]
+        unaware.on_kill()
+        assert stops_sent(devstack) == 1
+    finally:
+        devstack.clear_faults()
+
+
+def make_event_when_done(devstack, job_id: str) -> dict:
+    from airflow_provider_bacalhau.client import BacalhauClient, ClientConfig
+    from airflow_provider_bacalhau.waiting import event_from_response
+
+    with BacalhauClient(ClientConfig(base_url=devstack.api_url)) as client:
+        wait_state(client, job_id, {"Completed"})
+        return event_from_response(client.get_job(job_id))
+
+
 def test_worker_wait_survives_transient_api_errors(devstack_env, devstack, ti, monkeypatch):
     monkeypatch.setenv("AIRFLOW_CONN_BACALHAU_NORETRY", devstack.bacalhau_conn_json(max_retries=0))
     devstack.set_faults(

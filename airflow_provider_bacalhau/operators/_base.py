@@ -150,6 +150,7 @@ class BaseBacalhauJobOperator(TemplateErrorsFailMixin, JobLineageMixin, JobCompl
         #: The job's namespace once built (operator, else spec); None: the connection's.
         self.bacalhau_namespace: str | None = None
         self._kill_reason = ""
+        self.bacalhau_job_ended = False
 
     # -- what subclasses provide ---------------------------------------------------------------
     def build_job(self, context: Any) -> Any:
@@ -240,7 +241,7 @@ class BaseBacalhauJobOperator(TemplateErrorsFailMixin, JobLineageMixin, JobCompl
 
     def _announce(self, context: Any, job_id: str) -> None:
         """Make the job findable before any waiting: XCom, the extra link, the task state store."""
-        self.bacalhau_job_id = job_id
+        self.bacalhau_job_id, self.bacalhau_job_ended = job_id, False
         context["ti"].xcom_push(key=JOB_ID_KEY, value=job_id)
         url = None
         try:
@@ -416,14 +417,6 @@ class BaseBacalhauJobOperator(TemplateErrorsFailMixin, JobLineageMixin, JobCompl
 
     # -- cancelling ----------------------------------------------------------------------------
     def on_kill(self) -> None:
-        """Stop the Bacalhau job when the running task is killed on its worker."""
-        job_id = self.bacalhau_job_id
-        if not job_id:
-            return
-        reason = self._kill_reason or f"Airflow task {self.dag_id}.{self.task_id} was killed"
-        try:
-            with self.get_bacalhau_client() as client:
-                client.stop_job(job_id, reason=reason)
-            self.log.info("Stopped Bacalhau job %s: %s", job_id, reason)
-        except Exception:
-            self.log.warning("Could not stop Bacalhau job %s", job_id, exc_info=True)
+        """Stop the Bacalhau job when the running task is killed on its worker (not once the
+        task has seen it end: :meth:`JobCompletionMixin.stop_killed_job`)."""
+        self.stop_killed_job(self._kill_reason or f"Airflow task {self.dag_id}.{self.task_id} was killed")
