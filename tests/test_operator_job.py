@@ -220,9 +220,9 @@ def stops_sent(devstack) -> int:
 
 @pytest.mark.parametrize("deferrable", [False, True])
 def test_on_kill_after_the_job_was_seen_ended_sends_no_stop(devstack_env, devstack, ti, deferrable):
-    """Found by the fault suite: a task killed after it had seen its job end (while it logs or
-    pushes its results) stopped the job again; with a retry that had already submitted a new
-    version under the same ID, that stop hit the new version."""
+    """Found by an earlier run of the fault suite: a task killed after it had seen its job end
+    (while it logs or pushes its results) stopped the job again; had another try submitted a new
+    version under the same ID by then, that stop would hit the new version."""
     op = op_for("echo done", deferrable=deferrable)
     context = fake_context(ti)
     if deferrable:
