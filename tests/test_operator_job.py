@@ -220,9 +220,9 @@ def stops_sent(devstack) -> int:
 
 @pytest.mark.parametrize("deferrable", [False, True])
 def test_on_kill_after_the_job_was_seen_ended_sends_no_stop(devstack_env, devstack, ti, deferrable):
-    """Found by an earlier run of the fault suite: a task killed after it had seen its job end
-    (while it logs or pushes its results) stopped the job again; had another try submitted a new
-    version under the same ID by then, that stop would hit the new version."""
+    """Found by the fault suite: a task killed after it had seen its job end (while it logs or
+    pushes its results) stopped the job again; had another try submitted a new version under the
+    same ID by then, that stop would hit the new version."""
     op = op_for("echo done", deferrable=deferrable)
     context = fake_context(ti)
     if deferrable:
@@ -243,6 +243,31 @@ def test_on_kill_after_the_job_was_seen_ended_sends_no_stop(devstack_env, devsta
         unaware.bacalhau_job_id = ti.xcoms["bacalhau_job_id"]
         unaware.on_kill()
         assert stops_sent(devstack) == 1
+    finally:
+        devstack.clear_faults()
+
+
+@pytest.mark.parametrize(("script", "stops"), [("echo done", 0), ("sleep 30", 1)])
+def test_a_kill_while_announcing_stops_only_a_job_not_seen_ended(devstack_env, devstack, ti, script, stops):
+    """The fault suite's case: Airflow killed a retry ("the task shouldn't be running anymore")
+    while it pushed the ID of the earlier try's job, which it had found Completed."""
+    first = op_for(script, wait_for_termination=False)
+    first.execute(fake_context(ti))
+    job_id = ti.xcoms["bacalhau_job_id"]
+    if stops == 0:
+        make_event_when_done(devstack_env, job_id)
+    retry = op_for(script, wait_for_termination=False)
+    announce = retry._announce
+
+    def killed_while_announcing(context, job_id, ended):
+        announce(context, job_id, ended)
+        retry.on_kill()
+
+    retry._announce = killed_while_announcing
+    devstack.set_faults(routes={STOP_ROUTE: {}})
+    try:
+        retry.execute(fake_context(ti))
+        assert stops_sent(devstack) == stops
     finally:
         devstack.clear_faults()
 

@@ -184,7 +184,7 @@ class BaseBacalhauJobOperator(TemplateErrorsFailMixin, JobLineageMixin, JobCompl
         self.bacalhau_namespace = job.namespace or None
         with self.get_bacalhau_client() as client:
             job_id, known = self._submit_or_attach(context, client, job)
-            self._announce(context, job_id)
+            self._announce(context, job_id, ended=known is not None)
             if not self.wait_for_termination:
                 self.log.info("Not waiting for Bacalhau job %s (wait_for_termination=False)", job_id)
                 return None
@@ -239,9 +239,10 @@ class BaseBacalhauJobOperator(TemplateErrorsFailMixin, JobLineageMixin, JobCompl
         self.log.info("Deferring: the triggerer watches Bacalhau job %s", job_id)
         self.defer(trigger=trigger, method_name="execute_complete", timeout=timedelta(seconds=padded))
 
-    def _announce(self, context: Any, job_id: str) -> None:
-        """Make the job findable before any waiting: XCom, the extra link, the task state store."""
-        self.bacalhau_job_id, self.bacalhau_job_ended = job_id, False
+    def _announce(self, context: Any, job_id: str, ended: bool) -> None:
+        """Make the job findable before any waiting: XCom, the extra link, the task state store.
+        ``ended``: an earlier try's job, found already ended (``on_kill`` must not stop it)."""
+        self.bacalhau_job_id, self.bacalhau_job_ended = job_id, ended
         context["ti"].xcom_push(key=JOB_ID_KEY, value=job_id)
         url = None
         try:
