@@ -5,7 +5,11 @@ sensor and the trigger, and says which heavy modules got loaded (boto3 must not 
 figure takes away Airflow's own classes that they subclass (BaseOperator, BaseSensorOperator,
 BaseTrigger), which any DAG file pays for anyway: what is left is the provider's own. Run::
 
-    .venv/bin/python benchmarks/import_cost.py [--runs 9] [--budget-ms 50]
+    .venv/bin/python benchmarks/import_cost.py [--runs 9] [--budget-ms 50] [--baseline DIR]
+
+``--baseline DIR`` also times another copy of the package (DIR holds its
+``airflow_provider_bacalhau``, say ``git archive main airflow_provider_bacalhau | tar -x -C DIR``),
+its samples interleaved with this copy's, so that a before/after comparison sees the same load.
 
 Wall and CPU time are both shown (on a shared machine the CPU figure is the steadier one), with the
 machine's load average. The provider's bytecode is compiled first, as an installed wheel's is
@@ -47,21 +51,36 @@ from airflow.triggers.base import BaseTrigger
 """
 
 
-def sample(base: str) -> dict:
+def sample(base: str, path: str | None = None) -> dict:
+    env = None if path is None else {**os.environ, "PYTHONPATH": path}
     done = subprocess.run(
         [sys.executable, "-c", PROBE.format(base=base)],
         capture_output=True,
         text=True,
         timeout=120,
         check=True,
+        env=env,
     )
     return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def compare(baseline: str, runs: int) -> None:
+    """This copy against ``baseline``, one sample of each in turn."""
+    compileall.compile_dir(os.path.join(baseline, "airflow_provider_bacalhau"), quiet=1)
+    pairs = [(sample("", baseline), sample("")) for _ in range(runs)]
+    for name, column in (("baseline", 0), ("this copy", 1)):
+        wall = statistics.median(p[column]["total_ms"] for p in pairs)
+        cpu = statistics.median(p[column]["total_cpu_ms"] for p in pairs)
+        print(
+            f"{name}: median {wall:.1f} ms wall, {cpu:.1f} ms CPU over `import airflow` ({runs} interleaved)"
+        )
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=9)
     parser.add_argument("--budget-ms", type=float, default=50.0)
+    parser.add_argument("--baseline", help="a folder holding another airflow_provider_bacalhau to compare")
     args = parser.parse_args()
     spec = importlib.util.find_spec("airflow_provider_bacalhau")
     assert spec is not None and spec.submodule_search_locations, "airflow_provider_bacalhau is not importable"
@@ -93,6 +112,9 @@ def main() -> int:
     print(
         f"heavy modules loaded: {', '.join(loaded) or 'none'}; load average after: {os.getloadavg()[0]:.2f}"
     )
+    if args.baseline:
+        compare(args.baseline, args.runs)
+        print(f"load average after the comparison: {os.getloadavg()[0]:.2f}")
     return 0 if total <= args.budget_ms and "boto3" not in loaded else 1
 
 
