@@ -13,6 +13,11 @@ ratio is the best peer's median over the hook's: above 1.0 the hook is faster. R
 
 Checked on the way: every object the hook stored has a SHA-256, (c) sends no PUT, (d) uploads
 exactly the 20 changed files (for every tool).
+
+Next to each wall time it prints the client's CPU (the hook: this process; a peer: its process),
+the S3 server's CPU over the same interval (from /proc) and the machine's 1-minute load: client
+and server share the cores, so on (a) and (b) the server's CPU is what bounds the wall time, and
+other work on the machine moves every figure.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -58,6 +64,17 @@ def change_some(root: Path, run: int) -> None:
     for index in range(run, FILES, FILES // CHANGED):
         path = root / f"dir{index % DIRS:02d}" / f"file{index:04d}.bin"
         path.write_bytes(os.urandom(path.stat().st_size))
+
+
+def children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def process_cpu(pid: int) -> float:
+    """User + system CPU seconds of ``pid`` so far (fields 14 and 15 of /proc/PID/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 class Peers:
@@ -153,6 +170,10 @@ def check_checksums(client, bucket: str, prefix: str) -> int:
     return len(keys)
 
 
+def median_of(costs: dict, workload: str, name: str, column: int) -> float:
+    return round(statistics.median(c[column] for c in costs[(workload, name)]), 2)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3)
@@ -187,6 +208,7 @@ def main() -> int:
         make_small_tree(small)
         make_big_file(big)
         times: dict[tuple[str, str], list[float]] = {}
+        costs: dict[tuple[str, str], list[tuple[float, float, float]]] = {}
         for run in range(args.runs):
             bucket = f"bench-{run + 1}"  # every run starts empty (a bucket of its own)
             procs.s3_client(server.endpoint).create_bucket(Bucket=bucket)
@@ -201,11 +223,21 @@ def main() -> int:
                         continue  # plain boto3 has no sync
                     slug = name.split()[0].split(".")[0].lower()
                     target = f"s3://{bucket}/{slug}/" + ("" if workload == "b" else "small/")
+                    cpu = (time.process_time(), children_cpu(), process_cpu(server.proc.pid))
                     seconds, uploaded = tools[name](workload, source, target)
+                    client_s = time.process_time() - cpu[0] + children_cpu() - cpu[1]
+                    server_s = process_cpu(server.proc.pid) - cpu[2]
+                    load = os.getloadavg()[0]
                     if uploaded != expected:
                         raise AssertionError(f"{name} ({workload}) uploaded {uploaded}, expected {expected}")
                     times.setdefault((workload, name), []).append(seconds)
-                    print(f"run {run + 1} ({workload}) {name}: {seconds:.2f} s", file=sys.stderr, flush=True)
+                    costs.setdefault((workload, name), []).append((client_s, server_s, load))
+                    print(
+                        f"run {run + 1} ({workload}) {name}: {seconds:.2f} s, client CPU {client_s:.2f} s, "
+                        f"server CPU {server_s:.2f} s, load {load:.1f}",
+                        file=sys.stderr,
+                        flush=True,
+                    )
         stored = check_checksums(procs.s3_client(server.endpoint), bucket, "bacalhaus3hook/")
         print(f"\nSHA-256 stored for all {stored} objects the hook staged; (c) sent no PUT.\n")
         print(
@@ -230,7 +262,22 @@ def main() -> int:
                 "runs_s": {
                     n: [round(t, 3) for t in times[(workload, n)]] for n in tools if (workload, n) in times
                 },
+                "client_cpu_s": {
+                    n: median_of(costs, workload, n, 0) for n in tools if (workload, n) in costs
+                },
+                "server_cpu_s": {
+                    n: median_of(costs, workload, n, 1) for n in tools if (workload, n) in costs
+                },
             }
+        print("\nmedian CPU seconds, client / S3 server (1-minute load average while each ran):")
+        for workload in WORKLOADS:
+            cells = [
+                f"{n} {median_of(costs, workload, n, 0):.2f} / {median_of(costs, workload, n, 1):.2f} "
+                f"(load {median_of(costs, workload, n, 2):.1f})"
+                for n in tools
+                if (workload, n) in costs
+            ]
+            print(f"({workload}) " + "; ".join(cells))
         print(json.dumps({"workers": args.workers, "runs": args.runs, "results": summary}))
     finally:
         server.stop()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import time
+from collections import Counter
 
 import httpx
 import pytest
@@ -147,9 +148,61 @@ def test_a_log_stream_dropped_after_its_first_frame(api, faults):
     assert ws.close_code is None or ws.close_code == 1006  # no close frame was sent
 
 
+MIXED = {"error_rate": 0.05, "drop_rate": 0.05, "drop_after_rate": 0.05, "stall_rate": 0.05, "stall": 0.3}
+
+
+def _mixed_calls(api: httpx.Client, job_id: str, calls: int) -> Counter:
+    """``calls`` requests over three routes, each classified by what the client saw."""
+    seen: Counter = Counter()
+    paths = ("/api/v1/agent/alive", f"{JOBS}/{job_id}", JOBS)
+    for i in range(calls):
+        started = time.monotonic()
+        try:
+            status = api.get(paths[i % len(paths)]).status_code
+        except (httpx.RemoteProtocolError, httpx.ReadError):
+            seen["dropped"] += 1
+            continue
+        if status == 503:
+            seen["error"] += 1
+        elif time.monotonic() - started >= MIXED["stall"]:
+            seen["stall"] += 1
+        else:
+            seen["ok" if status == 200 else status] += 1
+    return seen
+
+
+def test_a_mixed_rule_faults_a_fifth_of_all_calls_with_every_kind(api, faults):
+    job_id = submit(api, noop_job())["JobID"]
+    faults.set_faults(seed=12, routes={"*": MIXED})
+    seen = _mixed_calls(api, job_id, 200)
+    rule = api.get("/devstack/v1/faults").json()["routes"]["*"]
+    kinds = rule["kinds"]
+    assert rule["seen"] == 200
+    assert seen["error"] == kinds["error"] and seen["stall"] == kinds["stall"]
+    assert seen["dropped"] == kinds["drop"] + kinds["drop_after"]
+    assert seen["ok"] == 200 - rule["injected"]
+    assert 25 <= rule["injected"] <= 55, rule  # 20% of 200, about 2.5 standard deviations either way
+    assert all(kinds[k] >= 3 for k in ("error", "drop", "drop_after", "stall")), kinds
+    faults.set_faults(seed=12, routes={"*": MIXED})
+    assert _mixed_calls(api, job_id, 200) == seen  # same seed, same faults
+    assert api.get("/devstack/v1/faults").json()["routes"]["*"]["kinds"] == kinds
+
+
+@pytest.mark.parametrize(("kind", "created"), [("drop_rate", 0), ("drop_after_rate", 1)])
+def test_a_drop_before_handling_loses_the_submit_and_one_after_keeps_it(api, faults, kind, created):
+    name = unique(f"mixed-{kind}")
+    faults.set_faults(routes={"PUT /api/v1/orchestrator/jobs": {kind: 1.0, "times": 1}})
+    with pytest.raises((httpx.RemoteProtocolError, httpx.ReadError)):
+        api.put(JOBS, json={"Job": noop_job(name)})
+    assert [j["Name"] for j in faults.jobs()].count(name) == created
+
+
 def test_bad_fault_config_is_rejected(api, devstack):
     resp = api.put("/devstack/v1/faults", json={"routes": {"GET /nowhere": {"error_rate": 1}}})
     assert resp.status_code == 400 and "unknown route" in resp.json()["Message"]
+    too_much = {"routes": {"*": {"error_rate": 0.6, "stall_rate": 0.6}}}
+    resp = api.put("/devstack/v1/faults", json=too_much)
+    assert resp.status_code == 400 and "sum <= 1" in resp.json()["Message"]
 
 
 def test_restart_keeps_jobs_and_fails_lost_executions(api, devstack):

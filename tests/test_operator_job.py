@@ -207,6 +207,80 @@ def test_on_kill_stops_the_job(devstack_env, client, ti):
     assert status.state.value == "Stopped" and "optest.run" in status.message and "killed" in status.message
 
 
+STOP_ROUTE = "DELETE /api/v1/orchestrator/jobs/{id}"
+
+
+def stops_sent(devstack) -> int:
+    """Stop requests the devstack has seen since the counting rule was set (it injects nothing)."""
+    import httpx
+
+    faults = httpx.get(f"{devstack.api_url}/devstack/v1/faults", timeout=30).json()
+    return faults["routes"][STOP_ROUTE]["seen"]
+
+
+@pytest.mark.parametrize("deferrable", [False, True])
+def test_on_kill_after_the_job_was_seen_ended_sends_no_stop(devstack_env, devstack, ti, deferrable):
+    """Found by the fault suite: a task killed after it had seen its job end (while it logs or
+    pushes its results) stopped the job again; had another try submitted a new version under the
+    same ID by then, that stop would hit the new version."""
+    op = op_for("echo done", deferrable=deferrable)
+    context = fake_context(ti)
+    if deferrable:
+        with pytest.raises(TaskDeferred) as deferred:
+            op.execute(context)
+        job_id = deferred.value.trigger.job_id
+        op = op_for("echo done", deferrable=True)  # the resumed task is a new operator object
+        op.execute_complete(context, make_event_when_done(devstack_env, job_id))
+    else:
+        op.execute(context)
+    devstack.set_faults(routes={STOP_ROUTE: {}})  # counts requests, injects nothing
+    try:
+        op.on_kill()
+        assert stops_sent(devstack) == 0
+        # The control: an operator that has not seen the job end sends the stop (which the
+        # devstack refuses, as Bacalhau does for a Completed job).
+        unaware = op_for("echo done")
+        unaware.bacalhau_job_id = ti.xcoms["bacalhau_job_id"]
+        unaware.on_kill()
+        assert stops_sent(devstack) == 1
+    finally:
+        devstack.clear_faults()
+
+
+@pytest.mark.parametrize(("script", "stops"), [("echo done", 0), ("sleep 30", 1)])
+def test_a_kill_while_announcing_stops_only_a_job_not_seen_ended(devstack_env, devstack, ti, script, stops):
+    """The fault suite's case: Airflow killed a retry ("the task shouldn't be running anymore")
+    while it pushed the ID of the earlier try's job, which it had found Completed."""
+    first = op_for(script, wait_for_termination=False)
+    first.execute(fake_context(ti))
+    job_id = ti.xcoms["bacalhau_job_id"]
+    if stops == 0:
+        make_event_when_done(devstack_env, job_id)
+    retry = op_for(script, wait_for_termination=False)
+    announce = retry._announce
+
+    def killed_while_announcing(context, job_id, ended):
+        announce(context, job_id, ended)
+        retry.on_kill()
+
+    retry._announce = killed_while_announcing
+    devstack.set_faults(routes={STOP_ROUTE: {}})
+    try:
+        retry.execute(fake_context(ti))
+        assert stops_sent(devstack) == stops
+    finally:
+        devstack.clear_faults()
+
+
+def make_event_when_done(devstack, job_id: str) -> dict:
+    from airflow_provider_bacalhau.client import BacalhauClient, ClientConfig
+    from airflow_provider_bacalhau.waiting import event_from_response
+
+    with BacalhauClient(ClientConfig(base_url=devstack.api_url)) as client:
+        wait_state(client, job_id, {"Completed"})
+        return event_from_response(client.get_job(job_id))
+
+
 def test_worker_wait_survives_transient_api_errors(devstack_env, devstack, ti, monkeypatch):
     monkeypatch.setenv("AIRFLOW_CONN_BACALHAU_NORETRY", devstack.bacalhau_conn_json(max_retries=0))
     devstack.set_faults(

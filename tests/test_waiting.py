@@ -69,7 +69,7 @@ def test_a_503_is_still_retried_by_the_sensor(devstack_env, devstack, client, mo
 
 
 def test_the_client_policy_judges_statuses():
-    from airflow_provider_bacalhau.client.core import is_transient
+    from airflow_provider_bacalhau.client.retrying import is_transient
     from airflow_provider_bacalhau.errors import BacalhauApiError
 
     assert [is_transient(BacalhauApiError("x", status=s)) for s in (429, 500, 502, 503, 504, 404)] == [

@@ -19,7 +19,8 @@ import httpx
 
 from airflow_provider_bacalhau.client import logs
 from airflow_provider_bacalhau.client.config import ClientConfig
-from airflow_provider_bacalhau.client.core import Operations, Sleep
+from airflow_provider_bacalhau.client.core import Operations
+from airflow_provider_bacalhau.client.retrying import Sleep
 from airflow_provider_bacalhau.errors import BacalhauLogsError
 
 _POOLS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[ClientConfig, httpx.AsyncClient]] = (

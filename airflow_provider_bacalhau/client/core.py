@@ -13,10 +13,8 @@ import dataclasses
 import email.utils
 import inspect
 import logging
-import random
 import time
 from collections.abc import Callable, Generator, Iterable, Mapping
-from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 from urllib.parse import quote
 
@@ -32,6 +30,7 @@ from airflow_provider_bacalhau.client.responses import (
     is_retryable_transport_error,
     never_reached_server,
 )
+from airflow_provider_bacalhau.client.retrying import RETRY_STATUSES, Sleep, backoff_delay
 from airflow_provider_bacalhau.errors import BacalhauApiError
 
 log = logging.getLogger("airflow_provider_bacalhau.client")
@@ -42,7 +41,6 @@ Op = Generator[Any, Any, T]  # yields httpx.Request | Sleep, receives httpx.Resp
 JOBS = "/api/v1/orchestrator/jobs"
 NODES = "/api/v1/orchestrator/nodes"
 AGENT = "/api/v1/agent"
-RETRY_STATUSES = frozenset({429, 502, 503, 504})
 # A submit answered with one of these may still have been applied by the server.
 AMBIGUOUS_STATUSES = frozenset({502, 503, 504})
 
@@ -60,13 +58,6 @@ ENDPOINTS = (
     "version",
     "node_info",
 )
-
-
-@dataclass(frozen=True)
-class Sleep:
-    """Instruction to the IO loop: wait this many seconds, then resume."""
-
-    seconds: float
 
 
 def job_path(job_id_or_name: str, *suffix: str) -> str:
@@ -117,33 +108,10 @@ def _describe(outcome: Any) -> str:
     return type(outcome).__name__
 
 
-def backoff_delay(attempt: int, first: float, cap: float) -> float:
-    """The one backoff: ``first * 2**attempt`` capped at ``cap``, with jitter over its upper half
-    (many clients, or triggers, that failed together do not retry together)."""
-    base: float = min(cap, first * (2**attempt))
-    return base / 2 + random.uniform(0, base / 2)
-
-
 def _retry_read(outcome: Any) -> bool:
     if isinstance(outcome, httpx.Response):
         return outcome.status_code in RETRY_STATUSES
     return is_retryable_transport_error(outcome)
-
-
-def is_transient(exc: BaseException) -> bool:
-    """The one transient-error policy, for an error a client call raised: worth another try later.
-
-    The same rule as the client's own retries: connection trouble (but not a certificate that does
-    not verify), 429 and 502/503/504. Any other answer, a lasting 500 included (say an ambiguous
-    name: ``MultipleJobsFound``), will not pass by waiting.
-    """
-    if isinstance(exc, BacalhauApiError):
-        if exc.status is not None:
-            return exc.status in RETRY_STATUSES
-        return bool(getattr(exc, "transport_retryable", True))
-    if isinstance(exc, httpx.HTTPError):
-        return is_retryable_transport_error(exc)
-    return isinstance(exc, (TimeoutError, ConnectionError))
 
 
 def _retry_submit(outcome: Any) -> bool:

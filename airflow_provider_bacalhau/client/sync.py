@@ -11,7 +11,8 @@ import httpx
 
 from airflow_provider_bacalhau.client import logs
 from airflow_provider_bacalhau.client.config import ClientConfig
-from airflow_provider_bacalhau.client.core import Operations, Sleep
+from airflow_provider_bacalhau.client.core import Operations
+from airflow_provider_bacalhau.client.retrying import Sleep
 from airflow_provider_bacalhau.errors import BacalhauLogsError
 
 

@@ -3,7 +3,9 @@
 Above the hooks, below the operators. One module per behaviour:
 
 - :mod:`.plane`: :class:`S3DataPlane`, the door operators and ``@task`` code use;
-- :mod:`.staging`: uploading local files to a prefix (:class:`StagedInput`);
+- :mod:`.staging`: uploading local files to a prefix (:class:`StagedInput`), with
+  :mod:`.local_files` (finding and hashing them), :mod:`.objects` (listing, putting, deleting)
+  and :mod:`.manifest` (what the last run stored);
 - :mod:`.fetch`: downloading and verifying published results;
 - :mod:`.restage`: archive results made plain-object prefixes, once per archive (:mod:`.alias`);
 - :mod:`.archive`: checksums and safe extraction (plain Python);
@@ -15,7 +17,9 @@ Names are looked up on first use, so importing the package loads nothing heavy.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from airflow_provider_bacalhau._lazy import lazy_exports
 
 if TYPE_CHECKING:
     from airflow_provider_bacalhau.dataplane.inputs import parse_s3_uri, resolve_inputs
@@ -31,10 +35,4 @@ _HOMES = {
     "resolve_inputs": "airflow_provider_bacalhau.dataplane.inputs",
 }
 
-
-def __getattr__(name: str) -> Any:
-    if name in _HOMES:
-        import importlib
-
-        return getattr(importlib.import_module(_HOMES[name]), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__, __dir__ = lazy_exports(__name__, _HOMES)

@@ -30,7 +30,7 @@ from airflow_provider_bacalhau.dataplane.download import (
     managed_url,
     safe_url,
 )
-from airflow_provider_bacalhau.dataplane.staging import list_prefix
+from airflow_provider_bacalhau.dataplane.objects import list_prefix
 from airflow_provider_bacalhau.errors import ResultIntegrityError
 from airflow_provider_bacalhau.spec import PublishedResult
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -76,8 +76,8 @@ def read_manifest(store: Any, key: str, store_error: Any) -> dict[str, Entry]:
         return {
             name: Entry(
                 size=int(e["size"]),
-                etag=str(e["etag"]),
-                sha256=str(e["sha256"]),
+                etag=str(e.get("etag", "")),
+                sha256=str(e.get("sha256", "")),
                 part_size=int(e.get("part_size", 0)),
                 stat=tuple(int(v) for v in e.get("stat", ())),
             )
@@ -95,15 +95,27 @@ def read_manifest(store: Any, key: str, store_error: Any) -> dict[str, Entry]:
 def write_manifest(store: Any, key: str, entries: dict[str, Entry], store_error: Any) -> None:
     import obstore
 
-    objects = {
-        name: {k: v for k, v in asdict(entry).items() if v or k == "size"}
-        for name, entry in sorted(entries.items())
-    }
+    objects = {name: _document(entry) for name, entry in sorted(entries.items())}
     body = json.dumps({"Version": _VERSION, "Objects": objects}, separators=(",", ":")).encode()
     try:  # the store stores its SHA-256 too
         obstore.put(store, key, body, attributes={"Content-Type": "application/json"})
     except Exception as exc:  # noqa: BLE001 - as above
         _unless_denied(store_error(exc, "PutObject"), exc, f"write {key}")
+
+
+def _document(entry: Entry) -> dict[str, Any]:
+    """An entry as the manifest stores it, empty fields left out (by hand: ``dataclasses.asdict``
+    deep-copies every field, which costs more than the rest of a no-change run's bookkeeping)."""
+    document: dict[str, Any] = {"size": entry.size}
+    if entry.etag:
+        document["etag"] = entry.etag
+    if entry.sha256:
+        document["sha256"] = entry.sha256
+    if entry.part_size:
+        document["part_size"] = entry.part_size
+    if entry.stat:
+        document["stat"] = list(entry.stat)
+    return document
 
 
 def _unless_denied(error: Exception, cause: Exception, action: str) -> None:

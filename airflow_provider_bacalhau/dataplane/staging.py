@@ -1,59 +1,37 @@
 """Upload local files to an S3 prefix: parallel, SHA-256 checksummed, unchanged files skipped.
 
-Works on a boto3 S3 client and an obstore store handed in by the data plane
-(:class:`.plane.S3DataPlane`, from :class:`~airflow_provider_bacalhau.hooks.s3.BacalhauS3Hook`);
-both are shared by all threads. Unchanged files are told by the manifest beside the prefix
-(:mod:`.manifest`) when it agrees with the listing, else by the stored SHA-256 (HEAD).
+This module decides, per file, whether to skip or upload; :mod:`.local_files` finds and hashes the
+files and :mod:`.objects` talks to the store. It works on a boto3 S3 client and an obstore store
+handed in by the data plane (:class:`.plane.S3DataPlane`, from
+:class:`~airflow_provider_bacalhau.hooks.s3.BacalhauS3Hook`); both are shared by all threads.
+Unchanged files are told by the manifest beside the prefix (:mod:`.manifest`) when it agrees with
+the listing, else by the stored SHA-256 (HEAD).
 """
 
 from __future__ import annotations
 
-import glob
-import hashlib
 import logging
-import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from functools import cached_property
-from pathlib import Path
 from typing import Any
 
-from airflow_provider_bacalhau.dataplane.archive import (
-    MiB,
-    b64_digest,
-    file_sha256,
-    matches_stored_checksum,
-)
+from airflow_provider_bacalhau.dataplane.archive import MiB, matches_stored_checksum
+from airflow_provider_bacalhau.dataplane.local_files import LocalFile, collect_files, read_and_hash
 from airflow_provider_bacalhau.dataplane.manifest import (
     Entry,
-    Stat,
-    file_stat,
     manifest_key,
     read_manifest,
     settled,
     write_manifest,
 )
-from airflow_provider_bacalhau.errors import S3DeleteError
+from airflow_provider_bacalhau.dataplane.objects import delete_keys, list_store, put_object
 from airflow_provider_bacalhau.spec import S3Source
 
 log = logging.getLogger(__name__)
 
 SMALL_FILE = 8 * MiB  # read whole into memory below this size
-_GLOB_CHARS = ("*", "?", "[")
-
-
-@dataclass
-class LocalFile:
-    path: Path
-    relative: str  # posix path under the prefix
-    size: int
-    stat: Stat = ()
-
-
-def _local(path: Path, relative: str) -> LocalFile:
-    stat = path.stat()
-    return LocalFile(path, relative, stat.st_size, file_stat(stat))
 
 
 @dataclass
@@ -100,135 +78,6 @@ def normalize_prefix(prefix: str) -> str:
     """Strip a leading ``/``; a non-empty prefix always ends with ``/`` (it names a folder)."""
     prefix = (prefix or "").lstrip("/")
     return prefix if not prefix or prefix.endswith("/") else prefix + "/"
-
-
-def _walk(directory: Path, under: str) -> list[LocalFile]:
-    """Every file below ``directory`` with its stat (os.scandir: one stat call per file)."""
-    found = []
-    pending = [(os.fspath(directory), under)]
-    while pending:
-        folder, relative = pending.pop()
-        with os.scandir(folder) as entries:
-            listed = sorted(entries, key=lambda entry: entry.name)
-        for entry in reversed(listed):
-            if entry.is_dir(follow_symlinks=False):  # as os.walk: links to folders not followed
-                pending.append((entry.path, f"{relative}{entry.name}/"))
-        for entry in listed:
-            if entry.is_file():  # not broken symlinks, sockets
-                stat = entry.stat()
-                found.append(
-                    LocalFile(Path(entry.path), f"{relative}{entry.name}", stat.st_size, file_stat(stat))
-                )
-    return found  # os.walk's order: a folder's files, then its sub-folders, depth first
-
-
-def collect_files(local_paths: str | os.PathLike | list) -> tuple[list[LocalFile], bool]:
-    """Expand ``local_paths`` into files with their relative keys.
-
-    Rules: a directory named as such uploads its *contents* (relative paths kept); a file keeps
-    its base name; a glob match keeps its base name (a matched directory becomes a sub-folder).
-    Returns ``(files, single)`` where ``single`` is True when exactly one plain file (no glob)
-    was given: that is staged and referenced as a single object.
-    """
-    items = [local_paths] if isinstance(local_paths, (str, os.PathLike)) else list(local_paths)
-    if not items:
-        raise ValueError("local_paths: nothing to stage (empty list)")
-    files: list[LocalFile] = []
-    for item in items:
-        text = os.fspath(item)
-        if any(ch in text for ch in _GLOB_CHARS):
-            matches = sorted(glob.glob(text, recursive=True))
-            if not matches:
-                raise ValueError(f"local_paths: glob {text!r} matched nothing")
-            for match in matches:
-                path = Path(match)
-                if path.is_dir():
-                    files.extend(_walk(path, f"{path.name}/"))
-                elif path.is_file():
-                    files.append(_local(path, path.name))
-            continue
-        path = Path(text)
-        if path.is_dir():
-            files.extend(_walk(path, ""))
-        elif path.is_file():
-            files.append(_local(path, path.name))
-        else:
-            raise ValueError(f"local_paths: {text!r} does not exist")
-    seen: dict[str, Path] = {}
-    for item in files:
-        if item.relative in seen:
-            raise ValueError(
-                f"local_paths: {seen[item.relative]} and {item.path} would both be "
-                f"stored as {item.relative!r}"
-            )
-        seen[item.relative] = item.path
-    single = (
-        len(items) == 1
-        and len(files) == 1
-        and Path(os.fspath(items[0])).is_file()
-        and not any(ch in os.fspath(items[0]) for ch in _GLOB_CHARS)
-    )
-    return files, single
-
-
-def list_prefix(client: Any, bucket: str, prefix: str) -> dict[str, dict[str, Any]]:
-    """Every object under ``prefix`` with one ListObjectsV2 walk: key -> {Size, ETag,
-    ChecksumAlgorithm}."""
-    found: dict[str, dict[str, Any]] = {}
-    paginator = client.get_paginator("list_objects_v2")
-    for page in paginator.paginate(Bucket=bucket, Prefix=prefix):
-        for obj in page.get("Contents", []):
-            found[obj["Key"]] = {
-                "Size": obj["Size"],
-                "ETag": obj.get("ETag", "").strip('"'),
-                "ChecksumAlgorithm": obj.get("ChecksumAlgorithm") or [],
-            }
-    return found
-
-
-def list_store(store: Any, prefix: str, store_error: Any) -> dict[str, dict[str, Any]]:
-    """Key -> {Size, ETag} under ``prefix`` through an obstore store: the listing parsed in Rust
-    (botocore spends most of a 2,000-object listing parsing its timestamps). No
-    ChecksumAlgorithm, which some stores never list: the staging manifest answers instead."""
-    import obstore
-
-    found: dict[str, dict[str, Any]] = {}
-    try:
-        for batch in obstore.list(store, prefix or None, chunk_size=1000):
-            for meta in batch:
-                found[meta["path"]] = {"Size": meta["size"], "ETag": (meta["e_tag"] or "").strip('"')}
-    except Exception as exc:  # obstore's errors carry S3's answer: made botocore's
-        raise store_error(exc, "ListObjectsV2") from exc
-    return found
-
-
-def delete_keys(client: Any, bucket: str, keys: list[str]) -> None:
-    """DeleteObjects in batches of 1000 (S3's limit), failing on any per-key error.
-
-    DeleteObjects answers 200 even when it deletes nothing: each key it refused is listed in
-    ``Errors`` (SeaweedFS: AccessDenied for a key the identity may not write). A key left behind
-    under a staged prefix is read by the next job, so that is a failure, not a count.
-    ``S3Hook.delete_objects`` does check ``Errors`` but keeps only the keys, not S3's codes, and
-    takes the bucket through its own client; this keeps the codes the user needs.
-    """
-    failed: dict[str, str] = {}
-    for start in range(0, len(keys), 1000):
-        batch = [{"Key": k} for k in keys[start : start + 1000]]
-        answer = client.delete_objects(Bucket=bucket, Delete={"Objects": batch, "Quiet": True})
-        for error in answer.get("Errors") or []:
-            failed[str(error.get("Key", ""))] = (
-                f"{error.get('Code', '?')}: {error.get('Message', '')}".rstrip(": ")
-            )
-    if failed:
-        shown = ", ".join(f"{key} ({why})" for key, why in sorted(failed.items())[:10])
-        more = f" and {len(failed) - 10} more" if len(failed) > 10 else ""
-        raise S3DeleteError(
-            f"s3://{bucket}/: S3 refused to delete {len(failed)} of {len(keys)} object(s) that are "
-            f"not part of this staging: {shown}{more}. They would stay in the input the job reads; "
-            f"check that the AWS connection may delete under this prefix.",
-            bucket=bucket,
-            failed=failed,
-        )
 
 
 @dataclass
@@ -300,25 +149,22 @@ class Uploader:
         return Entry(item.size, etag, checksum, part), head.get("VersionId", "")
 
     def _upload(
-        self, bucket: str, key: str, item: LocalFile, data: bytes | None, full_b64: str
+        self, bucket: str, key: str, item: LocalFile, data: bytes | None, full_b64: str, single: bool
     ) -> tuple[Entry, str]:
-        import obstore
-
         part_size = self._part_size(item.size)
-        try:
-            answer = obstore.put(
-                self.store,
-                key,
-                data if data is not None else item.path,
-                use_multipart=bool(part_size),
-                chunk_size=self.multipart_chunksize,
-                max_concurrency=min(8, self.max_workers),
-            )
-        except Exception as exc:  # obstore's errors carry S3's answer: made botocore's
-            raise self.store_error(exc, "PutObject") from exc
-        etag, version = str(answer.get("e_tag") or "").strip('"'), answer.get("version") or ""
+        etag, version = put_object(
+            self.store,
+            key,
+            data if data is not None else item.path,
+            multipart=bool(part_size),
+            part_size=self.multipart_chunksize,
+            concurrency=min(8, self.max_workers),
+            store_error=self.store_error,
+        )
         if not part_size:  # the store sent our bytes' SHA-256, and S3 checked it
             return Entry(item.size, etag, full_b64), version
+        if single:  # no manifest to record the composite in, and no job input takes one
+            return Entry(item.size, etag, "", part_size), version
         head = self.client.head_object(Bucket=bucket, Key=key, ChecksumMode="ENABLED")
         return (
             Entry(item.size, head.get("ETag", etag).strip('"'), head.get("ChecksumSHA256", ""), part_size),
@@ -351,16 +197,13 @@ class Uploader:
         listed: dict[str, Any] | None,
         entry: Entry | None,
         force: bool,
+        single: bool,
     ) -> _Outcome:
         entry = self._trusted(item, listed, entry, force)
         hashed_at = time.time_ns()
-        data = None
-        full_b64 = ""
-        if item.size <= SMALL_FILE:  # read once: hash and send the same bytes
-            data = item.path.read_bytes()
-            full_b64 = b64_digest(hashlib.sha256(data).digest())
-        elif not self._is_multipart(item.size):  # multipart: compared by the composite
-            full_b64 = b64_digest(file_sha256(item.path))
+        data, full_b64 = None, ""
+        if not self._is_multipart(item.size):  # multipart: compared by the composite
+            data, full_b64 = read_and_hash(item, whole=item.size <= SMALL_FILE)
         stat = settled(item.stat, hashed_at)
         if entry is not None:
             if matches_stored_checksum(
@@ -375,7 +218,7 @@ class Uploader:
             checked = self._checked_by_head(bucket, key, item, full_b64, listed)
             if checked is not None:
                 return _Outcome(False, replace(checked[0], stat=stat), checked[1], full_b64)
-        stored, version = self._upload(bucket, key, item, data, full_b64)
+        stored, version = self._upload(bucket, key, item, data, full_b64, single)
         return _Outcome(True, replace(stored, stat=stat), version, full_b64)
 
     def stage(
@@ -406,6 +249,7 @@ class Uploader:
                         existing.get(keys[index]),
                         known.get(files[index].relative),
                         force,
+                        single,
                     ),
                     todo,
                 )
@@ -437,7 +281,7 @@ class Uploader:
         if single:
             outcome = finished[0]
             result.version_id = outcome.version_id
-            if outcome.entry.sha256 == outcome.full:
+            if outcome.entry.sha256 == outcome.full and not outcome.entry.part_size:
                 result.checksum_sha256 = outcome.full
             else:
                 # A multipart object stores a composite checksum ("<b64>-N" on AWS). Job specs

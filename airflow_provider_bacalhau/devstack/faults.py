@@ -9,11 +9,18 @@ Configuration (JSON; PUT /devstack/v1/faults, CLI ``--faults``, env ``BACALHAU_D
          "drop_rate": 0.0,                        # close the connection without any response
          "drop_after": false,                     # with drop: handle the request first, then drop
                                                   # (a WebSocket: after its first frame, mid-stream)
+         "drop_after_rate": 0.0,                  # handle the request, then drop (mixes with drop)
+         "stall_rate": 0.0, "stall": 2.0,         # hold this share of requests for `stall` seconds
          "every": 0, "action": "error",           # deterministic: every Nth matching request
          "times": 0,                              # stop injecting after this many faults (0 = no limit)
          "latency": 0.2}}}                        # seconds added on this route
 
 A route key is ``"METHOD TEMPLATE"`` (templates below), ``"* TEMPLATE"`` for any method, or ``"*"``.
+
+The rates of one rule share one draw per request, so they add up (at most 1): a ``"*"`` rule with
+``error_rate`` 0.05, ``drop_rate`` 0.05, ``drop_after_rate`` 0.05 and ``stall_rate`` 0.05 faults 20%
+of all API calls with an even mix. Each rule counts its requests (``seen``) and its faults per kind
+(``kinds``: error, drop, drop_after, stall); a stalled request is then handled normally.
 """
 
 from __future__ import annotations
@@ -66,42 +73,67 @@ class Rule:
     action: str = "error"
     times: int = 0
     latency: float = 0.0
+    drop_after_rate: float = 0.0
+    stall_rate: float = 0.0
+    stall: float = 2.0
     seen: int = 0
     injected: int = 0
+    kinds: dict[str, int] = field(default_factory=dict)
 
     @classmethod
     def from_dict(cls, raw: dict) -> Rule:
         if not isinstance(raw, dict):
             raise ValueError(f"fault rule must be an object, got {raw!r}")
-        known = {"error_rate", "status", "drop_rate", "drop_after", "every", "action", "times", "latency"}
+        known = set(_RULE_KEYS) - {"seen", "injected", "kinds"}
         unknown = set(raw) - known
         if unknown:
             raise ValueError(f"unknown fault rule keys: {sorted(unknown)}")
         rule = cls(**raw)
         if rule.action not in ("error", "drop"):
             raise ValueError("action must be 'error' or 'drop'")
-        if not 0 <= rule.error_rate <= 1 or not 0 <= rule.drop_rate <= 1:
-            raise ValueError("error_rate and drop_rate must be between 0 and 1")
+        rates = (rule.error_rate, rule.drop_rate, rule.drop_after_rate, rule.stall_rate)
+        if not all(0 <= rate <= 1 for rate in rates) or sum(rates) > 1 + 1e-9:
+            raise ValueError("error_rate, drop_rate, drop_after_rate and stall_rate: each 0-1, sum <= 1")
+        if rule.stall < 0:
+            raise ValueError("stall must be seconds >= 0")
         if not 400 <= int(rule.status) <= 599:
             raise ValueError("status must be an HTTP error status (400-599)")
         return rule
 
     def to_dict(self) -> dict:
-        return {
-            k: getattr(self, k)
-            for k in (
-                "error_rate",
-                "status",
-                "drop_rate",
-                "drop_after",
-                "every",
-                "action",
-                "times",
-                "latency",
-                "seen",
-                "injected",
-            )
-        }
+        return {k: dict(self.kinds) if k == "kinds" else getattr(self, k) for k in _RULE_KEYS}
+
+    def draw(self, value: float) -> str:
+        """The fault kind a random ``value`` in [0, 1) picks: one draw, cumulative rates."""
+        edge = 0.0
+        for kind, rate in (
+            ("drop", self.drop_rate),
+            ("error", self.error_rate),
+            ("drop_after", self.drop_after_rate),
+            ("stall", self.stall_rate),
+        ):
+            edge += rate
+            if value < edge:
+                return kind
+        return ""
+
+
+_RULE_KEYS = (
+    "error_rate",
+    "status",
+    "drop_rate",
+    "drop_after",
+    "every",
+    "action",
+    "times",
+    "latency",
+    "drop_after_rate",
+    "stall_rate",
+    "stall",
+    "seen",
+    "injected",
+    "kinds",
+)
 
 
 @dataclass
@@ -171,17 +203,24 @@ class Faults:
             )
             if rule.times and rule.injected >= rule.times:
                 return decision
+            kind = ""
             if rule.every:
                 if rule.seen % rule.every == 0:
-                    decision.action = rule.action
+                    kind = rule.action
             else:
-                draw = self._rng.random()
-                if draw < rule.drop_rate:
-                    decision.action = "drop"
-                elif draw < rule.drop_rate + rule.error_rate:
-                    decision.action = "error"
-            if decision.action:
-                rule.injected += 1
+                kind = rule.draw(self._rng.random())
+            if not kind:
+                return decision
+            if kind == "drop" and rule.drop_after:
+                kind = "drop_after"
+            rule.injected += 1
+            rule.kinds[kind] = rule.kinds.get(kind, 0) + 1
+            if kind == "stall":
+                decision.latency += rule.stall
+            elif kind == "drop_after":
+                decision.action, decision.drop_after = "drop", True
+            else:
+                decision.action = kind
             return decision
 
 

@@ -6,8 +6,7 @@ cheap and does not pull in the S3 side unless it is used.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from airflow_provider_bacalhau._lazy import lazy_exports
 
 _EXPORTS = {
     "BaseBacalhauJobOperator": "airflow_provider_bacalhau.operators.job",
@@ -20,14 +19,4 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value  # later lookups skip this function
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_EXPORTS))
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -46,7 +46,6 @@ from airflow_provider_bacalhau.waiting import (
     wait_in_worker,
 )
 from airflow_provider_bacalhau.waiting.completion import JobCompletionMixin, job_accepted
-from airflow_provider_bacalhau.waiting.list_scan import WATCH_LABEL, WATCH_LABEL_VALUE
 
 
 class BaseBacalhauJobOperator(TemplateErrorsFailMixin, JobLineageMixin, JobCompletionMixin, BaseOperator):
@@ -150,6 +149,7 @@ class BaseBacalhauJobOperator(TemplateErrorsFailMixin, JobLineageMixin, JobCompl
         #: The job's namespace once built (operator, else spec); None: the connection's.
         self.bacalhau_namespace: str | None = None
         self._kill_reason = ""
+        self.bacalhau_job_ended = False
 
     # -- what subclasses provide ---------------------------------------------------------------
     def build_job(self, context: Any) -> Any:
@@ -183,7 +183,7 @@ class BaseBacalhauJobOperator(TemplateErrorsFailMixin, JobLineageMixin, JobCompl
         self.bacalhau_namespace = job.namespace or None
         with self.get_bacalhau_client() as client:
             job_id, known = self._submit_or_attach(context, client, job)
-            self._announce(context, job_id)
+            self._announce(context, job_id, ended=known is not None)
             if not self.wait_for_termination:
                 self.log.info("Not waiting for Bacalhau job %s (wait_for_termination=False)", job_id)
                 return None
@@ -238,9 +238,10 @@ class BaseBacalhauJobOperator(TemplateErrorsFailMixin, JobLineageMixin, JobCompl
         self.log.info("Deferring: the triggerer watches Bacalhau job %s", job_id)
         self.defer(trigger=trigger, method_name="execute_complete", timeout=timedelta(seconds=padded))
 
-    def _announce(self, context: Any, job_id: str) -> None:
-        """Make the job findable before any waiting: XCom, the extra link, the task state store."""
-        self.bacalhau_job_id = job_id
+    def _announce(self, context: Any, job_id: str, ended: bool) -> None:
+        """Make the job findable before any waiting: XCom, the extra link, the task state store.
+        ``ended``: an earlier try's job, found already ended (``on_kill`` must not stop it)."""
+        self.bacalhau_job_id, self.bacalhau_job_ended = job_id, ended
         context["ti"].xcom_push(key=JOB_ID_KEY, value=job_id)
         url = None
         try:
@@ -378,6 +379,9 @@ class BaseBacalhauJobOperator(TemplateErrorsFailMixin, JobLineageMixin, JobCompl
         if self.namespace:
             job.namespace = self.namespace
         job.meta = {**job.meta, TASK_INSTANCE_META: task_instance_key(context)}
+        # Imported here: the list scan is the triggerer's, not needed to parse a DAG file.
+        from airflow_provider_bacalhau.waiting.list_scan import WATCH_LABEL, WATCH_LABEL_VALUE
+
         # Lets one triggerer watch all its jobs through one list request per poll (waiting/list_scan.py).
         job.labels = {**job.labels, WATCH_LABEL: WATCH_LABEL_VALUE}
         return job
@@ -416,14 +420,6 @@ class BaseBacalhauJobOperator(TemplateErrorsFailMixin, JobLineageMixin, JobCompl
 
     # -- cancelling ----------------------------------------------------------------------------
     def on_kill(self) -> None:
-        """Stop the Bacalhau job when the running task is killed on its worker."""
-        job_id = self.bacalhau_job_id
-        if not job_id:
-            return
-        reason = self._kill_reason or f"Airflow task {self.dag_id}.{self.task_id} was killed"
-        try:
-            with self.get_bacalhau_client() as client:
-                client.stop_job(job_id, reason=reason)
-            self.log.info("Stopped Bacalhau job %s: %s", job_id, reason)
-        except Exception:
-            self.log.warning("Could not stop Bacalhau job %s", job_id, exc_info=True)
+        """Stop the Bacalhau job when the running task is killed on its worker (not once the
+        task has seen it end: :meth:`JobCompletionMixin.stop_killed_job`)."""
+        self.stop_killed_job(self._kill_reason or f"Airflow task {self.dag_id}.{self.task_id} was killed")

@@ -12,8 +12,8 @@
 
 This package sits above ``hooks`` and below operators, sensors and triggers: it imports none of
 them. The transient-error policy and the sleep type are the client's
-(:func:`~airflow_provider_bacalhau.client.core.is_transient`,
-:class:`~airflow_provider_bacalhau.client.core.Sleep`).
+(:func:`~airflow_provider_bacalhau.client.retrying.is_transient`,
+:class:`~airflow_provider_bacalhau.client.retrying.Sleep`).
 """
 
 from __future__ import annotations

@@ -97,6 +97,9 @@ class JobCompletionMixin:
     fail_on_nonzero_exit: bool
     log: logging.Logger
     bacalhau_namespace: str | None = None
+    #: The job followed, and whether this task has seen it end (``on_kill`` leaves it alone then).
+    bacalhau_job_id: str | None = None
+    bacalhau_job_ended: bool = False
 
     @cached_property
     def hook(self) -> Any:
@@ -131,6 +134,9 @@ class JobCompletionMixin:
         event = validate_event(event)
         job_id = event["job_id"]
         self.bacalhau_job_id = job_id  # lets on_kill find the job after a resume
+        # Seen ended (or stopped below after a timeout): a kill from here on must not stop it,
+        # nor a later version of it that another try submitted under the same ID.
+        self.bacalhau_job_ended = event["status"] != "error"
         if event.get("namespace"):  # the namespace the job was watched in, after a resume too
             self.bacalhau_namespace = event["namespace"]
         from airflow_provider_bacalhau.waiting.live_logs import streamed_from_event
@@ -188,6 +194,22 @@ class JobCompletionMixin:
                 "Could not read the failed executions' logs of Bacalhau job %s: %s", status.job_id, exc
             )
             return ""
+
+    def stop_killed_job(self, reason: str) -> None:
+        """``on_kill``: stop the job this task follows, unless it has not started one yet or has
+        already seen it end (a stop then hits nothing, or a newer version of the job)."""
+        job_id = self.bacalhau_job_id
+        if not job_id:
+            return
+        if self.bacalhau_job_ended:
+            self.log.info("Bacalhau job %s already ended: nothing to stop", job_id)
+            return
+        try:
+            with self.get_bacalhau_client() as client:
+                client.stop_job(job_id, reason=reason)
+            self.log.info("Stopped Bacalhau job %s: %s", job_id, reason)
+        except Exception:
+            self.log.warning("Could not stop Bacalhau job %s", job_id, exc_info=True)
 
     def _stop_after_timeout(self, context: Any, job_id: str) -> None:
         if not self.stop_job_on_timeout:

@@ -1,8 +1,8 @@
 """The one waiting loop, without I/O (:func:`watch_job`), and its blocking driver for the worker.
 
 The trigger drives the same loop with the async client (``triggers/job.py``). Transient errors
-are judged, and backed off, by the client's own policy (:func:`client.core.is_transient`,
-:func:`client.core.backoff_delay`), so a lasting HTTP 500 ends a wait at once in every path.
+are judged, and backed off, by the client's own policy (:func:`client.retrying.is_transient`,
+:func:`client.retrying.backoff_delay`), so a lasting HTTP 500 ends a wait at once in every path.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import time
 from collections.abc import Generator
 from typing import Any
 
-from airflow_provider_bacalhau.client.core import Sleep, backoff_delay, is_transient
+from airflow_provider_bacalhau.client.retrying import Sleep, backoff_delay, is_transient
 from airflow_provider_bacalhau.errors import BacalhauApiError
 from airflow_provider_bacalhau.waiting.events import event_from_response, make_event
 

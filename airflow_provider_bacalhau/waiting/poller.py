@@ -329,7 +329,7 @@ class SharedPoller:
     def _failed(self, exc: Exception) -> None:
         """A transient error keeps the watermark (the next scan reads back to it); a lasting one,
         or an answer that cannot be trusted, sends every trigger back to its own polling."""
-        from airflow_provider_bacalhau.client.core import is_transient
+        from airflow_provider_bacalhau.client.retrying import is_transient
 
         self.failures += 1
         if self.healthy and self.failures <= TRANSIENT_FAILURES_KEPT and is_transient(exc):
