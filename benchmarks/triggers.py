@@ -128,6 +128,8 @@ def run(args: argparse.Namespace) -> int:
                 str(args.spread),
                 "--max-wall",
                 str(args.max_wall),
+                "--readers",
+                str(args.readers),
             ]
             print(f"==> N={jobs} {mode}", file=sys.stderr, flush=True)
             done = subprocess.run(argv, stdout=subprocess.PIPE, text=True, check=False)

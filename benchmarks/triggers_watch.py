@@ -257,6 +257,8 @@ def run_mode(args: argparse.Namespace) -> int:
     from airflow_provider_bacalhau.waiting import list_scan, poller
 
     poller.ENABLED = args.one_mode == "new"
+    if args.readers:
+        poller.READERS = args.readers
     port = procs.free_port()
     concurrency = max(args.jobs, 2)
     argv = [
@@ -325,6 +327,7 @@ def run_mode(args: argparse.Namespace) -> int:
                 print(entry, file=sys.stderr)
     figures = {
         "mode": args.one_mode,
+        "readers": poller.READERS,
         "jobs": args.jobs,
         "load_average": load_average,
         "poll_interval_s": args.poll_interval,
@@ -351,6 +354,7 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--max-wall", type=float, default=240.0, help="stop waiting for events after this many seconds"
     )
+    parser.add_argument("--readers", type=int, default=0, help="the poller's concurrent reads (0: its own)")
 
 
 def main() -> int:
