@@ -184,6 +184,9 @@ class AirflowDeployment:
                 "AIRFLOW__WORKERS__EXECUTION_API_TIMEOUT": "60",
                 # One secret for all: the scheduler signs workers' tokens that the API server checks.
                 "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_urlsafe(32),
+                # Airflow 3.0 signs tokens with ``iss`` None unless this is set, and PyJWT 2.15
+                # refuses to encode that: every /auth/token and every worker token fails (500).
+                "AIRFLOW__API_AUTH__JWT_ISSUER": "airflow-provider-bacalhau-tests",
                 "AIRFLOW__API__SECRET_KEY": secrets.token_urlsafe(32),
                 "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{ADMIN}:admin",
                 "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords),

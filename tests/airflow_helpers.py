@@ -44,6 +44,22 @@ AIRFLOW_VERSION = _airflow_version()
 AIRFLOW_V3 = AIRFLOW_VERSION >= (3, 0)
 
 
+def requires_airflow(version: tuple[int, int], lacking: str) -> pytest.MarkDecorator:
+    """Skip a test (or a module, as ``pytestmark``) on an Airflow older than ``version``;
+    ``lacking`` says what the older versions do not have, for the skip reason."""
+    return pytest.mark.skipif(
+        version > AIRFLOW_VERSION,
+        reason=f"needs Airflow >= {version[0]}.{version[1]} ({lacking}); this is "
+        f"{AIRFLOW_VERSION[0]}.{AIRFLOW_VERSION[1]}",
+    )
+
+
+#: For tests on the real deployment (tests/airflow_deployment.py), which starts ``airflow api-server``.
+needs_api_server = requires_airflow(
+    (3, 0), "the api-server and its /api/v2 REST API, which the deployment harness drives; Airflow 2 has none"
+)
+
+
 def init_airflow_db() -> None:
     """Create the SQLite metadata DB once per process and register the DAG bundles (Airflow 3)."""
     global _DB_READY

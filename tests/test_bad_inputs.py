@@ -32,7 +32,15 @@ from typing import Any
 import pytest
 import yaml
 from airflow.providers.common.compat.sdk import DAG, AirflowFailException
-from airflow_helpers import FakeTaskInstance, airflow_db, fake_context, record_logs, run_dag, unique_dag_id  # noqa: F401
+from airflow_helpers import (
+    AIRFLOW_VERSION,
+    FakeTaskInstance,
+    airflow_db,  # noqa: F401  (a fixture)
+    fake_context,
+    record_logs,
+    run_dag,
+    unique_dag_id,
+)
 
 from airflow_provider_bacalhau.devstack.testing import SECRET_IDENTITY
 
@@ -304,10 +312,22 @@ def test_dag_test_subset_is_meaningful():
 
 #: What Airflow hands the failure callbacks (``context["exception"]``), by task id.
 FAILURES: dict[str, BaseException] = {}
+#: Airflow 3.0's task runner calls failure callbacks without ``exception`` in the context (2.11
+#: and 3.1+ pass it): there the exception's type and message cannot be checked, only its effect
+#: (failed, one try despite retries, nothing submitted).
+CALLBACKS_SEE_THE_EXCEPTION = AIRFLOW_VERSION != (3, 0)
 
 
 def _record_failure(context: Any) -> None:
-    FAILURES[context["ti"].task_id] = context["exception"]
+    FAILURES[context["ti"].task_id] = context.get("exception")
+
+
+def _failure(task_id: str) -> BaseException | None:
+    """The exception ``task_id`` failed with; None where the Airflow cannot tell a callback."""
+    assert task_id in FAILURES, f"the failure callback of {task_id} did not run"
+    exc = FAILURES[task_id]
+    assert (exc is not None) == CALLBACKS_SEE_THE_EXCEPTION, exc
+    return exc
 
 
 @pytest.mark.parametrize("case", DAG_CASES, ids=[c["id"] for c in DAG_CASES])
@@ -335,21 +355,20 @@ def test_bad_input_fails_once_in_dag_test(env, case, tmp_path):
     assert result.ti_states["case"] == "failed", result.ti_states
     assert result.ti("case").try_number == 1, f"{case['id']}: retried"
     assert env.submits() == before
-    exc = FAILURES["case"]
-    assert isinstance(exc, AirflowFailException), type(exc).__mro__
-    assert case["field"].lower() in str(exc).lower(), f"{case['id']}: field not named in {exc}"
-    assert not [s for s in SECRETS if s in chain_text(exc) or s in logs.text]
+    exc = _failure("case")
+    if exc is not None:
+        assert isinstance(exc, AirflowFailException), type(exc).__mro__
+        assert case["field"].lower() in str(exc).lower(), f"{case['id']}: field not named in {exc}"
+        assert not [s for s in SECRETS if s in chain_text(exc)]
+    assert not [s for s in SECRETS if s in logs.text]
 
 
 def test_example_pipeline_with_a_bad_bucket_fails_in_stage_naming_bucket(env, devstack_env):
     """The report in issue 12: ``bucket="s3://Bad Bucket"`` typed in the Trigger form of
     ``example_bacalhau_s3_pipeline`` failed in botocore's ParamValidationError."""
-    from airflow.dag_processing.dagbag import DagBag
+    from e2e_helpers import load_example
 
-    bag = DagBag(
-        str(Path(__file__).resolve().parent.parent / "example_dags" / "example_bacalhau_s3_pipeline.py")
-    )
-    dag = bag.dags["example_bacalhau_s3_pipeline"]
+    dag = load_example("example_bacalhau_s3_pipeline")
     for task in dag.tasks:
         task.on_failure_callback = [_record_failure]  # what the constructor makes of one callable
     before = env.submits()
@@ -359,7 +378,8 @@ def test_example_pipeline_with_a_bad_bucket_fails_in_stage_naming_bucket(env, de
     assert result.ti("stage_sales").try_number == 1
     assert result.ti_states["clean_sales"] == "upstream_failed"
     assert env.submits() == before
-    exc = FAILURES["stage_sales"]
-    assert isinstance(exc, AirflowFailException), type(exc).__mro__
-    assert str(exc).startswith("BacalhauS3StageOperator: bucket: "), str(exc)
-    assert "ParamValidationError" not in chain_text(exc)
+    exc = _failure("stage_sales")
+    if exc is not None:
+        assert isinstance(exc, AirflowFailException), type(exc).__mro__
+        assert str(exc).startswith("BacalhauS3StageOperator: bucket: "), str(exc)
+        assert "ParamValidationError" not in chain_text(exc)

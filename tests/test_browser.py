@@ -14,8 +14,9 @@ from pathlib import Path
 
 import e2e_helpers as e2e
 import pytest
+from airflow_helpers import needs_api_server
 
-pytestmark = [pytest.mark.docker, pytest.mark.slow]
+pytestmark = [pytest.mark.docker, pytest.mark.slow, needs_api_server]
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = e2e.REPO / "artifacts" / "browser"

@@ -11,9 +11,10 @@ import time
 
 import e2e_helpers as e2e
 import pytest
+from airflow_helpers import needs_api_server
 from test_e2e_examples import expected_sales_totals, expected_station_summary
 
-pytestmark = [pytest.mark.docker, pytest.mark.slow]
+pytestmark = [pytest.mark.docker, pytest.mark.slow, needs_api_server]
 
 EXAMPLES = (
     "example_bacalhau_job_file",

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import e2e_helpers as e2e
 import pytest
-from airflow_helpers import AIRFLOW_VERSION, airflow_db  # noqa: F401  (fixture)
+from airflow_helpers import airflow_db, requires_airflow  # noqa: F401  (fixture)
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
@@ -181,7 +181,7 @@ def test_airflow_dags_test_cli_runs_an_example(devstack, airflow_db, tmp_path):
 
 # The asset-event plumbing these tests drive (e2e.run_dag_on_asset_events) is Airflow 3.3's;
 # the compat lanes (2.11, 3.0) import the asset examples but do not run them.
-only_on_3_3 = pytest.mark.skipif(AIRFLOW_VERSION < (3, 3), reason="asset events are tested on Airflow 3.3")
+only_on_3_3 = requires_airflow((3, 3), "asset events are tested on Airflow 3.3")
 
 
 @only_on_3_3

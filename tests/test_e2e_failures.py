@@ -19,7 +19,7 @@ from pathlib import Path
 
 import e2e_helpers as e2e
 import pytest
-from airflow_helpers import airflow_db, sdk_task_instance  # noqa: F401  (fixture)
+from airflow_helpers import airflow_db, requires_airflow, sdk_task_instance  # noqa: F401  (fixture)
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
@@ -119,16 +119,15 @@ CRASH_DAG = textwrap.dedent(
     '''
 )
 
-# The worker's private metadata DB, with the crash DAG written to it as the DAG processor would.
+# The worker's private metadata DB, with the crash DAG written to it as the DAG processor would
+# (the tests' own helpers, which know each Airflow version's way).
 SETUP_SCRIPT = textwrap.dedent(
-    """
-    from airflow.utils import db
-    db.initdb()
-    from airflow.dag_processing.bundles.manager import DagBundlesManager
-    from airflow.dag_processing.dagbag import DagBag, sync_bag_to_db
-    DagBundlesManager().sync_bundles_to_db()
-    import os
-    sync_bag_to_db(DagBag(dag_folder=os.environ["AIRFLOW__CORE__DAGS_FOLDER"]), "dags-folder", None)
+    f"""
+    import os, sys
+    sys.path.insert(0, {str(Path(__file__).parent)!r})
+    from pathlib import Path
+    from e2e_helpers import load_dag
+    load_dag(Path(os.environ["AIRFLOW__CORE__DAGS_FOLDER"]), "e2e_bacalhau_crash", sync=True)
     """
 )
 
@@ -237,6 +236,9 @@ def mark_failed(run, task_id: str) -> None:
         ti.trigger_id = None
 
 
+@requires_airflow(
+    (3, 3), "a triggerer that calls on_kill; tests/test_trigger_kill.py covers older ones' cleanup"
+)
 def test_marking_a_deferred_task_failed_stops_its_job(devstack_env, airflow_db, tmp_path, monkeypatch):
     """The triggerer's own cancel path (taken when a deferred task is marked failed) runs the
     trigger's on_kill, which stops the Bacalhau job."""

@@ -201,7 +201,7 @@ def test_events_of_a_job_with_env_and_of_a_failed_job(devstack, tmp_path):
     dag_file.write_text(
         textwrap.dedent(f"""
         import pendulum
-        from airflow.sdk import DAG
+        from airflow.providers.common.compat.sdk import DAG
         from airflow_provider_bacalhau.operators import BacalhauDockerJobOperator
 
         with DAG("lineage_env", schedule=None, start_date=pendulum.datetime(2025, 1, 1, tz="UTC")):

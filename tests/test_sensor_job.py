@@ -104,3 +104,18 @@ def test_deferred_timeout_is_a_sensor_timeout_and_soft_fail_skips(devstack_env):
     with pytest.raises(AirflowException) as failed:
         sensor.execute_complete(fake_context(), make_event("error", "j-1", "boom"))
     assert not isinstance(failed.value, AirflowSensorTimeout)
+
+
+@pytest.mark.parametrize("name", ["poke_interval", "timeout"])
+def test_a_negative_interval_is_refused_alike_on_every_airflow(name):
+    """Checked before Airflow's own check, which raises a retried AirflowException on 2.11 and 3.0
+    and a ValueError on 3.3: the same error, naming the sensor and the field, everywhere."""
+    from datetime import timedelta
+
+    from airflow_provider_bacalhau.failures import BacalhauInvalidArgumentError
+
+    for bad in (-1, -0.5, "10", True):
+        with pytest.raises(BacalhauInvalidArgumentError, match=rf"^BacalhauJobSensor: {name} must be"):
+            BacalhauJobSensor(task_id="s", job_id="j", **{name: bad})
+    sensor = BacalhauJobSensor(task_id="s", job_id="j", **{name: timedelta(seconds=3)})
+    assert getattr(sensor, name) == 3

@@ -27,6 +27,14 @@ from airflow_provider_bacalhau.waiting import (
 from airflow_provider_bacalhau.waiting.completion import JobCompletionMixin
 
 
+def _check_seconds(value: Any, name: str) -> None:
+    """``poke_interval`` and ``timeout``: None (Airflow's default), a timedelta or seconds >= 0."""
+    if value is None or isinstance(value, timedelta):
+        return
+    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+        raise ValueError(f"{name} must be a timedelta or a non-negative number of seconds, got {value!r}")
+
+
 class BacalhauJobSensor(TemplateErrorsFailMixin, JobCompletionMixin, BaseSensorOperator):
     """Wait until a Bacalhau job is terminal; fail like the operators; return its published results.
 
@@ -61,6 +69,11 @@ class BacalhauJobSensor(TemplateErrorsFailMixin, JobCompletionMixin, BaseSensorO
         deferrable: bool | None = None,
         **kwargs: Any,
     ) -> None:
+        # Before Airflow's own check: Airflow 2.11 and 3.0 raise a plain AirflowException (which
+        # is retried and does not say which sensor), 3.3 a ValueError; one message everywhere.
+        with invalid_arguments_fail("BacalhauJobSensor"):
+            for name in ("poke_interval", "timeout"):
+                _check_seconds(kwargs.get(name), name)
         super().__init__(**kwargs)
         self.job_id = job_id
         self.bacalhau_conn_id = bacalhau_conn_id
