@@ -6,8 +6,8 @@ that are done), drawn from the seed, and done when the run gets there:
 - ``worker``: SIGKILL to one running task process (``airflow worker -- <ti id>``, a process of
   the scheduler's session in its own process group); the task's next try must re-attach;
 - ``triggerer``: SIGKILL to the triggerer's whole session, then a new triggerer;
-- ``scheduler``: SIGTERM, then SIGKILL to whatever of its session is left (task processes
-  included, as a host restart would), then a new scheduler;
+- ``scheduler``: SIGTERM to the scheduler process, then SIGKILL to whatever of its session is
+  left after 15 s (task processes included, as a host restart would), then a new scheduler;
 - ``devstack``: the devstack's API server restarts with its state kept (running executions are
   lost and run again); the fault counters it held are added up first;
 - ``s3``: the S3 server stops and starts again on the same port and data, while a ``stage``
@@ -177,7 +177,13 @@ class Chaos(threading.Thread):
         if name == "triggerer":
             component.signal(signal.SIGKILL)
         else:
-            component.stop(timeout=15)
+            # SIGTERM to the scheduler alone (systemd's KillMode=mixed): its LocalExecutor lets
+            # running tasks finish. SIGTERM to the whole group would reach every task process,
+            # and each task's on_kill would stop its job, as a killed task must (reliability.rst).
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(sid, signal.SIGTERM)
+            with contextlib.suppress(Exception):
+                component.proc.wait(timeout=15)
         time.sleep(0.5)
         leftover = kill_session(sid)
         if component.proc is not None:
