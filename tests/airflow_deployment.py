@@ -187,6 +187,9 @@ class AirflowDeployment:
                 # Airflow 3.0 signs tokens with ``iss`` None unless this is set, and PyJWT 2.15
                 # refuses to encode that: every /auth/token and every worker token fails (500).
                 "AIRFLOW__API_AUTH__JWT_ISSUER": "airflow-provider-bacalhau-tests",
+                # Airflow 3.0 answers 400 to ``xcomEntries?deserialize=true`` without this (3.3 needs
+                # no setting); AirflowAPI.xcom reads values that way.
+                "AIRFLOW__API__ENABLE_XCOM_DESERIALIZE_SUPPORT": "True",
                 "AIRFLOW__API__SECRET_KEY": secrets.token_urlsafe(32),
                 "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{ADMIN}:admin",
                 "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords),

@@ -132,8 +132,8 @@ def exception_text(output: str, job_id: str) -> str:
     # AirflowException or one of its typed subclasses (BacalhauJobFailedError...), as logged.
     for chunk in re.split(r"(?:AirflowException|Bacalhau\w*Error): ", output)[1:]:
         message = chunk.split("::group::", 1)[0]
-        if job_id in message:
-            return message
+        if job_id in message:  # Airflow 3.0 wraps a logged exception at 80 columns
+            return " ".join(message.split())
     raise AssertionError(f"no exception about {job_id} in the log:\n{tail(output)}")
 
 

@@ -313,7 +313,7 @@ def test_dag_test_subset_is_meaningful():
 #: What Airflow hands the failure callbacks (``context["exception"]``), by task id.
 FAILURES: dict[str, BaseException] = {}
 #: Airflow 3.0's task runner calls failure callbacks without ``exception`` in the context (2.11
-#: and 3.1+ pass it): there the exception's type and message cannot be checked, only its effect
+#: and 3.3 pass it): there the exception's type and message cannot be checked, only its effect
 #: (failed, one try despite retries, nothing submitted).
 CALLBACKS_SEE_THE_EXCEPTION = AIRFLOW_VERSION != (3, 0)
 

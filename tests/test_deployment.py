@@ -11,7 +11,7 @@ import time
 
 import e2e_helpers as e2e
 import pytest
-from airflow_helpers import needs_api_server
+from airflow_helpers import needs_api_server, requires_airflow
 from test_e2e_examples import expected_sales_totals, expected_station_summary
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow, needs_api_server]
@@ -216,6 +216,7 @@ def test_a_running_jobs_lines_reach_the_task_log_while_it_runs(api, devstack):
     assert counts == [1, 1, 1], final
 
 
+@requires_airflow((3, 3), "asset events are tested on Airflow 3.3")
 def test_the_asset_consumer_runs_on_the_producers_event(api, devstack):
     producer, consumer = "example_bacalhau_asset_producer", "example_bacalhau_asset_consumer"
     api.wait_for_dags([producer, consumer])

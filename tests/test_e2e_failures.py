@@ -137,6 +137,7 @@ def test_worker_killed_after_submit_reattaches_without_a_second_job(devstack, tm
     dags = tmp_path / "dags"
     dags.mkdir()
     (dags / "e2e_bacalhau_crash.py").write_text(CRASH_DAG)
+    (tmp_path / "airflow-home").mkdir()  # Airflow 3.0 does not create it for its SQLite DB
     env = {
         **os.environ,
         **devstack.env(),
