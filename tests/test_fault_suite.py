@@ -8,8 +8,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from airflow_helpers import needs_api_server
 
-pytestmark = [pytest.mark.docker, pytest.mark.slow]
+# The suite runs a real deployment, which needs Airflow 3's api-server.
+pytestmark = [pytest.mark.docker, pytest.mark.slow, needs_api_server]
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
 
