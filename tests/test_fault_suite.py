@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from airflow_helpers import needs_api_server
+from airflow_helpers import AIRFLOW_VERSION, needs_api_server
 
 # The suite runs a real deployment, which needs Airflow 3's api-server.
 pytestmark = [pytest.mark.docker, pytest.mark.slow, needs_api_server]
@@ -17,12 +17,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
 
 from fault_suite import Options, run_suite  # noqa: E402
 
+# Airflow 3.0's task supervisor fails a task whose process a signal killed, whatever its retries
+# (apache/airflow#55753, fixed by #55767 in September 2025; docs/compat.rst). Killing workers there
+# would test that, not the provider, so 3.0 runs every other kind of fault and kill.
+WORKER_KILLS = 3 if AIRFLOW_VERSION >= (3, 1) else 0
+
 
 def test_twenty_jobs_under_faults_and_kills_all_succeed_once_with_their_results():
     options = Options(
         jobs=20,
         seed=3,
-        worker_kills=3,
+        worker_kills=WORKER_KILLS,
         triggerer_kills=1,
         scheduler_restarts=1,
         devstack_restarts=1,
