@@ -19,23 +19,22 @@ from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from airflow_provider_bacalhau.devstack import admin_api, jobs_api, local_results
 from airflow_provider_bacalhau.devstack import auth as authz
-from airflow_provider_bacalhau.devstack import jobs_api, local_results
 from airflow_provider_bacalhau.devstack.compute_common import go_duration
 from airflow_provider_bacalhau.devstack.faults import FaultMiddleware, Faults
+from airflow_provider_bacalhau.devstack.gate import Gate, error_body
 from airflow_provider_bacalhau.devstack.procs import RESTART_EXIT_CODE
 from airflow_provider_bacalhau.devstack.scheduler import Scheduler
 from airflow_provider_bacalhau.devstack.store import ApiError, Store
 
 log = logging.getLogger(__name__)
 
-SERVER_VERSION = "1.9.3"
 GIT_VERSION = "v1.9.3-devstack"
 STAND_IN_NOTE = (
     "airflow-provider-bacalhau devstack: a single-node development and test stand-in for "
     "Bacalhau v1.9.3, not a Bacalhau replacement"
 )
-MIN_CLIENT_VERSION = (1, 4, 0)
 #: How long an idle keep-alive connection stays open. v1.9.3's API server sets ReadTimeout 20 s and
 #: no IdleTimeout (pkg/publicapi/config.go, server.go), and Go's http.Server then uses ReadTimeout
 #: for idle connections. uvicorn's default of 5 s closed a poller's connection between two 5 s polls.
@@ -99,106 +98,6 @@ def version_info() -> dict:
         "GOARCH": {"x86_64": "amd64", "aarch64": "arm64"}.get(platform.machine(), platform.machine()),
         "Devstack": STAND_IN_NOTE,
     }
-
-
-def error_body(exc: ApiError, request_id: str = "") -> dict:
-    body: dict[str, Any] = {
-        "Status": exc.status,
-        "Message": exc.message,
-        "RequestID": request_id,
-        "Code": exc.code,
-        "Component": exc.component,
-    }
-    if exc.hint:
-        body["Hint"] = exc.hint
-    if exc.details:
-        body["Details"] = exc.details
-    return body
-
-
-def _parse_semver(text: str) -> tuple[int, int, int] | None:
-    core = text.strip().lstrip("vV").split("-", 1)[0].split("+", 1)[0]
-    parts = core.split(".")
-    if len(parts) != 3 or not all(p.isdigit() for p in parts):
-        return None
-    return int(parts[0]), int(parts[1]), int(parts[2])
-
-
-class Gate:
-    """ASGI middleware: X-Request-ID echo, the client-version check and authentication."""
-
-    def __init__(self, app: Any, holder: Any) -> None:
-        self.app, self.holder = app, holder
-
-    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
-        if scope["type"] not in ("http", "websocket"):
-            await self.app(scope, receive, send)
-            return
-        headers = {k.decode().lower(): v.decode(errors="replace") for k, v in scope.get("headers", [])}
-        request_id = headers.get("x-request-id", "")
-        reply_id = request_id or str(uuid.uuid4())
-        path = scope["path"]
-        failure: tuple[int, dict] | None = None
-        client_version = headers.get("x-bacalhau-git-version")
-        if client_version is not None and path.startswith("/api/"):
-            parsed = _parse_semver(client_version)
-            if parsed is None:
-                failure = (400, {"Error": f"Invalid client version {client_version}"})
-            elif parsed < MIN_CLIENT_VERSION:
-                failure = (
-                    403,
-                    {
-                        "Error": "Client version is outdated. Update your client",
-                        "MinVersion": "1.4.0",
-                        "ClientVersion": client_version,
-                        "ServerVersion": SERVER_VERSION,
-                    },
-                )
-        if failure is None:
-            method = "GET" if scope["type"] == "websocket" else scope["method"]
-            denied = authz.check(self.holder.auth, method, path, headers.get("authorization", ""))
-            if denied:
-                status, reason = denied
-                code = "Unauthorized" if status == 401 else "Forbidden"
-                message = (
-                    "unauthorized: missing or invalid credentials"
-                    if status == 401
-                    else f"forbidden: {reason}"
-                )
-                failure = (
-                    status,
-                    error_body(
-                        ApiError(status, message, code, "Authorizer", details={"reason": reason}), request_id
-                    ),
-                )
-        if failure is not None:
-            if scope["type"] == "websocket":
-                await send({"type": "websocket.close", "code": 1008})
-                return
-            payload = json.dumps(failure[1]).encode()
-            await send(
-                {
-                    "type": "http.response.start",
-                    "status": failure[0],
-                    "headers": [
-                        (b"content-type", b"application/json"),
-                        (b"content-length", str(len(payload)).encode()),
-                        (b"x-request-id", reply_id.encode()),
-                    ],
-                }
-            )
-            await send({"type": "http.response.body", "body": payload})
-            return
-
-        async def send_with_id(message: dict) -> None:
-            if message["type"] == "http.response.start":
-                message = {
-                    **message,
-                    "headers": [*message.get("headers", []), (b"x-request-id", reply_id.encode())],
-                }
-            await send(message)
-
-        await self.app(scope, receive, send_with_id)
 
 
 class Devstack:
@@ -463,66 +362,13 @@ def create_app(settings: ServerSettings, compute: Any = None) -> FastAPI:
         return {"Version": "1.0.0", "Config": {}}
 
     jobs_api.register(app, state)
-    _register_admin(app, state)
+    admin_api.register(app, state)
+    _register_info(app, state)
 
     return FaultMiddleware(Gate(app, state), state)
 
 
-def _register_admin(app: FastAPI, state: Devstack) -> None:
-    @app.get("/devstack/v1/faults")
-    def get_faults() -> dict:
-        return state.faults.to_dict()
-
-    @app.put("/devstack/v1/faults")
-    async def put_faults(request: Request) -> dict:
-        try:
-            state.faults = Faults.from_config(await request.json())
-        except (ValueError, TypeError) as exc:
-            raise ApiError(400, f"invalid fault configuration: {exc}", "BadRequest", "Devstack") from exc
-        return state.faults.to_dict()
-
-    @app.delete("/devstack/v1/faults")
-    def clear_faults() -> dict:
-        state.faults = Faults()
-        return state.faults.to_dict()
-
-    @app.get("/devstack/v1/auth")
-    def get_auth() -> dict:
-        return state.auth.to_dict()
-
-    @app.put("/devstack/v1/auth")
-    async def put_auth(request: Request) -> dict:
-        try:
-            state.auth = authz.AuthConfig.from_config(await request.json())
-        except (ValueError, TypeError) as exc:
-            raise ApiError(400, f"invalid auth configuration: {exc}", "BadRequest", "Devstack") from exc
-        return state.auth.to_dict()
-
-    @app.delete("/devstack/v1/auth")
-    def clear_auth() -> dict:
-        state.auth = authz.AuthConfig()
-        return state.auth.to_dict()
-
-    @app.post("/devstack/v1/restart")
-    def restart() -> dict:
-        state.restart_soon()
-        return {"Restarting": True}
-
-    @app.post("/devstack/v1/reset")
-    def reset() -> dict:
-        with state.store.lock:
-            for job_id in list(state.store.jobs):
-                state.scheduler.stop_for_update(job_id)
-            state.store.delete_all()
-        return {"Reset": True}
-
-    @app.get("/devstack/v1/jobs")
-    def all_jobs() -> dict:
-        with state.store.lock:
-            return {
-                "Items": sorted((dict(j) for j in state.store.jobs.values()), key=lambda j: j["CreateTime"])
-            }
-
+def _register_info(app: FastAPI, state: Devstack) -> None:
     @app.get("/devstack/v1/info")
     def info() -> dict:
         return {
