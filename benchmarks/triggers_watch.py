@@ -3,6 +3,9 @@ devstack (``triggers_devstack.py``), submit N labelled noop jobs, run N ``Bacalh
 asyncio loop through startup, steady and completion, and print one JSON line of figures::
 
     python benchmarks/triggers_watch.py --one-mode new --jobs 1000 [--poll-interval 5] ...
+
+With ``BENCH_PROFILE=FILE`` in the environment, the completion phase runs under cProfile (CPU time) and its
+stats go to FILE (``python -m pstats FILE``).
 """
 
 from __future__ import annotations
@@ -183,6 +186,12 @@ async def watch_all(
     mark("steady")
     await asyncio.sleep(args.steady_seconds)
     mark("release")
+    profiler = None
+    if os.environ.get("BENCH_PROFILE"):  # cProfile of the completion phase, to that file
+        import cProfile
+
+        profiler = cProfile.Profile(time.process_time)  # CPU, not the waits
+        profiler.enable()
     await asyncio.to_thread(
         httpx.post,
         f"http://127.0.0.1:{api_port}{RELEASE_PATH}",
@@ -191,6 +200,9 @@ async def watch_all(
     )  # a busy server
     _done, pending = await asyncio.wait(tasks, timeout=args.max_wall)  # a bound on a slow run
     mark("end")
+    if profiler is not None:
+        profiler.disable()
+        profiler.dump_stats(os.environ["BENCH_PROFILE"])
     for task in pending:
         task.cancel()
     await asyncio.gather(*pending, return_exceptions=True)

@@ -125,6 +125,30 @@ def test_config_repr_hides_secrets_and_is_hashable():
     assert hash(config) == hash(ClientConfig(api_key="very-secret-api-key-000"))
 
 
+def test_clients_of_a_plain_http_api_load_no_ca_bundle(monkeypatch):
+    """Every resume builds a client: for ``http://`` the CA bundle (25-45 ms) is wasted work."""
+    import asyncio
+    import ssl
+
+    loads: list[str] = []
+    default_context = ssl.create_default_context  # what httpx calls to load the CA bundle
+
+    def spy(*args, **kwargs):
+        loads.append("ca")
+        return default_context(*args, **kwargs)
+
+    monkeypatch.setattr(ssl, "create_default_context", spy)
+    config = ClientConfig(base_url="http://127.0.0.1:1234")
+    BacalhauClient(config).close()
+    asyncio.run(AsyncBacalhauClient(config).close())
+    assert loads == []
+    BacalhauClient(ClientConfig(base_url="https://127.0.0.1:1234")).close()
+    assert loads == ["ca"]  # the spy sees httpx load it where TLS is spoken
+    # https keeps the default verification (the CA bundle), unless told otherwise.
+    assert ClientConfig(base_url="https://bacalhau.example:443").ssl_context() is True
+    assert ClientConfig(base_url="https://bacalhau.example:443", verify=False).ssl_context() is False
+
+
 # -- error bodies -----------------------------------------------------------------------------------
 
 
