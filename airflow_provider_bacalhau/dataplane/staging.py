@@ -109,7 +109,7 @@ class Uploader:
         client_factory: Any,
         *,
         store_error: Any = None,
-        max_workers: int = 16,
+        max_workers: int = 64,  # as BacalhauS3Hook's MAX_WORKERS, which passes its own
         multipart_threshold: int = 64 * MiB,
         multipart_chunksize: int = 16 * MiB,
     ) -> None:

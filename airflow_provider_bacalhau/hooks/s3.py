@@ -39,12 +39,19 @@ _STORE_MESSAGE = re.compile(r"<Message>([^<]*)</Message>")
 _STORE_STATUS = re.compile(r"status code: (\d{3})")
 
 
+#: Files in flight by default. Many small files wait on the server, not on this process's CPU
+#: (obstore's requests are cheap): 64 staged 2,000 x 64 KiB faster than 16 or 32, with less server
+#: CPU, in the same runs of ``benchmarks/staging.py --workers 16 32 64`` (docs/benchmarks.rst).
+MAX_WORKERS = 64
+
+
 class BacalhauS3Hook(BaseHook):
     """S3 I/O for Bacalhau pipelines, through an Airflow AWS connection.
 
     :param aws_conn_id: Airflow AWS connection (``endpoint_url``/``region_name`` in its extra for
         S3-compatible stores).
     :param max_workers: files transferred in parallel (the clients' pools are sized for it).
+        Default :data:`MAX_WORKERS`.
     :param compute_s3: S3 as the compute nodes reach it: the Endpoint/Region of the source specs
         the data plane returns through this hook (staged and re-staged prefixes). Default: none
         (AWS or the nodes' default), never this AWS connection's endpoint, which is Airflow's
@@ -59,7 +66,7 @@ class BacalhauS3Hook(BaseHook):
         self,
         aws_conn_id: str | None = "aws_default",
         *,
-        max_workers: int = 16,
+        max_workers: int = MAX_WORKERS,
         compute_s3: ComputeS3View | None = None,
     ) -> None:
         super().__init__()
