@@ -131,13 +131,15 @@ def test_clients_of_a_plain_http_api_load_no_ca_bundle(monkeypatch):
     import ssl
 
     loads: list[str] = []
-    default_context = ssl.create_default_context  # what httpx calls to load the CA bundle
+    # Every httpx (0.27 builds its own SSLContext, 0.28 asks ssl.create_default_context) loads the
+    # bundle through this method.
+    load_verify_locations = ssl.SSLContext.load_verify_locations
 
-    def spy(*args, **kwargs):
+    def spy(self, *args, **kwargs):
         loads.append("ca")
-        return default_context(*args, **kwargs)
+        return load_verify_locations(self, *args, **kwargs)
 
-    monkeypatch.setattr(ssl, "create_default_context", spy)
+    monkeypatch.setattr(ssl.SSLContext, "load_verify_locations", spy)
     config = ClientConfig(base_url="http://127.0.0.1:1234")
     BacalhauClient(config).close()
     asyncio.run(AsyncBacalhauClient(config).close())
