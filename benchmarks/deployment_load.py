@@ -41,8 +41,10 @@ for _path in (REPO, REPO / "tests", HERE):  # the harness, siblings
 
 from deployment_load_report import figures  # noqa: E402
 from fault_suite import mixed_faults  # noqa: E402
+from fault_tally import task_instances  # noqa: E402
 
 DAG_ID = "deployment_load"
+RELEASE_RESERVE = 600.0  # seconds of --timeout kept for the completions: release by then at the latest
 
 
 @dataclass
@@ -196,11 +198,11 @@ class Load:
 
     def _wait_all_deferred(self, api: Any, run_id: str, devstack_url: str) -> None:
         """Until every job task is deferred and every job Running (the peak: all N at once)."""
-        deadline = self.marks["triggered"] + self.options.timeout
+        deadline = self.marks["triggered"] + self.options.timeout - RELEASE_RESERVE
         last = ""
         while time.time() < deadline:
             with contextlib.suppress(Exception):
-                tis = api.task_instances(DAG_ID, run_id)
+                tis = task_instances(api, DAG_ID, run_id)
                 deferred = sum(1 for ti in tis if ti["task_id"] == "job" and ti["state"] == "deferred")
                 jobs = _get(f"{devstack_url}/devstack/v1/jobs")["Items"]
                 running = sum(1 for job in jobs if _job_state(job) == "Running")
@@ -212,7 +214,8 @@ class Load:
                     self.marks["all_deferred"] = time.time()
                     return
             time.sleep(5)
-        raise TimeoutError("the jobs were not all deferred in time")
+        log("the jobs were not all deferred in time: released as they are")
+        self.marks["all_deferred"] = time.time()
 
     def _wait_run(self, api: Any, run_id: str) -> dict:
         deadline = self.marks["triggered"] + self.options.timeout
@@ -223,7 +226,7 @@ class Load:
                 if run["state"] in ("success", "failed"):
                     return run
                 states: dict[str, int] = {}
-                for ti in api.task_instances(DAG_ID, run_id):
+                for ti in task_instances(api, DAG_ID, run_id):
                     states[str(ti["state"])] = states.get(str(ti["state"]), 0) + 1
                 line = ", ".join(f"{k} {v}" for k, v in sorted(states.items()))
                 if line != last:
