@@ -39,7 +39,7 @@ for _path in (REPO, REPO / "tests", HERE):  # the harness, siblings
     if str(_path) not in sys.path:
         sys.path.insert(0, str(_path))
 
-from deployment_load_report import figures  # noqa: E402
+from deployment_load_report import figures, job_state  # noqa: E402
 from fault_suite import mixed_faults  # noqa: E402
 from fault_tally import task_instances  # noqa: E402
 
@@ -187,11 +187,13 @@ class Load:
             jobs = _get(f"{state.api_url}/devstack/v1/jobs")["Items"]
             faults = _get(f"{state.api_url}/devstack/v1/faults")
             db = self._task_rows(deployment.home / "airflow.db")
+            # The devstack keeps its jobs in memory: keep them, so the report can be read again.
+            (self.home / "raw.json").write_text(json.dumps({"run": run, "jobs": jobs, "faults": faults}))
             tries = (deployment.home / "logs").glob(f"dag_id={DAG_ID}/**/attempt=*.log")
-            logs = sorted(
-                str(p) for p in tries if re.fullmatch(r"attempt=\d+\.log", p.name)
-            )  # not the trigger's
-            result = figures(options, self.marks, run, db, jobs, faults, sampler, logs)
+            logs, trigger_logs = [], []
+            for path in tries:
+                (logs if re.fullmatch(r"attempt=\d+\.log", path.name) else trigger_logs).append(str(path))
+            result = figures(options, self.marks, run, db, jobs, faults, sampler, logs, trigger_logs)
             if run["state"] != "success":
                 result["failure_report"] = api.failure_report(DAG_ID, run_id)[-6000:]
             return result
@@ -205,7 +207,7 @@ class Load:
                 tis = task_instances(api, DAG_ID, run_id)
                 deferred = sum(1 for ti in tis if ti["task_id"] == "job" and ti["state"] == "deferred")
                 jobs = _get(f"{devstack_url}/devstack/v1/jobs")["Items"]
-                running = sum(1 for job in jobs if _job_state(job) == "Running")
+                running = sum(1 for job in jobs if job_state(job) == "Running")
                 line = f"deferred {deferred}/{self.options.jobs}, jobs Running {running}"
                 if line != last:
                     log(line)
@@ -246,11 +248,6 @@ class Load:
                 (DAG_ID,),
             ).fetchall()
         return [dict(row) for row in rows]
-
-
-def _job_state(job: dict) -> str:
-    state = job.get("State") or {}
-    return str(state.get("StateType", "")) if isinstance(state, dict) else str(state)
 
 
 def parse(argv: list[str] | None = None) -> Options:

@@ -5,7 +5,9 @@ task logs. Pure functions, so a kept run's home can be read again.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import re
 import statistics
 from collections import Counter
 from datetime import datetime
@@ -15,6 +17,7 @@ from typing import Any
 from fault_tally import add_faults
 
 TASK_INSTANCE_META = "airflow-task-instance"  # operators/_naming.py: the job's task instance
+FIRED = "Trigger fired event"  # the triggerer's line when a trigger yields its event
 RUN_START = "::group::Pre Execute"  # the task runner's first event of a worker run
 
 
@@ -40,28 +43,58 @@ def _quantiles(values: list[float]) -> dict[str, float | int]:
     }
 
 
-def latencies(db: list[dict], jobs: list[dict], run_id_of: dict[int, str]) -> dict[str, Any]:
-    """Job end on the devstack -> the trigger's event (``scheduled_dttm``) and -> task success."""
+def fired_times(trigger_logs: list[str]) -> dict[int, float]:
+    """Map index -> when the trigger fired its event (the triggerer's ``Trigger fired event`` line)."""
+    fired: dict[int, float] = {}
+    for path in trigger_logs:
+        index = re.search(r"map_index=(-?\d+)", path)
+        for line in Path(path).read_text(errors="replace").splitlines():
+            if FIRED in line and index:
+                with contextlib.suppress(ValueError, KeyError, TypeError):
+                    stamp = _epoch(json.loads(line)["timestamp"])
+                    if stamp is not None:
+                        fired[int(index.group(1))] = stamp
+    return fired
+
+
+def latencies(
+    db: list[dict], jobs: list[dict], run_id_of: dict[int, str], fired: dict[int, float]
+) -> dict[str, Any]:
+    """Job end on the devstack -> the trigger fired (its log), -> Airflow has the event
+    (``scheduled_dttm``), -> the task succeeded."""
     by_key: dict[str, list[dict]] = {}
     for job in jobs:
         key = (job.get("Meta") or {}).get(TASK_INSTANCE_META)
         if key:
             by_key.setdefault(key, []).append(job)
-    to_event, to_done = [], []
+    to_fired, to_event, to_done = [], [], []
     for row in db:
-        if row["task_id"] != "job" or row["state"] != "success":
+        if row["task_id"] != "job" or not row["scheduled_dttm"]:
             continue
         key = run_id_of.get(row["map_index"], "")
         found = by_key.get(key) or []
         if len(found) != 1:
             continue
+        if _job_state(found[0]) != "Completed":
+            continue
         end = int(found[0]["ModifyTime"]) / 1e9
         event, done = _epoch(row["scheduled_dttm"]), _epoch(row["end_date"])
-        if event is not None:
+        if event is not None and event > end:  # else the scheduled time of an earlier run
             to_event.append(event - end)
-        if done is not None:
+        if row["map_index"] in fired:
+            to_fired.append(fired[row["map_index"]] - end)
+        if done is not None and row["state"] == "success":
             to_done.append(done - end)
-    return {"end_to_event_s": _quantiles(to_event), "end_to_task_success_s": _quantiles(to_done)}
+    return {
+        "end_to_trigger_fired_s": _quantiles(to_fired),
+        "end_to_event_s": _quantiles(to_event),
+        "end_to_task_success_s": _quantiles(to_done),
+    }
+
+
+def _job_state(job: dict) -> str:
+    state = job.get("State") or {}
+    return str(state.get("StateType", "")) if isinstance(state, dict) else str(state)
 
 
 def worker_runs(log_path: str) -> list[tuple[float, float]]:
@@ -108,6 +141,7 @@ def figures(
     faults: dict,
     sampler: Any,
     logs: list[str],
+    trigger_logs: list[str],
 ) -> dict[str, Any]:
     states = Counter(str(row["state"]) for row in db)
     job_rows = [row for row in db if row["task_id"] == "job"]
@@ -148,6 +182,34 @@ def figures(
             "release_to_run_end": round(marks["run_ended"] - released, 1),
             "total": round(marks["run_ended"] - marks["triggered"], 1),
         },
-        **latencies(db, jobs, run_id_of),
+        **latencies(db, jobs, run_id_of, fired_times(trigger_logs)),
         **slot_times(logs),
     }
+
+
+def reread(home: Path, jobs_file: Path | None = None) -> dict[str, Any]:
+    """The DB-, job- and log-based figures of a kept run's ``home`` (its ``raw.json``, or a
+    ``GET /devstack/v1/jobs`` answer saved to ``jobs_file`` while the run went on)."""
+    import sqlite3
+
+    raw = json.loads((jobs_file or home / "raw.json").read_text())
+    jobs = raw["jobs"] if "jobs" in raw else raw["Items"]
+    with contextlib.closing(sqlite3.connect(home / "airflow" / "airflow.db")) as db:
+        db.row_factory = sqlite3.Row
+        rows = [dict(r) for r in db.execute("SELECT * FROM task_instance WHERE dag_id = 'deployment_load'")]
+        run_id = db.execute("SELECT run_id FROM dag_run WHERE dag_id = 'deployment_load'").fetchone()[0]
+    run_id_of = {row["map_index"]: f"deployment_load/job/{run_id}/{row['map_index']}" for row in rows}
+    paths = [str(p) for p in (home / "airflow" / "logs").glob("dag_id=deployment_load/**/attempt=*.log")]
+    logs = [p for p in paths if re.search(r"attempt=\d+\.log$", p)]
+    states = Counter(f"{row['task_id']} {row['state']}" for row in rows)
+    return {
+        "task_states": dict(states),
+        **latencies(rows, jobs, run_id_of, fired_times([p for p in paths if p not in logs])),
+        **slot_times(logs),
+    }
+
+
+if __name__ == "__main__":
+    import sys
+
+    print(json.dumps(reread(Path(sys.argv[1]), Path(sys.argv[2]) if len(sys.argv) > 2 else None), indent=2))
