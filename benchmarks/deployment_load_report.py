@@ -16,7 +16,8 @@ from typing import Any
 
 from fault_tally import add_faults
 
-TASK_INSTANCE_META = "airflow-task-instance"  # operators/_naming.py: the job's task instance
+from airflow_provider_bacalhau.operators._naming import TASK_INSTANCE_META
+
 FIRED = "Trigger fired event"  # the triggerer's line when a trigger yields its event
 RUN_START = "::group::Pre Execute"  # the task runner's first event of a worker run
 
