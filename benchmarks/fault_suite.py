@@ -75,17 +75,21 @@ class Options:
         }
 
     def fault_config(self) -> dict[str, Any]:
-        """One rule for every Bacalhau route: ``fault_rate`` split evenly over the four kinds."""
-        share = self.fault_rate / 4
-        rule = {
-            "error_rate": share,
-            "status": 503,
-            "drop_rate": share,
-            "drop_after_rate": share,
-            "stall_rate": share,
-            "stall": self.stall,
-        }
-        return {"seed": self.seed, "routes": {"*": rule}}
+        return mixed_faults(self.fault_rate, self.stall, self.seed)
+
+
+def mixed_faults(rate: float, stall: float, seed: int) -> dict[str, Any]:
+    """One rule for every Bacalhau route: ``rate`` split evenly over the four kinds of fault."""
+    share = rate / 4
+    rule = {
+        "error_rate": share,
+        "status": 503,
+        "drop_rate": share,
+        "drop_after_rate": share,
+        "stall_rate": share,
+        "stall": stall,
+    }
+    return {"seed": seed, "routes": {"*": rule}}
 
 
 def log(message: str) -> None:

@@ -3,13 +3,16 @@
 execution to start then ends at ``at + spread * k / concurrency``. Run by the benchmark, in a
 process of its own::
 
-    python benchmarks/triggers_devstack.py --port PORT --data-dir DIR --concurrency N
+    python benchmarks/triggers_devstack.py --port PORT --data-dir DIR --concurrency N [--faults JSON]
+
+``benchmarks/deployment_load.py`` runs it too, with ``--faults`` (devstack/faults.py).
 """
 
 from __future__ import annotations
 
 import argparse
 import itertools
+import json
 import sys
 import threading
 import time
@@ -49,6 +52,7 @@ def serve_devstack(args: argparse.Namespace) -> int:
         public_url=f"http://127.0.0.1:{args.port}",
         s3_endpoint="http://127.0.0.1:9",
         concurrency=args.concurrency,
+        faults=json.loads(args.faults) if args.faults else None,
     )  # noop jobs never touch S3
     app = server.create_app(settings)
 
@@ -76,6 +80,7 @@ def main() -> int:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--data-dir", required=True)
     parser.add_argument("--concurrency", type=int, required=True)
+    parser.add_argument("--faults", default="", help="fault configuration JSON (devstack/faults.py)")
     return serve_devstack(parser.parse_args())
 
 

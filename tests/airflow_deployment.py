@@ -311,18 +311,29 @@ class AirflowDeployment:
 
         threading.Thread(target=sample, name="airflow-deployment-rss", daemon=True).start()
 
-    def rss_mb(self) -> float:
-        """Resident memory of every process of the deployment, in MB (from /proc)."""
-        groups = {c.proc.pid for c in self.components.values() if c.proc is not None}
-        total = 0
+    def _group_stats(self, names: Iterable[str] | None) -> list[list[str]]:
+        """The /proc stat fields (after the command) of every process in the named components'
+        process groups (all components when None)."""
+        wanted = set(self.components) if names is None else set(names)
+        groups = {c.proc.pid for n, c in self.components.items() if n in wanted and c.proc is not None}
+        found = []
         for stat in Path("/proc").glob("[0-9]*/stat"):
             try:
                 fields = stat.read_text().rsplit(")", 1)[1].split()
                 if int(fields[2]) in groups:
-                    total += int(fields[21]) * os.sysconf("SC_PAGE_SIZE")
+                    found.append(fields)
             except (OSError, IndexError, ValueError):
                 continue
-        return total / 1e6
+        return found
+
+    def rss_mb(self, names: Iterable[str] | None = None) -> float:
+        """Resident memory of the named components' processes (default: all), in MB."""
+        return sum(int(f[21]) for f in self._group_stats(names)) * os.sysconf("SC_PAGE_SIZE") / 1e6
+
+    def cpu_seconds(self, names: Iterable[str] | None = None) -> float:
+        """CPU time (user + system) the named components' live processes have used so far."""
+        ticks = sum(int(f[11]) + int(f[12]) for f in self._group_stats(names))
+        return ticks / os.sysconf("SC_CLK_TCK")
 
     def state_mismatches(self) -> int:
         """How often the scheduler failed a task over an executor event it did not expect."""
