@@ -151,7 +151,8 @@ class Load:
         self.marks: dict[str, float] = {}
 
     def run(self) -> dict:
-        from airflow_deployment import AirflowAPI, AirflowDeployment
+        from airflow_api import AirflowAPI
+        from airflow_deployment import AirflowDeployment
 
         from airflow_provider_bacalhau.devstack import procs
 

@@ -163,7 +163,8 @@ class Suite:
 
     # -- the run -----------------------------------------------------------------------------
     def run(self) -> Tally:
-        from airflow_deployment import AirflowAPI, AirflowDeployment
+        from airflow_api import AirflowAPI
+        from airflow_deployment import AirflowDeployment
 
         from airflow_provider_bacalhau.devstack import procs, s3server, stack
 

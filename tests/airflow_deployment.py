@@ -8,18 +8,16 @@ starts the same four, but as children of one supervisor that neither restarts on
 stops them all on SIGTERM (shared/airflow-notes.md). :meth:`AirflowDeployment.stop` signals every
 group, always; a deployment started as a context manager is stopped on any exit.
 
-:class:`AirflowAPI` holds the REST calls the tests use, the ones the UI makes.
+:class:`AirflowAPI` (tests/airflow_api.py) holds the REST calls the tests use, the ones the UI makes.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -27,104 +25,15 @@ import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, Self
-from urllib.parse import quote
 
 import httpx
-
-from airflow_provider_bacalhau.devstack.procs import set_parent_death_signal
+from airflow_api import ADMIN, AirflowAPI
+from airflow_components import Component, free_port
 
 REPO = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
 #: Start order: the API server first (everything else talks to it), the dag-processor next.
 COMPONENTS = ("api-server", "dag-processor", "scheduler", "triggerer")
-ADMIN = "admin"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-class Component:
-    """One ``airflow <name>`` process, the leader of its own process group.
-
-    :param name: the ``airflow`` sub-command (``scheduler``, ``triggerer``...).
-    :param argv: the full command.
-    :param env: its environment.
-    :param log_path: where its stdout and stderr go (appended across restarts).
-    """
-
-    def __init__(self, name: str, argv: list[str], env: Mapping[str, str], log_path: Path) -> None:
-        self.name = name
-        self.argv = argv
-        self.env = dict(env)
-        self.log_path = log_path
-        self.proc: subprocess.Popen | None = None
-
-    def start(self) -> None:
-        with self.log_path.open("ab") as log:
-            # Its own session (a group to signal); SIGTERM if the test process dies without cleaning up.
-            self.proc = subprocess.Popen(
-                self.argv,
-                env=self.env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-                preexec_fn=set_parent_death_signal,
-            )  # noqa: PLW1509 (prctl only)
-
-    @property
-    def running(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def signal(self, sig: int) -> None:
-        """Send ``sig`` to the whole group (the component and every process it spawned)."""
-        if self.proc is None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.proc.pid, sig)
-
-    def stop(self, timeout: float = 20.0) -> None:
-        """SIGTERM to the group, SIGKILL to what is left after ``timeout``; reaps the leader."""
-        if self.proc is None:
-            return
-        self.signal(signal.SIGTERM)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and _group_alive(self.proc.pid):
-            self.proc.poll()
-            time.sleep(0.2)
-        self.signal(signal.SIGKILL)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            self.proc.wait(timeout=10)
-
-    def kill(self) -> None:
-        """A crash: SIGKILL to the group, no chance to clean up."""
-        self.signal(signal.SIGKILL)
-        if self.proc is not None:
-            self.proc.wait(timeout=10)
-
-    def log_text(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-
-
-def _group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # A zombie leader keeps the group "alive" until reaped: look for any live member.
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[2]) == pgid and fields[0] != "Z":
-            return True
-    return False
 
 
 class AirflowDeployment:
@@ -342,188 +251,6 @@ class AirflowDeployment:
     def logs(self) -> str:
         """Every component's output, for failure messages."""
         return "\n".join(f"===== {c.name} =====\n{c.log_text()[-3000:]}" for c in self.components.values())
-
-
-class AirflowAPI:
-    """The REST API (``/api/v2``) of a deployment, as the admin user.
-
-    :param deployment: the running deployment.
-    """
-
-    def __init__(self, deployment: AirflowDeployment) -> None:
-        self.deployment = deployment
-        self.http = httpx.Client(base_url=f"{deployment.url}/api/v2", timeout=60)
-        self.http.headers["Authorization"] = f"Bearer {self.token()}"
-
-    def token(self) -> str:
-        resp = httpx.post(
-            f"{self.deployment.url}/auth/token",
-            timeout=30,
-            json={"username": ADMIN, "password": self.deployment.password},
-        )
-        resp.raise_for_status()
-        return resp.json()["access_token"]
-
-    def close(self) -> None:
-        self.http.close()
-
-    def request(self, method: str, path: str, **kwargs: Any) -> Any:
-        for attempt in range(3):
-            try:
-                resp = self.http.request(method, path, **kwargs)
-                break
-            except httpx.TimeoutException:
-                # SQLite allows one writer: on a busy 2-core machine a read can wait its turn.
-                if method != "GET" or attempt == 2:
-                    raise
-        if resp.status_code >= 400:
-            raise AssertionError(f"{method} {path}: {resp.status_code} {resp.text[:2000]}")
-        return resp.json() if resp.content else None
-
-    # -- DAGs ---------------------------------------------------------------------------------
-
-    def wait_for_dags(self, dag_ids: Iterable[str], timeout: float = 120.0) -> None:
-        """Until the dag-processor has parsed every one of ``dag_ids`` (import errors fail)."""
-        wanted = set(dag_ids)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            errors = self.request("GET", "/importErrors")["import_errors"]
-            if errors:
-                raise AssertionError(f"DAG import errors: {errors}")
-            known = {d["dag_id"] for d in self.request("GET", "/dags", params={"limit": 100})["dags"]}
-            if wanted <= known:
-                return
-            time.sleep(1)
-        raise TimeoutError(f"DAGs not parsed after {timeout}s: {sorted(wanted - known)}")
-
-    def unpause(self, dag_id: str) -> dict:
-        return self.request("PATCH", f"/dags/{dag_id}", json={"is_paused": False})
-
-    def pause(self, dag_id: str) -> dict:
-        return self.request("PATCH", f"/dags/{dag_id}", json={"is_paused": True})
-
-    def task(self, dag_id: str, task_id: str) -> dict:
-        return self.request("GET", f"/dags/{dag_id}/tasks/{task_id}")
-
-    # -- runs ---------------------------------------------------------------------------------
-
-    def trigger(self, dag_id: str, conf: Mapping[str, Any] | None = None) -> dict:
-        """Start a run now with ``conf`` as its params, as the UI's Trigger form does."""
-        return self.request(
-            "POST", f"/dags/{dag_id}/dagRuns", json={"logical_date": None, "conf": dict(conf or {})}
-        )
-
-    def runs(self, dag_id: str) -> list[dict]:
-        return self.request("GET", f"/dags/{dag_id}/dagRuns", params={"limit": 100, "order_by": "run_after"})[
-            "dag_runs"
-        ]
-
-    def run(self, dag_id: str, run_id: str) -> dict:
-        return self.request("GET", f"/dags/{dag_id}/dagRuns/{_q(run_id)}")
-
-    def wait_for_run(
-        self, dag_id: str, run_id: str, states: Iterable[str] = ("success", "failed"), timeout: float = 180.0
-    ) -> dict:
-        wanted = set(states)
-        deadline = time.monotonic() + timeout
-        run: dict = {}
-        while time.monotonic() < deadline:
-            run = self.run(dag_id, run_id)
-            if run["state"] in wanted:
-                return run
-            time.sleep(1)
-        raise TimeoutError(
-            f"{dag_id} {run_id} still {run.get('state')} after {timeout}s: {self.task_states(dag_id, run_id)}"
-        )
-
-    def task_instances(self, dag_id: str, run_id: str) -> list[dict]:
-        return self.request(
-            "GET", f"/dags/{dag_id}/dagRuns/{_q(run_id)}/taskInstances", params={"limit": 100}
-        )["task_instances"]
-
-    def task_states(self, dag_id: str, run_id: str) -> dict[str, str | None]:
-        return {
-            (ti["task_id"] if ti["map_index"] < 0 else f"{ti['task_id']}[{ti['map_index']}]"): ti["state"]
-            for ti in self.task_instances(dag_id, run_id)
-        }
-
-    def failure_report(self, dag_id: str, run_id: str) -> str:
-        """The task states of a run and the log of every task that did not succeed."""
-        parts = [f"{dag_id} {run_id}: {self.task_states(dag_id, run_id)}"]
-        for ti in self.task_instances(dag_id, run_id):
-            if ti["state"] not in ("success", "skipped"):
-                parts.append(
-                    f"--- {ti['task_id']} ({ti['state']}, try {ti['try_number']}):\n"
-                    + "\n".join(
-                        self.log(dag_id, run_id, ti["task_id"], max(1, ti["try_number"])).splitlines()[-40:]
-                    )
-                )
-        return "\n".join(parts)
-
-    def task_instance(self, dag_id: str, run_id: str, task_id: str) -> dict:
-        return self.request("GET", f"/dags/{dag_id}/dagRuns/{_q(run_id)}/taskInstances/{task_id}")
-
-    def wait_for_task_state(
-        self, dag_id: str, run_id: str, task_id: str, state: str, timeout: float = 120.0
-    ) -> dict:
-        deadline = time.monotonic() + timeout
-        ti: dict = {}
-        while time.monotonic() < deadline:
-            ti = self.task_instance(dag_id, run_id, task_id)
-            if ti["state"] == state:
-                return ti
-            if ti["state"] in ("success", "failed", "upstream_failed") and state not in ("success", "failed"):
-                break
-            time.sleep(0.5)
-        raise AssertionError(
-            f"{task_id} is {ti.get('state')}, not {state}:\n{self.failure_report(dag_id, run_id)}"
-        )
-
-    def set_task_state(self, dag_id: str, run_id: str, task_id: str, state: str) -> Any:
-        """Mark a task instance, as the UI's "Mark as failed/success" does."""
-        return self.request(
-            "PATCH", f"/dags/{dag_id}/dagRuns/{_q(run_id)}/taskInstances/{task_id}", json={"new_state": state}
-        )
-
-    def links(self, dag_id: str, run_id: str, task_id: str) -> dict[str, str | None]:
-        return self.request("GET", f"/dags/{dag_id}/dagRuns/{_q(run_id)}/taskInstances/{task_id}/links")[
-            "extra_links"
-        ]
-
-    def xcom(self, dag_id: str, run_id: str, task_id: str, key: str = "return_value") -> Any:
-        entry = self.request(
-            "GET",
-            f"/dags/{dag_id}/dagRuns/{_q(run_id)}/taskInstances/{task_id}/xcomEntries/{key}",
-            params={"deserialize": True, "stringify": False},
-        )
-        return entry["value"]
-
-    def log_events(self, dag_id: str, run_id: str, task_id: str, try_number: int = 1) -> list[Any]:
-        """The task log as the UI reads it: JSON events, the trigger's lines included."""
-        resp = self.http.get(
-            f"/dags/{dag_id}/dagRuns/{_q(run_id)}/taskInstances/{task_id}/logs/{try_number}",
-            params={"full_content": True},
-            headers={"Accept": "application/json"},
-        )
-        if resp.status_code == 404:
-            return []
-        resp.raise_for_status()
-        content = resp.json().get("content") or []
-        return content if isinstance(content, list) else [content]
-
-    def log(self, dag_id: str, run_id: str, task_id: str, try_number: int = 1) -> str:
-        """The task log as text: one event a line (its message, or the raw event)."""
-        lines = []
-        for event in self.log_events(dag_id, run_id, task_id, try_number):
-            if isinstance(event, dict):
-                lines.append(str(event.get("event", event)))
-            else:
-                lines.append(str(event))
-        return "\n".join(lines)
-
-
-def _q(run_id: str) -> str:
-    return quote(run_id, safe="")
 
 
 # -- pytest: one deployment per session, on the session devstack ---------------------------------

@@ -60,7 +60,7 @@ def api(airflow_api):
 @pytest.fixture
 def page(browser, airflow_deployment, request):
     """A page logged in as the admin, as a user does it: the login form."""
-    from airflow_deployment import ADMIN
+    from airflow_api import ADMIN
 
     context = browser.new_context(viewport={"width": 1400, "height": 900}, base_url=airflow_deployment.url)
     page = context.new_page()
