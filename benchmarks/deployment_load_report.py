@@ -76,7 +76,7 @@ def latencies(
         found = by_key.get(key) or []
         if len(found) != 1:
             continue
-        if _job_state(found[0]) != "Completed":
+        if job_state(found[0]) != "Completed":
             continue
         end = int(found[0]["ModifyTime"]) / 1e9
         event, done = _epoch(row["scheduled_dttm"]), _epoch(row["end_date"])
@@ -93,7 +93,7 @@ def latencies(
     }
 
 
-def _job_state(job: dict) -> str:
+def job_state(job: dict) -> str:
     state = job.get("State") or {}
     return str(state.get("StateType", "")) if isinstance(state, dict) else str(state)
 
