@@ -28,7 +28,9 @@ from typing import Any, Self
 
 import httpx
 from airflow_api import ADMIN, AirflowAPI
-from airflow_components import Component, free_port
+from airflow_components import Component
+
+from airflow_provider_bacalhau.devstack.procs import free_port
 
 REPO = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent

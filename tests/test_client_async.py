@@ -8,10 +8,11 @@ import logging
 
 import pytest
 from test_client_fake_api import JOBS, FakeBacalhauApi, Reply, api_error, example_job, fake_api  # noqa: F401
-from test_client_sync import SUBMITTED, fast, free_port
+from test_client_sync import SUBMITTED, fast
 
 from airflow_provider_bacalhau.client import AsyncBacalhauClient, ClientConfig, shared_http_client
 from airflow_provider_bacalhau.client.aio import close_shared_http_clients
+from airflow_provider_bacalhau.devstack.procs import free_port
 from airflow_provider_bacalhau.errors import BacalhauApiError
 
 pytestmark = pytest.mark.anyio

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import base64
 import logging
-import socket
 import time
 
 import pytest
 from test_client_fake_api import JOBS, FakeBacalhauApi, Reply, api_error, example_job, fake_api  # noqa: F401
 
 from airflow_provider_bacalhau.client import BacalhauClient, ClientConfig
+from airflow_provider_bacalhau.devstack.procs import free_port
 from airflow_provider_bacalhau.errors import BacalhauApiError
 
 SUBMITTED = {"JobID": "j-0f8c", "EvaluationID": "3b1d", "Warnings": None}
@@ -26,12 +26,6 @@ def fast(url: str, **kwargs) -> ClientConfig:
 def client(fake_api: FakeBacalhauApi):
     with BacalhauClient(fast(fake_api.url)) as c:
         yield c
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 # -- endpoints --------------------------------------------------------------------------------------

@@ -152,3 +152,18 @@ def test_devstack_env_fixture_points_connections_at_the_stack(devstack_env):
     assert devstack_env.managed_bucket in {
         b["Name"] for b in devstack_env.s3_client().list_buckets()["Buckets"]
     }
+
+
+def test_free_ports_are_below_the_ephemeral_range_and_bindable():
+    """No outgoing connection can take a free_port() port before its server binds it (the lane
+    airflow-2.11 lost a SeaweedFS start to that: ``bind: address already in use``)."""
+    import socket
+
+    from airflow_provider_bacalhau.devstack import procs
+
+    floor = procs._ephemeral_floor()
+    ports = {procs.free_port() for _ in range(50)}
+    assert all(procs.PORT_FLOOR <= port < floor for port in ports), sorted(ports)
+    assert len(ports) > 40  # chosen at random, not one after the other from a fixed start
+    with socket.socket() as sock:
+        sock.bind((procs.LOCALHOST, ports.pop()))

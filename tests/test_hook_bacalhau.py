@@ -9,9 +9,9 @@ import sys
 
 import pytest
 from test_client_fake_api import JOBS, FakeBacalhauApi, Reply, api_error, fake_api, tls_api, tls_material  # noqa: F401
-from test_client_sync import free_port
 
 from airflow_provider_bacalhau.client import ClientConfig
+from airflow_provider_bacalhau.devstack.procs import free_port
 from airflow_provider_bacalhau.hooks.bacalhau import AirflowNotFoundException, BacalhauHook
 
 API_KEY = "hook-api-key-0123456789abcdef"

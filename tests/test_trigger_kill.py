@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -23,6 +22,7 @@ from airflow.providers.common.compat.sdk import DAG
 from airflow_helpers import AIRFLOW_V3, airflow_db, create_run, sdk_task_instance, unique_dag_id  # noqa: F401
 from devstack_helpers import busybox_job
 
+from airflow_provider_bacalhau.devstack.procs import free_port
 from airflow_provider_bacalhau.operators import BacalhauJobOperator
 from airflow_provider_bacalhau.spec import JobStatus
 from airflow_provider_bacalhau.triggers.job import TRIGGERER_CALLS_ON_KILL, BacalhauJobTrigger
@@ -101,12 +101,6 @@ def trigger_owner(trigger_id: int) -> int | None:
     with create_session() as session:
         row = session.get(Trigger, trigger_id)
         return row.triggerer_id if row is not None else None
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class Triggerer:

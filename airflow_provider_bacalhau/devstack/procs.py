@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -22,12 +23,31 @@ AWS_ACCESS_KEY_ID = "devstack-access-key"
 AWS_SECRET_ACCESS_KEY = "devstack-secret-key"
 # Exit code of a server worker asking its supervisor (`serve`) for a restart.
 RESTART_EXIT_CODE = 75
+PORT_FLOOR = 15000  # free_port() chooses in [PORT_FLOOR, the ephemeral range)
+_PORT_CHOICE = random.SystemRandom()  # not the global generator, which a test may seed
+
+
+def _ephemeral_floor() -> int:
+    """The lowest port the kernel hands to outgoing connections (Linux: 32768 by default)."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
 
 
 def free_port(host: str = LOCALHOST) -> int:
+    """A port free now, chosen below the ephemeral range: a port the kernel assigned (bind to 0)
+    can be taken by any process's next outgoing connection before the server that was given it
+    binds it, and a server such as ``weed mini`` binding a dozen of them then exits at once."""
+    floor = _ephemeral_floor()
+    if floor > PORT_FLOOR + 1000:
+        for _ in range(100):
+            port = _PORT_CHOICE.randrange(PORT_FLOOR, floor)
+            if port_is_free(port, host):
+                return port
     with socket.socket() as sock:
         sock.bind((host, 0))
-        return sock.getsockname()[1]
+        return int(sock.getsockname()[1])
 
 
 def port_is_free(port: int, host: str = LOCALHOST) -> bool:
