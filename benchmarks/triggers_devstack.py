@@ -11,8 +11,10 @@ process of its own::
 from __future__ import annotations
 
 import argparse
+import heapq
 import itertools
 import json
+import math
 import sys
 import threading
 import time
@@ -22,23 +24,77 @@ from typing import Any
 RELEASE_PATH = "/benchmark/release"
 
 
+class Ender(threading.Thread):
+    """Ends the held executions from this one thread. Each held execution's thread waits on an
+    event of its own, set here at its end time or once its job is cancelled: with one event for
+    all, 10,000 threads woke at the release and fought over the GIL (load average 1,900 on two
+    cores, 149 jobs ended in 300 s)."""
+
+    CANCEL_SCAN_SECONDS = 0.5
+
+    def __init__(self, concurrency: int) -> None:
+        super().__init__(name="held-executions-ender", daemon=True)
+        self.concurrency = concurrency
+        self._cond = threading.Condition()
+        self._held: list[tuple[float, int, threading.Event, threading.Event]] = []  # a heap by end
+        self._schedule: tuple[float, float] | None = None
+
+    def _end_of(self, index: int) -> float:
+        if self._schedule is None:
+            return math.inf
+        at, spread = self._schedule
+        return at + spread * (index % self.concurrency) / self.concurrency
+
+    def hold(self, index: int, cancel: threading.Event) -> threading.Event:
+        """The event the ``index``-th execution to start waits on."""
+        wake = threading.Event()
+        with self._cond:
+            heapq.heappush(self._held, (self._end_of(index), index, wake, cancel))
+            self._cond.notify()
+        return wake
+
+    def release(self, at: float, spread: float) -> None:
+        with self._cond:
+            self._schedule = (at, spread)
+            self._held = [(self._end_of(index), index, wake, cancel) for _, index, wake, cancel in self._held]
+            heapq.heapify(self._held)
+            self._cond.notify()
+
+    def run(self) -> None:
+        scanned = time.monotonic()
+        with self._cond:
+            while True:
+                now = time.time()
+                while self._held and self._held[0][0] <= now:
+                    heapq.heappop(self._held)[2].set()
+                if time.monotonic() - scanned >= self.CANCEL_SCAN_SECONDS:
+                    scanned = time.monotonic()
+                    cancelled = [held for held in self._held if held[3].is_set()]
+                    if cancelled:
+                        for held in cancelled:
+                            held[2].set()
+                        self._held = [held for held in self._held if not held[3].is_set()]
+                        heapq.heapify(self._held)
+                next_end = self._held[0][0] if self._held else math.inf
+                self._cond.wait(min(self.CANCEL_SCAN_SECONDS, max(0.0, next_end - now)))
+
+
 def serve_devstack(args: argparse.Namespace) -> int:
     """The devstack API server, in this process, with noop executions held Running."""
     import uvicorn
 
     from airflow_provider_bacalhau.devstack import compute, server
 
-    released = threading.Event()
-    schedule: dict[str, float] = {}
+    ender = Ender(args.concurrency)
+    ender.start()
     started = itertools.count()
 
     def held_noop(self: Any, request: Any) -> tuple[int, str | None]:
         index = next(started)
         request.on_event(compute.EVENT_RUN, "Running execution")
         request.on_running()
-        released.wait()  # no timeout: 10,000 threads waking up to look would starve the server of the GIL
-        end = schedule["at"] + schedule["spread"] * (index % args.concurrency) / args.concurrency
-        if request.cancel.wait(max(0.0, end - time.time())):
+        ender.hold(index, request.cancel).wait()
+        if request.cancel.is_set():
             return -1, compute.CANCELLED
         return 0, None
 
@@ -57,8 +113,7 @@ def serve_devstack(args: argparse.Namespace) -> int:
     app = server.create_app(settings)
 
     async def release(body: dict) -> dict:
-        schedule.update(at=float(body["at"]), spread=float(body["spread"]))
-        released.set()
+        ender.release(float(body["at"]), float(body["spread"]))
         return {}
 
     fastapi_app = app
