@@ -41,6 +41,7 @@ lane_python() {
         # Bytecode at install time: these machines set PYTHONDONTWRITEBYTECODE=1.
         $uv pip sync --quiet --python "$venv/bin/python" --compile-bytecode "$lock" >&2
         $uv pip install --quiet --python "$venv/bin/python" --compile-bytecode --no-deps -e . >&2
+        "$venv/bin/python" -m compileall -q airflow_provider_bacalhau >&2  # as bootstrap.sh
         echo "$want" >"$venv/.stamp"
     fi
     echo "$PWD/$venv/bin/python"

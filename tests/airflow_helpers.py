@@ -264,8 +264,10 @@ class FakeStateStore:
 
     def __init__(self) -> None:
         self.values: dict[str, Any] = {}
+        self.reads = 0
 
     def get(self, key: str, default: Any = None) -> Any:
+        self.reads += 1
         return self.values.get(key, default)
 
     def set(self, key: str, value: Any, **_: Any) -> None:

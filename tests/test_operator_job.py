@@ -164,7 +164,10 @@ def test_task_state_store_finds_a_job_with_a_user_chosen_name(devstack_env, devs
     op_for("echo a", job_name=name).execute(context)
     assert store.values["bacalhau_job_id"] == ti.xcoms["bacalhau_job_id"]
     assert jobs_named(devstack, name)[0]["ID"] == store.values["bacalhau_job_id"]
+    assert store.reads == 0  # a first try has nothing stored: no request for it
+    ti.try_number = 2
     op_for("echo a", job_name=name).execute(context)
+    assert store.reads == 1
     assert len(jobs_named(devstack, name)) == 1
 
 

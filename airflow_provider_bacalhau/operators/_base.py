@@ -187,7 +187,9 @@ class BaseBacalhauJobOperator(TemplateErrorsFailMixin, JobLineageMixin, JobCompl
             if not self.wait_for_termination:
                 self.log.info("Not waiting for Bacalhau job %s (wait_for_termination=False)", job_id)
                 return None
-            response = known or self._look_once(client, job_id)
+            # Deferrable: the job was just submitted (Pending) or just read running, and the
+            # trigger reads it at once; one more read here would only hold the worker slot longer.
+            response = known if self.deferrable else (known or self._look_once(client, job_id))
             from airflow_provider_bacalhau.spec import JobStatus
 
             if response is not None and JobStatus.from_api(response).is_terminal:
@@ -263,7 +265,8 @@ class BaseBacalhauJobOperator(TemplateErrorsFailMixin, JobLineageMixin, JobCompl
         """The job named ``name`` (an earlier try's, or another task instance's), if any."""
         candidates: list[str] = []
         store = context.get("task_state_store")
-        if store is not None:
+        first_try = getattr(context.get("ti"), "try_number", None) == 1  # it has stored nothing
+        if store is not None and not first_try:
             try:
                 stored = store.get(JOB_ID_KEY)
             except Exception:
