@@ -167,3 +167,21 @@ def test_free_ports_are_below_the_ephemeral_range_and_bindable():
     assert len(ports) > 40  # chosen at random, not one after the other from a fixed start
     with socket.socket() as sock:
         sock.bind((procs.LOCALHOST, ports.pop()))
+
+
+def test_a_marker_left_by_a_killed_engine_does_not_keep_the_next_one_running(tmp_path):
+    """`devstack engine -- CMD` stops the engine it starts unless its own was already up; a marker
+    whose dockerd was killed must not count as up (that left a dockerd running after the command)."""
+    import os
+    import subprocess
+
+    from airflow_provider_bacalhau.devstack import engine
+
+    marker = engine.started_marker(tmp_path)
+    marker.parent.mkdir(parents=True)
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    marker.write_text(str(dead.pid))
+    assert not engine.own_engine_running(tmp_path)
+    marker.write_text(str(os.getpid()))  # alive, but not a dockerd
+    assert not engine.own_engine_running(tmp_path)

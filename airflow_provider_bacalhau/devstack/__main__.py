@@ -215,7 +215,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "engine":
         from airflow_provider_bacalhau.devstack import engine
 
-        already = engine.started_marker(home).exists()
+        already = engine.own_engine_running(home)
         host = engine.ensure_engine(home)
         image = engine.ensure_busybox_image(host)
         command = args.run[1:] if args.run[:1] == ["--"] else args.run

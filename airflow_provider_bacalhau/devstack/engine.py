@@ -57,6 +57,13 @@ def started_marker(home: Path | None = None) -> Path:
     return _engine_dir(Path(home) if home else default_home()) / "started-by-devstack"
 
 
+def own_engine_running(home: Path | None = None) -> bool:
+    """A dockerd that :func:`ensure_engine` started under ``home`` runs (a marker left by a
+    killed one does not count)."""
+    pid = _read_pid(started_marker(home))
+    return bool(pid and pid_alive(pid) and _is_dockerd(pid))
+
+
 def _socket_path(home: Path) -> Path:
     path = _engine_dir(home) / "docker.sock"
     if len(str(path)) < 100:
