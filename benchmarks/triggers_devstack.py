@@ -28,7 +28,7 @@ class Ender(threading.Thread):
     """Ends the held executions from this one thread. Each held execution's thread waits on an
     event of its own, set here at its end time or once its job is cancelled: with one event for
     all, 10,000 threads woke at the release and fought over the GIL (load average 1,900 on two
-    cores, 149 jobs ended in 300 s)."""
+    cores; an earlier run ended 149 of 10,000 jobs in 300 s)."""
 
     CANCEL_SCAN_SECONDS = 0.5
 

@@ -43,7 +43,8 @@ def test_nothing_ends_before_the_release_then_each_at_its_time_in_start_order():
     ends = [woke[0] for _, _, woke in held]
     assert ends == sorted(ends)
     for index, end in enumerate(ends):
-        assert at + index / 4 - 0.01 <= end <= at + index / 4 + 0.3, (index, end - at)
+        # never before its time; the upper bound only has to tell a schedule from "all at once"
+        assert at + index / 4 - 0.01 <= end <= at + index / 4 + 1.0, (index, end - at)
 
 
 def test_a_cancelled_execution_wakes_within_a_scan_and_the_others_stay_held():
