@@ -43,6 +43,7 @@ for _path in (REPO, REPO / "tests", HERE):  # the harness, siblings
 from deployment_load_report import figures, job_state  # noqa: E402
 from fault_suite import mixed_faults  # noqa: E402
 from fault_tally import task_instances  # noqa: E402
+from triggers_devstack import scratch_data_dir  # noqa: E402
 
 DAG_ID = "deployment_load"
 RELEASE_RESERVE = 600.0  # seconds of --timeout kept for the completions: release by then at the latest
@@ -90,7 +91,7 @@ class Sampler(threading.Thread):
             self.stopping.wait(self.interval)
 
 
-def start_devstack(home: Path, options: Options) -> tuple[Any, Any]:
+def start_devstack(home: Path, options: Options, data_dir: Path) -> tuple[Any, Any]:
     """The held-jobs devstack with the fault rule, and a StackState for its env vars."""
     from airflow_provider_bacalhau.devstack import procs, stack
 
@@ -102,7 +103,7 @@ def start_devstack(home: Path, options: Options) -> tuple[Any, Any]:
         "--port",
         str(port),
         "--data-dir",
-        str(home / "devstack"),
+        str(data_dir),
         "--concurrency",
         str(options.jobs + 10),  # every job Running at once
         "--faults",
@@ -159,7 +160,7 @@ class Load:
 
         options = self.options
         with contextlib.ExitStack() as cleanup:
-            proc, state = start_devstack(self.home, options)
+            proc, state = start_devstack(self.home, options, cleanup.enter_context(scratch_data_dir()))
             cleanup.callback(procs.stop_pid, proc.pid)
             deployment = AirflowDeployment(
                 self.home / "airflow",

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
+import contextlib
 import json
 import logging
 import os
@@ -25,7 +26,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from triggers_devstack import RELEASE_PATH
+from triggers_devstack import RELEASE_PATH, scratch_data_dir
 
 SAMPLE_SECONDS = 0.25  # how often the event-loop lag is sampled
 CONNECTION_SAMPLE_EVERY = 4  # lag samples per look at open TCP connections and the pool (costly)
@@ -273,13 +274,15 @@ def run_mode(args: argparse.Namespace) -> int:
         poller.READERS = args.readers
     port = procs.free_port()
     concurrency = max(args.jobs, 2)
+    scratch = contextlib.ExitStack()
+    data_dir = scratch.enter_context(scratch_data_dir())
     argv = [
         sys.executable,
         str(Path(__file__).resolve().parent / "triggers_devstack.py"),
         "--port",
         str(port),
         "--data-dir",
-        str(work / "data"),
+        str(data_dir),
         "--concurrency",
         str(concurrency),
     ]
@@ -330,6 +333,7 @@ def run_mode(args: argparse.Namespace) -> int:
         rss1 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     finally:
         procs.stop_pid(server.pid)
+        scratch.close()
         shutil.rmtree(work, ignore_errors=True)
 
     problems = [entry for entry in trigger_logs if entry.get("log_level") not in ("debug", "info")]
