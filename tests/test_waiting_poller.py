@@ -251,13 +251,35 @@ async def test_a_transient_list_error_keeps_the_watermark():
     watch = shared.register(5.0)
     watch.saw(read(server, "a"))
     server.error = BacalhauApiError("unavailable", status=503)
-    await shared.poll_once()
+    for _ in range(5):  # a count of errors does not end it: a slow server is not polled 10,000 times
+        await shared.poll_once()
     assert shared.healthy and watch.batched  # the next scan reads back to the same watermark
     server.error = None
     server.touch("a")
     await shared.poll_once()
     await asyncio.wait_for(watch.wait(5.0, time.time() + 60), 1)  # the change made while the list
     assert watch.take_answer() == read(server, "a")  # failed is still seen, and read
+    shared.unregister(watch)
+
+
+@pytest.mark.anyio
+async def test_transient_list_errors_past_the_outage_limit_send_every_trigger_back():
+    server = ScriptedList()
+    server.touch("a")
+    shared = scripted_poller(server)
+    await shared.poll_once()
+    watch = shared.register(5.0)
+    watch.saw(read(server, "a"))
+    waiting = asyncio.create_task(watch.wait(5.0, time.time() + 60))
+    await asyncio.sleep(0.01)
+    server.error = BacalhauApiError("unavailable", status=503)
+    shared.answered_at -= poller.LIST_OUTAGE_SECONDS - 1  # the last answer 59 s ago
+    await shared.poll_once()
+    assert shared.healthy and watch.batched and not waiting.done()
+    shared.answered_at -= 1  # 60 s without an answer: its job may have ended unseen
+    await shared.poll_once()
+    await asyncio.wait_for(waiting, 1)  # reads at once, then polls itself
+    assert not shared.healthy and not watch.batched
     shared.unregister(watch)
 
 

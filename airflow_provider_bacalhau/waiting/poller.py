@@ -46,8 +46,11 @@ FULL_READ_SECONDS = 900.0
 MAX_RETRY_SECONDS = 300.0
 #: Retries of one list request (connection trouble, 429, 502-504), as the client judges them.
 LIST_RETRIES = 2
-#: Transient list errors in a row that are only retried; one more and every trigger polls itself.
-TRANSIENT_FAILURES_KEPT = 2
+#: How long after the last list answer transient list errors are only retried, the watermark kept
+#: (the next scan that answers still finds every change); later, every trigger polls on its own.
+#: Counted in time, not in errors: 10,000 triggers sent back after three list timeouts loaded a
+#: server that was only slow with 2,000 reads a second (benchmarks/triggers.py, docs/triggers.rst).
+LIST_OUTAGE_SECONDS = 60.0
 #: Jobs the poller reads at once after a scan; the rest wait their turn, oldest change first.
 READERS = 4
 #: Longest wait of a trigger for the poller's first watermark (one list request), so that its first
@@ -167,6 +170,7 @@ class SharedPoller:
         self.epoch = 0  # +1 each time a watermark is set afresh
         self.healthy = True
         self.failures = 0
+        self.answered_at = time.monotonic()  # of the last list answer (or of the start)
         self.last_listed = 0
         self.requests = 0  # list requests made, for tests and the benchmark
         self.reads = 0  # job reads made for the triggers
@@ -221,6 +225,7 @@ class SharedPoller:
         own = self.client is None
         if own:  # a read retried on connection trouble (e.g. a keep-alive connection the server closed)
             self.client = AsyncBacalhauClient(dataclasses.replace(self.config, max_retries=LIST_RETRIES))
+        self.answered_at = time.monotonic()  # an outage is counted from here at the earliest
         try:
             next_scan = loop.time()  # the first scan at once: it sets the watermark
             while self.watches:
@@ -265,7 +270,7 @@ class SharedPoller:
         if not self.healthy:
             log.info("The shared Bacalhau job list answers again: triggers wait on it")
         fresh = self.watermark is None
-        self.healthy, self.failures = True, 0
+        self.healthy, self.failures, self.answered_at = True, 0, time.monotonic()
         if not fresh:  # a first page says nothing about how many jobs change per poll
             self.last_listed = len(found.listed)
         for job_id, stamp in found.listed.items():
@@ -332,7 +337,8 @@ class SharedPoller:
         from airflow_provider_bacalhau.client.retrying import is_transient
 
         self.failures += 1
-        if self.healthy and self.failures <= TRANSIENT_FAILURES_KEPT and is_transient(exc):
+        outage = time.monotonic() - self.answered_at
+        if self.healthy and outage < LIST_OUTAGE_SECONDS and is_transient(exc):
             log.info("The shared Bacalhau job list failed (%s); retrying at the next poll", exc)
             return
         if self.healthy:
