@@ -1,5 +1,6 @@
 """The benchmarks' held-jobs devstack ends its executions in start order, at their times, from one
-thread, and lets a cancelled one go at once (benchmarks/triggers_devstack.py ``Ender``)."""
+thread, and lets a cancelled one go at once (benchmarks/triggers_devstack.py ``Ender``); its data
+directory is on tmpfs and gone afterwards (``scratch_data_dir``)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
 
-from triggers_devstack import Ender  # noqa: E402
+from triggers_devstack import TMPFS, Ender, scratch_data_dir  # noqa: E402
 
 
 def _hold(ender: Ender, count: int) -> list[tuple[threading.Event, threading.Event, list[float]]]:
@@ -63,3 +64,11 @@ def test_an_execution_started_after_the_release_gets_its_end_too():
     ender.release(time.time() - 10, spread=1.0)  # every end is in the past
     ((wake, _, _),) = _hold(ender, 1)
     assert wake.wait(2)
+
+
+def test_the_scratch_data_dir_is_on_tmpfs_and_removed_after():
+    with scratch_data_dir() as path:
+        (path / "executions" / "e-1").mkdir(parents=True)
+        if TMPFS.is_dir():
+            assert path.parent == TMPFS
+    assert not path.exists()
