@@ -218,17 +218,28 @@ async def test_an_unlabelled_job_or_a_failed_read_polls_on_its_own():
     shared.unregister(other), shared.unregister(mine)
 
 
-@pytest.mark.anyio
-async def test_a_list_the_server_cannot_answer_sends_every_trigger_back_to_its_own_polling():
-    server = ScriptedList()
+async def batched_watch(server: ScriptedList) -> tuple[SharedPoller, poller.JobWatch]:
+    """A poller with a watermark and one watch of job ``a``, read after it: batched."""
     server.touch("a")
     shared = scripted_poller(server)
     await shared.poll_once()
     watch = shared.register(5.0)
     watch.saw(read(server, "a"))
     assert watch.batched
+    return shared, watch
+
+
+async def waiting_on(watch: poller.JobWatch) -> asyncio.Task:
     waiting = asyncio.create_task(watch.wait(5.0, time.time() + 60))
-    await asyncio.sleep(0.01)
+    await asyncio.sleep(0.01)  # it waits before the poller wakes it
+    return waiting
+
+
+@pytest.mark.anyio
+async def test_a_list_the_server_cannot_answer_sends_every_trigger_back_to_its_own_polling():
+    server = ScriptedList()
+    shared, watch = await batched_watch(server)
+    waiting = await waiting_on(watch)
     server.error = BacalhauApiError("OrderBy modified_at not supported", status=500)
     await shared.poll_once()
     await asyncio.wait_for(waiting, 1)  # reads at once, then polls itself
@@ -245,11 +256,7 @@ async def test_a_list_the_server_cannot_answer_sends_every_trigger_back_to_its_o
 @pytest.mark.anyio
 async def test_a_transient_list_error_keeps_the_watermark():
     server = ScriptedList()
-    server.touch("a")
-    shared = scripted_poller(server)
-    await shared.poll_once()
-    watch = shared.register(5.0)
-    watch.saw(read(server, "a"))
+    shared, watch = await batched_watch(server)
     server.error = BacalhauApiError("unavailable", status=503)
     for _ in range(5):  # a count of errors does not end it: a slow server is not polled 10,000 times
         await shared.poll_once()
@@ -265,13 +272,8 @@ async def test_a_transient_list_error_keeps_the_watermark():
 @pytest.mark.anyio
 async def test_transient_list_errors_past_the_outage_limit_send_every_trigger_back():
     server = ScriptedList()
-    server.touch("a")
-    shared = scripted_poller(server)
-    await shared.poll_once()
-    watch = shared.register(5.0)
-    watch.saw(read(server, "a"))
-    waiting = asyncio.create_task(watch.wait(5.0, time.time() + 60))
-    await asyncio.sleep(0.01)
+    shared, watch = await batched_watch(server)
+    waiting = await waiting_on(watch)
     server.error = BacalhauApiError("unavailable", status=503)
     shared.answered_at -= poller.LIST_OUTAGE_SECONDS - 1  # the last answer 59 s ago
     await shared.poll_once()
