@@ -36,8 +36,9 @@ def scratch_data_dir() -> Iterator[Path]:
 
     Each execution makes and removes a directory under it. On this machine's disk (ext4 mounted
     with ``discard``), 100 of those removals a second in one directory of 10,000 stalled the whole
-    server: 201 threads waited in ``do_rmdir``, load average 1,549, list requests past 30 s. The
-    benchmarks measure the watching, not the disk.
+    server: 201 threads waited in ``do_rmdir``, load average 1,549, list requests past 30 s
+    (``triggers_devstack_probe.py --disk`` shows it). The benchmarks measure the watching, not the
+    disk.
     """
     path = Path(tempfile.mkdtemp(prefix="held-devstack-", dir=TMPFS if TMPFS.is_dir() else None))
     try:
