@@ -43,7 +43,7 @@ for _path in (REPO, REPO / "tests", HERE):  # the harness, siblings
 from deployment_load_report import figures, job_state  # noqa: E402
 from fault_suite import mixed_faults  # noqa: E402
 from fault_tally import task_instances  # noqa: E402
-from triggers_devstack import scratch_data_dir  # noqa: E402
+from triggers_devstack import scratch_data_dir, server_argv  # noqa: E402
 
 DAG_ID = "deployment_load"
 RELEASE_RESERVE = 600.0  # seconds of --timeout kept for the completions: release by then at the latest
@@ -97,18 +97,7 @@ def start_devstack(home: Path, options: Options, data_dir: Path) -> tuple[Any, A
 
     port = procs.free_port()
     faults = mixed_faults(options.fault_rate, options.stall, options.seed)
-    argv = [
-        sys.executable,
-        str(HERE / "triggers_devstack.py"),
-        "--port",
-        str(port),
-        "--data-dir",
-        str(data_dir),
-        "--concurrency",
-        str(options.jobs + 10),  # every job Running at once
-        "--faults",
-        json.dumps(faults),
-    ]
+    argv = server_argv(port, data_dir, options.jobs + 10, faults=json.dumps(faults))  # all Running at once
     proc = procs.spawn(argv, home / "devstack.log", die_with_parent=True)
     state = stack.StackState(str(home), port, "http://127.0.0.1:9", proc.pid)
     procs.wait_http_ok(f"{state.api_url}/devstack/v1/jobs", timeout=60, proc=proc)

@@ -27,7 +27,39 @@ from pathlib import Path
 from typing import Any
 
 RELEASE_PATH = "/benchmark/release"
+JOBS_PATH = "/api/v1/orchestrator/jobs"
 TMPFS = Path("/dev/shm")
+
+
+def server_argv(port: int, data_dir: Path, concurrency: int, faults: str = "") -> list[str]:
+    """The command that starts this server (the benchmarks run it as a child process)."""
+    argv = [sys.executable, str(Path(__file__).resolve()), "--port", str(port), "--data-dir", str(data_dir)]
+    return argv + ["--concurrency", str(concurrency), *(["--faults", faults] if faults else [])]
+
+
+def submit_held_jobs(base_url: str, jobs: int, name_prefix: str) -> list[str]:
+    """Submit ``jobs`` noop jobs labelled as the operators label theirs (8 at a time) and wait
+    until every one is Running (held); returns their IDs."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from airflow_provider_bacalhau.client import BacalhauClient, ClientConfig
+    from airflow_provider_bacalhau.spec import Job, NoopEngine, Task
+    from airflow_provider_bacalhau.waiting.list_scan import WATCH_LABEL, WATCH_LABEL_VALUE, WATCH_SELECTOR
+
+    labels = {WATCH_LABEL: WATCH_LABEL_VALUE}
+    with BacalhauClient(ClientConfig(base_url=base_url)) as client:
+
+        def submit(index: int) -> str:
+            job = Job(Task(NoopEngine()), name=f"{name_prefix}-{index}", labels=labels)
+            return str(client.submit_job(job)["JobID"])
+
+        with ThreadPoolExecutor(8) as pool:
+            job_ids = list(pool.map(submit, range(jobs)))
+        while True:
+            listed = client.list_jobs(labels=WATCH_SELECTOR)["Items"]
+            if sum(j["State"]["StateType"] == "Running" for j in listed) == jobs:
+                return job_ids
+            time.sleep(1)
 
 
 @contextlib.contextmanager

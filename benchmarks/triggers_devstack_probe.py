@@ -20,12 +20,9 @@ import os
 import sys
 import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from triggers_devstack import RELEASE_PATH, scratch_data_dir
-
-JOBS_PATH = "/api/v1/orchestrator/jobs"
+from triggers_devstack import JOBS_PATH, RELEASE_PATH, scratch_data_dir, server_argv, submit_held_jobs
 
 
 def busy_threads(pid: int) -> collections.Counter[str]:
@@ -44,33 +41,19 @@ def probe(args: argparse.Namespace, data_dir: Path) -> None:
     import httpx
     import psutil
 
-    from airflow_provider_bacalhau.client import BacalhauClient, ClientConfig
     from airflow_provider_bacalhau.devstack import procs
-    from airflow_provider_bacalhau.spec import Job, NoopEngine, Task
-    from airflow_provider_bacalhau.waiting.list_scan import WATCH_LABEL, WATCH_LABEL_VALUE, WATCH_SELECTOR
+    from airflow_provider_bacalhau.waiting.list_scan import WATCH_SELECTOR
 
     port = procs.free_port()
-    argv = [sys.executable, str(Path(__file__).resolve().parent / "triggers_devstack.py")]
-    argv += ["--port", str(port), "--data-dir", str(data_dir), "--concurrency", str(max(args.jobs, 2))]
     base = f"http://127.0.0.1:{port}"
-    server = procs.spawn(argv, data_dir / "server.log", die_with_parent=True)
+    server = procs.spawn(
+        server_argv(port, data_dir, max(args.jobs, 2)), data_dir / "server.log", die_with_parent=True
+    )
     try:
         procs.wait_http_ok(f"{base}/api/v1/agent/alive", timeout=60, proc=server)
         process = psutil.Process(server.pid)
         started = time.time()
-        with BacalhauClient(ClientConfig(base_url=base)) as client, ThreadPoolExecutor(8) as pool:
-            labels = {WATCH_LABEL: WATCH_LABEL_VALUE}
-
-            def submit(index: int) -> str:
-                job = Job(Task(NoopEngine()), name=f"probe-{index}", labels=labels)
-                return str(client.submit_job(job)["JobID"])
-
-            ids = list(pool.map(submit, range(args.jobs)))
-            while True:
-                listed = client.list_jobs(labels=WATCH_SELECTOR)["Items"]
-                if sum(j["State"]["StateType"] == "Running" for j in listed) == args.jobs:
-                    break
-                time.sleep(1)
+        ids = submit_held_jobs(base, args.jobs, "probe")
         print(
             f"submitted and Running in {time.time() - started:.1f} s; {process.num_threads()} threads",
             flush=True,

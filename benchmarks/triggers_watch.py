@@ -22,15 +22,13 @@ import shutil
 import sys
 import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from triggers_devstack import RELEASE_PATH, scratch_data_dir
+from triggers_devstack import JOBS_PATH, RELEASE_PATH, scratch_data_dir, server_argv, submit_held_jobs
 
 SAMPLE_SECONDS = 0.25  # how often the event-loop lag is sampled
 CONNECTION_SAMPLE_EVERY = 4  # lag samples per look at open TCP connections and the pool (costly)
-JOBS_PATH = "/api/v1/orchestrator/jobs"
 
 
 class Probe:
@@ -267,7 +265,7 @@ def run_mode(args: argparse.Namespace) -> int:
     os.environ["AIRFLOW_HOME"] = str(work / "airflow")
     os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
     from airflow_provider_bacalhau.devstack import procs
-    from airflow_provider_bacalhau.waiting import list_scan, poller
+    from airflow_provider_bacalhau.waiting import poller
 
     poller.ENABLED = args.one_mode == "new"
     if args.readers:
@@ -275,17 +273,7 @@ def run_mode(args: argparse.Namespace) -> int:
     port = procs.free_port()
     concurrency = max(args.jobs, 2)
     scratch = contextlib.ExitStack()
-    data_dir = scratch.enter_context(scratch_data_dir())
-    argv = [
-        sys.executable,
-        str(Path(__file__).resolve().parent / "triggers_devstack.py"),
-        "--port",
-        str(port),
-        "--data-dir",
-        str(data_dir),
-        "--concurrency",
-        str(concurrency),
-    ]
+    argv = server_argv(port, scratch.enter_context(scratch_data_dir()), concurrency)
     server = procs.spawn(argv, work / "server.log", die_with_parent=True)
     try:
         procs.wait_http_ok(f"http://127.0.0.1:{port}/api/v1/agent/alive", timeout=60, proc=server)
@@ -294,30 +282,13 @@ def run_mode(args: argparse.Namespace) -> int:
         )
         from structlog.testing import capture_logs
 
-        from airflow_provider_bacalhau.client import BacalhauClient, ClientConfig
-        from airflow_provider_bacalhau.spec import Job, NoopEngine, Task
-
         warnings = CountWarnings()  # stdlib loggers (httpx...); the trigger logs through structlog
         logging.basicConfig(level=logging.WARNING)
         logging.getLogger().addHandler(warnings)
 
         load_average = os.getloadavg()[0]  # the machine is shared: other load slows every wall time
         submit0 = time.perf_counter()
-        labels = {list_scan.WATCH_LABEL: list_scan.WATCH_LABEL_VALUE}  # as the operators label their jobs
-        with BacalhauClient(ClientConfig(base_url=f"http://127.0.0.1:{port}")) as client:
-
-            def submit(i: int) -> str:
-                return client.submit_job(Job(Task(NoopEngine()), name=f"trigger-bench-{i}", labels=labels))[
-                    "JobID"
-                ]
-
-            with ThreadPoolExecutor(8) as pool:
-                job_ids = list(pool.map(submit, range(args.jobs)))
-            while True:  # all of them Running (held) before any trigger starts
-                listed = client.list_jobs(labels=list_scan.WATCH_SELECTOR)["Items"]
-                if sum(j["State"]["StateType"] == "Running" for j in listed) == args.jobs:
-                    break
-                time.sleep(1)
+        job_ids = submit_held_jobs(f"http://127.0.0.1:{port}", args.jobs, "trigger-bench")
         submit_s = time.perf_counter() - submit0
 
         # Import (and let Airflow set up logging) before measuring: a triggerer has done so already.
