@@ -1,10 +1,12 @@
 """The fault suite's own checks can fail: the tally counts a second job version as a duplicate,
 a running job as an orphan, and a missing or altered result as lost (on the real S3 server); the
-chaos plan is drawn from the seed (benchmarks/fault_tally.py, benchmarks/fault_chaos.py)."""
+chaos plan is drawn from the seed, and its S3 restart waits for staging only
+(benchmarks/fault_tally.py, benchmarks/fault_chaos.py)."""
 
 from __future__ import annotations
 
 import sys
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -15,7 +17,7 @@ for path in (REPO / "benchmarks", REPO / "tests" / "fault_dags"):
     sys.path.insert(0, str(path))
 
 import fault_suite_content as content  # noqa: E402
-from fault_chaos import Plan  # noqa: E402
+from fault_chaos import Chaos, Plan  # noqa: E402
 from fault_tally import Tally, _check_result, tally_jobs  # noqa: E402
 
 from airflow_provider_bacalhau.operators._naming import TASK_INSTANCE_META  # noqa: E402
@@ -78,3 +80,30 @@ def test_the_chaos_plan_comes_from_the_seed_and_restarts_s3_early():
     assert Counter(kind for _, kind in plan.events) == Counter(counts)
     assert [share for share, _ in plan.events] == sorted(share for share, _ in plan.events)
     assert all(share <= 0.05 for share, kind in plan.events if kind == "s3")
+
+
+def _s3_restarts(running: set[str], seconds: float) -> list[str]:
+    """What a chaos thread planned to restart S3 at 4% does in ``seconds`` at 1% progress."""
+    restarts: list[str] = []
+    chaos = Chaos(
+        Plan([(0.04, "s3")]),
+        progress=lambda: (0.01, running),
+        deployment=None,
+        restart_devstack=lambda: None,
+        restart_s3=lambda: restarts.append("s3"),
+        log=lambda _line: None,
+    )
+    chaos.start()
+    deadline = time.monotonic() + seconds
+    while not restarts and time.monotonic() < deadline:
+        time.sleep(0.05)
+    chaos.stop()
+    return restarts
+
+
+def test_the_s3_restart_is_done_while_staging_runs_before_its_planned_point():
+    assert _s3_restarts({"stage", "job_a"}, seconds=10) == ["s3"]
+
+
+def test_the_s3_restart_waits_while_no_stage_task_runs():
+    assert _s3_restarts({"job_a"}, seconds=3) == []
